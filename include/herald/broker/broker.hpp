@@ -1,0 +1,60 @@
+#pragma once
+// The broker orders and stores messages; the hub only routes them. Nothing outside broker/ knows
+// which implementation runs (memory today; redis shares this interface).
+#include "herald/hub/hub.hpp"
+#include "herald/hub/message.hpp"
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace herald::broker {
+
+enum class publish_status { ok, duplicate, unavailable };
+
+struct publish_result {
+    publish_status status = publish_status::ok;
+    std::string topic;
+    std::string epoch;
+    std::uint64_t offset = 0;
+    std::size_t subscribers = 0;
+};
+
+struct history_result {
+    bool found = false;  // false: the topic has no stream (never published, or expired)
+    bool epoch_mismatch = false;
+    std::string epoch;
+    std::uint64_t top = 0;
+    std::vector<hub::message_ptr> messages;
+};
+
+using publish_handler = std::function<void(publish_result)>;
+using subscribe_handler = std::function<void(hub::subscribe_result)>;
+using history_handler = std::function<void(history_result)>;
+
+class broker {
+public:
+    virtual ~broker() = default;
+
+    // Called on worker `from`; `done` runs on `from`.
+    virtual void publish(unsigned from, hub::publish_request req, publish_handler done) = 0;
+
+    // Called on the topic's owner worker, after the hub counted the new subscription there.
+    // Resolves the stream's position and, when `since` is given, the messages after it.
+    virtual void resolve(unsigned owner, const std::string& topic,
+                         const std::optional<hub::stream_pos>& since, subscribe_handler done) = 0;
+
+    // Called on `from`; `done` runs on `from`. Messages with offset > since, at most `limit`.
+    virtual void history(unsigned from, const std::string& topic,
+                         std::optional<hub::stream_pos> since, std::size_t limit,
+                         history_handler done) = 0;
+
+    // Once a second on every worker: expiry of history and idempotency keys.
+    virtual void on_tick(unsigned worker, time_point now) = 0;
+
+    [[nodiscard]] virtual bool ready() const noexcept = 0;
+    [[nodiscard]] virtual std::size_t history_bytes() const noexcept = 0;
+};
+
+}  // namespace herald::broker

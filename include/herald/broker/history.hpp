@@ -1,0 +1,87 @@
+#pragma once
+// Per-worker store of the streams (epoch, offsets, recent messages) of the topics a worker owns.
+// Bounded per topic by count and TTL, and as a whole by bytes (the oldest message goes first).
+// Touched only by its worker's thread.
+#include "herald/common/net.hpp"
+#include "herald/hub/message.hpp"
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace herald::broker {
+
+struct history_policy {
+    std::size_t size = 100;
+    std::chrono::milliseconds ttl{300'000};
+};
+
+enum class recovery { ok, epoch_changed, gap_too_large, bad_offset };
+[[nodiscard]] const char* to_string(recovery r) noexcept;
+
+class history_store {
+public:
+    struct stream {
+        std::string topic;
+        std::string epoch;
+        std::uint64_t top = 0;
+        std::uint64_t id = 0;
+        history_policy policy;
+        std::deque<hub::message_ptr> ring;
+        std::size_t bytes = 0;
+        time_point last_activity;
+        // Idempotency keys seen within the window: key -> offset, and their arrival order.
+        std::unordered_map<std::string, std::uint64_t> keys;
+        std::deque<std::pair<time_point, std::string>> key_order;
+    };
+
+    explicit history_store(std::size_t max_bytes, std::uint64_t seed);
+
+    [[nodiscard]] stream* find(const std::string& topic);
+    // Creates the stream, with a fresh epoch, when the topic has none.
+    stream& open(const std::string& topic, const history_policy& policy, time_point now);
+
+    void append(stream& s, hub::message_ptr m);
+
+    // Messages after `since_offset`, all or nothing. Fills `out` only when the result is ok.
+    [[nodiscard]] recovery since(const stream& s, const hub::stream_pos& pos,
+                                 std::size_t max_messages,
+                                 std::vector<hub::message_ptr>& out) const;
+
+    // Idempotency: the offset of an earlier publish with `key`, if within the window.
+    [[nodiscard]] std::optional<std::uint64_t> seen_key(stream& s, const std::string& key,
+                                                        time_point now,
+                                                        std::chrono::milliseconds window);
+    void remember_key(stream& s, std::string key, std::uint64_t offset, time_point now);
+
+    // Drops expired messages, keys and idle streams that nobody is subscribed to.
+    void expire(time_point now, std::chrono::milliseconds key_window,
+                const std::function<bool(const std::string&)>& has_subscribers);
+
+    [[nodiscard]] std::size_t bytes() const noexcept { return bytes_; }
+    [[nodiscard]] std::size_t streams() const noexcept { return streams_.size(); }
+    [[nodiscard]] std::string new_epoch();
+
+private:
+    void evict_oldest();
+    void pop_front(stream& s);
+    void compact_fifo();
+
+    std::size_t max_bytes_;
+    std::size_t bytes_ = 0;
+    std::size_t live_messages_ = 0;
+    std::uint64_t next_stream_id_ = 0;
+    std::mt19937_64 rng_;
+    std::unordered_map<std::string, std::unique_ptr<stream>> streams_;
+    std::unordered_map<std::uint64_t, stream*> by_id_;
+    // Every message appended, in arrival order, for eviction by total bytes; entries whose message
+    // already left its ring are skipped and periodically compacted away.
+    std::deque<std::pair<std::uint64_t, std::uint64_t>> fifo_;  // (stream id, offset)
+};
+
+}  // namespace herald::broker

@@ -1,0 +1,111 @@
+#pragma once
+// Herald's settings: one YAML file, optionally overridden by flags and HERALD_* variables.
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace herald::config {
+
+using std::chrono::milliseconds;
+
+struct history_rule {
+    std::string pattern;  // glob with '*', matched against the topic name
+    std::size_t size;
+    milliseconds ttl;
+};
+
+struct settings {
+    std::string listen_host = "127.0.0.1";
+    std::uint16_t listen_port = 8080;
+    unsigned workers = 0;  // 0: number of cores, resolved by effective_workers()
+    std::string broker = "memory";
+
+    struct {
+        std::string level = "info";
+        std::string format = "text";
+    } log;
+
+    struct {
+        milliseconds header_timeout{10'000};
+        milliseconds idle_timeout{60'000};
+        std::size_t max_header_bytes = 8 * 1024;
+    } http;
+
+    struct {
+        std::size_t max_connections = 10'000;
+        std::size_t max_message_bytes = 64 * 1024;
+        std::size_t max_client_message_bytes = 64 * 1024;
+        std::size_t max_queued_bytes = 1024 * 1024;
+        std::size_t max_topics_per_connection = 64;
+    } limits;
+
+    struct {
+        milliseconds ping_interval{25'000};
+        milliseconds pong_timeout{10'000};
+        std::vector<std::string> client_publish;
+    } ws;
+
+    struct {
+        milliseconds heartbeat{15'000};
+        milliseconds retry{2'000};
+    } sse;
+
+    struct {
+        milliseconds timeout{25'000};
+    } poll;
+
+    struct {
+        std::size_t size = 100;
+        milliseconds ttl{5 * 60'000};
+        std::size_t max_bytes = 64ull * 1024 * 1024;
+        std::size_t max_recovery = 300;
+        std::vector<history_rule> namespaces;
+    } history;
+
+    struct {
+        milliseconds idempotency_window{5 * 60'000};
+    } publish;
+
+    struct {
+        milliseconds drain_timeout{10'000};
+    } shutdown;
+
+    [[nodiscard]] unsigned effective_workers() const;
+};
+
+// Raised at start-up only; `key()` names the offending key ("limits.max_connections").
+class config_error : public std::runtime_error {
+public:
+    config_error(std::string key, const std::string& what)
+        : std::runtime_error(key.empty() ? what : key + ": " + what), key_(std::move(key)) {}
+    [[nodiscard]] const std::string& key() const noexcept { return key_; }
+
+private:
+    std::string key_;
+};
+
+[[nodiscard]] settings parse_yaml(const std::string& text);
+[[nodiscard]] settings load_file(const std::string& path);
+
+// Overrides from HERALD_LISTEN, HERALD_WORKERS, HERALD_LOG_LEVEL, HERALD_LOG_FORMAT.
+using env_lookup = std::function<std::optional<std::string>(const char*)>;
+void apply_env(settings& s, const env_lookup& getenv);
+
+// Setters shared by the YAML, the environment and the command line; they throw config_error.
+void set_listen(settings& s, std::string_view value, const std::string& key = "listen");
+void set_workers(settings& s, long long value, const std::string& key = "workers");
+void set_log_level(settings& s, std::string_view value, const std::string& key = "log.level");
+void set_log_format(settings& s, std::string_view value, const std::string& key = "log.format");
+
+// "250ms", "15s", "5m", "1h" or a plain number of seconds.
+[[nodiscard]] std::optional<milliseconds> parse_duration(std::string_view text);
+// "512", "64KiB", "1MiB", "2GiB" (also KB/MB/GB as powers of 1000).
+[[nodiscard]] std::optional<std::size_t> parse_size(std::string_view text);
+
+}  // namespace herald::config

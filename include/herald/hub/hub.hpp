@@ -1,0 +1,139 @@
+#pragma once
+// The hub routes messages from a topic's owner worker to the workers holding its subscribers.
+//
+// Each worker owns one shard. A shard is touched only by its worker's thread; shards talk to each
+// other only by posting to each other's io_context, so no mutex is taken per message.
+//
+//   owner side:  routes_  topic -> how many subscriptions each worker holds on it
+//   local side:  topics_  topic -> this worker's subscriptions (non-owning pointers)
+#include "herald/common/net.hpp"
+#include "herald/hub/message.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace herald::broker {
+class broker;
+}
+
+namespace herald::hub {
+
+class subscriber;
+
+// The answer to a subscribe, built on the topic's owner.
+struct subscribe_result {
+    std::string epoch;
+    std::uint64_t top = 0;  // offset of the newest message
+    bool resume_requested = false;
+    bool recovered = false;
+    std::string reason;               // why recovery failed
+    std::vector<message_ptr> replay;  // messages after `since`, oldest first, when recovered
+};
+
+// One subscriber's interest in one topic, owned by the subscriber (a session).
+struct subscription {
+    subscriber* owner = nullptr;
+    std::string topic;
+    std::uint64_t id = 0;
+    std::uint32_t index = 0;        // position in the shard's list for the topic
+    std::uint32_t tag = 0;          // for the owner: e.g. the topic's place in an SSE stream
+    bool active = false;            // false until the owner worker answered the subscribe
+    std::string epoch;              // stream the subscriber is positioned in
+    std::uint64_t last_offset = 0;  // newest offset delivered (or skipped) to this subscriber
+    std::optional<stream_pos> since;
+    std::vector<message_ptr> early;  // live messages that arrived before the answer
+};
+
+class subscriber {
+public:
+    // A message for `s`, in offset order, never one at or below `s.last_offset`.
+    virtual void on_message(subscription& s, const message_ptr& m) = 0;
+    // The subscribe was answered; the replay (if any) follows as on_message calls.
+    virtual void on_subscribed(subscription& s, const subscribe_result& r) = 0;
+
+protected:
+    ~subscriber() = default;
+};
+
+class hub;
+
+class shard {
+public:
+    shard(hub& h, unsigned worker);
+    shard(const shard&) = delete;
+    shard& operator=(const shard&) = delete;
+
+    [[nodiscard]] unsigned worker() const noexcept { return worker_; }
+
+    // Local side, on this worker. `s` must stay alive until unsubscribe().
+    void subscribe(subscription& s);
+    void unsubscribe(subscription& s);
+    [[nodiscard]] std::size_t local_topics() const noexcept { return topics_.size(); }
+    [[nodiscard]] std::size_t local_subscriptions() const noexcept { return local_subscriptions_; }
+
+    // Owner side. dispatch() sends `m` to every worker with subscribers; returns how many.
+    std::size_t dispatch(const message_ptr& m);
+    [[nodiscard]] bool has_subscribers(const std::string& topic) const {
+        return routes_.count(topic) != 0;
+    }
+    [[nodiscard]] std::size_t routed_topics() const noexcept { return routes_.size(); }
+
+    // Runs on this worker when a message for local subscribers arrives.
+    void deliver(const message_ptr& m);
+
+private:
+    struct local_topic {
+        std::vector<subscription*> subs;
+    };
+    struct route {
+        std::vector<std::uint32_t> per_worker;  // subscriptions each worker holds
+        std::size_t total = 0;
+    };
+
+    void on_remote_subscribe(unsigned from, const std::string& topic, std::uint64_t sub_id,
+                             std::optional<stream_pos> since);
+    void on_remote_unsubscribe(unsigned from, const std::string& topic);
+    void on_subscribe_answer(std::uint64_t sub_id, subscribe_result r);
+    void offer(subscription& s, const message_ptr& m);
+
+    hub& hub_;
+    unsigned worker_;
+    std::uint64_t next_sub_id_ = 0;
+    std::size_t local_subscriptions_ = 0;
+    std::unordered_map<std::string, local_topic> topics_;
+    std::unordered_map<std::uint64_t, subscription*> waiting_;  // subscribes not answered yet
+    std::unordered_map<std::string, route> routes_;
+};
+
+class hub {
+public:
+    explicit hub(std::vector<asio::io_context*> contexts);
+    hub(const hub&) = delete;
+    hub& operator=(const hub&) = delete;
+
+    void set_broker(broker::broker& b) noexcept { broker_ = &b; }
+    [[nodiscard]] broker::broker& broker() noexcept { return *broker_; }
+
+    [[nodiscard]] unsigned workers() const noexcept {
+        return static_cast<unsigned>(shards_.size());
+    }
+    [[nodiscard]] shard& at(unsigned worker) noexcept { return *shards_[worker]; }
+    [[nodiscard]] unsigned owner_of(std::string_view topic) const noexcept;
+
+    // Runs `fn` on `worker`'s thread (asio::post to its io_context).
+    template <class Fn>
+    void post(unsigned worker, Fn&& fn) {
+        asio::post(*contexts_[worker], std::forward<Fn>(fn));
+    }
+
+private:
+    std::vector<asio::io_context*> contexts_;
+    std::vector<std::unique_ptr<shard>> shards_;
+    broker::broker* broker_ = nullptr;
+};
+
+}  // namespace herald::hub

@@ -1,0 +1,59 @@
+#pragma once
+// A published message: encoded once, immutable, shared by every recipient on every worker.
+#include "herald/common/net.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace herald::hub {
+
+enum class payload_kind : std::uint8_t { text, json, binary };
+
+// What a publisher asks for; validated before it reaches a broker.
+struct publish_request {
+    std::string topic;
+    payload_kind kind = payload_kind::text;
+    std::string payload;
+    std::string event;
+    std::string idempotency_key;
+};
+
+struct message {
+    std::string topic;
+    std::string epoch;
+    std::uint64_t offset = 0;
+    payload_kind kind = payload_kind::text;
+    std::string event;
+    std::string payload;
+    time_point created;
+
+    // Wire forms, built once by make_message().
+    std::string ws_frames;        // one text frame, or a header text frame plus a binary frame
+    std::string sse_event;        // "id: <epoch>:<offset>\n[event: e\n]data: ...\n\n"
+    std::size_t sse_body_at = 0;  // where the part after the id line starts (multi-topic streams)
+
+    [[nodiscard]] std::string_view sse_body() const noexcept {
+        return std::string_view(sse_event).substr(sse_body_at);
+    }
+
+    // `data` (or `data_base64`) as a JSON fragment, for poll and history answers.
+    [[nodiscard]] std::string data_json_member() const;
+    // Bytes this message holds, for history accounting.
+    [[nodiscard]] std::size_t footprint() const noexcept;
+};
+
+using message_ptr = std::shared_ptr<const message>;
+
+[[nodiscard]] message_ptr make_message(std::string topic, std::string epoch, std::uint64_t offset,
+                                       payload_kind kind, std::string payload, std::string event,
+                                       time_point created);
+
+// A position in a topic's stream.
+struct stream_pos {
+    std::string epoch;
+    std::uint64_t offset = 0;
+};
+
+}  // namespace herald::hub

@@ -1,0 +1,132 @@
+#pragma once
+// Base of every client connection: owns the socket and a bounded send queue of shared chunks.
+//
+// Writes follow one rule: at most one write in flight; everything queued meanwhile leaves in the
+// next gathered write. A chunk refers to bytes owned elsewhere (a shared message, or a string
+// the chunk co-owns), so queuing a message for a subscriber copies no payload.
+#include "herald/common/net.hpp"
+#include "herald/metrics/metrics.hpp"
+#include "herald/net/worker_context.hpp"
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace herald::net {
+
+struct chunk {
+    std::shared_ptr<const void> hold;  // keeps `data` alive; empty for static bytes
+    const char* data = nullptr;
+    std::size_t size = 0;
+
+    static chunk of_static(std::string_view s) noexcept { return {nullptr, s.data(), s.size()}; }
+    static chunk of_string(std::string s);
+    template <class T>
+    static chunk of_shared(const std::shared_ptr<T>& owner, std::string_view bytes) {
+        return {std::shared_ptr<const void>(owner), bytes.data(), bytes.size()};
+    }
+};
+
+// Releases a process-wide connection slot when the TCP connection ends (moves with the socket
+// from the HTTP session to a WebSocket or SSE session).
+class connection_slot {
+public:
+    connection_slot() = default;
+    explicit connection_slot(process_state* s) noexcept : state_(s) {}
+    connection_slot(connection_slot&& o) noexcept : state_(std::exchange(o.state_, nullptr)) {}
+    connection_slot& operator=(connection_slot&& o) noexcept {
+        release();
+        state_ = std::exchange(o.state_, nullptr);
+        return *this;
+    }
+    ~connection_slot() { release(); }
+
+private:
+    void release() noexcept {
+        if (state_) state_->connections.fetch_sub(1, std::memory_order_relaxed);
+        state_ = nullptr;
+    }
+    process_state* state_ = nullptr;
+};
+
+class connection : public std::enable_shared_from_this<connection> {
+public:
+    connection(worker_context& w, tcp::socket socket, connection_slot slot, metrics::transport t);
+    virtual ~connection();
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    // Queues bytes; returns false (and starts the slow-consumer path) when the queue would pass
+    // limits.max_queued_bytes. `force` bypasses the bound (close frames).
+    bool enqueue(chunk c, bool force = false);
+
+    // Writes what is queued; called by the worker's flush pass.
+    void flush();
+
+    // Periodic sweep (timeouts, pings, heartbeats) and server drain.
+    virtual void on_tick(time_point now) = 0;
+    virtual void on_drain() = 0;
+
+    [[nodiscard]] bool closed() const noexcept { return closed_; }
+
+protected:
+    // Closes the socket at once; pending handlers complete with operation_aborted.
+    void close_now();
+    // Closes once the queue is written (or after `grace`, whichever comes first).
+    void close_after_flush(milliseconds grace = milliseconds(2000));
+    // Hook for subclasses: unsubscribe, etc. Runs once, from close_now().
+    virtual void on_close() {}
+    // Hook: the queue overflowed; runs from the flush pass, never inside a fan-out loop.
+    virtual void on_slow_consumer() { close_now(); }
+    // Gives the socket and the slot to a new session; this one ends without closing the socket.
+    // Only when nothing is queued or being written.
+    std::pair<tcp::socket, connection_slot> hand_over();
+    // Closes at `now + grace` at the latest (the close handshake's bound).
+    void arm_close_deadline(milliseconds grace) noexcept;
+    [[nodiscard]] bool idle_output() const noexcept {
+        return !writing_ && !flush_wanted_ && head_ >= queue_.size();
+    }
+    // Drops everything queued that has not started to leave (keeps a partly written chunk).
+    void drop_queue() noexcept;
+
+    // Waits for the socket to be readable, then calls on_readable() (unless closed).
+    void wait_readable();
+    virtual void on_readable() {}
+    // Non-blocking read into the worker's scratch buffer. 0 bytes with !ec: would block.
+    std::size_t read_some(error_code& ec);
+
+    [[nodiscard]] std::size_t queued_bytes() const noexcept { return queued_bytes_; }
+    [[nodiscard]] bool writing() const noexcept { return writing_; }
+    [[nodiscard]] bool slow() const noexcept { return slow_; }
+    [[nodiscard]] time_point close_deadline() const noexcept { return close_deadline_; }
+    void set_transport(metrics::transport t) noexcept;
+
+    worker_context& w_;
+    tcp::socket socket_;
+    time_point last_write_;
+
+private:
+    friend class worker_context;
+    void do_wait_writable();
+    void on_flushed();
+
+    connection_slot slot_;
+    metrics::transport transport_;
+    std::vector<chunk> queue_;
+    std::size_t head_ = 0;       // first unsent chunk
+    std::size_t head_sent_ = 0;  // bytes of queue_[head_] already written
+    std::size_t queued_bytes_ = 0;
+    time_point close_deadline_ = time_point::max();
+    bool writing_ = false;
+    bool flush_wanted_ = false;
+    bool slow_ = false;
+    bool closed_ = false;
+    bool close_when_flushed_ = false;
+    // Intrusive list of the worker's live connections.
+    connection* prev_ = nullptr;
+    connection* next_ = nullptr;
+    bool attached_ = false;
+};
+
+}  // namespace herald::net

@@ -1,0 +1,54 @@
+#pragma once
+// The seam between transport and application: the HTTP session parses requests and serves the
+// streaming endpoints (/ws, /sse, /poll) itself; every other path goes to an http_api.
+#include "herald/net/http_util.hpp"
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace herald::net {
+
+class http_session;
+class worker_context;
+
+using beast_request = boost::beast::http::request<boost::beast::http::string_body>;
+
+struct http_request {
+    beast_request raw;
+    url target;
+
+    [[nodiscard]] boost::beast::http::verb method() const { return raw.method(); }
+    [[nodiscard]] std::string_view header(std::string_view name) const;
+    [[nodiscard]] const std::string& body() const { return raw.body(); }
+};
+
+// Completes one request; safe to call after the connection closed (then it does nothing).
+// Runs on the session's worker.
+class responder {
+public:
+    responder(std::weak_ptr<http_session> s, std::uint64_t seq, bool keep_alive)
+        : session_(std::move(s)), seq_(seq), keep_alive_(keep_alive) {}
+
+    void send(int status, std::string_view content_type, std::string_view body,
+              std::string_view extra_headers = {}) const;
+    void error(metrics::reject reason, std::string_view message,
+               std::string_view extra_headers = {}) const;
+    [[nodiscard]] bool keep_alive() const noexcept { return keep_alive_; }
+
+private:
+    std::weak_ptr<http_session> session_;
+    std::uint64_t seq_;
+    bool keep_alive_;
+};
+
+class http_api {
+public:
+    virtual ~http_api() = default;
+    virtual void handle(worker_context& w, const http_request& req, responder r) = 0;
+};
+
+}  // namespace herald::net

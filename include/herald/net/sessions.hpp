@@ -1,0 +1,153 @@
+#pragma once
+// The client sessions. One HTTP session per accepted connection; it hands its socket over to a
+// WebSocket or SSE session when a request upgrades to a stream.
+#include "herald/hub/hub.hpp"
+#include "herald/net/connection.hpp"
+#include "herald/net/http_api.hpp"
+#include "herald/net/ws_codec.hpp"
+
+#include <boost/beast/http/parser.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace herald::net {
+
+class http_session final : public connection, public hub::subscriber {
+public:
+    http_session(worker_context& w, tcp::socket socket, connection_slot slot);
+    void start();
+    // Answers the first request with this error, then closes (over capacity).
+    void refuse_with(metrics::reject reason) noexcept { refuse_ = reason; }
+
+    // Called through a responder: completes request `seq`; responses leave in request order.
+    void complete(std::uint64_t seq, std::string response, bool keep_alive);
+    // Completes request `seq` with a JSON error and counts it.
+    void fail_request(std::uint64_t seq, metrics::reject reason, std::string_view message,
+                      bool keep_alive, std::string_view extra_headers = {});
+
+    void on_message(hub::subscription& s, const hub::message_ptr& m) override;
+    void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
+    void on_tick(time_point now) override;
+    void on_drain() override;
+
+private:
+    using parser_t = boost::beast::http::request_parser<boost::beast::http::string_body>;
+    struct slot {
+        std::uint64_t seq;
+        bool ready = false;
+        bool keep_alive = true;
+        std::string response;
+    };
+    struct poll_state {
+        std::uint64_t seq;
+        bool keep_alive;
+        time_point deadline;
+        hub::subscription sub;
+        bool answered = false;
+        bool resume_failed = false;
+        std::string reason;
+        bool finish_posted = false;
+        std::vector<hub::message_ptr> messages;
+    };
+
+    void on_readable() override;
+    void on_close() override;
+    void process();
+    void handle(beast_request req);
+    bool upgrade_websocket(std::uint64_t seq, http_request& req);
+    bool start_sse(std::uint64_t seq, http_request& req);
+    void start_poll(std::uint64_t seq, http_request& req, bool keep_alive);
+    void finish_poll();
+    std::optional<std::vector<std::string>> query_topics(std::uint64_t seq, const url& u,
+                                                         bool keep_alive, bool required);
+    void arm_idle();
+
+    std::string in_;
+    std::unique_ptr<parser_t> parser_;
+    std::vector<slot> slots_;
+    std::uint64_t next_seq_ = 0;
+    std::unique_ptr<poll_state> poll_;
+    time_point deadline_;
+    bool reading_request_ = false;
+    bool stop_reading_ = false;
+    bool peer_done_ = false;
+    std::optional<metrics::reject> refuse_;
+};
+
+class ws_session final : public connection, public hub::subscriber {
+public:
+    ws_session(worker_context& w, tcp::socket socket, connection_slot slot, std::string leftover);
+    // Sends the 101 answer and subscribes the topics given in the URL.
+    void start(std::string_view accept, bool subprotocol, const std::vector<std::string>& topics);
+
+    void on_message(hub::subscription& s, const hub::message_ptr& m) override;
+    void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
+    void on_tick(time_point now) override;
+    void on_drain() override;
+
+private:
+    struct ws_sub : hub::subscription {
+        std::string reply_id;  // JSON of the op's id; empty for topics from the URL
+        bool reply = false;
+    };
+
+    void on_readable() override;
+    void on_close() override;
+    void on_slow_consumer() override;
+    void consume(char* data, std::size_t n);
+    // Returns the bytes of `buf` used; sets `stop` when the connection must stop reading.
+    std::size_t parse_frames(char* buf, std::size_t n, bool& stop);
+    bool on_frame(const ws::frame& f, char* payload);
+    void on_text(std::string_view text);
+    void fail(std::uint16_t code, std::string_view reason, metrics::reject r);
+    void send_close(std::uint16_t code, std::string_view reason);
+    void send_json(std::string json);
+    void reply_error(const std::string& id, std::string_view code, std::string_view message);
+    void subscribe_topic(const std::string& topic, std::optional<hub::stream_pos> since,
+                         std::string reply_id, bool reply);
+    ws_sub* find(const std::string& topic);
+
+    std::vector<std::unique_ptr<ws_sub>> subs_;
+    std::string in_;    // a partial frame carried to the next read
+    std::string frag_;  // a fragmented message being assembled
+    ws::opcode frag_op_ = ws::opcode::text;
+    bool in_frag_ = false;
+    bool close_sent_ = false;
+    bool awaiting_pong_ = false;
+    time_point last_seen_;
+    time_point last_ping_;
+};
+
+class sse_session final : public connection, public hub::subscriber {
+public:
+    sse_session(worker_context& w, tcp::socket socket, connection_slot slot);
+    void start(const std::vector<std::string>& topics,
+               const std::optional<std::vector<hub::stream_pos>>& since);
+
+    void on_message(hub::subscription& s, const hub::message_ptr& m) override;
+    void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
+    void on_tick(time_point now) override;
+    void on_drain() override;
+
+private:
+    struct sse_sub : hub::subscription {
+        bool reset = false;
+        std::string reason;
+    };
+
+    void on_readable() override;
+    void on_close() override;
+    void send_message(sse_sub& s, const hub::message_ptr& m);
+    void send_reset(sse_sub& s);
+    [[nodiscard]] std::string stream_id() const;
+
+    std::vector<std::unique_ptr<sse_sub>> subs_;
+    std::size_t answered_ = 0;
+    // Until every topic is answered, a multi-topic stream cannot write complete ids: hold events.
+    std::vector<std::pair<sse_sub*, hub::message_ptr>> held_;
+};
+
+}  // namespace herald::net

@@ -1,0 +1,78 @@
+#pragma once
+// What every session on one worker shares: its io_context, hub shard, counters, a scratch read
+// buffer, the list of connections (for the timer sweep and the drain) and the flush pass that
+// sends, once per turn of the loop, everything queued during that turn (corking).
+#include "herald/common/net.hpp"
+#include "herald/config/config.hpp"
+#include "herald/metrics/metrics.hpp"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace herald::broker {
+class broker;
+}
+namespace herald::hub {
+class shard;
+}
+
+namespace herald::net {
+
+class connection;
+class http_api;
+
+// Process-wide state shared by all workers; read-mostly.
+struct process_state {
+    std::atomic<bool> ready{false};
+    std::atomic<bool> draining{false};
+    std::atomic<std::size_t> connections{0};  // TCP connections open, all workers
+};
+
+class worker_context {
+public:
+    worker_context(unsigned id, asio::io_context& ioc, const config::settings& cfg,
+                   hub::shard& shard, broker::broker& broker, metrics::worker_counters& counters,
+                   process_state& state, http_api& api);
+    worker_context(const worker_context&) = delete;
+    worker_context& operator=(const worker_context&) = delete;
+
+    const unsigned id;
+    asio::io_context& ioc;
+    const config::settings& cfg;
+    hub::shard& shard;
+    broker::broker& broker;
+    metrics::worker_counters& counters;
+    process_state& state;
+    http_api& api;
+
+    // Read buffer shared by every session on this worker: a session reads into it only inside a
+    // completion handler and copies out what it must keep, so idle sessions hold no buffer.
+    std::string& scratch() noexcept { return scratch_; }
+
+    // Called when a connection queued bytes; it is flushed at the end of this loop turn.
+    void want_flush(const std::shared_ptr<connection>& c);
+
+    void attach(connection& c) noexcept;
+    void detach(connection& c) noexcept;
+    [[nodiscard]] std::size_t connection_count() const noexcept {
+        return count_.load(std::memory_order_relaxed);
+    }
+
+    // Sweep: timers of every connection (ping, heartbeat, timeouts) from one per-worker timer.
+    void tick(time_point now);
+    // Drain: every connection is told the server is going away.
+    void drain();
+
+private:
+    void flush_pass();
+
+    std::string scratch_;
+    std::vector<std::shared_ptr<connection>> pending_flush_;
+    bool flush_posted_ = false;
+    connection* head_ = nullptr;  // intrusive list of live connections
+    std::atomic<std::size_t> count_{0};
+};
+
+}  // namespace herald::net

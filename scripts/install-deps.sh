@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs every Debian package herald needs to build, test and benchmark, and the npm packages
+# the integration tests use. Idempotent: when everything is present it only checks, in a second.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake ninja-build ccache pkg-config git
+  libboost1.81-dev nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev libhiredis-dev
+  libgtest-dev libssl-dev libcli11-dev
+  # tests: independent clients and the servers tests start themselves
+  curl python3 python3-pytest python3-websockets python3-requests
+  redis-server nginx libnginx-mod-nchan
+  # benchmarks: charts
+  gnuplot-nox procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+# Node.js and npm: any install that provides the commands will do (some images ship NodeSource's).
+if ! command -v node >/dev/null 2>&1; then missing+=(nodejs); fi
+if ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Node packages for the EventSource/WebSocket client tests (from the npm registry).
+here="$(cd "$(dirname "$0")/.." && pwd)"
+if [ -f "$here/tests/integration/package.json" ] && [ ! -d "$here/tests/integration/node_modules" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "install-deps: npm install in tests/integration"
+    (cd "$here/tests/integration" && npm install --no-audit --no-fund --loglevel=error)
+  fi
+fi

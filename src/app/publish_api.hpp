@@ -1,0 +1,30 @@
+#pragma once
+// The HTTP API beside the streams: publish, history, health, readiness and metrics.
+#include "herald/broker/broker.hpp"
+#include "herald/metrics/metrics.hpp"
+#include "herald/net/http_api.hpp"
+#include "herald/net/worker_context.hpp"
+
+namespace herald::app {
+
+class publish_api final : public net::http_api {
+public:
+    publish_api(const config::settings& cfg, metrics::registry& metrics, broker::broker& broker,
+                net::process_state& state);
+    void handle(net::worker_context& w, const net::http_request& req, net::responder r) override;
+
+private:
+    void publish_one(net::worker_context& w, const net::http_request& req, const std::string& topic,
+                     net::responder r);
+    void publish_json(net::worker_context& w, const net::http_request& req, net::responder r);
+    void history(net::worker_context& w, const net::http_request& req, const std::string& topic,
+                 net::responder r);
+    void metrics_text(net::responder r);
+
+    const config::settings& cfg_;
+    metrics::registry& metrics_;
+    broker::broker& broker_;
+    net::process_state& state_;
+};
+
+}  // namespace herald::app

@@ -1,0 +1,178 @@
+#include "herald/app/server.hpp"
+
+#include "herald/broker/memory_broker.hpp"
+#include "herald/hub/hub.hpp"
+#include "herald/metrics/metrics.hpp"
+#include "herald/net/listener.hpp"
+#include "herald/net/worker_context.hpp"
+#include "publish_api.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <sys/resource.h>
+
+#include <csignal>
+#include <thread>
+
+namespace herald::app {
+
+namespace {
+constexpr auto k_tick = milliseconds(250);
+
+void raise_fd_limit() {
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    const auto before = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = before;
+    spdlog::info("file descriptor limit: {} (was {}, hard limit {})", rl.rlim_cur, before,
+                 rl.rlim_max);
+}
+}  // namespace
+
+// One event loop: its thread, io_context, shard context, listener and sweep timer.
+struct worker {
+    explicit worker(unsigned id) : id(id), ioc(1), tick_timer(ioc) {}
+    unsigned id;
+    asio::io_context ioc;
+    asio::steady_timer tick_timer;
+    std::unique_ptr<net::worker_context> ctx;
+    std::shared_ptr<net::listener> listener;
+    std::thread thread;
+};
+
+struct server::impl {
+    explicit impl(config::settings c) : cfg(std::move(c)), metrics(cfg.effective_workers()) {}
+
+    void schedule_tick(worker& w) {
+        w.tick_timer.expires_after(k_tick);
+        w.tick_timer.async_wait([this, &w](error_code ec) {
+            if (ec) return;
+            const auto now = clock::now();
+            w.ctx->tick(now);
+            // History expiry once a second is plenty.
+            if (++w_ticks[w.id] % 4 == 0) broker->on_tick(w.id, now);
+            schedule_tick(w);
+        });
+    }
+
+    config::settings cfg;
+    metrics::registry metrics;
+    net::process_state state;
+    std::vector<std::unique_ptr<worker>> workers;
+    std::vector<unsigned> w_ticks;
+    std::unique_ptr<hub::hub> hub;
+    std::unique_ptr<broker::broker> broker;
+    std::unique_ptr<publish_api> api;
+};
+
+server::server(config::settings cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
+server::~server() = default;
+
+int server::run() {
+    auto& s = *impl_;
+    const unsigned n = s.cfg.effective_workers();
+    raise_fd_limit();
+    std::signal(SIGPIPE, SIG_IGN);
+
+    std::vector<asio::io_context*> contexts;
+    for (unsigned i = 0; i < n; ++i) {
+        s.workers.push_back(std::make_unique<worker>(i));
+        contexts.push_back(&s.workers.back()->ioc);
+    }
+    s.w_ticks.assign(n, 0);
+    s.hub = std::make_unique<hub::hub>(contexts);
+    s.broker = std::make_unique<broker::memory_broker>(*s.hub, s.cfg);
+    s.hub->set_broker(*s.broker);
+    s.api = std::make_unique<publish_api>(s.cfg, s.metrics, *s.broker, s.state);
+
+    // Bind every worker's acceptor before any thread starts: with port 0 the first bind picks
+    // the port and the others join it.
+    tcp::endpoint ep;
+    try {
+        ep = tcp::endpoint(asio::ip::make_address(s.cfg.listen_host), s.cfg.listen_port);
+    } catch (const std::exception&) {
+        spdlog::critical("listen: '{}' is not an IP address", s.cfg.listen_host);
+        return 2;
+    }
+    for (auto& w : s.workers) {
+        w->ctx =
+            std::make_unique<net::worker_context>(w->id, w->ioc, s.cfg, s.hub->at(w->id), *s.broker,
+                                                  s.metrics.at(w->id), s.state, *s.api);
+        try {
+            auto acceptor = net::open_acceptor(w->ioc, ep);
+            if (ep.port() == 0) ep.port(acceptor.local_endpoint().port());
+            w->listener = std::make_shared<net::listener>(*w->ctx, std::move(acceptor));
+        } catch (const boost::system::system_error& e) {
+            spdlog::critical("cannot listen on {}:{}: {}", s.cfg.listen_host, s.cfg.listen_port,
+                             e.code().message());
+            return 1;
+        }
+    }
+
+    for (auto& w : s.workers) {
+        w->listener->start();
+        s.schedule_tick(*w);
+        w->thread = std::thread([&ioc = w->ioc] {
+            auto guard = asio::make_work_guard(ioc);
+            ioc.run();
+        });
+    }
+    s.state.ready.store(true);
+    spdlog::info("listening on {}:{} ({} workers, broker {})", ep.address().to_string(), ep.port(),
+                 n, s.cfg.broker);
+
+    // The main thread only waits for signals and runs the drain.
+    asio::io_context main_ioc(1);
+    asio::signal_set signals(main_ioc, SIGINT, SIGTERM);
+    asio::steady_timer drain_timer(main_ioc);
+    time_point drain_deadline{};
+    int signals_seen = 0;
+
+    std::function<void()> check_drained = [&] {
+        std::size_t open = 0;
+        for (auto& w : s.workers) open += w->ctx->connection_count();
+        if (open == 0 || clock::now() >= drain_deadline) {
+            if (open) spdlog::warn("drain timeout: closing {} connections", open);
+            signals.cancel();
+            return;  // main_ioc runs out of work and run() returns
+        }
+        drain_timer.expires_after(milliseconds(20));
+        drain_timer.async_wait([&](error_code ec) {
+            if (!ec) check_drained();
+        });
+    };
+    std::function<void(error_code, int)> on_signal = [&](error_code ec, int signo) {
+        if (ec) return;
+        if (++signals_seen > 1) {
+            spdlog::warn("second signal: stopping now");
+            drain_timer.cancel();
+            return;
+        }
+        spdlog::info("signal {}: draining (up to {} ms)", signo,
+                     s.cfg.shutdown.drain_timeout.count());
+        s.state.draining.store(true);
+        drain_deadline = clock::now() + s.cfg.shutdown.drain_timeout;
+        for (auto& w : s.workers)
+            asio::post(w->ioc, [&w = *w] {
+                w.listener->stop();
+                w.ctx->drain();
+            });
+        check_drained();
+        signals.async_wait(on_signal);
+    };
+    signals.async_wait(on_signal);
+    main_ioc.run();
+
+    for (auto& w : s.workers) w->ioc.stop();
+    for (auto& w : s.workers)
+        if (w->thread.joinable()) w->thread.join();
+    spdlog::info("stopped");
+    return 0;
+}
+
+}  // namespace herald::app

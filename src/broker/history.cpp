@@ -1,0 +1,151 @@
+#include "herald/broker/history.hpp"
+
+namespace herald::broker {
+
+const char* to_string(recovery r) noexcept {
+    switch (r) {
+        case recovery::ok: return "ok";
+        case recovery::epoch_changed: return "epoch changed";
+        case recovery::gap_too_large: return "gap too large";
+        case recovery::bad_offset: return "offset ahead of stream";
+    }
+    return "unknown";
+}
+
+history_store::history_store(std::size_t max_bytes, std::uint64_t seed)
+    : max_bytes_(max_bytes), rng_(seed) {}
+
+std::string history_store::new_epoch() {
+    static constexpr char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    std::string e(8, '0');
+    for (auto& c : e) c = alphabet[rng_() % 36];
+    return e;
+}
+
+history_store::stream* history_store::find(const std::string& topic) {
+    auto it = streams_.find(topic);
+    return it == streams_.end() ? nullptr : it->second.get();
+}
+
+history_store::stream& history_store::open(const std::string& topic, const history_policy& policy,
+                                           time_point now) {
+    auto& slot = streams_[topic];
+    if (!slot) {
+        slot = std::make_unique<stream>();
+        slot->topic = topic;
+        slot->epoch = new_epoch();
+        slot->id = ++next_stream_id_;
+        slot->policy = policy;
+        by_id_.emplace(slot->id, slot.get());
+    }
+    slot->last_activity = now;
+    return *slot;
+}
+
+void history_store::append(stream& s, hub::message_ptr m) {
+    s.last_activity = m->created;
+    if (s.policy.size == 0 || max_bytes_ == 0) return;
+    const std::size_t fp = m->footprint();
+    if (fp > max_bytes_) return;  // larger than all history may hold
+    fifo_.emplace_back(s.id, m->offset);
+    s.ring.push_back(std::move(m));
+    s.bytes += fp;
+    bytes_ += fp;
+    ++live_messages_;
+    while (s.ring.size() > s.policy.size) pop_front(s);
+    while (bytes_ > max_bytes_) evict_oldest();
+    if (fifo_.size() > 2 * live_messages_ + 1024) compact_fifo();
+}
+
+void history_store::pop_front(stream& s) {
+    const std::size_t fp = s.ring.front()->footprint();
+    s.ring.pop_front();
+    s.bytes -= fp;
+    bytes_ -= fp;
+    --live_messages_;
+}
+
+void history_store::evict_oldest() {
+    while (!fifo_.empty()) {
+        auto [sid, off] = fifo_.front();
+        fifo_.pop_front();
+        auto it = by_id_.find(sid);
+        if (it == by_id_.end()) continue;
+        stream& s = *it->second;
+        if (s.ring.empty() || s.ring.front()->offset != off) continue;  // already gone
+        pop_front(s);
+        return;
+    }
+}
+
+void history_store::compact_fifo() {
+    std::deque<std::pair<std::uint64_t, std::uint64_t>> kept;
+    for (const auto& [sid, off] : fifo_) {
+        auto it = by_id_.find(sid);
+        if (it == by_id_.end()) continue;
+        const auto& ring = it->second->ring;
+        if (!ring.empty() && ring.front()->offset <= off) kept.emplace_back(sid, off);
+    }
+    fifo_.swap(kept);
+}
+
+recovery history_store::since(const stream& s, const hub::stream_pos& pos, std::size_t max_messages,
+                              std::vector<hub::message_ptr>& out) const {
+    if (pos.epoch != s.epoch) return recovery::epoch_changed;
+    if (pos.offset > s.top) return recovery::bad_offset;
+    const std::uint64_t missing = s.top - pos.offset;
+    if (missing == 0) return recovery::ok;
+    if (missing > max_messages || s.ring.empty()) return recovery::gap_too_large;
+    const std::uint64_t first = s.ring.front()->offset;
+    if (pos.offset + 1 < first) return recovery::gap_too_large;
+    // Offsets in a ring are consecutive, so the first wanted one is at a known index.
+    for (std::size_t i = static_cast<std::size_t>(pos.offset + 1 - first); i < s.ring.size(); ++i)
+        out.push_back(s.ring[i]);
+    return recovery::ok;
+}
+
+std::optional<std::uint64_t> history_store::seen_key(stream& s, const std::string& key,
+                                                     time_point now,
+                                                     std::chrono::milliseconds window) {
+    while (!s.key_order.empty() && now - s.key_order.front().first >= window) {
+        s.keys.erase(s.key_order.front().second);
+        s.key_order.pop_front();
+    }
+    auto it = s.keys.find(key);
+    if (it == s.keys.end()) return std::nullopt;
+    return it->second;
+}
+
+void history_store::remember_key(stream& s, std::string key, std::uint64_t offset, time_point now) {
+    static constexpr std::size_t k_max_keys_per_topic = 100'000;
+    if (s.key_order.size() >= k_max_keys_per_topic) {
+        s.keys.erase(s.key_order.front().second);
+        s.key_order.pop_front();
+    }
+    s.keys.emplace(key, offset);
+    s.key_order.emplace_back(now, std::move(key));
+}
+
+void history_store::expire(time_point now, std::chrono::milliseconds key_window,
+                           const std::function<bool(const std::string&)>& has_subscribers) {
+    for (auto it = streams_.begin(); it != streams_.end();) {
+        stream& s = *it->second;
+        while (!s.ring.empty() && now - s.ring.front()->created >= s.policy.ttl) pop_front(s);
+        while (!s.key_order.empty() && now - s.key_order.front().first >= key_window) {
+            s.keys.erase(s.key_order.front().second);
+            s.key_order.pop_front();
+        }
+        // A stream nobody holds and nothing is kept for loses its epoch: a later subscriber
+        // resuming from it is told plainly that it cannot.
+        if (s.ring.empty() && s.keys.empty() && now - s.last_activity >= s.policy.ttl &&
+            !has_subscribers(s.topic)) {
+            by_id_.erase(s.id);
+            it = streams_.erase(it);
+            continue;
+        }
+        ++it;
+    }
+    if (fifo_.size() > 2 * live_messages_ + 1024) compact_fifo();
+}
+
+}  // namespace herald::broker

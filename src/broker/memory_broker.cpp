@@ -1,0 +1,122 @@
+#include "herald/broker/memory_broker.hpp"
+
+#include "herald/hub/topic.hpp"
+
+#include <random>
+
+namespace herald::broker {
+
+memory_broker::memory_broker(hub::hub& h, const config::settings& cfg)
+    : hub_(h), cfg_(cfg), bytes_(h.workers()) {
+    std::random_device rd;
+    const std::size_t per_worker = cfg.history.max_bytes / h.workers();
+    for (unsigned i = 0; i < h.workers(); ++i) {
+        std::uint64_t seed =
+            (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ (i * 0x9E3779B97F4A7C15ULL);
+        stores_.push_back(std::make_unique<history_store>(per_worker, seed));
+    }
+}
+
+history_policy memory_broker::policy_for(const std::string& topic) const {
+    for (const auto& rule : cfg_.history.namespaces)
+        if (hub::pattern_match(rule.pattern, topic)) return {rule.size, rule.ttl};
+    return {cfg_.history.size, cfg_.history.ttl};
+}
+
+publish_result memory_broker::publish_on_owner(unsigned owner, hub::publish_request& req) {
+    auto& store = *stores_[owner];
+    const auto now = clock::now();
+    auto& s = store.open(req.topic, policy_for(req.topic), now);
+    publish_result res;
+    res.topic = req.topic;
+    res.epoch = s.epoch;
+    const auto window = cfg_.publish.idempotency_window;
+    if (!req.idempotency_key.empty() && window.count() > 0) {
+        if (auto first = store.seen_key(s, req.idempotency_key, now, window)) {
+            res.status = publish_status::duplicate;
+            res.offset = *first;
+            return res;
+        }
+    }
+    const std::uint64_t offset = ++s.top;
+    auto m = hub::make_message(req.topic, s.epoch, offset, req.kind, std::move(req.payload),
+                               std::move(req.event), now);
+    if (!req.idempotency_key.empty() && window.count() > 0)
+        store.remember_key(s, std::move(req.idempotency_key), offset, now);
+    res.offset = offset;
+    res.subscribers = hub_.at(owner).dispatch(m);
+    store.append(s, std::move(m));
+    bytes_[owner].store(store.bytes(), std::memory_order_relaxed);
+    return res;
+}
+
+void memory_broker::publish(unsigned from, hub::publish_request req, publish_handler done) {
+    const unsigned owner = hub_.owner_of(req.topic);
+    hub_.post(owner, [this, from, owner, req = std::move(req), done = std::move(done)]() mutable {
+        auto res = publish_on_owner(owner, req);
+        hub_.post(from, [res = std::move(res), done = std::move(done)]() mutable {
+            done(std::move(res));
+        });
+    });
+}
+
+void memory_broker::resolve(unsigned owner, const std::string& topic,
+                            const std::optional<hub::stream_pos>& since, subscribe_handler done) {
+    auto& store = *stores_[owner];
+    auto& s = store.open(topic, policy_for(topic), clock::now());
+    hub::subscribe_result r;
+    r.epoch = s.epoch;
+    r.top = s.top;
+    if (since) {
+        r.resume_requested = true;
+        auto rec = store.since(s, *since, cfg_.history.max_recovery, r.replay);
+        r.recovered = rec == recovery::ok;
+        if (!r.recovered) {
+            r.reason = to_string(rec);
+            r.replay.clear();
+        }
+    }
+    done(std::move(r));
+}
+
+void memory_broker::history(unsigned from, const std::string& topic,
+                            std::optional<hub::stream_pos> since, std::size_t limit,
+                            history_handler done) {
+    const unsigned owner = hub_.owner_of(topic);
+    hub_.post(owner, [this, from, owner, topic, since = std::move(since), limit,
+                      done = std::move(done)]() mutable {
+        history_result r;
+        if (auto* s = stores_[owner]->find(topic)) {
+            r.found = true;
+            r.epoch = s->epoch;
+            r.top = s->top;
+            if (since && !since->epoch.empty() && since->epoch != s->epoch) {
+                r.epoch_mismatch = true;
+            } else {
+                const std::uint64_t after = since ? since->offset : 0;
+                for (const auto& m : s->ring) {
+                    if (m->offset <= after) continue;
+                    if (r.messages.size() >= limit) break;
+                    r.messages.push_back(m);
+                }
+            }
+        }
+        hub_.post(from,
+                  [r = std::move(r), done = std::move(done)]() mutable { done(std::move(r)); });
+    });
+}
+
+void memory_broker::on_tick(unsigned worker, time_point now) {
+    auto& shard = hub_.at(worker);
+    stores_[worker]->expire(now, cfg_.publish.idempotency_window,
+                            [&shard](const std::string& t) { return shard.has_subscribers(t); });
+    bytes_[worker].store(stores_[worker]->bytes(), std::memory_order_relaxed);
+}
+
+std::size_t memory_broker::history_bytes() const noexcept {
+    std::size_t total = 0;
+    for (const auto& b : bytes_) total += b.load(std::memory_order_relaxed);
+    return total;
+}
+
+}  // namespace herald::broker

@@ -1,0 +1,135 @@
+#include "herald/broker/broker.hpp"
+#include "herald/hub/hub.hpp"
+#include "herald/hub/topic.hpp"
+
+namespace herald::hub {
+
+hub::hub(std::vector<asio::io_context*> contexts) : contexts_(std::move(contexts)) {
+    for (unsigned i = 0; i < contexts_.size(); ++i)
+        shards_.push_back(std::make_unique<shard>(*this, i));
+}
+
+unsigned hub::owner_of(std::string_view topic) const noexcept {
+    return static_cast<unsigned>(topic_hash(topic) % shards_.size());
+}
+
+shard::shard(hub& h, unsigned worker) : hub_(h), worker_(worker) {}
+
+void shard::subscribe(subscription& s) {
+    s.id = ++next_sub_id_;
+    s.active = false;
+    s.early.clear();
+    auto& lt = topics_[s.topic];
+    s.index = static_cast<std::uint32_t>(lt.subs.size());
+    lt.subs.push_back(&s);
+    waiting_.emplace(s.id, &s);
+    ++local_subscriptions_;
+
+    const unsigned owner = hub_.owner_of(s.topic);
+    hub_.post(owner,
+              [h = &hub_, owner, from = worker_, topic = s.topic, id = s.id, since = s.since] {
+                  h->at(owner).on_remote_subscribe(from, topic, id, since);
+              });
+}
+
+void shard::unsubscribe(subscription& s) {
+    waiting_.erase(s.id);
+    auto it = topics_.find(s.topic);
+    if (it == topics_.end()) return;
+    auto& subs = it->second.subs;
+    if (s.index >= subs.size() || subs[s.index] != &s) return;  // not subscribed here
+    subs[s.index] = subs.back();
+    subs[s.index]->index = s.index;
+    subs.pop_back();
+    if (subs.empty()) topics_.erase(it);
+    --local_subscriptions_;
+    s.early.clear();
+    s.active = false;
+
+    const unsigned owner = hub_.owner_of(s.topic);
+    hub_.post(owner, [h = &hub_, owner, from = worker_, topic = s.topic] {
+        h->at(owner).on_remote_unsubscribe(from, topic);
+    });
+}
+
+void shard::on_remote_subscribe(unsigned from, const std::string& topic, std::uint64_t sub_id,
+                                std::optional<stream_pos> since) {
+    auto& r = routes_[topic];
+    if (r.per_worker.empty()) r.per_worker.assign(hub_.workers(), 0);
+    ++r.per_worker[from];
+    ++r.total;
+    // Counted before resolving: every message ordered after the answer reaches `from`.
+    hub_.broker().resolve(worker_, topic, since, [h = &hub_, from, sub_id](subscribe_result res) {
+        h->post(from, [h, from, sub_id, res = std::move(res)]() mutable {
+            h->at(from).on_subscribe_answer(sub_id, std::move(res));
+        });
+    });
+}
+
+void shard::on_remote_unsubscribe(unsigned from, const std::string& topic) {
+    auto it = routes_.find(topic);
+    if (it == routes_.end()) return;
+    auto& r = it->second;
+    if (r.per_worker[from] > 0) {
+        --r.per_worker[from];
+        --r.total;
+    }
+    if (r.total == 0) routes_.erase(it);
+}
+
+void shard::on_subscribe_answer(std::uint64_t sub_id, subscribe_result r) {
+    auto it = waiting_.find(sub_id);
+    if (it == waiting_.end()) return;  // unsubscribed (or closed) while the owner answered
+    subscription& s = *it->second;
+    waiting_.erase(it);
+    s.active = true;
+    s.epoch = r.epoch;
+    s.last_offset = (r.recovered && s.since) ? s.since->offset : r.top;
+    s.owner->on_subscribed(s, r);
+    for (const auto& m : r.replay) offer(s, m);
+    auto early = std::move(s.early);
+    s.early.clear();
+    for (const auto& m : early) offer(s, m);
+}
+
+void shard::offer(subscription& s, const message_ptr& m) {
+    if (m->epoch != s.epoch) {
+        // The stream was reset under this subscriber; it follows the new epoch.
+        s.epoch = m->epoch;
+    } else if (m->offset <= s.last_offset) {
+        return;  // already delivered, or older than the subscriber's position
+    }
+    s.last_offset = m->offset;
+    s.owner->on_message(s, m);
+}
+
+void shard::deliver(const message_ptr& m) {
+    auto it = topics_.find(m->topic);
+    if (it == topics_.end()) return;
+    // Subscribers never unsubscribe from inside on_message (they schedule a close), so the
+    // list is stable during this loop.
+    for (subscription* s : it->second.subs) {
+        if (!s->active) {
+            s->early.push_back(m);
+            continue;
+        }
+        offer(*s, m);
+    }
+}
+
+std::size_t shard::dispatch(const message_ptr& m) {
+    auto it = routes_.find(m->topic);
+    if (it == routes_.end()) return 0;
+    const auto& r = it->second;
+    for (unsigned w = 0; w < r.per_worker.size(); ++w) {
+        if (r.per_worker[w] == 0) continue;
+        if (w == worker_) {
+            deliver(m);
+        } else {
+            hub_.post(w, [h = &hub_, w, m] { h->at(w).deliver(m); });
+        }
+    }
+    return r.total;
+}
+
+}  // namespace herald::hub

@@ -1,0 +1,61 @@
+// herald: flags, config, logging, then the server. The only code the tests do not link.
+#include "herald/app/server.hpp"
+#include "herald/config/config.hpp"
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+int main(int argc, char** argv) {
+    using namespace herald;
+    CLI::App cli{"herald: a WebSocket and Server-Sent Events push server"};
+    std::string config_path;
+    std::string check_path;
+    std::string listen;
+    int workers = -1;
+    std::string log_level;
+    cli.add_option("-c,--config", config_path,
+                   "YAML config file (default: config/herald.yaml if present)");
+    cli.add_option("--check-config", check_path,
+                   "validate this config file and exit (0 valid, 2 invalid)");
+    cli.add_option("-l,--listen", listen, "address:port, overrides listen");
+    cli.add_option("-w,--workers", workers, "event-loop threads, overrides workers (0 = cores)");
+    cli.add_option("--log-level", log_level, "trace|debug|info|warn|error|critical|off");
+    cli.set_version_flag("--version", "herald 0.1.0");
+    CLI11_PARSE(cli, argc, argv);
+
+    config::settings cfg;
+    try {
+        if (!check_path.empty()) {
+            (void)config::load_file(check_path);
+            std::cout << check_path << ": ok\n";
+            return 0;
+        }
+        if (config_path.empty() && std::filesystem::exists("config/herald.yaml"))
+            config_path = "config/herald.yaml";
+        if (!config_path.empty()) cfg = config::load_file(config_path);
+        config::apply_env(cfg, [](const char* name) -> std::optional<std::string> {
+            const char* v = std::getenv(name);
+            return v ? std::optional<std::string>(v) : std::nullopt;
+        });
+        if (!listen.empty()) config::set_listen(cfg, listen, "--listen");
+        if (workers >= 0) config::set_workers(cfg, workers, "--workers");
+        if (!log_level.empty()) config::set_log_level(cfg, log_level, "--log-level");
+    } catch (const config::config_error& e) {
+        std::cerr << "herald: config error: " << e.what() << '\n';
+        return 2;
+    }
+
+    app::setup_logging(cfg);
+    if (!config_path.empty()) spdlog::info("config: {}", config_path);
+    try {
+        app::server srv(cfg);
+        return srv.run();
+    } catch (const std::exception& e) {
+        spdlog::critical("fatal: {}", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,447 @@
+#include "herald/broker/broker.hpp"
+#include "herald/broker/cursor.hpp"
+#include "herald/common/text.hpp"
+#include "herald/hub/topic.hpp"
+#include "herald/net/sessions.hpp"
+
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+
+#include <spdlog/spdlog.h>
+
+namespace herald::net {
+
+namespace http = boost::beast::http;
+using metrics::reject;
+
+namespace {
+constexpr std::size_t k_max_pipelined = 32;
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+// Does a comma-separated header list contain `token` (case-insensitive)?
+bool has_token(std::string_view list, std::string_view token) {
+    while (!list.empty()) {
+        auto comma = list.find(',');
+        auto item = trim(list.substr(0, comma));
+        if (item.size() == token.size() &&
+            std::equal(item.begin(), item.end(), token.begin(), [](char a, char b) {
+                return std::tolower(static_cast<unsigned char>(a)) == b;
+            }))
+            return true;
+        if (comma == std::string_view::npos) break;
+        list.remove_prefix(comma + 1);
+    }
+    return false;
+}
+}  // namespace
+
+std::string_view http_request::header(std::string_view name) const {
+    auto it = raw.find(name);
+    return it == raw.end() ? std::string_view{}
+                           : std::string_view(it->value().data(), it->value().size());
+}
+
+void responder::send(int status, std::string_view content_type, std::string_view body,
+                     std::string_view extra_headers) const {
+    if (auto s = session_.lock())
+        s->complete(seq_, make_response(status, content_type, body, keep_alive_, extra_headers),
+                    keep_alive_);
+}
+
+void responder::error(reject reason, std::string_view message,
+                      std::string_view extra_headers) const {
+    if (auto s = session_.lock())
+        s->fail_request(seq_, reason, message, keep_alive_, extra_headers);
+}
+
+http_session::http_session(worker_context& w, tcp::socket socket, connection_slot slot)
+    : connection(w, std::move(socket), std::move(slot), metrics::transport::http) {}
+
+void http_session::start() {
+    arm_idle();
+    wait_readable();
+}
+
+void http_session::arm_idle() {
+    reading_request_ = false;
+    deadline_ = clock::now() + w_.cfg.http.idle_timeout;
+}
+
+void http_session::on_readable() {
+    // Drain what the socket holds (bounded), then parse.
+    for (int i = 0; i < 16; ++i) {
+        error_code ec;
+        std::size_t n = read_some(ec);
+        if (ec) {
+            peer_done_ = true;
+            break;
+        }
+        if (n == 0) break;
+        if (stop_reading_) continue;  // discard: an error answer is on its way, then we close
+        if (!reading_request_) {
+            reading_request_ = true;
+            deadline_ = clock::now() + w_.cfg.http.header_timeout;
+        }
+        in_.append(w_.scratch().data(), n);
+        // Bytes buffered beyond one request's limits mean a client that does not wait for us.
+        if (in_.size() > w_.cfg.http.max_header_bytes + w_.cfg.limits.max_message_bytes + 64 * 1024)
+            break;
+    }
+    process();
+    if (closed()) return;
+    if (peer_done_) {
+        if (slots_.empty() && !poll_) close_now();
+        return;  // answer what is pending; complete() closes after the last one
+    }
+    wait_readable();
+}
+
+void http_session::process() {
+    while (!closed() && !stop_reading_ && !poll_ && slots_.size() < k_max_pipelined &&
+           !in_.empty()) {
+        if (!parser_) {
+            parser_ = std::make_unique<parser_t>();
+            parser_->header_limit(static_cast<std::uint32_t>(w_.cfg.http.max_header_bytes));
+            parser_->body_limit(w_.cfg.limits.max_message_bytes);
+            parser_->eager(true);
+        }
+        error_code ec;
+        std::size_t used = parser_->put(asio::buffer(in_.data(), in_.size()), ec);
+        in_.erase(0, used);
+        if (ec == http::error::need_more) {
+            if (used == 0) break;
+            continue;
+        }
+        if (ec) {
+            std::uint64_t seq = next_seq_++;
+            slots_.push_back(slot{seq, false, true, {}});
+            stop_reading_ = true;
+            in_.clear();
+            parser_.reset();
+            if (ec == http::error::header_limit)
+                fail_request(seq, reject::headers_too_large,
+                             "request headers exceed http.max_header_bytes", false);
+            else if (ec == http::error::body_limit)
+                fail_request(seq, reject::payload_too_large,
+                             "body exceeds limits.max_message_bytes", false);
+            else
+                fail_request(seq, reject::bad_request, "malformed HTTP request: " + ec.message(),
+                             false);
+            return;
+        }
+        if (parser_->is_done()) {
+            auto req = parser_->release();
+            parser_.reset();
+            handle(std::move(req));
+        }
+    }
+    if (in_.empty() && !parser_ && reading_request_ && slots_.empty() && !poll_) arm_idle();
+}
+
+void http_session::fail_request(std::uint64_t seq, reject reason, std::string_view message,
+                                bool keep_alive, std::string_view extra_headers) {
+    auto spec = error_for(reason);
+    w_.counters.inc(reason);
+    complete(seq, make_error(spec.status, spec.code, message, keep_alive, extra_headers),
+             keep_alive);
+}
+
+void http_session::complete(std::uint64_t seq, std::string response, bool keep_alive) {
+    for (auto& s : slots_) {
+        if (s.seq == seq) {
+            s.ready = true;
+            s.keep_alive = keep_alive;
+            s.response = std::move(response);
+            break;
+        }
+    }
+    bool close = false;
+    std::size_t done = 0;
+    while (done < slots_.size() && slots_[done].ready) {
+        auto& s = slots_[done];
+        enqueue(chunk::of_string(std::move(s.response)));
+        ++done;
+        if (!s.keep_alive) {
+            close = true;
+            break;
+        }
+    }
+    slots_.erase(slots_.begin(), slots_.begin() + static_cast<std::ptrdiff_t>(done));
+    if (close || w_.state.draining.load(std::memory_order_relaxed)) {
+        stop_reading_ = true;
+        if (close || slots_.empty()) close_after_flush();
+        return;
+    }
+    if (slots_.empty() && peer_done_ && !poll_) {
+        close_after_flush();
+        return;
+    }
+    if (!closed() && !stop_reading_) {
+        process();
+        if (slots_.empty() && !parser_ && in_.empty() && !poll_) arm_idle();
+    }
+}
+
+std::optional<std::vector<std::string>> http_session::query_topics(std::uint64_t seq, const url& u,
+                                                                   bool keep_alive, bool required) {
+    auto topics = u.all("topic");
+    if (topics.empty() && required) {
+        fail_request(seq, reject::bad_topic, "at least one topic parameter is required",
+                     keep_alive);
+        return std::nullopt;
+    }
+    if (topics.size() > w_.cfg.limits.max_topics_per_connection) {
+        fail_request(seq, reject::too_many_topics,
+                     "at most " + std::to_string(w_.cfg.limits.max_topics_per_connection) +
+                         " topics per connection",
+                     keep_alive);
+        return std::nullopt;
+    }
+    for (std::size_t i = 0; i < topics.size(); ++i) {
+        if (!hub::is_valid_topic(topics[i])) {
+            fail_request(seq, reject::bad_topic, std::string(hub::k_topic_rule), keep_alive);
+            return std::nullopt;
+        }
+        for (std::size_t j = 0; j < i; ++j)
+            if (topics[j] == topics[i]) {
+                fail_request(seq, reject::bad_topic, "topic '" + topics[i] + "' is given twice",
+                             keep_alive);
+                return std::nullopt;
+            }
+    }
+    return topics;
+}
+
+void http_session::handle(beast_request raw) {
+    const std::uint64_t seq = next_seq_++;
+    slots_.push_back(slot{seq, false, true, {}});
+    if (refuse_) {
+        fail_request(seq, *refuse_, "too many connections; retry later", false,
+                     "Retry-After: 1\r\n");
+        return;
+    }
+    const bool keep_alive = raw.keep_alive() && !w_.state.draining.load(std::memory_order_relaxed);
+    auto target = parse_target(std::string_view(raw.target().data(), raw.target().size()));
+    if (!target) {
+        fail_request(seq, reject::bad_request, "malformed request target", keep_alive);
+        return;
+    }
+    http_request req{std::move(raw), std::move(*target)};
+    const auto& path = req.target.path;
+    const bool is_get = req.method() == http::verb::get;
+
+    if (path == "/ws" || path == "/sse" || path == "/poll") {
+        if (!is_get) {
+            fail_request(seq, reject::method_not_allowed, "use GET", keep_alive, "Allow: GET\r\n");
+            return;
+        }
+        if (w_.state.draining.load(std::memory_order_relaxed)) {
+            fail_request(seq, reject::draining, "the server is shutting down; reconnect", false);
+            return;
+        }
+        if (path == "/ws") {
+            upgrade_websocket(seq, req);
+        } else if (path == "/sse") {
+            start_sse(seq, req);
+        } else {
+            start_poll(seq, req, keep_alive);
+        }
+        return;
+    }
+    w_.api.handle(
+        w_, req,
+        responder(std::static_pointer_cast<http_session>(shared_from_this()), seq, keep_alive));
+}
+
+bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req) {
+    if (!boost::beast::websocket::is_upgrade(req.raw)) {
+        fail_request(seq, reject::bad_request,
+                     "expected a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)",
+                     false, "Upgrade: websocket\r\n");
+        return false;
+    }
+    auto key = req.header("Sec-WebSocket-Key");
+    if (key.size() != 24 || !base64_decode(key)) {
+        fail_request(seq, reject::bad_request, "missing or malformed Sec-WebSocket-Key", false);
+        return false;
+    }
+    if (req.header("Sec-WebSocket-Version") != "13") {
+        fail_request(seq, reject::bad_request, "unsupported WebSocket version (use 13)", false,
+                     "Sec-WebSocket-Version: 13\r\n");
+        return false;
+    }
+    auto topics = query_topics(seq, req.target, false, false);
+    if (!topics) return false;
+    if (slots_.size() != 1 || !idle_output()) {
+        fail_request(seq, reject::bad_request,
+                     "an upgrade must not be pipelined behind other requests", false);
+        return false;
+    }
+    const bool subprotocol = has_token(req.header("Sec-WebSocket-Protocol"), "herald.v1");
+    auto accept = ws::accept_key(key);
+    slots_.clear();
+    auto [socket, slot] = hand_over();
+    auto s = std::make_shared<ws_session>(w_, std::move(socket), std::move(slot), std::move(in_));
+    s->start(accept, subprotocol, *topics);
+    return true;
+}
+
+bool http_session::start_sse(std::uint64_t seq, http_request& req) {
+    auto topics = query_topics(seq, req.target, false, true);
+    if (!topics) return false;
+    std::optional<std::vector<hub::stream_pos>> since;
+    std::string last_id(req.header("Last-Event-ID"));
+    if (last_id.empty()) last_id = req.target.get("last_event_id").value_or("");
+    if (!last_id.empty()) {
+        since = broker::parse_event_id(last_id, topics->size());
+        if (!since) {
+            fail_request(seq, reject::bad_last_event_id,
+                         "Last-Event-ID must be one epoch:offset per topic, joined by ',' in the "
+                         "order of the topics",
+                         false);
+            return false;
+        }
+    }
+    if (slots_.size() != 1 || !idle_output()) {
+        fail_request(seq, reject::bad_request,
+                     "a stream must not be pipelined behind other requests", false);
+        return false;
+    }
+    slots_.clear();
+    auto [socket, slot] = hand_over();
+    auto s = std::make_shared<sse_session>(w_, std::move(socket), std::move(slot));
+    s->start(*topics, since);
+    return true;
+}
+
+void http_session::start_poll(std::uint64_t seq, http_request& req, bool keep_alive) {
+    auto topics = query_topics(seq, req.target, keep_alive, true);
+    if (!topics) return;
+    if (topics->size() != 1) {
+        fail_request(seq, reject::bad_topic, "long-polling takes exactly one topic", keep_alive);
+        return;
+    }
+    std::optional<hub::stream_pos> since;
+    if (auto s = req.target.get("since"); s && !s->empty()) {
+        since = broker::parse_position(*s);
+        if (!since) {
+            fail_request(seq, reject::bad_cursor,
+                         "since must be a cursor epoch:offset from an earlier answer", keep_alive);
+            return;
+        }
+    }
+    poll_ = std::make_unique<poll_state>();
+    poll_->seq = seq;
+    poll_->keep_alive = keep_alive;
+    poll_->deadline = clock::now() + w_.cfg.poll.timeout;
+    poll_->sub.owner = this;
+    poll_->sub.topic = (*topics)[0];
+    poll_->sub.since = since;
+    set_transport(metrics::transport::poll);
+    w_.shard.subscribe(poll_->sub);
+}
+
+void http_session::on_subscribed(hub::subscription& s, const hub::subscribe_result& r) {
+    if (!poll_ || &s != &poll_->sub) return;
+    poll_->answered = true;
+    if (r.resume_requested) {
+        if (r.recovered) {
+            w_.counters.resumes_recovered.add();
+        } else {
+            w_.counters.resumes_failed.add();
+            poll_->resume_failed = true;
+            poll_->reason = r.reason;
+            // Answer at once, from the top of the stream.
+            if (!poll_->finish_posted) {
+                poll_->finish_posted = true;
+                asio::post(w_.ioc, [self = std::static_pointer_cast<http_session>(
+                                        shared_from_this())] { self->finish_poll(); });
+            }
+        }
+    }
+}
+
+void http_session::on_message(hub::subscription& s, const hub::message_ptr& m) {
+    if (!poll_ || &s != &poll_->sub || poll_->resume_failed) return;
+    poll_->messages.push_back(m);
+    w_.counters.frames_delivered.add();
+    // Answer at the end of this loop turn, so a replay and a burst leave in one answer.
+    if (!poll_->finish_posted) {
+        poll_->finish_posted = true;
+        asio::post(w_.ioc, [self = std::static_pointer_cast<http_session>(shared_from_this())] {
+            self->finish_poll();
+        });
+    }
+}
+
+void http_session::finish_poll() {
+    if (!poll_ || closed()) return;
+    auto p = std::move(poll_);
+    w_.shard.unsubscribe(p->sub);
+    set_transport(metrics::transport::http);
+    const auto& s = p->sub;
+    std::string epoch = s.epoch.empty() && s.since ? s.since->epoch : s.epoch;
+    std::uint64_t cursor = s.active ? s.last_offset : (s.since ? s.since->offset : 0);
+    std::string body = "{\"topic\":\"" + s.topic + "\",\"epoch\":\"" + epoch + "\"";
+    if (s.since) body += std::string(",\"recovered\":") + (p->resume_failed ? "false" : "true");
+    if (p->resume_failed) body += ",\"reason\":" + json_quote(p->reason);
+    body += ",\"cursor\":\"" + epoch + ":" + std::to_string(cursor) + "\",\"messages\":[";
+    bool first = true;
+    for (const auto& m : p->messages) {
+        if (!first) body += ',';
+        first = false;
+        body += "{\"offset\":" + std::to_string(m->offset);
+        if (!m->event.empty()) body += ",\"event\":\"" + m->event + "\"";
+        body += ',';
+        body += m->data_json_member();
+        body += '}';
+    }
+    body += "]}";
+    const bool keep_alive = p->keep_alive && !w_.state.draining.load(std::memory_order_relaxed);
+    complete(p->seq, make_response(200, "application/json", body, keep_alive), keep_alive);
+}
+
+void http_session::on_close() {
+    if (poll_) {
+        w_.shard.unsubscribe(poll_->sub);
+        poll_.reset();
+    }
+}
+
+void http_session::on_tick(time_point now) {
+    if (poll_) {
+        if (now >= poll_->deadline) finish_poll();
+        return;
+    }
+    if (!slots_.empty()) return;  // the API is answering
+    if (now < deadline_) return;
+    if (reading_request_) {
+        w_.counters.inc(reject::header_timeout);
+        stop_reading_ = true;
+        auto spec = error_for(reject::header_timeout);
+        enqueue(chunk::of_string(
+            make_error(spec.status, spec.code, "request not received in time", false)));
+        close_after_flush(milliseconds(1000));
+    } else {
+        close_now();
+    }
+}
+
+void http_session::on_drain() {
+    if (poll_) {
+        poll_->keep_alive = false;
+        finish_poll();
+        return;
+    }
+    if (slots_.empty() && !parser_ && in_.empty())
+        close_now();
+    else
+        stop_reading_ = true;  // answer what is in flight with Connection: close, then close
+}
+
+}  // namespace herald::net

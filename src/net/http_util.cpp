@@ -1,0 +1,155 @@
+#include "herald/net/http_util.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace herald::net {
+
+std::optional<std::string> url::get(std::string_view key) const {
+    for (const auto& [k, v] : query)
+        if (k == key) return v;
+    return std::nullopt;
+}
+
+std::vector<std::string> url::all(std::string_view key) const {
+    std::vector<std::string> out;
+    for (const auto& [k, v] : query)
+        if (k == key) out.push_back(v);
+    return out;
+}
+
+namespace {
+int hex(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+}  // namespace
+
+std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space) {
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        char c = s[i];
+        if (c == '%') {
+            if (i + 2 >= s.size()) return std::nullopt;
+            int h = hex(s[i + 1]), l = hex(s[i + 2]);
+            if (h < 0 || l < 0) return std::nullopt;
+            c = static_cast<char>(h * 16 + l);
+            i += 2;
+        } else if (c == '+' && plus_is_space) {
+            c = ' ';
+        }
+        if (c == '\0') return std::nullopt;
+        out += c;
+    }
+    return out;
+}
+
+std::optional<url> parse_target(std::string_view target) {
+    if (target.empty() || target.front() != '/') return std::nullopt;
+    url u;
+    auto q = target.find('?');
+    auto path = percent_decode(target.substr(0, q), false);
+    if (!path) return std::nullopt;
+    u.path = std::move(*path);
+    if (q == std::string_view::npos) return u;
+    auto rest = target.substr(q + 1);
+    auto hash = rest.find('#');
+    if (hash != std::string_view::npos) rest = rest.substr(0, hash);
+    while (!rest.empty()) {
+        auto amp = rest.find('&');
+        auto part = rest.substr(0, amp);
+        if (!part.empty()) {
+            auto eq = part.find('=');
+            auto k = percent_decode(part.substr(0, eq), true);
+            auto v = percent_decode(
+                eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1), true);
+            if (!k || !v) return std::nullopt;
+            u.query.emplace_back(std::move(*k), std::move(*v));
+        }
+        if (amp == std::string_view::npos) break;
+        rest = rest.substr(amp + 1);
+    }
+    return u;
+}
+
+const char* status_text(int status) noexcept {
+    switch (status) {
+        case 101: return "Switching Protocols";
+        case 200: return "OK";
+        case 204: return "No Content";
+        case 400: return "Bad Request";
+        case 403: return "Forbidden";
+        case 404: return "Not Found";
+        case 405: return "Method Not Allowed";
+        case 408: return "Request Timeout";
+        case 413: return "Payload Too Large";
+        case 415: return "Unsupported Media Type";
+        case 426: return "Upgrade Required";
+        case 429: return "Too Many Requests";
+        case 431: return "Request Header Fields Too Large";
+        case 500: return "Internal Server Error";
+        case 503: return "Service Unavailable";
+    }
+    return "Unknown";
+}
+
+std::string make_response(int status, std::string_view content_type, std::string_view body,
+                          bool keep_alive, std::string_view extra_headers) {
+    std::string r;
+    r.reserve(160 + body.size() + extra_headers.size());
+    r += "HTTP/1.1 ";
+    r += std::to_string(status);
+    r += ' ';
+    r += status_text(status);
+    r += "\r\nServer: herald\r\nContent-Type: ";
+    r += content_type;
+    r += "\r\nContent-Length: ";
+    r += std::to_string(body.size());
+    r += keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n";
+    r += "Cache-Control: no-store\r\n";
+    r += extra_headers;
+    r += "\r\n";
+    r += body;
+    return r;
+}
+
+std::string json_quote(std::string_view s) {
+    return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string json_error_body(std::string_view code, std::string_view message) {
+    std::string b = "{\"error\":{\"code\":";
+    b += json_quote(code);
+    b += ",\"message\":";
+    b += json_quote(message);
+    b += "}}";
+    return b;
+}
+
+std::string make_error(int status, std::string_view code, std::string_view message, bool keep_alive,
+                       std::string_view extra_headers) {
+    return make_response(status, "application/json", json_error_body(code, message), keep_alive,
+                         extra_headers);
+}
+
+error_spec error_for(metrics::reject r) noexcept {
+    using metrics::reject;
+    int status = 400;
+    switch (r) {
+        case reject::not_found: status = 404; break;
+        case reject::method_not_allowed: status = 405; break;
+        case reject::payload_too_large: status = 413; break;
+        case reject::unsupported_media_type: status = 415; break;
+        case reject::headers_too_large: status = 431; break;
+        case reject::header_timeout: status = 408; break;
+        case reject::over_capacity:
+        case reject::draining: status = 503; break;
+        case reject::forbidden: status = 403; break;
+        default: break;
+    }
+    return {status, metrics::to_string(r), r};
+}
+
+}  // namespace herald::net

@@ -1,0 +1,45 @@
+#include "herald/net/sse_codec.hpp"
+
+namespace herald::sse {
+
+void append_data(std::string& out, std::string_view payload) {
+    out += "data: ";
+    for (std::size_t i = 0; i < payload.size(); ++i) {
+        char c = payload[i];
+        if (c == '\r') {
+            if (i + 1 < payload.size() && payload[i + 1] == '\n') ++i;
+            out += "\ndata: ";
+        } else if (c == '\n') {
+            out += "\ndata: ";
+        } else if (c == '\0') {
+            out += "\xEF\xBF\xBD";
+        } else {
+            out += c;
+        }
+    }
+    out += '\n';
+}
+
+std::string encode_body(std::string_view event, std::string_view payload) {
+    std::string out;
+    out.reserve(payload.size() + event.size() + 16);
+    if (!event.empty()) {
+        out += "event: ";
+        out += event;
+        out += '\n';
+    }
+    append_data(out, payload);
+    out += '\n';
+    return out;
+}
+
+std::string encode_id_line(std::string_view id) {
+    std::string out;
+    out.reserve(id.size() + 5);
+    out += "id: ";
+    out += id;
+    out += '\n';
+    return out;
+}
+
+}  // namespace herald::sse

@@ -1,0 +1,131 @@
+#include "herald/broker/cursor.hpp"
+#include "herald/net/sessions.hpp"
+#include "herald/net/sse_codec.hpp"
+
+namespace herald::net {
+
+namespace {
+constexpr std::string_view k_heartbeat = ": heartbeat\n\n";
+constexpr std::string_view k_shutdown = "event: shutdown\ndata: {\"reason\":\"going away\"}\n\n";
+}  // namespace
+
+sse_session::sse_session(worker_context& w, tcp::socket socket, connection_slot slot)
+    : connection(w, std::move(socket), std::move(slot), metrics::transport::sse) {}
+
+void sse_session::start(const std::vector<std::string>& topics,
+                        const std::optional<std::vector<hub::stream_pos>>& since) {
+    for (std::size_t i = 0; i < topics.size(); ++i) {
+        auto s = std::make_unique<sse_sub>();
+        s->owner = this;
+        s->topic = topics[i];
+        s->tag = static_cast<std::uint32_t>(i);
+        if (since) s->since = (*since)[i];
+        w_.shard.subscribe(*s);
+        subs_.push_back(std::move(s));
+    }
+    w_.counters.subscriptions.add(static_cast<std::int64_t>(subs_.size()));
+    // No Content-Length and no chunking: the stream ends when the connection does, and every
+    // event's bytes can be the same shared buffer for every subscriber.
+    std::string h =
+        "HTTP/1.1 200 OK\r\nServer: herald\r\nContent-Type: text/event-stream\r\n"
+        "Cache-Control: no-cache, no-transform\r\nX-Accel-Buffering: no\r\n\r\n"
+        "retry: ";
+    h += std::to_string(w_.cfg.sse.retry.count());
+    h += "\n\n";
+    enqueue(chunk::of_string(std::move(h)), true);
+    wait_readable();
+}
+
+std::string sse_session::stream_id() const {
+    std::string id;
+    for (const auto& s : subs_) {
+        if (!id.empty()) id += ',';
+        id += s->epoch;
+        id += ':';
+        id += std::to_string(s->last_offset);
+    }
+    return id;
+}
+
+void sse_session::send_message(sse_sub&, const hub::message_ptr& m) {
+    bool ok;
+    if (subs_.size() == 1) {
+        ok = enqueue(chunk::of_shared(m, m->sse_event));
+    } else {
+        // The id names every topic's position, so it is this stream's own; the rest is shared.
+        enqueue(chunk::of_string(sse::encode_id_line(stream_id())));
+        ok = enqueue(chunk::of_shared(m, m->sse_body()));
+    }
+    if (ok) w_.counters.frames_delivered.add();
+}
+
+void sse_session::send_reset(sse_sub& s) {
+    std::string e = sse::encode_id_line(stream_id());
+    e += "event: reset\ndata: {\"topic\":\"" + s.topic + "\",\"epoch\":\"" + s.epoch +
+         "\",\"offset\":" + std::to_string(s.last_offset) + ",\"reason\":\"" + s.reason + "\"}\n\n";
+    enqueue(chunk::of_string(std::move(e)));
+}
+
+void sse_session::on_message(hub::subscription& sub, const hub::message_ptr& m) {
+    auto& s = static_cast<sse_sub&>(sub);
+    if (answered_ < subs_.size()) {
+        held_.emplace_back(&s, m);
+        return;
+    }
+    send_message(s, m);
+}
+
+void sse_session::on_subscribed(hub::subscription& sub, const hub::subscribe_result& r) {
+    auto& s = static_cast<sse_sub&>(sub);
+    ++answered_;
+    if (r.resume_requested) {
+        (r.recovered ? w_.counters.resumes_recovered : w_.counters.resumes_failed).add();
+        if (!r.recovered) {
+            s.reset = true;
+            s.reason = r.reason;
+            held_.emplace_back(&s, nullptr);  // the reset goes out in order with messages
+        }
+    }
+    if (answered_ < subs_.size()) return;
+    auto held = std::move(held_);
+    held_.clear();
+    for (auto& [hs, m] : held) {
+        if (m)
+            send_message(*hs, m);
+        else
+            send_reset(*hs);
+    }
+}
+
+void sse_session::on_readable() {
+    // A stream carries nothing from the client; reading only notices that it went away.
+    for (int i = 0; i < 4; ++i) {
+        error_code ec;
+        std::size_t n = read_some(ec);
+        if (ec) {
+            close_now();
+            return;
+        }
+        if (n == 0) break;
+    }
+    wait_readable();
+}
+
+void sse_session::on_tick(time_point now) {
+    if (now - last_write_ >= w_.cfg.sse.heartbeat && idle_output())
+        enqueue(chunk::of_static(k_heartbeat));
+}
+
+void sse_session::on_drain() {
+    enqueue(chunk::of_static(k_shutdown), true);
+    close_after_flush(milliseconds(2000));
+}
+
+void sse_session::on_close() {
+    for (auto& s : subs_) w_.shard.unsubscribe(*s);
+    w_.counters.subscriptions.add(-static_cast<std::int64_t>(subs_.size()));
+    subs_.clear();
+    held_.clear();
+}
+
+}  // namespace herald::net

@@ -1,0 +1,427 @@
+#include "herald/broker/broker.hpp"
+#include "herald/broker/cursor.hpp"
+#include "herald/common/text.hpp"
+#include "herald/hub/topic.hpp"
+#include "herald/net/sessions.hpp"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+namespace herald::net {
+
+using metrics::reject;
+using json = nlohmann::json;
+
+namespace {
+// Frames every session sends; static, so queuing them costs no allocation.
+const std::string k_ping_frame = ws::make_frame(ws::opcode::ping, {});
+}  // namespace
+
+ws_session::ws_session(worker_context& w, tcp::socket socket, connection_slot slot,
+                       std::string leftover)
+    : connection(w, std::move(socket), std::move(slot), metrics::transport::ws),
+      in_(std::move(leftover)),
+      last_seen_(clock::now()),
+      last_ping_(clock::now()) {}
+
+void ws_session::start(std::string_view accept, bool subprotocol,
+                       const std::vector<std::string>& topics) {
+    // Subscribed before the 101 leaves: a publish the client makes after the upgrade is ordered
+    // after these subscriptions on every topic's owner.
+    for (const auto& t : topics) subscribe_topic(t, std::nullopt, {}, false);
+    std::string r =
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: "
+        "Upgrade\r\nSec-WebSocket-Accept: ";
+    r += accept;
+    r += "\r\n";
+    if (subprotocol) r += "Sec-WebSocket-Protocol: herald.v1\r\n";
+    r += "\r\n";
+    enqueue(chunk::of_string(std::move(r)), true);
+    if (!in_.empty()) {
+        std::string early = std::move(in_);
+        in_.clear();
+        consume(early.data(), early.size());
+        if (closed()) return;
+    }
+    wait_readable();
+}
+
+ws_session::ws_sub* ws_session::find(const std::string& topic) {
+    for (auto& s : subs_)
+        if (s->topic == topic) return s.get();
+    return nullptr;
+}
+
+void ws_session::subscribe_topic(const std::string& topic, std::optional<hub::stream_pos> since,
+                                 std::string reply_id, bool reply) {
+    auto s = std::make_unique<ws_sub>();
+    s->owner = this;
+    s->topic = topic;
+    s->since = std::move(since);
+    s->reply_id = std::move(reply_id);
+    s->reply = reply;
+    w_.shard.subscribe(*s);
+    w_.counters.subscriptions.add(1);
+    subs_.push_back(std::move(s));
+}
+
+void ws_session::on_subscribed(hub::subscription& sub, const hub::subscribe_result& r) {
+    auto& s = static_cast<ws_sub&>(sub);
+    if (r.resume_requested)
+        (r.recovered ? w_.counters.resumes_recovered : w_.counters.resumes_failed).add();
+    if (!s.reply) return;
+    std::string o = "{\"type\":\"ok\"";
+    if (!s.reply_id.empty()) o += ",\"id\":" + s.reply_id;
+    o += ",\"op\":\"subscribe\",\"topic\":\"" + s.topic + "\",\"epoch\":\"" + r.epoch +
+         "\",\"offset\":" + std::to_string(r.top);
+    if (r.resume_requested) {
+        o += std::string(",\"recovered\":") + (r.recovered ? "true" : "false");
+        if (!r.recovered) o += ",\"reason\":" + json_quote(r.reason);
+    }
+    o += '}';
+    send_json(std::move(o));
+}
+
+void ws_session::on_message(hub::subscription&, const hub::message_ptr& m) {
+    if (close_sent_) return;
+    if (enqueue(chunk::of_shared(m, m->ws_frames))) w_.counters.frames_delivered.add();
+}
+
+void ws_session::send_json(std::string text) {
+    if (close_sent_) return;
+    std::string frame;
+    frame.reserve(text.size() + 10);
+    ws::append_frame(frame, ws::opcode::text, text);
+    enqueue(chunk::of_string(std::move(frame)));
+}
+
+void ws_session::reply_error(const std::string& id, std::string_view code,
+                             std::string_view message) {
+    std::string o = "{\"type\":\"error\"";
+    if (!id.empty()) o += ",\"id\":" + id;
+    o += ",\"code\":" + json_quote(code) + ",\"message\":" + json_quote(message) + "}";
+    send_json(std::move(o));
+}
+
+void ws_session::send_close(std::uint16_t code, std::string_view reason) {
+    if (close_sent_) return;
+    close_sent_ = true;
+    enqueue(chunk::of_string(ws::make_close_frame(code, reason)), true);
+}
+
+void ws_session::fail(std::uint16_t code, std::string_view reason, reject r) {
+    w_.counters.inc(r);
+    in_.clear();
+    frag_.clear();
+    send_close(code, reason);
+    close_after_flush(milliseconds(1000));
+}
+
+void ws_session::on_readable() {
+    for (int i = 0; i < 16 && !closed(); ++i) {
+        error_code ec;
+        std::size_t n = read_some(ec);
+        if (ec) {
+            close_now();  // EOF or reset: nobody to say goodbye to
+            return;
+        }
+        if (n == 0) break;
+        last_seen_ = clock::now();
+        awaiting_pong_ = false;
+        consume(w_.scratch().data(), n);
+    }
+    if (!closed()) wait_readable();
+}
+
+void ws_session::consume(char* data, std::size_t n) {
+    bool stop = false;
+    if (in_.empty()) {
+        std::size_t used = parse_frames(data, n, stop);
+        if (!stop && used < n) in_.assign(data + used, n - used);
+    } else {
+        in_.append(data, n);
+        std::size_t used = parse_frames(in_.data(), in_.size(), stop);
+        if (stop)
+            in_.clear();
+        else
+            in_.erase(0, used);
+    }
+    if (in_.capacity() > 4096 && in_.empty()) std::string().swap(in_);
+}
+
+std::size_t ws_session::parse_frames(char* buf, std::size_t n, bool& stop) {
+    std::size_t pos = 0;
+    while (pos < n && !closed()) {
+        ws::frame f;
+        const std::uint64_t room =
+            w_.cfg.limits.max_client_message_bytes - (in_frag_ ? frag_.size() : 0);
+        auto r = ws::parse_client_frame(std::string_view(buf + pos, n - pos), room, f);
+        if (r == ws::parse_result::incomplete) break;
+        if (r == ws::parse_result::protocol_error) {
+            fail(ws::close_code::protocol_error, "protocol error", reject::ws_protocol_error);
+            stop = true;
+            return n;
+        }
+        if (r == ws::parse_result::too_big) {
+            fail(ws::close_code::too_big, "message too big", reject::ws_message_too_big);
+            stop = true;
+            return n;
+        }
+        if (n - pos < f.header_bytes + f.payload_bytes) break;  // payload not all here yet
+        char* payload = buf + pos + f.header_bytes;
+        ws::unmask(payload, f.payload_bytes, f.mask);
+        pos += f.header_bytes + f.payload_bytes;
+        if (!on_frame(f, payload)) {
+            stop = true;
+            return n;
+        }
+    }
+    return pos;
+}
+
+bool ws_session::on_frame(const ws::frame& f, char* payload) {
+    const std::string_view data(payload, f.payload_bytes);
+    switch (f.op) {
+        case ws::opcode::ping:
+            if (!close_sent_)
+                enqueue(chunk::of_string(ws::make_frame(ws::opcode::pong, data)), true);
+            return true;
+        case ws::opcode::pong: return true;
+        case ws::opcode::close: {
+            auto ci = ws::parse_close_payload(data);
+            if (!ci.valid) {
+                fail(ws::close_code::protocol_error, "invalid close frame",
+                     reject::ws_protocol_error);
+                return false;
+            }
+            // Echo the code (RFC 6455 5.5.1), or end our own close handshake.
+            send_close(ci.code ? ci.code : ws::close_code::normal, {});
+            close_after_flush(milliseconds(1000));
+            return false;
+        }
+        case ws::opcode::text:
+        case ws::opcode::binary:
+            if (in_frag_) {
+                fail(ws::close_code::protocol_error, "new message inside a fragmented one",
+                     reject::ws_protocol_error);
+                return false;
+            }
+            if (!f.fin) {
+                in_frag_ = true;
+                frag_op_ = f.op;
+                frag_.assign(data);
+                return true;
+            }
+            break;
+        case ws::opcode::cont:
+            if (!in_frag_) {
+                fail(ws::close_code::protocol_error, "continuation without a message",
+                     reject::ws_protocol_error);
+                return false;
+            }
+            frag_.append(data);
+            if (!f.fin) return true;
+            break;
+    }
+    if (close_sent_) return true;  // closing: data is ignored
+    const bool fragmented = f.op == ws::opcode::cont;
+    const ws::opcode op = fragmented ? frag_op_ : f.op;
+    std::string assembled;
+    std::string_view message = data;
+    if (fragmented) {
+        assembled = std::move(frag_);
+        frag_.clear();
+        in_frag_ = false;
+        message = assembled;
+    }
+    if (op == ws::opcode::binary) {
+        w_.counters.inc(reject::ws_bad_op);
+        reply_error({}, "binary_not_supported", "ops are JSON text frames");
+        return true;
+    }
+    if (!is_valid_utf8(message)) {
+        fail(ws::close_code::invalid_payload, "invalid utf-8", reject::ws_invalid_utf8);
+        return false;
+    }
+    on_text(message);
+    return !closed();
+}
+
+void ws_session::on_text(std::string_view text) {
+    auto bad = [this](const std::string& id, std::string_view code, std::string_view message) {
+        w_.counters.inc(reject::ws_bad_op);
+        reply_error(id, code, message);
+    };
+    json op = json::parse(text, nullptr, false);
+    if (op.is_discarded() || !op.is_object()) {
+        bad({}, "bad_json", "an op is one JSON object per text frame");
+        return;
+    }
+    std::string id;
+    if (auto it = op.find("id"); it != op.end()) {
+        if (!it->is_number() && !it->is_string()) {
+            bad({}, "bad_request", "id must be a number or a string");
+            return;
+        }
+        id = it->dump(-1, ' ', false, json::error_handler_t::replace);
+    }
+    auto opit = op.find("op");
+    if (opit == op.end() || !opit->is_string()) {
+        bad(id, "bad_request", "missing op");
+        return;
+    }
+    const auto& name = opit->get_ref<const std::string&>();
+    if (name == "ping") {
+        send_json("{\"type\":\"ok\"" + (id.empty() ? std::string() : ",\"id\":" + id) +
+                  ",\"op\":\"ping\"}");
+        return;
+    }
+    if (name != "subscribe" && name != "unsubscribe" && name != "publish") {
+        bad(id, "unknown_op", "unknown op '" + name + "' (subscribe, unsubscribe, publish, ping)");
+        return;
+    }
+    auto tit = op.find("topic");
+    if (tit == op.end() || !tit->is_string() ||
+        !hub::is_valid_topic(tit->get_ref<const std::string&>())) {
+        w_.counters.inc(reject::bad_topic);
+        reply_error(id, "bad_topic", hub::k_topic_rule);
+        return;
+    }
+    const auto& topic = tit->get_ref<const std::string&>();
+
+    if (name == "subscribe") {
+        std::optional<hub::stream_pos> since;
+        if (auto sit = op.find("since"); sit != op.end() && !sit->is_null()) {
+            const auto e = sit->is_object() ? sit->find("epoch") : sit->end();
+            const auto o = sit->is_object() ? sit->find("offset") : sit->end();
+            if (!sit->is_object() || e == sit->end() || o == sit->end() || !e->is_string() ||
+                !broker::is_valid_epoch(e->get_ref<const std::string&>()) ||
+                !o->is_number_unsigned()) {
+                bad(id, "bad_since",
+                    "since must be {\"epoch\": \"...\", \"offset\": <unsigned integer>}");
+                return;
+            }
+            since = hub::stream_pos{e->get<std::string>(), o->get<std::uint64_t>()};
+        }
+        if (find(topic)) {
+            bad(id, "bad_request", "already subscribed to '" + topic + "'");
+            return;
+        }
+        if (subs_.size() >= w_.cfg.limits.max_topics_per_connection) {
+            w_.counters.inc(reject::too_many_topics);
+            reply_error(id, "too_many_topics",
+                        "at most " + std::to_string(w_.cfg.limits.max_topics_per_connection) +
+                            " topics per connection");
+            return;
+        }
+        subscribe_topic(topic, std::move(since), id, true);
+        return;
+    }
+    if (name == "unsubscribe") {
+        for (auto it = subs_.begin(); it != subs_.end(); ++it) {
+            if ((*it)->topic != topic) continue;
+            w_.shard.unsubscribe(**it);
+            w_.counters.subscriptions.add(-1);
+            subs_.erase(it);
+            send_json("{\"type\":\"ok\"" + (id.empty() ? std::string() : ",\"id\":" + id) +
+                      ",\"op\":\"unsubscribe\",\"topic\":\"" + topic + "\"}");
+            return;
+        }
+        bad(id, "not_subscribed", "not subscribed to '" + topic + "'");
+        return;
+    }
+    // publish
+    if (!hub::any_match(w_.cfg.ws.client_publish, topic)) {
+        w_.counters.inc(reject::forbidden);
+        reply_error(id, "forbidden",
+                    "clients may not publish to '" + topic + "' (see ws.client_publish)");
+        return;
+    }
+    hub::publish_request req;
+    req.topic = topic;
+    if (auto eit = op.find("event"); eit != op.end()) {
+        if (!eit->is_string() || !hub::is_valid_event_name(eit->get_ref<const std::string&>())) {
+            bad(id, "bad_event", "event must be 1..64 bytes of [A-Za-z0-9_.:-]");
+            return;
+        }
+        req.event = eit->get<std::string>();
+    }
+    if (auto dit = op.find("data_base64"); dit != op.end()) {
+        auto bytes =
+            dit->is_string() ? base64_decode(dit->get_ref<const std::string&>()) : std::nullopt;
+        if (!bytes) {
+            bad(id, "bad_request", "data_base64 must be standard base64");
+            return;
+        }
+        req.kind = hub::payload_kind::binary;
+        req.payload = std::move(*bytes);
+    } else if (auto dit2 = op.find("data"); dit2 != op.end()) {
+        if (dit2->is_string()) {
+            req.kind = hub::payload_kind::text;
+            req.payload = dit2->get<std::string>();
+        } else {
+            req.kind = hub::payload_kind::json;
+            req.payload = dit2->dump(-1, ' ', false, json::error_handler_t::replace);
+        }
+    } else {
+        bad(id, "bad_request", "publish needs data or data_base64");
+        return;
+    }
+    if (req.payload.size() > w_.cfg.limits.max_message_bytes) {
+        w_.counters.inc(reject::payload_too_large);
+        reply_error(id, "payload_too_large", "message exceeds limits.max_message_bytes");
+        return;
+    }
+    w_.counters.publish_requests.add();
+    std::weak_ptr<connection> weak = shared_from_this();
+    w_.broker.publish(w_.id, std::move(req), [weak, id](broker::publish_result r) {
+        auto self = std::static_pointer_cast<ws_session>(weak.lock());
+        if (!self || self->closed()) return;
+        if (r.status == broker::publish_status::unavailable) {
+            self->reply_error(id, "unavailable", "the broker is unavailable; retry");
+            return;
+        }
+        self->w_.counters.messages_published.add();
+        self->send_json("{\"type\":\"ok\"" + (id.empty() ? std::string() : ",\"id\":" + id) +
+                        ",\"op\":\"publish\",\"topic\":\"" + r.topic + "\",\"epoch\":\"" + r.epoch +
+                        "\",\"offset\":" + std::to_string(r.offset) + "}");
+    });
+}
+
+void ws_session::on_tick(time_point now) {
+    if (close_sent_) return;  // the close deadline governs
+    if (awaiting_pong_) {
+        // Any frame from the client clears awaiting_pong_ (on_readable).
+        if (now - last_ping_ >= w_.cfg.ws.pong_timeout) {
+            w_.counters.pong_timeouts.add();
+            send_close(ws::close_code::policy, "pong timeout");
+            close_after_flush(milliseconds(1000));
+        }
+        return;
+    }
+    if (now - last_ping_ >= w_.cfg.ws.ping_interval) {
+        last_ping_ = now;
+        awaiting_pong_ = true;
+        enqueue(chunk::of_static(k_ping_frame), true);
+    }
+}
+
+void ws_session::on_drain() {
+    send_close(ws::close_code::going_away, "going away");
+    arm_close_deadline(milliseconds(2000));
+}
+
+void ws_session::on_slow_consumer() {
+    drop_queue();
+    close_sent_ = false;
+    send_close(ws::close_code::policy, "slow consumer");
+    close_after_flush(milliseconds(1000));
+}
+
+void ws_session::on_close() {
+    for (auto& s : subs_) w_.shard.unsubscribe(*s);
+    w_.counters.subscriptions.add(-static_cast<std::int64_t>(subs_.size()));
+    subs_.clear();
+}
+
+}  // namespace herald::net
