@@ -29,18 +29,20 @@ int main(int argc, char** argv) {
 
     config::settings cfg;
     try {
+        const auto env = [](const char* name) -> std::optional<std::string> {
+            const char* v = std::getenv(name);
+            return v ? std::optional<std::string>(v) : std::nullopt;
+        };
         if (!check_path.empty()) {
-            (void)config::load_file(check_path);
+            cfg = config::load_file(check_path);
+            config::apply_env(cfg, env);
             std::cout << check_path << ": ok\n";
             return 0;
         }
         if (config_path.empty() && std::filesystem::exists("config/herald.yaml"))
             config_path = "config/herald.yaml";
         if (!config_path.empty()) cfg = config::load_file(config_path);
-        config::apply_env(cfg, [](const char* name) -> std::optional<std::string> {
-            const char* v = std::getenv(name);
-            return v ? std::optional<std::string>(v) : std::nullopt;
-        });
+        config::apply_env(cfg, env);
         if (!listen.empty()) config::set_listen(cfg, listen, "--listen");
         if (workers >= 0) config::set_workers(cfg, workers, "--workers");
         if (!log_level.empty()) config::set_log_level(cfg, log_level, "--log-level");

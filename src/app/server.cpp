@@ -162,8 +162,8 @@ int server::run() {
                 w.listener->stop();
                 w.ctx->drain();
             });
+        signals.async_wait(on_signal);  // a second signal stops at once
         check_drained();
-        signals.async_wait(on_signal);
     };
     signals.async_wait(on_signal);
     main_ioc.run();

@@ -86,19 +86,20 @@ void memory_broker::history(unsigned from, const std::string& topic,
     hub_.post(owner, [this, from, owner, topic, since = std::move(since), limit,
                       done = std::move(done)]() mutable {
         history_result r;
-        if (auto* s = stores_[owner]->find(topic)) {
-            r.found = true;
-            r.epoch = s->epoch;
-            r.top = s->top;
-            if (since && !since->epoch.empty() && since->epoch != s->epoch) {
-                r.epoch_mismatch = true;
-            } else {
-                const std::uint64_t after = since ? since->offset : 0;
-                for (const auto& m : s->ring) {
-                    if (m->offset <= after) continue;
-                    if (r.messages.size() >= limit) break;
-                    r.messages.push_back(m);
-                }
+        // Opening the stream fixes its epoch, so a client may start from `epoch:0` (an idle
+        // stream expires as usual).
+        auto& s = stores_[owner]->open(topic, policy_for(topic), clock::now());
+        r.found = true;
+        r.epoch = s.epoch;
+        r.top = s.top;
+        if (since && !since->epoch.empty() && since->epoch != s.epoch) {
+            r.epoch_mismatch = true;
+        } else {
+            const std::uint64_t after = since ? since->offset : 0;
+            for (const auto& m : s.ring) {
+                if (m->offset <= after) continue;
+                if (r.messages.size() >= limit) break;
+                r.messages.push_back(m);
             }
         }
         hub_.post(from,

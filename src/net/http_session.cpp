@@ -382,11 +382,12 @@ void http_session::on_message(hub::subscription& s, const hub::message_ptr& m) {
 void http_session::finish_poll() {
     if (!poll_ || closed()) return;
     auto p = std::move(poll_);
+    const auto& s = p->sub;
+    // Read the position before unsubscribing (which deactivates the subscription).
+    const std::string epoch = s.epoch.empty() && s.since ? s.since->epoch : s.epoch;
+    const std::uint64_t cursor = s.active ? s.last_offset : (s.since ? s.since->offset : 0);
     w_.shard.unsubscribe(p->sub);
     set_transport(metrics::transport::http);
-    const auto& s = p->sub;
-    std::string epoch = s.epoch.empty() && s.since ? s.since->epoch : s.epoch;
-    std::uint64_t cursor = s.active ? s.last_offset : (s.since ? s.since->offset : 0);
     std::string body = "{\"topic\":\"" + s.topic + "\",\"epoch\":\"" + epoch + "\"";
     if (s.since) body += std::string(",\"recovered\":") + (p->resume_failed ? "false" : "true");
     if (p->resume_failed) body += ",\"reason\":" + json_quote(p->reason);

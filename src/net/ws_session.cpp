@@ -253,8 +253,12 @@ void ws_session::on_text(std::string_view text) {
         reply_error(id, code, message);
     };
     json op = json::parse(text, nullptr, false);
-    if (op.is_discarded() || !op.is_object()) {
+    if (op.is_discarded()) {
         bad({}, "bad_json", "an op is one JSON object per text frame");
+        return;
+    }
+    if (!op.is_object()) {
+        bad({}, "bad_request", "an op is a JSON object, e.g. {\"op\":\"ping\"}");
         return;
     }
     std::string id;
@@ -281,8 +285,11 @@ void ws_session::on_text(std::string_view text) {
         return;
     }
     auto tit = op.find("topic");
-    if (tit == op.end() || !tit->is_string() ||
-        !hub::is_valid_topic(tit->get_ref<const std::string&>())) {
+    if (tit == op.end() || !tit->is_string()) {
+        bad(id, "bad_request", name + " needs a topic (a string)");
+        return;
+    }
+    if (!hub::is_valid_topic(tit->get_ref<const std::string&>())) {
         w_.counters.inc(reject::bad_topic);
         reply_error(id, "bad_topic", hub::k_topic_rule);
         return;
