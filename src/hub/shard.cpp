@@ -74,7 +74,10 @@ void shard::on_remote_unsubscribe(unsigned from, const std::string& topic) {
         --r.per_worker[from];
         --r.total;
     }
-    if (r.total == 0) routes_.erase(it);
+    if (r.total == 0) {
+        routes_.erase(it);
+        hub_.broker().on_topic_idle(worker_, topic);
+    }
 }
 
 void shard::on_subscribe_answer(std::uint64_t sub_id, subscribe_result r) {
@@ -125,11 +128,28 @@ std::size_t shard::dispatch(const message_ptr& m) {
         if (r.per_worker[w] == 0) continue;
         if (w == worker_) {
             deliver(m);
-        } else {
-            hub_.post(w, [h = &hub_, w, m] { h->at(w).deliver(m); });
+            continue;
+        }
+        if (outbox_.empty()) outbox_.resize(hub_.workers());
+        outbox_[w].push_back(m);
+        if (!outbox_posted_) {
+            outbox_posted_ = true;
+            hub_.post(worker_, [this] { send_outbox(); });
         }
     }
     return r.total;
+}
+
+void shard::send_outbox() {
+    outbox_posted_ = false;
+    for (unsigned w = 0; w < outbox_.size(); ++w) {
+        if (outbox_[w].empty()) continue;
+        hub_.post(w, [h = &hub_, w, batch = std::move(outbox_[w])] {
+            auto& s = h->at(w);
+            for (const auto& m : batch) s.deliver(m);
+        });
+        outbox_[w].clear();
+    }
 }
 
 }  // namespace herald::hub

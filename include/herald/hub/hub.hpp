@@ -99,6 +99,7 @@ private:
     void on_remote_unsubscribe(unsigned from, const std::string& topic);
     void on_subscribe_answer(std::uint64_t sub_id, subscribe_result r);
     void offer(subscription& s, const message_ptr& m);
+    void send_outbox();
 
     hub& hub_;
     unsigned worker_;
@@ -107,6 +108,10 @@ private:
     std::unordered_map<std::string, local_topic> topics_;
     std::unordered_map<std::uint64_t, subscription*> waiting_;  // subscribes not answered yet
     std::unordered_map<std::string, route> routes_;
+    // Messages for other workers, sent as one post per worker per loop turn: the receiver then
+    // fans a whole batch out and each connection writes it in one syscall.
+    std::vector<std::vector<message_ptr>> outbox_;
+    bool outbox_posted_ = false;
 };
 
 class hub {

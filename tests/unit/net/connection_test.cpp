@@ -1,0 +1,145 @@
+#include "herald/net/connection.hpp"
+
+#include "herald/broker/memory_broker.hpp"
+#include "herald/hub/hub.hpp"
+#include "herald/net/http_api.hpp"
+
+#include <boost/asio/read.hpp>
+#include <gtest/gtest.h>
+
+#include <string>
+
+using namespace herald;
+
+namespace {
+
+class no_api final : public net::http_api {
+public:
+    void handle(net::worker_context&, const net::http_request&, net::responder) override {}
+};
+
+class test_connection final : public net::connection {
+public:
+    using connection::connection;
+    void on_tick(time_point) override {}
+    void on_drain() override {}
+    int slow_calls = 0;
+
+private:
+    void on_slow_consumer() override {
+        ++slow_calls;
+        close_now();
+    }
+};
+
+// One worker's runtime and a connected socket pair over loopback.
+struct connection_test : ::testing::Test {
+    connection_test()
+        : hub({&ioc}),
+          broker(hub, cfg),
+          metrics(1),
+          acceptor(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+        hub.set_broker(broker);
+    }
+
+    std::shared_ptr<test_connection> connect(int client_rcvbuf = 0) {
+        if (client_rcvbuf) {
+            client.open(tcp::v4());
+            client.set_option(asio::socket_base::receive_buffer_size(client_rcvbuf));
+        }
+        client.connect(acceptor.local_endpoint());
+        tcp::socket server(ioc);
+        acceptor.accept(server);
+        server.set_option(asio::socket_base::send_buffer_size(4096));
+        server.non_blocking(true);
+        ctx = std::make_unique<net::worker_context>(0, ioc, cfg, hub.at(0), broker, metrics.at(0),
+                                                    state, api);
+        return std::make_shared<test_connection>(*ctx, std::move(server), net::connection_slot{},
+                                                 metrics::transport::ws);
+    }
+
+    std::shared_ptr<test_connection> connect_again() {
+        client = tcp::socket(ioc);
+        return connect();
+    }
+
+    void run() {
+        ioc.restart();
+        ioc.poll();
+    }
+
+    config::settings cfg;
+    asio::io_context ioc{1};
+    hub::hub hub;
+    broker::memory_broker broker;
+    metrics::registry metrics;
+    net::process_state state;
+    no_api api;
+    tcp::acceptor acceptor;
+    tcp::socket client{ioc};
+    std::unique_ptr<net::worker_context> ctx;
+};
+
+}  // namespace
+
+TEST_F(connection_test, QueuedChunksLeaveInOrderInFewGatheredWrites) {
+    auto c = connect();
+    std::string expected;
+    for (int i = 0; i < 100; ++i) {
+        std::string s(100, static_cast<char>('a' + i % 26));
+        expected += s;
+        ASSERT_TRUE(c->enqueue(net::chunk::of_string(std::move(s))));
+    }
+    run();  // the flush pass: one turn of the loop
+    std::string got(expected.size(), '\0');
+    asio::read(client, asio::buffer(got));
+    EXPECT_EQ(got, expected);
+    // 100 chunks of 100 bytes; up to 64 chunks per gathered write.
+    EXPECT_LE(metrics.at(0).write_calls.get(), 2);
+    EXPECT_EQ(metrics.at(0).bytes_out.get(), static_cast<std::int64_t>(expected.size()));
+}
+
+TEST_F(connection_test, OverTheBoundTheConnectionIsASlowConsumerOnce) {
+    cfg.limits.max_queued_bytes = 64 * 1024;
+    auto c = connect(4096);  // a client that never reads, with a small receive buffer
+    const std::string kib(1024, 'x');
+    int accepted = 0;
+    bool refused = false;
+    for (int i = 0; i < 4096 && !refused; ++i) {
+        if (c->enqueue(net::chunk::of_static(kib)))
+            ++accepted;
+        else
+            refused = true;
+        if (i % 16 == 0) run();  // let writes happen, as the loop would
+    }
+    ASSERT_TRUE(refused) << "the queue never filled: " << accepted << " KiB accepted";
+    EXPECT_FALSE(c->enqueue(net::chunk::of_static(kib))) << "a slow consumer takes nothing more";
+    run();
+    EXPECT_EQ(c->slow_calls, 1);
+    EXPECT_TRUE(c->closed());
+    EXPECT_EQ(metrics.at(0).slow_consumers[static_cast<std::size_t>(metrics::transport::ws)].get(),
+              1);
+}
+
+TEST_F(connection_test, ForcedChunksPassTheBound) {
+    cfg.limits.max_queued_bytes = 1024;
+    auto c = connect();
+    const std::string big(4096, 'y');
+    EXPECT_FALSE(c->enqueue(net::chunk::of_static(big)));
+    c = connect_again();
+    EXPECT_TRUE(c->enqueue(net::chunk::of_static(big), true));
+}
+
+TEST_F(connection_test, SharedChunksKeepTheirOwnerAliveUntilWritten) {
+    auto c = connect();
+    auto owner = std::make_shared<const std::string>("shared bytes");
+    std::weak_ptr<const std::string> weak = owner;
+    ASSERT_TRUE(c->enqueue(net::chunk::of_shared(owner, *owner)));
+    owner.reset();
+    EXPECT_FALSE(weak.expired()) << "the queue holds the message";
+    run();
+    std::string got(12, '\0');
+    asio::read(client, asio::buffer(got));
+    EXPECT_EQ(got, "shared bytes");
+    EXPECT_TRUE(weak.expired()) << "written chunks release their owner";
+}
