@@ -53,6 +53,11 @@ public:
     // Once a second on every worker: expiry of history and idempotency keys.
     virtual void on_tick(unsigned worker, time_point now) = 0;
 
+    // Called on the topic's owner worker when the last subscription to `topic` anywhere in this
+    // process went away (its route became empty). A broker that follows topics elsewhere (redis)
+    // may stop following it; the hub may resolve the topic again later.
+    virtual void on_topic_idle(unsigned /*owner*/, const std::string& /*topic*/) {}
+
     [[nodiscard]] virtual bool ready() const noexcept = 0;
     [[nodiscard]] virtual std::size_t history_bytes() const noexcept = 0;
 };
