@@ -5,7 +5,7 @@ PYTHON    ?= /usr/bin/python3
 CMAKE_ARGS ?=
 CONFIG    ?= config/herald.yaml
 
-.PHONY: all deps configure build run test unit integration bench bench-quick test-asan format clean
+.PHONY: all deps configure build run test unit integration bench bench-quick test-asan format clean docker-config
 
 all: build
 
@@ -51,3 +51,7 @@ format:
 
 clean:
 	rm -rf $(BUILD) build-asan
+
+# docker/nginx.conf is the shipped config/nginx/herald.conf rendered for docker/compose.yaml.
+docker-config:
+	scripts/nginx-conf.sh 8080 /var/run herald1:8080 herald2:8080 | sed 's#^error_log .*#error_log stderr warn;#' > docker/nginx.conf

@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # Installs every Debian package herald needs to build, test and benchmark, and the npm packages
 # the integration tests use. Idempotent: when everything is present it only checks, in a second.
+#   scripts/install-deps.sh          everything (what `make run`, `make test` and CI use)
+#   scripts/install-deps.sh build    only what compiling needs (the Docker build stage)
 set -euo pipefail
+profile="${1:-all}"
 
+build_packages=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libboost1.81-dev nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev libhiredis-dev
+  libgtest-dev libssl-dev libcli11-dev
+)
 packages=(
   # build
   build-essential cmake ninja-build ccache pkg-config git
@@ -22,9 +30,13 @@ for p in "${packages[@]}"; do
   fi
 done
 
+if [ "$profile" = "build" ]; then packages=("${build_packages[@]}"); fi
+
 # Node.js and npm: any install that provides the commands will do (some images ship NodeSource's).
-if ! command -v node >/dev/null 2>&1; then missing+=(nodejs); fi
-if ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
+if [ "$profile" != "build" ]; then
+  if ! command -v node >/dev/null 2>&1; then missing+=(nodejs); fi
+  if ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
@@ -37,7 +49,7 @@ fi
 
 # Node packages for the EventSource/WebSocket client tests (from the npm registry).
 here="$(cd "$(dirname "$0")/.." && pwd)"
-if [ -f "$here/tests/integration/package.json" ] && [ ! -d "$here/tests/integration/node_modules" ]; then
+if [ "$profile" != "build" ] && [ -f "$here/tests/integration/package.json" ] && [ ! -d "$here/tests/integration/node_modules" ]; then
   if command -v npm >/dev/null 2>&1; then
     echo "install-deps: npm install in tests/integration"
     (cd "$here/tests/integration" && npm install --no-audit --no-fund --loglevel=error)
