@@ -51,7 +51,7 @@ fi
 here="$(cd "$(dirname "$0")/.." && pwd)"
 if [ "$profile" != "build" ] && [ -f "$here/tests/integration/package.json" ] && [ ! -d "$here/tests/integration/node_modules" ]; then
   if command -v npm >/dev/null 2>&1; then
-    echo "install-deps: npm install in tests/integration"
-    (cd "$here/tests/integration" && npm install --no-audit --no-fund --loglevel=error)
+    echo "install-deps: npm ci in tests/integration"
+    (cd "$here/tests/integration" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 fi

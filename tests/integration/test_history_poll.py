@@ -1,0 +1,199 @@
+"""GET /history and GET /poll as docs/protocol.md describes them, and idempotent publish."""
+import asyncio
+import base64
+import threading
+import time
+
+import pytest
+import requests
+
+from herald_testlib import (EPOCH_RE, curl, error_of, unique, ws_connect, ws_op_collect,
+                            ws_recv_json)
+
+
+@pytest.fixture(scope="module")
+def herald_config():
+    return {"poll": {"timeout": "1s"}, "history": {"size": 100}}
+
+
+def pub(server, topic, data, **kw):
+    r = requests.post(server.url(f"/publish/{topic}"), data=data, timeout=10, **kw)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+# ---------------------------------------------------------------- history
+
+def test_history_returns_what_is_held(server):
+    topic = unique("hist")
+    pub(server, topic, "x1")
+    pub(server, topic, '{"p": 1}', headers={"Content-Type": "application/json"})
+    pub(server, topic, "x3", params={"event": "tick"})
+    r = requests.get(server.url(f"/history/{topic}"), timeout=10)
+    assert r.status_code == 200, r.text
+    j = r.json()
+    assert j["topic"] == topic and EPOCH_RE.match(j["epoch"]) and j["offset"] == 3, j
+    ms = j["messages"]
+    assert [m["offset"] for m in ms] == [1, 2, 3], ms
+    assert ms[0]["data"] == "x1" and ms[1]["data"] == {"p": 1}, ms
+    assert ms[2]["data"] == "x3" and ms[2]["event"] == "tick", ms
+
+    j = requests.get(server.url(f"/history/{topic}?since=1"), timeout=10).json()
+    assert [m["offset"] for m in j["messages"]] == [2, 3], j
+    j = requests.get(server.url(f"/history/{topic}?since={j['epoch']}:2"), timeout=10).json()
+    assert [m["offset"] for m in j["messages"]] == [3], j
+    j = requests.get(server.url(f"/history/{topic}?limit=1"), timeout=10).json()
+    assert len(j["messages"]) == 1, j
+    j = requests.get(server.url(f"/history/{topic}?since=3"), timeout=10).json()
+    assert j["messages"] == [] and j["offset"] == 3, j
+
+
+def test_history_of_a_fresh_topic_has_an_epoch(server):
+    topic = unique("fresh")
+    j = requests.get(server.url(f"/history/{topic}"), timeout=10).json()
+    assert j["topic"] == topic and j["offset"] == 0 and j["messages"] == [], j
+    assert EPOCH_RE.match(j["epoch"]), f"every topic stream has an 8-character epoch: {j}"
+    # and it is the epoch its first message then carries
+    off = pub(server, topic, "first")
+    j2 = requests.get(server.url(f"/history/{topic}"), timeout=10).json()
+    assert j2["epoch"] == j["epoch"] and off["offset"] == 1, (j, j2)
+
+
+def test_history_holds_at_most_history_size(server):
+    topic = unique("hist-size")
+    with requests.Session() as s:
+        for i in range(1, 121):
+            assert s.post(server.url(f"/publish/{topic}"), data=str(i), timeout=10).status_code == 200
+    j = requests.get(server.url(f"/history/{topic}"), timeout=10).json()
+    assert j["offset"] == 120
+    assert [m["offset"] for m in j["messages"]] == list(range(21, 121)), [m["offset"] for m in j["messages"]][:5]
+    j = requests.get(server.url(f"/history/{topic}?limit=1000"), timeout=10).json()
+    assert len(j["messages"]) == 100
+
+
+def test_history_binary_and_errors(server):
+    topic = unique("hist-bin")
+    pub(server, topic, b"\x00\xff", headers={"Content-Type": "application/octet-stream"})
+    j = requests.get(server.url(f"/history/{topic}"), timeout=10).json()
+    assert j["messages"][0]["data_base64"] == base64.b64encode(b"\x00\xff").decode(), j
+    r = requests.get(server.url("/history/bad%20topic"), timeout=10)
+    assert r.status_code == 400 and error_of(r)[0] == "bad_topic"
+    r = requests.get(server.url(f"/history/{topic}?since=zzzzzzzz:0"), timeout=10)
+    assert r.status_code == 400, r.text    # an epoch:offset must match the epoch
+    r = requests.get(server.url(f"/history/{topic}?since=abc"), timeout=10)
+    assert r.status_code == 400, r.text
+
+
+# ---------------------------------------------------------------- long-poll
+
+def test_poll_with_since_answers_at_once(server):
+    topic = unique("poll")
+    for i in range(1, 4):
+        pub(server, topic, f"p{i}")
+    epoch = requests.get(server.url(f"/history/{topic}"), timeout=10).json()["epoch"]
+    t0 = time.monotonic()
+    r = requests.get(server.url(f"/poll?topic={topic}&since={epoch}:1"), timeout=10)
+    assert time.monotonic() - t0 < 0.8
+    assert r.status_code == 200, r.text
+    j = r.json()
+    assert j["topic"] == topic and j["epoch"] == epoch and j["recovered"] is True, j
+    assert j["cursor"] == f"{epoch}:3", j
+    assert [(m["offset"], m["data"]) for m in j["messages"]] == [(2, "p2"), (3, "p3")], j
+
+
+def test_poll_times_out_empty(server):
+    topic = unique("poll-idle")
+    pub(server, topic, "only")
+    epoch = requests.get(server.url(f"/history/{topic}"), timeout=10).json()["epoch"]
+    t0 = time.monotonic()
+    r = curl(server.url(f"/poll?topic={topic}&since={epoch}:1"))
+    took = time.monotonic() - t0
+    assert r.status == 200, r.body
+    j = r.json()
+    assert j["messages"] == [] and j["cursor"] == f"{epoch}:1", j
+    assert 0.8 <= took < 4.0, f"poll.timeout is 1s, answered after {took:.2f}s"
+
+
+def test_poll_waits_for_the_next_message(server):
+    topic = unique("poll-wait")
+    result = {}
+
+    def poll():
+        t0 = time.monotonic()
+        r = requests.get(server.url(f"/poll?topic={topic}"), timeout=10)
+        result["r"], result["t"] = r, time.monotonic() - t0
+
+    t = threading.Thread(target=poll)
+    t.start()
+    time.sleep(0.3)
+    off = pub(server, topic, "wake")["offset"]
+    t.join(10)
+    r = result["r"]
+    assert r.status_code == 200, r.text
+    j = r.json()
+    assert [(m["offset"], m["data"]) for m in j["messages"]] == [(off, "wake")], j
+    assert j["cursor"].endswith(f":{off}") and result["t"] < 0.9, (j, result["t"])
+
+
+def test_poll_binary_and_bad_topic(server):
+    topic = unique("poll-bin")
+    pub(server, topic, bytes(range(8)), headers={"Content-Type": "application/octet-stream"})
+    epoch = requests.get(server.url(f"/history/{topic}"), timeout=10).json()["epoch"]
+    j = requests.get(server.url(f"/poll?topic={topic}&since={epoch}:0"), timeout=10).json()
+    assert j["messages"][0]["data_base64"] == base64.b64encode(bytes(range(8))).decode(), j
+    r = requests.get(server.url("/poll?topic=bad%20topic"), timeout=10)
+    assert r.status_code == 400 and error_of(r)[0] == "bad_topic"
+    r = requests.get(server.url("/poll"), timeout=10)
+    assert r.status_code == 400
+
+
+# ---------------------------------------------------------------- idempotent publish
+
+def test_idempotency_key_is_answered_but_not_delivered_twice(server):
+    topic = unique("idem")
+
+    async def run():
+        ws = await ws_connect(server, f"topic={topic}")
+        first = await asyncio.to_thread(pub, server, topic, "once", headers={"Idempotency-Key": "k-1"})
+        again = await asyncio.to_thread(pub, server, topic, "once", headers={"Idempotency-Key": "k-1"})
+        assert again["offset"] == first["offset"] and again.get("duplicate") is True, (first, again)
+        assert not first.get("duplicate"), first
+        # via curl too
+        r = curl(server.url(f"/publish/{topic}"), "-H", "Idempotency-Key: k-1", "-d", "once")
+        assert r.status == 200 and r.json()["offset"] == first["offset"] and r.json()["duplicate"] is True
+        # JSON idempotency_key, same topic, same key space
+        r = await asyncio.to_thread(requests.post, server.url("/publish"), timeout=10,
+                                    json={"topic": topic, "data": "once", "idempotency_key": "k-1"})
+        res = r.json()["results"][0]
+        assert res["offset"] == first["offset"] and res["duplicate"] is True, res
+        sentinel = await asyncio.to_thread(pub, server, topic, "sentinel")
+        assert sentinel["offset"] == first["offset"] + 1
+
+        m1 = await ws_recv_json(ws)
+        m2 = await ws_recv_json(ws)
+        assert (m1["data"], m1["offset"]) == ("once", first["offset"]), m1
+        assert (m2["data"], m2["offset"]) == ("sentinel", sentinel["offset"]), m2
+        reply, extra = await ws_op_collect(ws, {"op": "ping", "id": 1})
+        assert extra == [], extra
+
+        # the same key on another topic is a different message
+        other = unique("idem-other")
+        o = await asyncio.to_thread(pub, server, other, "once", headers={"Idempotency-Key": "k-1"})
+        assert o["offset"] == 1 and not o.get("duplicate"), o
+
+        # and it is kept in history once
+        h = await asyncio.to_thread(requests.get, server.url(f"/history/{topic}"), timeout=10)
+        assert [m["data"] for m in h.json()["messages"]] == ["once", "sentinel"]
+        await ws.close()
+
+    asyncio.run(run())
+
+
+def test_bad_idempotency_key_is_400(server):
+    topic = unique("idem-bad")
+    r = requests.post(server.url(f"/publish/{topic}"), data="x", headers={"Idempotency-Key": "k" * 129},
+                      timeout=10)
+    assert r.status_code == 400 and error_of(r)[0] == "bad_idempotency_key", r.text
+    r = requests.post(server.url(f"/publish/{topic}"), data="x", headers={"Idempotency-Key": "k" * 128},
+                      timeout=10)
+    assert r.status_code == 200, r.text
