@@ -368,6 +368,7 @@ void publish_api::metrics_text(net::responder r) {
         {"herald_open_sockets", "TCP connections open (all transports).",
          static_cast<double>(state_.connections.load())},
     };
+    for (auto& g : broker_.metrics()) extra.push_back(std::move(g));
     r.send(200, "text/plain; version=0.0.4", metrics_.render(extra));
 }
 

@@ -1,6 +1,7 @@
 #include "herald/app/server.hpp"
 
 #include "herald/broker/memory_broker.hpp"
+#include "herald/broker/redis_broker.hpp"
 #include "herald/hub/hub.hpp"
 #include "herald/metrics/metrics.hpp"
 #include "herald/net/listener.hpp"
@@ -86,7 +87,10 @@ int server::run() {
     }
     s.w_ticks.assign(n, 0);
     s.hub = std::make_unique<hub::hub>(contexts);
-    s.broker = std::make_unique<broker::memory_broker>(*s.hub, s.cfg);
+    if (s.cfg.broker == "redis")
+        s.broker = std::make_unique<broker::redis_broker>(*s.hub, s.cfg, contexts);
+    else
+        s.broker = std::make_unique<broker::memory_broker>(*s.hub, s.cfg);
     s.hub->set_broker(*s.broker);
     s.api = std::make_unique<publish_api>(s.cfg, s.metrics, *s.broker, s.state);
 

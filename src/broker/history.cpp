@@ -46,7 +46,12 @@ void history_store::append(stream& s, hub::message_ptr m) {
     s.last_activity = m->created;
     if (s.policy.size == 0 || max_bytes_ == 0) return;
     const std::size_t fp = m->footprint();
-    if (fp > max_bytes_) return;  // larger than all history may hold
+    if (fp > max_bytes_) {
+        // Larger than all history may hold. History must stay a run of consecutive offsets, so
+        // everything older goes too: a resume from before this message then fails plainly.
+        while (!s.ring.empty()) pop_front(s);
+        return;
+    }
     fifo_.emplace_back(s.id, m->offset);
     s.ring.push_back(std::move(m));
     s.bytes += fp;

@@ -75,6 +75,9 @@ std::vector<std::string> patterns(const YAML::Node& n, const std::string& key) {
     return out;
 }
 
+constexpr std::size_t k_unset_size = static_cast<std::size_t>(-1);
+constexpr milliseconds k_unset_ttl{-1};
+
 using handler = std::function<void(settings&, const YAML::Node&, const std::string&)>;
 
 constexpr milliseconds k_ms(long long v) {
@@ -92,8 +95,8 @@ const std::map<std::string, handler>& schema() {
         {"broker",
          [](settings& c, const YAML::Node& n, const std::string& k) {
              auto v = scalar(n, k);
-             if (v != "memory")
-                 throw config_error(k, "unknown broker '" + v + "' (this build supports: memory)");
+             if (v != "memory" && v != "redis")
+                 throw config_error(k, "unknown broker '" + v + "' (expected memory or redis)");
              c.broker = v;
          }},
         {"log.level", [](settings& c, const YAML::Node& n,
@@ -177,7 +180,9 @@ const std::map<std::string, handler>& schema() {
                  auto ik = k + "[" + std::to_string(i) + "]";
                  const auto& e = n[i];
                  if (!e.IsMap()) throw config_error(ik, "expected a map {pattern, size, ttl}");
-                 history_rule r{"", c.history.size, c.history.ttl};
+                 // Unset size/ttl take history.size/ttl after the whole file is read, so the
+                 // order of keys does not matter (see resolve_defaults).
+                 history_rule r{"", k_unset_size, k_unset_ttl};
                  bool has_pattern = false;
                  for (const auto& kv : e) {
                      auto name = kv.first.Scalar();
@@ -203,12 +208,54 @@ const std::map<std::string, handler>& schema() {
          [](settings& c, const YAML::Node& n, const std::string& k) {
              c.publish.idempotency_window = duration(n, k, k_ms(0), k_day);
          }},
+        {"redis.shards",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             if (!n.IsSequence() || n.size() == 0)
+                 throw config_error(k, "expected a non-empty list of host:port");
+             std::vector<std::string> out;
+             for (std::size_t i = 0; i < n.size(); ++i) {
+                 auto ik = k + "[" + std::to_string(i) + "]";
+                 auto v = scalar(n[i], ik);
+                 settings probe;
+                 set_listen(probe, v, ik);  // same host:port syntax as listen
+                 if (probe.listen_port == 0) throw config_error(ik, "port 0 is not a server");
+                 for (const auto& seen : out)
+                     if (seen == v) throw config_error(ik, "shard '" + v + "' is listed twice");
+                 out.push_back(std::move(v));
+             }
+             c.redis.shards = std::move(out);
+         }},
+        {"redis.key_prefix",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             auto v = scalar(n, k);
+             if (v.size() > 64) throw config_error(k, "at most 64 bytes");
+             for (char ch : v)
+                 if (static_cast<unsigned char>(ch) <= ' ' || ch == '{' || ch == '}' ||
+                     static_cast<unsigned char>(ch) >= 0x7f)
+                     throw config_error(k, "printable ASCII without spaces or braces expected");
+             c.redis.key_prefix = std::move(v);
+         }},
+        {"redis.connect_timeout",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.redis.connect_timeout = duration(n, k, k_ms(10), k_ms(600'000));
+         }},
+        {"redis.reconnect_max_backoff",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.redis.reconnect_max_backoff = duration(n, k, k_ms(100), k_ms(600'000));
+         }},
         {"shutdown.drain_timeout",
          [](settings& c, const YAML::Node& n,
             const std::string&
                 k) { c.shutdown.drain_timeout = duration(n, k, k_ms(0), k_ms(3600'000)); }},
     };
     return s;
+}
+
+void resolve_defaults(settings& s) {
+    for (auto& r : s.history.namespaces) {
+        if (r.size == k_unset_size) r.size = s.history.size;
+        if (r.ttl == k_unset_ttl) r.ttl = s.history.ttl;
+    }
 }
 
 bool is_section(const std::string& prefix) {
@@ -299,6 +346,7 @@ settings parse_yaml(const std::string& text) {
     if (root.IsNull()) return s;
     if (!root.IsMap()) throw config_error("", "the configuration must be a YAML map");
     walk(s, root, "");
+    resolve_defaults(s);
     return s;
 }
 

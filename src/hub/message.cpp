@@ -73,4 +73,26 @@ message_ptr make_message(std::string topic, std::string epoch, std::uint64_t off
     return m;
 }
 
+message_ptr make_reset(std::string topic, std::string epoch, std::uint64_t offset,
+                       std::string reason, time_point created) {
+    auto m = std::make_shared<message>();
+    m->topic = std::move(topic);
+    m->epoch = std::move(epoch);
+    m->offset = offset;
+    m->kind = payload_kind::json;
+    m->reset = true;
+    m->reset_reason = std::move(reason);
+    m->created = created;
+    // Topic and epoch charsets need no escaping.
+    m->payload = "{\"topic\":\"" + m->topic + "\",\"epoch\":\"" + m->epoch +
+                 "\",\"offset\":" + std::to_string(offset) +
+                 ",\"reason\":" + json_string(m->reset_reason) + "}";
+    m->ws_frames = ws::make_frame(ws::opcode::text, "{\"type\":\"reset\"," + m->payload.substr(1));
+    m->sse_event = sse::encode_body("reset", m->payload);
+    auto id = sse::encode_id_line(m->epoch + ":" + std::to_string(offset));
+    m->sse_body_at = id.size();
+    m->sse_event.insert(0, id);
+    return m;
+}
+
 }  // namespace herald::hub

@@ -96,6 +96,13 @@ void shard::on_subscribe_answer(std::uint64_t sub_id, subscribe_result r) {
 }
 
 void shard::offer(subscription& s, const message_ptr& m) {
+    if (m->reset) {
+        if (m->epoch == s.epoch && m->offset <= s.last_offset) return;  // already there
+        s.epoch = m->epoch;
+        s.last_offset = m->offset;
+        s.owner->on_reset(s, m);
+        return;
+    }
     if (m->epoch != s.epoch) {
         // The stream was reset under this subscriber; it follows the new epoch.
         s.epoch = m->epoch;

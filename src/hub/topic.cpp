@@ -60,7 +60,7 @@ bool is_valid_event_name(std::string_view e) noexcept {
 }
 
 std::uint64_t topic_hash(std::string_view t) noexcept {
-    std::uint64_t h = 1469598103934665603ULL;
+    std::uint64_t h = 14695981039346656037ULL;
     for (unsigned char c : t) {
         h ^= c;
         h *= 1099511628211ULL;

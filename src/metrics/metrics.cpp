@@ -110,8 +110,14 @@ std::string registry::render(const std::vector<gauge>& extra) const {
     scalar("herald_subscriptions", "gauge", "Active subscriptions.",
            &worker_counters::subscriptions);
     for (const auto& g : extra) {
-        header(g.name.c_str(), "gauge", g.help.c_str());
-        o << g.name << ' ' << g.value << '\n';
+        header(g.name.c_str(), g.type.c_str(), g.help.c_str());
+        o << g.name << ' ';
+        // Integral gauges (bytes, counts) print every digit, not a rounded exponent form.
+        if (g.value == static_cast<double>(static_cast<std::int64_t>(g.value)))
+            o << static_cast<std::int64_t>(g.value);
+        else
+            o << g.value;
+        o << '\n';
     }
     return o.str();
 }

@@ -366,6 +366,20 @@ void http_session::on_subscribed(hub::subscription& s, const hub::subscribe_resu
     }
 }
 
+void http_session::on_reset(hub::subscription& s, const hub::message_ptr& m) {
+    if (!poll_ || &s != &poll_->sub) return;
+    // Whatever was collected is older than the reset: answer the reset alone, from its position.
+    poll_->messages.clear();
+    poll_->resume_failed = true;
+    poll_->reason = m->reset_reason;
+    if (!poll_->finish_posted) {
+        poll_->finish_posted = true;
+        asio::post(w_.ioc, [self = std::static_pointer_cast<http_session>(shared_from_this())] {
+            self->finish_poll();
+        });
+    }
+}
+
 void http_session::on_message(hub::subscription& s, const hub::message_ptr& m) {
     if (!poll_ || &s != &poll_->sub || poll_->resume_failed) return;
     poll_->messages.push_back(m);
@@ -389,7 +403,8 @@ void http_session::finish_poll() {
     w_.shard.unsubscribe(p->sub);
     set_transport(metrics::transport::http);
     std::string body = "{\"topic\":\"" + s.topic + "\",\"epoch\":\"" + epoch + "\"";
-    if (s.since) body += std::string(",\"recovered\":") + (p->resume_failed ? "false" : "true");
+    if (s.since || p->resume_failed)
+        body += std::string(",\"recovered\":") + (p->resume_failed ? "false" : "true");
     if (p->resume_failed) body += ",\"reason\":" + json_quote(p->reason);
     body += ",\"cursor\":\"" + epoch + ":" + std::to_string(cursor) + "\",\"messages\":[";
     bool first = true;

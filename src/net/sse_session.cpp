@@ -62,7 +62,8 @@ void sse_session::send_message(sse_sub&, const hub::message_ptr& m) {
 void sse_session::send_reset(sse_sub& s) {
     std::string e = sse::encode_id_line(stream_id());
     e += "event: reset\ndata: {\"topic\":\"" + s.topic + "\",\"epoch\":\"" + s.epoch +
-         "\",\"offset\":" + std::to_string(s.last_offset) + ",\"reason\":\"" + s.reason + "\"}\n\n";
+         "\",\"offset\":" + std::to_string(s.last_offset) + ",\"reason\":" + json_quote(s.reason) +
+         "}\n\n";
     enqueue(chunk::of_string(std::move(e)));
 }
 
@@ -95,6 +96,16 @@ void sse_session::on_subscribed(hub::subscription& sub, const hub::subscribe_res
         else
             send_reset(*hs);
     }
+}
+
+void sse_session::on_reset(hub::subscription& sub, const hub::message_ptr& m) {
+    auto& s = static_cast<sse_sub&>(sub);
+    s.reset = true;
+    s.reason = m->reset_reason;
+    if (answered_ < subs_.size())
+        held_.emplace_back(&s, nullptr);
+    else
+        send_reset(s);
 }
 
 void sse_session::on_readable() {

@@ -87,6 +87,11 @@ void ws_session::on_message(hub::subscription&, const hub::message_ptr& m) {
     if (enqueue(chunk::of_shared(m, m->ws_frames))) w_.counters.frames_delivered.add();
 }
 
+void ws_session::on_reset(hub::subscription&, const hub::message_ptr& m) {
+    if (close_sent_) return;
+    enqueue(chunk::of_shared(m, m->ws_frames));
+}
+
 void ws_session::send_json(std::string text) {
     if (close_sent_) return;
     std::string frame;

@@ -17,7 +17,9 @@ SIZE = 4096
 
 @pytest.fixture(scope="module")
 def herald_config():
-    return {"limits": {"max_queued_bytes": "64KiB"}}
+    # 1 MiB of slack for the normal subscriber when the machine is busy; the slow ones still
+    # pass it after a quarter of the 8 MB published.
+    return {"limits": {"max_queued_bytes": "1MiB"}}
 
 
 def raw_sse_never_reading(port: int, topic: str) -> socket.socket:

@@ -3,6 +3,7 @@
 // which implementation runs (memory today; redis shares this interface).
 #include "herald/hub/hub.hpp"
 #include "herald/hub/message.hpp"
+#include "herald/metrics/metrics.hpp"
 
 #include <functional>
 #include <optional>
@@ -57,6 +58,9 @@ public:
     // process went away (its route became empty). A broker that follows topics elsewhere (redis)
     // may stop following it; the hub may resolve the topic again later.
     virtual void on_topic_idle(unsigned /*owner*/, const std::string& /*topic*/) {}
+
+    // Broker-specific series for /metrics (links, reconnects, gaps...).
+    [[nodiscard]] virtual std::vector<metrics::registry::gauge> metrics() const { return {}; }
 
     [[nodiscard]] virtual bool ready() const noexcept = 0;
     [[nodiscard]] virtual std::size_t history_bytes() const noexcept = 0;

@@ -76,6 +76,14 @@ struct settings {
         milliseconds drain_timeout{10'000};
     } shutdown;
 
+    // Used when broker is "redis".
+    struct {
+        std::vector<std::string> shards{"127.0.0.1:6379"};  // host:port, topics spread by HRW hash
+        std::string key_prefix = "herald:";
+        milliseconds connect_timeout{2'000};
+        milliseconds reconnect_max_backoff{5'000};
+    } redis;
+
     [[nodiscard]] unsigned effective_workers() const;
 };
 

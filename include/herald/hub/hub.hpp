@@ -54,6 +54,8 @@ public:
     virtual void on_message(subscription& s, const message_ptr& m) = 0;
     // The subscribe was answered; the replay (if any) follows as on_message calls.
     virtual void on_subscribed(subscription& s, const subscribe_result& r) = 0;
+    // The stream skipped to `m->epoch:m->offset` (a gap nobody can fill); `s` is moved there.
+    virtual void on_reset(subscription& s, const message_ptr& m) { on_message(s, m); }
 
 protected:
     ~subscriber() = default;

@@ -28,6 +28,10 @@ struct message {
     std::string event;
     std::string payload;
     time_point created;
+    // A reset is not a message: it moves subscribers to `epoch:offset` after a gap nobody can
+    // fill (history lost, epoch changed). It travels the same ordered path as messages.
+    bool reset = false;
+    std::string reset_reason;
 
     // Wire forms, built once by make_message().
     std::string ws_frames;        // one text frame, or a header text frame plus a binary frame
@@ -49,6 +53,10 @@ using message_ptr = std::shared_ptr<const message>;
 [[nodiscard]] message_ptr make_message(std::string topic, std::string epoch, std::uint64_t offset,
                                        payload_kind kind, std::string payload, std::string event,
                                        time_point created);
+
+// {"type":"reset",...} for WebSocket, `event: reset` for SSE; see docs/protocol.md.
+[[nodiscard]] message_ptr make_reset(std::string topic, std::string epoch, std::uint64_t offset,
+                                     std::string reason, time_point created);
 
 // A position in a topic's stream.
 struct stream_pos {

@@ -87,6 +87,7 @@ public:
         std::string name;
         std::string help;
         double value;
+        std::string type = "gauge";  // or "counter"
     };
     [[nodiscard]] std::string render(const std::vector<gauge>& extra) const;
 

@@ -30,6 +30,7 @@ public:
 
     void on_message(hub::subscription& s, const hub::message_ptr& m) override;
     void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
+    void on_reset(hub::subscription& s, const hub::message_ptr& m) override;
     void on_tick(time_point now) override;
     void on_drain() override;
 
@@ -85,6 +86,7 @@ public:
 
     void on_message(hub::subscription& s, const hub::message_ptr& m) override;
     void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
+    void on_reset(hub::subscription& s, const hub::message_ptr& m) override;
     void on_tick(time_point now) override;
     void on_drain() override;
 
@@ -129,6 +131,7 @@ public:
 
     void on_message(hub::subscription& s, const hub::message_ptr& m) override;
     void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
+    void on_reset(hub::subscription& s, const hub::message_ptr& m) override;
     void on_tick(time_point now) override;
     void on_drain() override;
 

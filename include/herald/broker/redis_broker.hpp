@@ -1,0 +1,143 @@
+#pragma once
+// The Redis broker: offsets, epochs and history live in Redis, so every herald instance on the
+// same Redis shards sees one order per topic and a client may resume on any instance.
+//
+//   publish   worker `from` runs the publish script on its own command link to the topic's shard;
+//             Redis assigns the offset, appends to history and PUBLISHes. Nothing is delivered
+//             locally: every instance, the publishing one included, delivers only what comes back
+//             from pub/sub, so nothing arrives twice.
+//   subscribe the topic's owner worker SUBSCRIBEs on its pub/sub link when the first subscriber
+//             arrives, and only after Redis confirmed reads epoch, top and the replay range, so no
+//             message falls between the snapshot and the live stream.
+//   relay     the owner remembers the last offset it relayed per topic; a message that is not the
+//             next one (a pub/sub link that was down, a Redis restarted empty) makes it read the
+//             gap from history and dispatch it in order first, or dispatch a reset when history no
+//             longer holds it.
+//
+// Per worker and shard: one command link (publishes pipeline on it) and one pub/sub link. All
+// per-worker state is touched only on that worker's thread.
+#include "herald/broker/broker.hpp"
+#include "herald/broker/history.hpp"
+#include "herald/broker/redis_asio.hpp"
+#include "herald/broker/redis_codec.hpp"
+#include "herald/config/config.hpp"
+
+#include <atomic>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace herald::broker {
+
+class redis_broker final : public broker {
+public:
+    redis_broker(hub::hub& h, const config::settings& cfg,
+                 const std::vector<asio::io_context*>& contexts);
+    ~redis_broker() override;
+
+    void publish(unsigned from, hub::publish_request req, publish_handler done) override;
+    void resolve(unsigned owner, const std::string& topic,
+                 const std::optional<hub::stream_pos>& since, subscribe_handler done) override;
+    void history(unsigned from, const std::string& topic, std::optional<hub::stream_pos> since,
+                 std::size_t limit, history_handler done) override;
+    void on_tick(unsigned worker, time_point now) override;
+    void on_topic_idle(unsigned owner, const std::string& topic) override;
+    [[nodiscard]] bool ready() const noexcept override;
+    [[nodiscard]] std::size_t history_bytes() const noexcept override { return 0; }
+
+    // For metrics; any thread.
+    struct stats {
+        std::uint64_t links_down = 0;
+        std::uint64_t reconnects = 0;
+        std::uint64_t publishes = 0;
+        std::uint64_t publish_failures = 0;
+        std::uint64_t publish_latency_us_sum = 0;
+        std::uint64_t gaps_filled = 0;
+        std::uint64_t gap_messages = 0;
+        std::uint64_t resets_sent = 0;
+    };
+    [[nodiscard]] stats snapshot() const noexcept;
+    [[nodiscard]] std::vector<metrics::registry::gauge> metrics() const override;
+
+private:
+    struct pending_resolve {
+        std::optional<hub::stream_pos> since;
+        subscribe_handler done;
+    };
+    struct topic_state {
+        std::size_t shard = 0;
+        std::string channel;
+        bool sub_sent = false;    // SUBSCRIBE sent on the current pub/sub link
+        bool confirmed = false;   // ... and confirmed: live messages flow
+        bool unsub_sent = false;  // UNSUBSCRIBE in flight
+        bool known = false;       // epoch/last below are set
+        std::string epoch;
+        std::uint64_t last = 0;                // newest offset relayed to the hub
+        bool fetching = false;                 // a gap read is in flight
+        bool need_catch_up = false;            // a gap read must run when the links allow
+        std::uint64_t gen = 0;                 // bumped on UNSUBSCRIBE: older gap reads are void
+        std::vector<hub::message_ptr> held;    // live messages waiting behind a gap read
+        std::vector<pending_resolve> waiting;  // resolves waiting for the SUBSCRIBE confirmation
+    };
+    struct shard_links {
+        std::unique_ptr<redis_link> cmd;
+        std::unique_ptr<redis_link> sub;
+    };
+    struct worker_state {
+        std::vector<shard_links> shards;
+        std::unordered_map<std::string, topic_state> topics;  // topics this worker owns
+        std::vector<std::string> idle;                        // unsubscribe candidates
+        bool flush_posted = false;
+        std::mt19937_64 rng;
+        unsigned ticks = 0;
+    };
+
+    using reply_fn = redis_link::reply_fn;
+
+    [[nodiscard]] history_policy policy_for(const std::string& topic) const;
+    [[nodiscard]] std::int64_t meta_ttl_ms(const history_policy& p) const;
+    [[nodiscard]] std::string new_epoch(worker_state& ws);
+    [[nodiscard]] static hub::message_ptr to_message(const std::string& topic, redis::entry e);
+
+    // Runs a script by SHA; on NOSCRIPT (a restarted or flushed Redis) runs it by body once.
+    void eval(unsigned w, redis_link& link, bool publish_script, std::vector<std::string> args,
+              std::size_t numkeys, reply_fn done);
+    // The read script: epoch (created when missing), top and entries after `after`.
+    void read(unsigned w, std::size_t shard, const std::string& topic, std::uint64_t after,
+              std::size_t limit, reply_fn done);
+
+    topic_state& state_of(unsigned w, const std::string& topic);
+    void ensure_subscribed(unsigned w, topic_state& st);
+    void drain_waiting(unsigned w, const std::string& topic, topic_state& st);
+    void answer_resolve(unsigned w, const std::string& topic, pending_resolve p);
+    void on_push(unsigned w, std::size_t shard, redisReply* reply);
+    void relay(unsigned w, const std::string& topic, topic_state& st, hub::message_ptr m);
+    void catch_up(unsigned w, const std::string& topic, topic_state& st);
+    void send_reset(unsigned w, const std::string& topic, topic_state& st, const std::string& epoch,
+                    std::uint64_t top, const char* reason);
+    void flush_idle(unsigned w);
+    void on_sub_up(unsigned w, std::size_t shard);
+    void on_sub_down(unsigned w, std::size_t shard);
+    void on_cmd_up(unsigned w, std::size_t shard);
+    void link_changed(bool up);
+
+    hub::hub& hub_;
+    const config::settings& cfg_;
+    std::vector<std::string> shard_names_;
+    std::string sha_publish_;
+    std::string sha_read_;
+    std::vector<std::unique_ptr<worker_state>> workers_;
+
+    std::atomic<std::int64_t> links_down_{0};
+    std::atomic<std::uint64_t> publishes_{0};
+    std::atomic<std::uint64_t> publish_failures_{0};
+    std::atomic<std::uint64_t> publish_latency_us_{0};
+    std::atomic<std::uint64_t> gaps_filled_{0};
+    std::atomic<std::uint64_t> gap_messages_{0};
+    std::atomic<std::uint64_t> resets_sent_{0};
+    std::atomic<std::uint64_t> reconnects_{0};
+};
+
+}  // namespace herald::broker

@@ -1,0 +1,88 @@
+#pragma once
+// The parts of the redis broker that need no connection: the key and channel layout, the
+// encoding of a message in history and on pub/sub, the Lua scripts, the shard choice, and the
+// parsing of the scripts' replies. Pure functions, tested without a server.
+#include "herald/hub/message.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct redisReply;
+
+namespace herald::broker::redis {
+
+// One message as stored in a topic's history list and as PUBLISHed on its channel:
+//   "<epoch>\n<offset>\n<kind digit>\n<event>\n<unix ms>\n<payload bytes>"
+// Epoch, offset, kind, event and time never contain '\n', so the payload is simply the rest and
+// may hold any byte. The Lua publish script builds the same bytes.
+struct entry {
+    std::string epoch;
+    std::uint64_t offset = 0;
+    hub::payload_kind kind = hub::payload_kind::text;
+    std::string event;
+    std::int64_t unix_ms = 0;
+    std::string payload;
+};
+
+[[nodiscard]] std::string encode_entry(const entry& e);
+[[nodiscard]] std::optional<entry> decode_entry(std::string_view bytes);
+
+// Keys of a topic. The topic sits in a {hash tag}, so one topic's keys share a Redis Cluster
+// slot should the shards ever be cluster nodes. Topic names cannot contain '{' or '}'.
+[[nodiscard]] std::string meta_key(std::string_view prefix, std::string_view topic);     // hash e,t
+[[nodiscard]] std::string history_key(std::string_view prefix, std::string_view topic);  // list
+[[nodiscard]] std::string idempotency_key(std::string_view prefix, std::string_view topic,
+                                          std::string_view key);
+[[nodiscard]] std::string channel(std::string_view prefix, std::string_view topic);
+// The topic of a channel, or empty when the channel is not one of ours.
+[[nodiscard]] std::string_view topic_of_channel(std::string_view prefix, std::string_view channel);
+
+// Rendezvous (highest-random-weight) hashing: a topic goes to the shard whose
+// score(topic, shard address) is highest, score = mix64(fnv1a64(address) ^ fnv1a64(topic)).
+// Adding a shard moves only the topics the new shard now wins (about 1/N of them); removing one
+// moves only that shard's topics; the order of `shards` in the config does not matter.
+[[nodiscard]] std::uint64_t hrw_score(std::string_view topic, std::string_view shard) noexcept;
+[[nodiscard]] std::size_t pick_shard(std::string_view topic,
+                                     const std::vector<std::string>& shards) noexcept;
+
+// Lua. publish: KEYS meta, history[, idempotency]; ARGV new_epoch, kind, event, payload,
+// history_size, history_ttl_ms, window_ms, channel, meta_ttl_ms.
+// Returns {1|0 (0 = duplicate), epoch, offset, receivers}.
+extern const char* const publish_script;
+// read: KEYS meta, history; ARGV new_epoch ('' = do not create), after, limit, meta_ttl_ms.
+// Returns {epoch ('' = no stream), top, first offset held, entries after `after` (at most limit)}.
+extern const char* const read_script;
+// SHA1 hex of a script, for EVALSHA.
+[[nodiscard]] std::string script_sha(std::string_view script);
+
+struct publish_reply {
+    bool duplicate = false;
+    std::string epoch;
+    std::uint64_t offset = 0;
+    std::uint64_t receivers = 0;
+};
+[[nodiscard]] std::optional<publish_reply> parse_publish_reply(const redisReply* r);
+
+struct read_reply {
+    std::string epoch;  // empty: no stream
+    std::uint64_t top = 0;
+    std::uint64_t first = 0;  // oldest offset still in the history list (top + 1 when empty)
+    std::vector<entry> entries;
+};
+[[nodiscard]] std::optional<read_reply> parse_read_reply(const redisReply* r);
+
+// A pub/sub push: ["message", channel, payload], ["subscribe", channel, n], ["unsubscribe", ...].
+struct push {
+    enum class type { message, subscribe, unsubscribe, other } kind = type::other;
+    std::string_view channel;
+    std::string_view payload;
+};
+[[nodiscard]] push parse_push(const redisReply* r);
+
+// True for an error reply starting with `prefix` (e.g. "NOSCRIPT").
+[[nodiscard]] bool is_error(const redisReply* r, std::string_view prefix = {});
+
+}  // namespace herald::broker::redis

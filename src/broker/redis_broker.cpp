@@ -1,0 +1,659 @@
+#include "herald/broker/redis_broker.hpp"
+
+#include "herald/hub/topic.hpp"
+#include "herald/net/sse_codec.hpp"
+#include "herald/net/ws_codec.hpp"
+
+#include <hiredis/hiredis.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include <unistd.h>
+
+namespace herald::broker {
+
+namespace {
+
+constexpr std::size_t k_subscribe_batch = 256;  // channels per SUBSCRIBE / UNSUBSCRIBE
+constexpr unsigned k_meta_refresh_ticks = 30;   // on_tick runs once a second
+
+std::int64_t unix_ms_now() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+}  // namespace
+
+redis_broker::redis_broker(hub::hub& h, const config::settings& cfg,
+                           const std::vector<asio::io_context*>& contexts)
+    : hub_(h),
+      cfg_(cfg),
+      shard_names_(cfg.redis.shards),
+      sha_publish_(redis::script_sha(redis::publish_script)),
+      sha_read_(redis::script_sha(redis::read_script)) {
+    std::random_device rd;
+    for (unsigned w = 0; w < contexts.size(); ++w) {
+        auto ws = std::make_unique<worker_state>();
+        ws->rng.seed((static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ (w * 0x9E3779B97F4A7C15ULL));
+        for (std::size_t s = 0; s < shard_names_.size(); ++s) {
+            redis_link::options opt;
+            auto ep = parse_endpoint(shard_names_[s]);
+            if (!ep) throw std::invalid_argument("redis.shards: bad address " + shard_names_[s]);
+            opt.endpoint = *ep;
+            opt.connect_timeout = cfg.redis.connect_timeout;
+            opt.max_backoff = cfg.redis.reconnect_max_backoff;
+            shard_links l;
+            const auto base = "herald-" + std::to_string(::getpid()) + "-w" + std::to_string(w);
+            opt.client_name = base + "-cmd";
+            l.cmd = std::make_unique<redis_link>(*contexts[w], opt, ws->rng());
+            opt.client_name = base + "-sub";
+            l.sub = std::make_unique<redis_link>(*contexts[w], opt, ws->rng());
+            auto* cmd = l.cmd.get();
+            auto* sub = l.sub.get();
+            cmd->on_up = [this, w, s, cmd] {
+                if (cmd->reconnects() > 0) reconnects_.fetch_add(1, std::memory_order_relaxed);
+                link_changed(true);
+                on_cmd_up(w, s);
+            };
+            cmd->on_down = [this] { link_changed(false); };
+            sub->on_up = [this, w, s, sub] {
+                if (sub->reconnects() > 0) reconnects_.fetch_add(1, std::memory_order_relaxed);
+                link_changed(true);
+                on_sub_up(w, s);
+            };
+            sub->on_down = [this, w, s] {
+                link_changed(false);
+                on_sub_down(w, s);
+            };
+            sub->on_push = [this, w, s](redisReply* r) { on_push(w, s, r); };
+            ws->shards.push_back(std::move(l));
+            links_down_.fetch_add(2, std::memory_order_relaxed);
+        }
+        workers_.push_back(std::move(ws));
+    }
+    for (unsigned w = 0; w < contexts.size(); ++w) {
+        hub_.post(w, [this, w] {
+            for (auto& l : workers_[w]->shards) {
+                l.cmd->start();
+                l.sub->start();
+            }
+        });
+    }
+}
+
+// Runs after the worker threads stopped: hiredis's teardown callbacks only post.
+redis_broker::~redis_broker() = default;
+
+bool redis_broker::ready() const noexcept {
+    return links_down_.load(std::memory_order_relaxed) == 0;
+}
+
+void redis_broker::link_changed(bool up) {
+    links_down_.fetch_add(up ? -1 : 1, std::memory_order_relaxed);
+}
+
+redis_broker::stats redis_broker::snapshot() const noexcept {
+    stats s;
+    const auto down = links_down_.load(std::memory_order_relaxed);
+    s.links_down = down > 0 ? static_cast<std::uint64_t>(down) : 0;
+    s.reconnects = reconnects_.load(std::memory_order_relaxed);
+    s.publishes = publishes_.load(std::memory_order_relaxed);
+    s.publish_failures = publish_failures_.load(std::memory_order_relaxed);
+    s.publish_latency_us_sum = publish_latency_us_.load(std::memory_order_relaxed);
+    s.gaps_filled = gaps_filled_.load(std::memory_order_relaxed);
+    s.gap_messages = gap_messages_.load(std::memory_order_relaxed);
+    s.resets_sent = resets_sent_.load(std::memory_order_relaxed);
+    return s;
+}
+
+history_policy redis_broker::policy_for(const std::string& topic) const {
+    for (const auto& rule : cfg_.history.namespaces)
+        if (hub::pattern_match(rule.pattern, topic)) return {rule.size, rule.ttl};
+    return {cfg_.history.size, cfg_.history.ttl};
+}
+
+// A topic's epoch and top outlive its messages and its idempotency keys, as in memory.
+std::int64_t redis_broker::meta_ttl_ms(const history_policy& p) const {
+    return std::max<std::int64_t>({p.ttl.count(), cfg_.publish.idempotency_window.count(), 1000});
+}
+
+std::string redis_broker::new_epoch(worker_state& ws) {
+    static constexpr char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    std::string e(8, '0');
+    for (auto& c : e) c = alphabet[ws.rng() % 36];
+    return e;
+}
+
+hub::message_ptr redis_broker::to_message(const std::string& topic, redis::entry e) {
+    const auto age = std::max<std::int64_t>(0, unix_ms_now() - e.unix_ms);
+    return hub::make_message(topic, std::move(e.epoch), e.offset, e.kind, std::move(e.payload),
+                             std::move(e.event), clock::now() - milliseconds(age));
+}
+
+void redis_broker::eval(unsigned w, redis_link& link, bool publish, std::vector<std::string> args,
+                        std::size_t numkeys, reply_fn done) {
+    auto a = std::make_shared<std::vector<std::string>>(std::move(args));
+    auto nk = std::make_shared<std::string>(std::to_string(numkeys));
+    auto argv = [this, a, nk, publish](bool by_body) {
+        std::vector<std::string_view> v;
+        v.reserve(a->size() + 3);
+        v.emplace_back(by_body ? "EVAL" : "EVALSHA");
+        if (by_body)
+            v.emplace_back(publish ? redis::publish_script : redis::read_script);
+        else
+            v.emplace_back(publish ? sha_publish_ : sha_read_);
+        v.emplace_back(*nk);
+        for (const auto& s : *a) v.emplace_back(s);
+        return v;
+    };
+    auto fail = [this, w](reply_fn& d) {
+        hub_.post(w, [d = std::move(d)]() mutable { d(nullptr); });
+    };
+    auto on_reply = [&link, argv, fail, done](redisReply* r) mutable {
+        // A restarted or flushed Redis forgot the script: send it once by body (which loads it).
+        if (redis::is_error(r, "NOSCRIPT")) {
+            auto d = std::move(done);
+            if (!link.command(argv(true), [d](redisReply* r2) mutable { d(r2); })) fail(d);
+            return;
+        }
+        done(r);
+    };
+    if (!link.command(argv(false), std::move(on_reply))) fail(done);
+}
+
+void redis_broker::read(unsigned w, std::size_t shard, const std::string& topic,
+                        std::uint64_t after, std::size_t limit, reply_fn done) {
+    auto& ws = *workers_[w];
+    auto& link = *ws.shards[shard].cmd;
+    const auto pol = policy_for(topic);
+    const auto& prefix = cfg_.redis.key_prefix;
+    std::vector<std::string> args{redis::meta_key(prefix, topic),
+                                  redis::history_key(prefix, topic),
+                                  new_epoch(ws),
+                                  std::to_string(after),
+                                  std::to_string(limit),
+                                  std::to_string(meta_ttl_ms(pol))};
+    eval(w, link, false, std::move(args), 2, std::move(done));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Publish
+
+void redis_broker::publish(unsigned from, hub::publish_request req, publish_handler done) {
+    auto& ws = *workers_[from];
+    const auto shard = redis::pick_shard(req.topic, shard_names_);
+    auto& link = *ws.shards[shard].cmd;
+    if (!link.up()) {
+        publish_failures_.fetch_add(1, std::memory_order_relaxed);
+        hub_.post(from, [topic = std::move(req.topic), done = std::move(done)]() mutable {
+            publish_result r;
+            r.status = publish_status::unavailable;
+            r.topic = std::move(topic);
+            done(std::move(r));
+        });
+        return;
+    }
+    const auto pol = policy_for(req.topic);
+    const auto window = cfg_.publish.idempotency_window;
+    const bool idem = !req.idempotency_key.empty() && window.count() > 0;
+    const auto& prefix = cfg_.redis.key_prefix;
+    std::vector<std::string> args;
+    args.reserve(12);
+    args.push_back(redis::meta_key(prefix, req.topic));
+    args.push_back(redis::history_key(prefix, req.topic));
+    if (idem) args.push_back(redis::idempotency_key(prefix, req.topic, req.idempotency_key));
+    args.push_back(new_epoch(ws));
+    args.push_back(std::string(1, static_cast<char>('0' + static_cast<int>(req.kind))));
+    args.push_back(std::move(req.event));
+    args.push_back(std::move(req.payload));
+    args.push_back(std::to_string(pol.size));
+    args.push_back(std::to_string(pol.ttl.count()));
+    args.push_back(std::to_string(window.count()));
+    args.push_back(redis::channel(prefix, req.topic));
+    args.push_back(std::to_string(meta_ttl_ms(pol)));
+    const auto t0 = clock::now();
+    eval(from, link, true, std::move(args), idem ? 3 : 2,
+         [this, topic = std::move(req.topic), t0, done = std::move(done)](redisReply* r) mutable {
+             publish_result res;
+             res.topic = std::move(topic);
+             auto p = redis::parse_publish_reply(r);
+             if (!p) {
+                 if (r && r->type == REDIS_REPLY_ERROR)
+                     spdlog::warn("redis publish to '{}': {}", res.topic,
+                                  std::string_view(r->str, r->len));
+                 publish_failures_.fetch_add(1, std::memory_order_relaxed);
+                 res.status = publish_status::unavailable;
+             } else {
+                 res.status = p->duplicate ? publish_status::duplicate : publish_status::ok;
+                 res.epoch = std::move(p->epoch);
+                 res.offset = p->offset;
+                 // Instances (pub/sub links) that follow the topic, not local subscribers.
+                 res.subscribers = static_cast<std::size_t>(p->receivers);
+                 publishes_.fetch_add(1, std::memory_order_relaxed);
+                 publish_latency_us_.fetch_add(
+                     static_cast<std::uint64_t>(
+                         std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - t0)
+                             .count()),
+                     std::memory_order_relaxed);
+             }
+             done(std::move(res));
+         });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscribe
+
+redis_broker::topic_state& redis_broker::state_of(unsigned w, const std::string& topic) {
+    auto& topics = workers_[w]->topics;
+    auto it = topics.find(topic);
+    if (it != topics.end()) return it->second;
+    auto& st = topics[topic];
+    st.shard = redis::pick_shard(topic, shard_names_);
+    st.channel = redis::channel(cfg_.redis.key_prefix, topic);
+    return st;
+}
+
+void redis_broker::ensure_subscribed(unsigned w, topic_state& st) {
+    if (st.sub_sent || st.unsub_sent) return;
+    auto& link = *workers_[w]->shards[st.shard].sub;
+    if (!link.up()) return;  // on_sub_up subscribes every topic
+    if (link.subscribe({st.channel})) st.sub_sent = true;
+}
+
+void redis_broker::resolve(unsigned owner, const std::string& topic,
+                           const std::optional<hub::stream_pos>& since, subscribe_handler done) {
+    auto& st = state_of(owner, topic);
+    st.waiting.push_back({since, std::move(done)});
+    ensure_subscribed(owner, st);
+    drain_waiting(owner, topic, st);
+}
+
+// Resolves wait until the channel is confirmed, so the snapshot read after it and the live
+// stream overlap (the hub drops what a subscription already has) instead of leaving a hole.
+void redis_broker::drain_waiting(unsigned w, const std::string& topic, topic_state& st) {
+    if (!st.confirmed || st.waiting.empty()) return;
+    if (!workers_[w]->shards[st.shard].cmd->up()) return;  // on_cmd_up or on_tick retries
+    auto waiting = std::move(st.waiting);
+    st.waiting.clear();
+    for (auto& p : waiting) answer_resolve(w, topic, std::move(p));
+}
+
+void redis_broker::answer_resolve(unsigned w, const std::string& topic, pending_resolve p) {
+    auto& st = state_of(w, topic);
+    std::uint64_t after = 0;
+    std::size_t limit = 0;
+    if (p.since) {
+        after = p.since->offset;
+        limit = cfg_.history.max_recovery;
+    }
+    read(w, st.shard, topic, after, limit,
+         [this, w, topic, p = std::move(p)](redisReply* reply) mutable {
+             auto r = redis::parse_read_reply(reply);
+             if (!r || r->epoch.empty()) {
+                 if (reply && reply->type == REDIS_REPLY_ERROR)
+                     spdlog::warn("redis resolve '{}': {}", topic,
+                                  std::string_view(reply->str, reply->len));
+                 // Link lost mid-way: wait again; answered when the links are back.
+                 auto& st = state_of(w, topic);
+                 st.waiting.push_back(std::move(p));
+                 ensure_subscribed(w, st);
+                 return;
+             }
+             hub::subscribe_result res;
+             res.epoch = r->epoch;
+             res.top = r->top;
+             if (p.since) {
+                 res.resume_requested = true;
+                 recovery rec = recovery::ok;
+                 const auto& pos = *p.since;
+                 const auto ttl = policy_for(topic).ttl.count();
+                 if (pos.epoch != r->epoch) {
+                     rec = recovery::epoch_changed;
+                 } else if (pos.offset > r->top) {
+                     rec = recovery::bad_offset;
+                 } else if (const auto missing = r->top - pos.offset; missing > 0) {
+                     if (missing > cfg_.history.max_recovery || r->entries.size() != missing ||
+                         r->entries.front().offset != pos.offset + 1 ||
+                         unix_ms_now() - r->entries.front().unix_ms >= ttl)
+                         rec = recovery::gap_too_large;
+                 }
+                 res.recovered = rec == recovery::ok;
+                 if (res.recovered) {
+                     res.replay.reserve(r->entries.size());
+                     for (auto& e : r->entries)
+                         res.replay.push_back(to_message(topic, std::move(e)));
+                 } else {
+                     res.reason = to_string(rec);
+                 }
+             }
+             auto it = workers_[w]->topics.find(topic);
+             if (it != workers_[w]->topics.end()) {
+                 auto& st = it->second;
+                 if (!st.known && !st.fetching && !st.need_catch_up) {
+                     st.known = true;
+                     st.epoch = r->epoch;
+                     st.last = r->top;
+                 } else if (st.known && !st.fetching && !st.need_catch_up && st.epoch != r->epoch) {
+                     catch_up(w, topic, st);  // the stream was reset and no message told us yet
+                 }
+             }
+             p.done(std::move(res));
+             // The subscriber may have left while this was in flight.
+             if (!hub_.at(w).has_subscribers(topic)) on_topic_idle(w, topic);
+         });
+}
+
+void redis_broker::on_push(unsigned w, std::size_t shard, redisReply* reply) {
+    const auto p = redis::parse_push(reply);
+    const auto t = redis::topic_of_channel(cfg_.redis.key_prefix, p.channel);
+    if (t.empty()) return;
+    auto& topics = workers_[w]->topics;
+    const std::string topic(t);
+    auto it = topics.find(topic);
+    if (it == topics.end() || it->second.shard != shard) return;
+    auto& st = it->second;
+    switch (p.kind) {
+        case redis::push::type::subscribe:
+            if (!st.sub_sent) return;
+            st.confirmed = true;
+            if (st.need_catch_up && !st.fetching) catch_up(w, topic, st);
+            drain_waiting(w, topic, st);
+            return;
+        case redis::push::type::unsubscribe:
+            st.unsub_sent = false;
+            st.sub_sent = false;
+            st.confirmed = false;
+            if (!st.waiting.empty() || hub_.at(w).has_subscribers(topic))
+                ensure_subscribed(w, st);  // wanted again while the UNSUBSCRIBE was in flight
+            else
+                topics.erase(it);
+            return;
+        case redis::push::type::message: {
+            if (!st.confirmed || st.unsub_sent) return;
+            auto e = redis::decode_entry(p.payload);
+            if (!e) {
+                spdlog::warn("redis: undecodable message on channel '{}'", p.channel);
+                return;
+            }
+            relay(w, topic, st, to_message(topic, std::move(*e)));
+            return;
+        }
+        case redis::push::type::other: return;
+    }
+}
+
+// Hands the topic's messages to the hub in offset order, exactly once each; anything that does
+// not follow the last relayed offset goes through catch_up() first.
+void redis_broker::relay(unsigned w, const std::string& topic, topic_state& st,
+                         hub::message_ptr m) {
+    if (st.fetching || st.need_catch_up) {
+        st.held.push_back(std::move(m));
+        return;
+    }
+    if (!st.known) {
+        st.known = true;
+        st.epoch = m->epoch;
+        st.last = m->offset;
+        hub_.at(w).dispatch(m);
+        return;
+    }
+    if (m->epoch == st.epoch) {
+        if (m->offset <= st.last) return;  // already relayed (or covered by a gap read)
+        if (m->offset == st.last + 1) {
+            st.last = m->offset;
+            hub_.at(w).dispatch(m);
+            return;
+        }
+    }
+    st.held.push_back(std::move(m));
+    catch_up(w, topic, st);
+}
+
+void redis_broker::catch_up(unsigned w, const std::string& topic, topic_state& st) {
+    if (!st.confirmed || !workers_[w]->shards[st.shard].cmd->up()) {
+        st.need_catch_up = true;  // after the re-SUBSCRIBE, or on_tick
+        return;
+    }
+    st.need_catch_up = false;
+    st.fetching = true;
+    const auto pol = policy_for(topic);
+    // History never holds more than its size, so a larger gap cannot be filled anyway.
+    const std::size_t limit = std::max<std::size_t>(pol.size, 1);
+    read(w, st.shard, topic, st.last, limit,
+         [this, w, topic, gen = st.gen, ttl = pol.ttl.count()](redisReply* reply) {
+             auto it = workers_[w]->topics.find(topic);
+             if (it == workers_[w]->topics.end() || it->second.gen != gen) return;
+             auto& st = it->second;
+             st.fetching = false;
+             auto r = redis::parse_read_reply(reply);
+             if (!r || r->epoch.empty()) {
+                 st.need_catch_up = true;
+                 return;
+             }
+             bool ok = st.known && r->epoch == st.epoch && r->top >= st.last;
+             const std::uint64_t missing = ok ? r->top - st.last : 0;
+             if (ok && missing > 0)
+                 ok = r->entries.size() == missing && r->entries.front().offset == st.last + 1 &&
+                      unix_ms_now() - r->entries.front().unix_ms < ttl;
+             if (ok) {
+                 for (auto& e : r->entries) {
+                     auto m = to_message(topic, std::move(e));
+                     st.last = m->offset;
+                     hub_.at(w).dispatch(m);
+                 }
+                 if (missing > 0) {
+                     gaps_filled_.fetch_add(1, std::memory_order_relaxed);
+                     gap_messages_.fetch_add(missing, std::memory_order_relaxed);
+                     spdlog::info("redis: topic '{}': filled a gap of {} messages from history",
+                                  topic, missing);
+                 }
+             } else {
+                 const char* reason = r->epoch != st.epoch ? "epoch changed" : "gap too large";
+                 spdlog::warn(
+                     "redis: topic '{}': cannot fill a gap after {}:{} ({}); reset to {}:{}", topic,
+                     st.epoch, st.last, reason, r->epoch, r->top);
+                 send_reset(w, topic, st, r->epoch, r->top, reason);
+             }
+             auto held = std::move(st.held);
+             st.held.clear();
+             for (auto& m : held) relay(w, topic, st, std::move(m));
+         });
+}
+
+void redis_broker::send_reset(unsigned w, const std::string& topic, topic_state& st,
+                              const std::string& epoch, std::uint64_t top, const char* reason) {
+    st.known = true;
+    st.epoch = epoch;
+    st.last = top;
+    resets_sent_.fetch_add(1, std::memory_order_relaxed);
+    hub_.at(w).dispatch(hub::make_reset(topic, epoch, top, reason, clock::now()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unsubscribe, link changes, tick
+
+void redis_broker::on_topic_idle(unsigned owner, const std::string& topic) {
+    auto& ws = *workers_[owner];
+    ws.idle.push_back(topic);
+    if (ws.flush_posted) return;
+    ws.flush_posted = true;
+    // Batched: one UNSUBSCRIBE per shard for every topic that went idle in this loop turn.
+    hub_.post(owner, [this, owner] { flush_idle(owner); });
+}
+
+void redis_broker::flush_idle(unsigned w) {
+    auto& ws = *workers_[w];
+    ws.flush_posted = false;
+    std::vector<std::vector<std::string>> batches(ws.shards.size());
+    std::vector<std::vector<std::string>> topics_of(ws.shards.size());
+    auto idle = std::move(ws.idle);
+    ws.idle.clear();
+    for (const auto& topic : idle) {
+        auto it = ws.topics.find(topic);
+        if (it == ws.topics.end()) continue;
+        auto& st = it->second;
+        if (!st.waiting.empty() || st.unsub_sent || hub_.at(w).has_subscribers(topic)) continue;
+        if (st.sub_sent && ws.shards[st.shard].sub->up()) {
+            st.unsub_sent = true;
+            st.known = false;
+            st.fetching = false;
+            st.need_catch_up = false;
+            st.held.clear();
+            ++st.gen;
+            batches[st.shard].push_back(st.channel);
+            topics_of[st.shard].push_back(topic);
+        } else {
+            ws.topics.erase(it);
+        }
+    }
+    for (std::size_t s = 0; s < batches.size(); ++s) {
+        for (std::size_t i = 0; i < batches[s].size(); i += k_subscribe_batch) {
+            const auto end = std::min(batches[s].size(), i + k_subscribe_batch);
+            std::vector<std::string> chunk(batches[s].begin() + static_cast<std::ptrdiff_t>(i),
+                                           batches[s].begin() + static_cast<std::ptrdiff_t>(end));
+            if (!ws.shards[s].sub->unsubscribe(chunk))
+                for (std::size_t j = i; j < end; ++j) ws.topics.erase(topics_of[s][j]);
+        }
+    }
+}
+
+void redis_broker::on_sub_up(unsigned w, std::size_t shard) {
+    auto& ws = *workers_[w];
+    std::vector<std::string> chunk;
+    std::vector<topic_state*> sent;
+    auto flush = [&] {
+        if (chunk.empty()) return;
+        if (ws.shards[shard].sub->subscribe(chunk))
+            for (auto* st : sent) st->sub_sent = true;
+        chunk.clear();
+        sent.clear();
+    };
+    for (auto& [topic, st] : ws.topics) {
+        if (st.shard != shard || st.sub_sent) continue;
+        chunk.push_back(st.channel);
+        sent.push_back(&st);
+        if (chunk.size() >= k_subscribe_batch) flush();
+    }
+    flush();
+}
+
+void redis_broker::on_sub_down(unsigned w, std::size_t shard) {
+    auto& ws = *workers_[w];
+    for (auto it = ws.topics.begin(); it != ws.topics.end();) {
+        auto& st = it->second;
+        if (st.shard != shard) {
+            ++it;
+            continue;
+        }
+        st.sub_sent = false;
+        st.confirmed = false;
+        if (st.unsub_sent) {
+            st.unsub_sent = false;
+            if (st.waiting.empty() && !hub_.at(w).has_subscribers(it->first)) {
+                it = ws.topics.erase(it);
+                continue;
+            }
+        }
+        // Whatever was published while the link was down comes from history.
+        if (st.known) st.need_catch_up = true;
+        ++it;
+    }
+}
+
+void redis_broker::on_cmd_up(unsigned w, std::size_t shard) {
+    auto& ws = *workers_[w];
+    auto& link = *ws.shards[shard].cmd;
+    // Load the scripts at once; EVALSHA falls back to EVAL should Redis forget them later.
+    link.command({"SCRIPT", "LOAD", redis::publish_script}, [](redisReply*) {});
+    link.command({"SCRIPT", "LOAD", redis::read_script}, [](redisReply*) {});
+    for (auto& [topic, st] : ws.topics) {
+        if (st.shard != shard) continue;
+        if (st.need_catch_up && !st.fetching) catch_up(w, topic, st);
+        drain_waiting(w, topic, st);
+    }
+}
+
+void redis_broker::on_tick(unsigned w, time_point) {
+    auto& ws = *workers_[w];
+    const bool refresh = ++ws.ticks % k_meta_refresh_ticks == 0;
+    for (auto& [topic, st] : ws.topics) {
+        if (st.need_catch_up && !st.fetching) catch_up(w, topic, st);
+        if (!st.waiting.empty()) drain_waiting(w, topic, st);
+        // A followed topic keeps its epoch however long it stays quiet, as in memory.
+        if (refresh && st.confirmed) {
+            auto& link = *ws.shards[st.shard].cmd;
+            link.command({"PEXPIRE", redis::meta_key(cfg_.redis.key_prefix, topic),
+                          std::to_string(meta_ttl_ms(policy_for(topic)))},
+                         [](redisReply*) {});
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// History
+
+void redis_broker::history(unsigned from, const std::string& topic,
+                           std::optional<hub::stream_pos> since, std::size_t limit,
+                           history_handler done) {
+    const auto shard = redis::pick_shard(topic, shard_names_);
+    if (!workers_[from]->shards[shard].cmd->up()) {
+        hub_.post(from, [done = std::move(done)]() mutable { done(history_result{}); });
+        return;
+    }
+    const std::uint64_t after = since ? since->offset : 0;
+    read(
+        from, shard, topic, after, limit,
+        [this, topic, since = std::move(since), done = std::move(done)](redisReply* reply) mutable {
+            history_result res;
+            auto r = redis::parse_read_reply(reply);
+            if (!r || r->epoch.empty()) {
+                done(std::move(res));
+                return;
+            }
+            res.found = true;
+            res.epoch = r->epoch;
+            res.top = r->top;
+            if (since && !since->epoch.empty() && since->epoch != r->epoch) {
+                res.epoch_mismatch = true;
+            } else {
+                const auto ttl = policy_for(topic).ttl.count();
+                const auto now = unix_ms_now();
+                for (auto& e : r->entries) {
+                    if (now - e.unix_ms >= ttl) continue;
+                    res.messages.push_back(to_message(topic, std::move(e)));
+                }
+            }
+            done(std::move(res));
+        });
+}
+
+std::vector<metrics::registry::gauge> redis_broker::metrics() const {
+    const auto s = snapshot();
+    auto d = [](std::uint64_t v) { return static_cast<double>(v); };
+    return {
+        {"herald_broker_up", "1 when every Redis link is connected (publishes are accepted).",
+         ready() ? 1.0 : 0.0},
+        {"herald_redis_links_down",
+         "Redis links (command and pub/sub, per worker and shard) not connected.", d(s.links_down)},
+        {"herald_redis_reconnects_total", "Redis reconnections.", d(s.reconnects), "counter"},
+        {"herald_redis_publishes_total", "Publishes confirmed by Redis.", d(s.publishes),
+         "counter"},
+        {"herald_redis_publish_failures_total", "Publishes Redis did not confirm (answered 503).",
+         d(s.publish_failures), "counter"},
+        {"herald_redis_publish_latency_seconds_sum",
+         "Time from sending a publish to Redis to its confirmation.",
+         d(s.publish_latency_us_sum) / 1e6, "counter"},
+        {"herald_redis_publish_latency_seconds_count", "Publishes timed in the sum above.",
+         d(s.publishes), "counter"},
+        {"herald_redis_gaps_filled_total", "Gaps in a topic's stream filled from Redis history.",
+         d(s.gaps_filled), "counter"},
+        {"herald_redis_gap_messages_total", "Messages delivered by filling gaps.",
+         d(s.gap_messages), "counter"},
+        {"herald_redis_resets_total", "Resets sent because a gap could not be filled.",
+         d(s.resets_sent), "counter"},
+    };
+}
+
+}  // namespace herald::broker

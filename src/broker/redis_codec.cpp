@@ -1,0 +1,254 @@
+#include "herald/broker/redis_codec.hpp"
+
+#include <hiredis/hiredis.h>
+#include <openssl/sha.h>
+
+#include <charconv>
+
+namespace herald::broker::redis {
+
+namespace {
+
+template <class T>
+bool parse_int(std::string_view s, T& out) {
+    if (s.empty()) return false;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc{} && end == s.data() + s.size();
+}
+
+// Next '\n'-terminated field of `in`, advancing it.
+bool field(std::string_view& in, std::string_view& out) {
+    auto nl = in.find('\n');
+    if (nl == std::string_view::npos) return false;
+    out = in.substr(0, nl);
+    in.remove_prefix(nl + 1);
+    return true;
+}
+
+std::uint64_t fnv1a64(std::string_view s) noexcept {
+    std::uint64_t h = 0xcbf29ce484222325ULL;
+    for (unsigned char c : s) {
+        h ^= c;
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+std::uint64_t mix64(std::uint64_t x) noexcept {  // splitmix64's finalizer
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+std::string_view str(const redisReply* r) {
+    return std::string_view(r->str, r->len);
+}
+
+bool as_u64(const redisReply* r, std::uint64_t& out) {
+    if (r->type == REDIS_REPLY_INTEGER) {
+        if (r->integer < 0) return false;
+        out = static_cast<std::uint64_t>(r->integer);
+        return true;
+    }
+    if (r->type == REDIS_REPLY_STRING) return parse_int(str(r), out);
+    return false;
+}
+
+}  // namespace
+
+std::string encode_entry(const entry& e) {
+    std::string out;
+    out.reserve(e.epoch.size() + e.event.size() + e.payload.size() + 48);
+    out += e.epoch;
+    out += '\n';
+    out += std::to_string(e.offset);
+    out += '\n';
+    out += static_cast<char>('0' + static_cast<int>(e.kind));
+    out += '\n';
+    out += e.event;
+    out += '\n';
+    out += std::to_string(e.unix_ms);
+    out += '\n';
+    out += e.payload;
+    return out;
+}
+
+std::optional<entry> decode_entry(std::string_view in) {
+    entry e;
+    std::string_view f;
+    if (!field(in, f) || f.empty()) return std::nullopt;
+    e.epoch = std::string(f);
+    if (!field(in, f) || !parse_int(f, e.offset) || e.offset == 0) return std::nullopt;
+    if (!field(in, f) || f.size() != 1 || f[0] < '0' || f[0] > '2') return std::nullopt;
+    e.kind = static_cast<hub::payload_kind>(f[0] - '0');
+    if (!field(in, f)) return std::nullopt;
+    e.event = std::string(f);
+    if (!field(in, f) || !parse_int(f, e.unix_ms)) return std::nullopt;
+    e.payload = std::string(in);
+    return e;
+}
+
+std::string meta_key(std::string_view prefix, std::string_view topic) {
+    return std::string(prefix) + "{" + std::string(topic) + "}:s";
+}
+std::string history_key(std::string_view prefix, std::string_view topic) {
+    return std::string(prefix) + "{" + std::string(topic) + "}:h";
+}
+std::string idempotency_key(std::string_view prefix, std::string_view topic, std::string_view key) {
+    return std::string(prefix) + "{" + std::string(topic) + "}:i:" + std::string(key);
+}
+std::string channel(std::string_view prefix, std::string_view topic) {
+    return std::string(prefix) + "c:" + std::string(topic);
+}
+std::string_view topic_of_channel(std::string_view prefix, std::string_view ch) {
+    if (ch.size() <= prefix.size() + 2 || ch.substr(0, prefix.size()) != prefix ||
+        ch.substr(prefix.size(), 2) != "c:")
+        return {};
+    return ch.substr(prefix.size() + 2);
+}
+
+std::uint64_t hrw_score(std::string_view topic, std::string_view shard) noexcept {
+    return mix64(fnv1a64(shard) ^ mix64(fnv1a64(topic)));
+}
+
+std::size_t pick_shard(std::string_view topic, const std::vector<std::string>& shards) noexcept {
+    std::size_t best = 0;
+    std::uint64_t best_score = 0;
+    for (std::size_t i = 0; i < shards.size(); ++i) {
+        const auto s = hrw_score(topic, shards[i]);
+        if (i == 0 || s > best_score || (s == best_score && shards[i] < shards[best])) {
+            best = i;
+            best_score = s;
+        }
+    }
+    return best;
+}
+
+// Offsets stay below 2^53, so Lua's doubles hold them exactly; '%d' keeps them out of
+// exponent notation.
+const char* const publish_script = R"lua(
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('HSET', KEYS[1], 'e', epoch, 't', 0)
+  redis.call('DEL', KEYS[2])
+end
+if KEYS[3] then
+  local first = redis.call('GET', KEYS[3])
+  if first then
+    redis.call('PEXPIRE', KEYS[1], ARGV[9])
+    return {0, epoch, tonumber(first), 0}
+  end
+end
+local off = redis.call('HINCRBY', KEYS[1], 't', 1)
+local entry = epoch .. '\n' .. string.format('%d', off) .. '\n' .. ARGV[2] .. '\n' .. ARGV[3] ..
+  '\n' .. string.format('%d', ms) .. '\n' .. ARGV[4]
+local size = tonumber(ARGV[5])
+if size > 0 then
+  redis.call('RPUSH', KEYS[2], entry)
+  redis.call('LTRIM', KEYS[2], -size, -1)
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[9])
+if KEYS[3] then
+  redis.call('SET', KEYS[3], string.format('%d', off), 'PX', ARGV[7])
+end
+local n = redis.call('PUBLISH', ARGV[8], entry)
+return {1, epoch, off, n}
+)lua";
+
+const char* const read_script = R"lua(
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  if ARGV[1] == '' then return {'', 0, 1} end
+  epoch = ARGV[1]
+  redis.call('HSET', KEYS[1], 'e', epoch, 't', 0)
+  redis.call('DEL', KEYS[2])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local top = tonumber(redis.call('HGET', KEYS[1], 't'))
+local n = redis.call('LLEN', KEYS[2])
+local first = top - n + 1
+local res = {epoch, top, first}
+local from = math.max(tonumber(ARGV[2]) + 1, first)
+local to = math.min(tonumber(ARGV[2]) + tonumber(ARGV[3]), top)
+if n > 0 and from <= to then
+  local items = redis.call('LRANGE', KEYS[2], from - first, to - first)
+  for i = 1, #items do res[#res + 1] = items[i] end
+end
+return res
+)lua";
+
+std::string script_sha(std::string_view script) {
+    unsigned char md[SHA_DIGEST_LENGTH];
+    SHA1(reinterpret_cast<const unsigned char*>(script.data()), script.size(), md);
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : md) {
+        out += hex[c >> 4];
+        out += hex[c & 15];
+    }
+    return out;
+}
+
+std::optional<publish_reply> parse_publish_reply(const redisReply* r) {
+    if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != 4) return std::nullopt;
+    publish_reply p;
+    std::uint64_t status = 0;
+    if (!as_u64(r->element[0], status) || r->element[1]->type != REDIS_REPLY_STRING ||
+        !as_u64(r->element[2], p.offset) || !as_u64(r->element[3], p.receivers))
+        return std::nullopt;
+    p.duplicate = status == 0;
+    p.epoch = std::string(str(r->element[1]));
+    return p;
+}
+
+std::optional<read_reply> parse_read_reply(const redisReply* r) {
+    if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements < 3) return std::nullopt;
+    read_reply out;
+    if (r->element[0]->type != REDIS_REPLY_STRING || !as_u64(r->element[1], out.top) ||
+        !as_u64(r->element[2], out.first))
+        return std::nullopt;
+    out.epoch = std::string(str(r->element[0]));
+    out.entries.reserve(r->elements - 3);
+    for (std::size_t i = 3; i < r->elements; ++i) {
+        const redisReply* e = r->element[i];
+        if (e->type != REDIS_REPLY_STRING) return std::nullopt;
+        auto d = decode_entry(str(e));
+        if (!d || d->epoch != out.epoch) return std::nullopt;
+        if (!out.entries.empty() && d->offset != out.entries.back().offset + 1) return std::nullopt;
+        out.entries.push_back(std::move(*d));
+    }
+    return out;
+}
+
+push parse_push(const redisReply* r) {
+    push p;
+    if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements < 3) return p;
+    const redisReply* k = r->element[0];
+    const redisReply* c = r->element[1];
+    if (k->type != REDIS_REPLY_STRING || c->type != REDIS_REPLY_STRING) return p;
+    const auto kind = str(k);
+    p.channel = str(c);
+    if (kind == "message" && r->element[2]->type == REDIS_REPLY_STRING) {
+        p.kind = push::type::message;
+        p.payload = str(r->element[2]);
+    } else if (kind == "subscribe") {
+        p.kind = push::type::subscribe;
+    } else if (kind == "unsubscribe") {
+        p.kind = push::type::unsubscribe;
+    }
+    return p;
+}
+
+bool is_error(const redisReply* r, std::string_view prefix) {
+    if (r == nullptr || r->type != REDIS_REPLY_ERROR) return false;
+    return str(r).substr(0, prefix.size()) == prefix;
+}
+
+}  // namespace herald::broker::redis

@@ -1,0 +1,352 @@
+"""The redis broker with real redis-server processes started here: several herald instances on
+one Redis deliver one order with the same offsets everywhere; resume works across instances;
+Redis killed and restarted, or the pub/sub link cut, loses no accepted message silently; topics
+spread over two shards."""
+import os
+import threading
+import time
+
+import pytest
+import requests
+
+from herald_testlib import EPOCH_RE, SSEClient, unique
+from redis_testlib import (RedisServer, SSECollector, WSCollector, redis_config, wait_count,
+                           wait_ready)
+
+# The issue asks for 10,000 messages; 2,000 keeps the suite quick. HERALD_REDIS_N=10000 runs
+# the full count.
+N = int(os.environ.get("HERALD_REDIS_N", "2000"))
+
+
+@pytest.fixture
+def redis1():
+    r = RedisServer()
+    yield r
+    r.kill()
+
+
+@pytest.fixture
+def redis2():
+    r = RedisServer()
+    yield r
+    r.kill()
+
+
+def two_instances(herald_factory, shards, **over):
+    a = herald_factory(redis_config(shards, **over))
+    b = herald_factory(redis_config(shards, **over))
+    wait_ready(a)
+    wait_ready(b)
+    return a, b
+
+
+def subscribers(a, b, topic):
+    subs = [WSCollector(a, topic), WSCollector(b, topic), SSECollector(a, topic),
+            SSECollector(b, topic)]
+    return subs
+
+
+def close_all(subs):
+    for s in subs:
+        s.close()
+
+
+def warm_up(server, topic, subs):
+    """Publishes until every subscriber got a message: after that every subscription is live
+    (an SSE stream's first block does not wait for its subscribe to be answered). Returns the
+    last warm-up offset."""
+    deadline = time.monotonic() + 15
+    while True:
+        r = requests.post(server.url(f"/publish/{topic}"), data="warmup", timeout=10)
+        assert r.status_code == 200, r.text
+        last = r.json()["offset"]
+        try:
+            wait_count(subs, 1, 0.5, "warm-up message")
+            if all(c.messages() and c.messages()[-1][1] == last for c in subs):
+                return last
+        except AssertionError:
+            pass
+        assert time.monotonic() < deadline, "subscriptions did not become live"
+
+
+def after(sub, offset):
+    return [m for m in sub.messages() if m[1] > offset]
+
+
+def check_same_sequence(subs, expected_offsets):
+    """Every subscriber got exactly `expected_offsets` after the warm-up, in one order."""
+    ref = None
+    for s in subs:
+        got = after(s, expected_offsets[0] - 1)
+        offsets = [o for _, o, _ in got]
+        assert offsets == expected_offsets, (
+            f"{type(s).__name__}: {len(offsets)} messages, first differences "
+            f"{[(i, x, y) for i, (x, y) in enumerate(zip(offsets, expected_offsets)) if x != y][:5]}")
+        if ref is None:
+            ref = got
+        assert got == ref, f"{type(s).__name__} saw another order or payload than the first subscriber"
+        assert len({e for e, _, _ in got}) == 1 and EPOCH_RE.match(got[0][0])
+
+
+def wait_after(subs, offset, n, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(len(after(s, offset)) >= n for s in subs):
+            return
+        errs = [s.error for s in subs if s.error]
+        assert not errs, f"a subscriber failed: {errs}"
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {n} messages after {offset}; have "
+                         f"{[len(after(s, offset)) for s in subs]}")
+
+
+def test_two_instances_deliver_one_order(redis1, herald_factory):
+    a, b = two_instances(herald_factory, [redis1.address])
+    topic = unique("r-order")
+    subs = subscribers(a, b, topic)
+    try:
+        first = warm_up(a, topic, subs)
+        answers = {}
+        errors = []
+
+        def publisher(name, order):
+            s = {a: requests.Session(), b: requests.Session()}
+            try:
+                for i in range(N // 2):
+                    srv = order[i % 2]  # alternate between the two instances
+                    data = f"{name}-{i}"
+                    r = s[srv].post(srv.url(f"/publish/{topic}"), data=data, timeout=10)
+                    if r.status_code != 200:
+                        errors.append((data, r.status_code, r.text))
+                        return
+                    answers[data] = r.json()["offset"]
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=publisher, args=("p", (a, b))),
+                   threading.Thread(target=publisher, args=("q", (b, a)))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not errors, errors[:3]
+        assert len(answers) == N
+        # Offsets the HTTP answers gave are exactly first+1 .. first+N.
+        assert sorted(answers.values()) == list(range(first + 1, first + N + 1))
+        wait_after(subs, first, N, 60)
+        check_same_sequence(subs, list(range(first + 1, first + N + 1)))
+        # Each payload arrived with the offset its publish was answered with.
+        by_offset = {o: d for _, o, d in subs[0].messages()}
+        assert all(by_offset[o] == d for d, o in answers.items())
+    finally:
+        close_all(subs)
+
+
+def test_resume_on_the_other_instance(redis1, herald_factory):
+    a, b = two_instances(herald_factory, [redis1.address])
+    topic = unique("r-resume")
+    sse = SSECollector(a, topic)
+    try:
+        w = warm_up(a, topic, [sse])
+        for i in range(20):
+            requests.post(a.url(f"/publish/{topic}"), data=f"m{i}", timeout=10)
+        wait_after([sse], w, 20, 10)
+    finally:
+        sse.close()
+    epoch, last, _ = sse.messages()[-1]
+    # Missed while away, published on both instances.
+    for i in range(20, 50):
+        srv = (a, b)[i % 2]
+        assert requests.post(srv.url(f"/publish/{topic}"), data=f"m{i}", timeout=10).status_code == 200
+    # SSE on the other instance with Last-Event-ID.
+    again = SSECollector(b, topic, headers={"Last-Event-ID": f"{epoch}:{last}"})
+    ws = WSCollector(b, topic, since={"epoch": epoch, "offset": last})
+    try:
+        assert ws.reply["type"] == "ok" and ws.reply["recovered"] is True, ws.reply
+        assert ws.reply["epoch"] == epoch and ws.reply["offset"] == last + 30
+        wait_count([again, ws], 30, 10)
+        for c in (again, ws):
+            got = c.messages()
+            assert [o for _, o, _ in got] == list(range(last + 1, last + 31))
+            assert [d for _, _, d in got] == [f"m{i}" for i in range(20, 50)]
+        assert all(e is None for e, _, _ in again.items), again.items[:3]
+    finally:
+        again.close()
+        ws.close()
+    # An old epoch cannot be trusted: recovered false, no replay.
+    old = WSCollector(b, topic, since={"epoch": "zzzzzzzz", "offset": 3})
+    try:
+        assert old.reply["recovered"] is False and old.reply["reason"] == "epoch changed"
+    finally:
+        old.close()
+
+
+def test_redis_restart_mid_stream(redis1, herald_factory):
+    a, b = two_instances(herald_factory, [redis1.address])
+    topic = unique("r-restart")
+    subs = subscribers(a, b, topic)
+    try:
+        warm_up(a, topic, subs)
+        accepted, statuses = [], []
+        stop = threading.Event()
+
+        def publisher():
+            s = {a: requests.Session(), b: requests.Session()}
+            i = 0
+            while not stop.is_set():
+                srv = (a, b)[i % 2]
+                try:
+                    r = s[srv].post(srv.url(f"/publish/{topic}"), data=f"x{i}", timeout=10)
+                except requests.RequestException as e:
+                    statuses.append(repr(e))
+                    continue
+                statuses.append(r.status_code)
+                if r.status_code == 200:
+                    j = r.json()
+                    accepted.append((j["epoch"], j["offset"], f"x{i}"))
+                else:
+                    assert r.status_code == 503, r.text
+                i += 1
+                time.sleep(0.002)
+
+        t = threading.Thread(target=publisher)
+        t.start()
+        time.sleep(0.7)
+        redis1.kill()
+        time.sleep(0.3)
+        n_down = len(statuses)
+        # While Redis is down: publishes 503, readyz 503.
+        for srv in (a, b):
+            assert requests.get(srv.url("/readyz"), timeout=5).status_code == 503
+        time.sleep(0.7)
+        assert 503 in statuses[n_down:], "no publish was refused while Redis was down"
+        redis1.start()
+        for srv in (a, b):
+            wait_ready(srv, 15)
+        time.sleep(1.0)
+        stop.set()
+        t.join(30)
+        assert accepted and statuses.count(503) > 0
+        # Everything accepted arrives, or a reset covering it does; subscribers stayed connected.
+        time.sleep(1.0)
+        for s in subs:
+            assert s.error is None and not getattr(s, "closed", False), s.error
+            if isinstance(s, WSCollector):
+                got = {(j["epoch"], j["offset"]) for j in s.items if j.get("type") == "message"}
+                resets = [(j["epoch"], j["offset"]) for j in s.items if j.get("type") == "reset"]
+            else:
+                got = {(e, o) for e, o, _ in s.messages()}
+                resets = []
+                for event, _, data in s.items:
+                    if event == "reset":
+                        import json
+                        j = json.loads(data)
+                        resets.append((j["epoch"], j["offset"]))
+            lost = [m for m in accepted
+                    if (m[0], m[1]) not in got and not any(e == m[0] and o >= m[1] for e, o in resets)]
+            assert not lost, f"{type(s).__name__}: {len(lost)} accepted messages silently lost: {lost[:5]}"
+            epochs = {e for e, _, _ in accepted}
+            if len(epochs) > 1:
+                assert resets, f"{type(s).__name__}: the epoch changed but no reset arrived"
+    finally:
+        close_all(subs)
+
+
+def test_pubsub_link_cut_gap_is_filled(redis1, herald_factory):
+    a, b = two_instances(herald_factory, [redis1.address])
+    topic = unique("r-gap")
+    subs = subscribers(a, b, topic)
+    try:
+        first = warm_up(a, topic, subs)
+        done = threading.Event()
+        errors = []
+
+        def publisher():
+            s = {a: requests.Session(), b: requests.Session()}
+            try:
+                for i in range(N):
+                    srv = (a, b)[i % 2]
+                    r = s[srv].post(srv.url(f"/publish/{topic}"), data=f"g{i}", timeout=10)
+                    if r.status_code != 200:
+                        errors.append((i, r.status_code))
+            finally:
+                done.set()
+
+        t = threading.Thread(target=publisher)
+        t.start()
+        wait_after(subs, first, N // 4, 30)
+        killed = redis1.cli("CLIENT", "KILL", "TYPE", "pubsub")
+        assert int(killed.strip()) >= 2, killed
+        t.join(120)
+        assert not errors, errors[:5]
+        wait_after(subs, first, N, 60)
+        check_same_sequence(subs, list(range(first + 1, first + N + 1)))
+        for s in subs:
+            if isinstance(s, SSECollector):
+                assert all(e is None for e, _, _ in s.items), "unexpected reset"
+            else:
+                assert all(j.get("type") == "message" for j in s.items)
+        logs = a.log_text() + b.log_text()
+        assert "filled a gap" in logs, "the cut produced no gap (publisher too slow?)"
+    finally:
+        close_all(subs)
+
+
+def _fnv1a64(b: bytes) -> int:
+    h = 0xcbf29ce484222325
+    for c in b:
+        h ^= c
+        h = (h * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def _mix64(x: int) -> int:
+    m = 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 30
+    x = (x * 0xbf58476d1ce4e5b9) & m
+    x ^= x >> 27
+    x = (x * 0x94d049bb133111eb) & m
+    x ^= x >> 31
+    return x
+
+
+def hrw_shard(topic: str, shards: list[str]) -> int:
+    """The documented hash: max over shards of mix64(fnv1a64(shard) ^ mix64(fnv1a64(topic)))."""
+    scores = [_mix64(_fnv1a64(s.encode()) ^ _mix64(_fnv1a64(topic.encode()))) for s in shards]
+    return max(range(len(shards)), key=lambda i: scores[i])
+
+
+def test_two_shards(redis1, redis2, herald_factory):
+    shards = [redis1.address, redis2.address]
+    a, b = two_instances(herald_factory, shards)
+    topics = [unique(f"r-shard{i}") for i in range(24)]
+    where = {t: hrw_shard(t, shards) for t in topics}
+    assert set(where.values()) == {0, 1}, "24 topics all hashed to one shard"
+    live = [t for t in topics if where[t] == 0][:2] + [t for t in topics if where[t] == 1][:2]
+    subs = {t: [WSCollector(a, t), SSECollector(b, t)] for t in live}
+    try:
+        warm = {t: warm_up(a, t, subs[t]) for t in live}
+        for i in range(10):
+            for t in topics:
+                srv = (a, b)[i % 2]
+                r = requests.post(srv.url(f"/publish/{t}"), data=f"{t}-{i}", timeout=10)
+                assert r.status_code == 200, r.text
+        for t in live:
+            wait_after(subs[t], warm[t], 10, 15)
+            for s in subs[t]:
+                got = after(s, warm[t])
+                assert [o for _, o, _ in got] == list(range(warm[t] + 1, warm[t] + 11))
+                assert [d for _, _, d in got] == [f"{t}-{i}" for i in range(10)]
+        # Each topic's keys live on the shard the documented hash names, and only there.
+        for t in topics:
+            owner, other = (redis1, redis2) if where[t] == 0 else (redis2, redis1)
+            assert owner.cli("EXISTS", f"herald:{{{t}}}:s").strip() == "1", t
+            assert other.cli("EXISTS", f"herald:{{{t}}}:s").strip() == "0", t
+        # History and resume come from the right shard too.
+        for t in topics[:6]:
+            h = requests.get(b.url(f"/history/{t}"), timeout=10).json()
+            expect = warm[t] + 10 if t in live else 10
+            assert h["offset"] == expect and len(h["messages"]) == expect
+    finally:
+        for v in subs.values():
+            close_all(v)

@@ -1,0 +1,210 @@
+#include "herald/hub/message.hpp"
+
+#include "herald/common/text.hpp"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <vector>
+
+using namespace herald;
+using namespace herald::hub;
+
+namespace {
+
+struct frame {
+    bool fin;
+    std::uint8_t op;
+    std::size_t header;
+    std::string payload;
+};
+
+// An independent decoder for unmasked server frames.
+std::vector<frame> frames(const std::string& buf) {
+    std::vector<frame> out;
+    std::size_t pos = 0;
+    while (pos < buf.size()) {
+        if (buf.size() - pos < 2) {
+            ADD_FAILURE() << "truncated header";
+            break;
+        }
+        const auto b0 = std::uint8_t(buf[pos]), b1 = std::uint8_t(buf[pos + 1]);
+        EXPECT_EQ(b0 & 0x70, 0) << "RSV bits set";
+        EXPECT_EQ(b1 & 0x80, 0) << "server frame masked";
+        std::uint64_t len = b1 & 0x7F;
+        std::size_t h = 2;
+        if (len == 126) {
+            len = (std::uint64_t(std::uint8_t(buf[pos + 2])) << 8) | std::uint8_t(buf[pos + 3]);
+            h = 4;
+            EXPECT_GE(len, 126u) << "non-minimal length";
+        } else if (len == 127) {
+            len = 0;
+            for (int i = 0; i < 8; ++i) len = (len << 8) | std::uint8_t(buf[pos + 2 + i]);
+            h = 10;
+            EXPECT_GT(len, 0xFFFFu) << "non-minimal length";
+        }
+        if (buf.size() - pos - h < len) {
+            ADD_FAILURE() << "truncated payload";
+            break;
+        }
+        out.push_back({bool(b0 & 0x80), std::uint8_t(b0 & 0x0F), h, buf.substr(pos + h, len)});
+        pos += h + len;
+    }
+    return out;
+}
+
+message_ptr make(payload_kind kind, std::string payload, std::string event = "",
+                 std::string topic = "news", std::string epoch = "k3v9x0aa",
+                 std::uint64_t offset = 7) {
+    return make_message(std::move(topic), std::move(epoch), offset, kind, std::move(payload),
+                        std::move(event), clock::now());
+}
+
+}  // namespace
+
+TEST(Message, FieldsAreKept) {
+    const auto now = clock::now();
+    auto m = make_message("news", "ep1", 3, payload_kind::text, "hi", "tick", now);
+    EXPECT_EQ(m->topic, "news");
+    EXPECT_EQ(m->epoch, "ep1");
+    EXPECT_EQ(m->offset, 3u);
+    EXPECT_EQ(m->kind, payload_kind::text);
+    EXPECT_EQ(m->payload, "hi");
+    EXPECT_EQ(m->event, "tick");
+    EXPECT_EQ(m->created, now);
+}
+
+TEST(Message, TextWsFrameExact) {
+    auto m = make(payload_kind::text, "hello");
+    const std::string body =
+        R"({"type":"message","topic":"news","epoch":"k3v9x0aa","offset":7,"data":"hello"})";
+    EXPECT_EQ(m->ws_frames, std::string("\x81") + static_cast<char>(body.size()) + body);
+    auto fs = frames(m->ws_frames);
+    ASSERT_EQ(fs.size(), 1u);
+    EXPECT_TRUE(fs[0].fin);
+    EXPECT_EQ(fs[0].op, 0x1);
+    EXPECT_EQ(fs[0].payload, body);
+}
+
+TEST(Message, TextIsJsonEscaped) {
+    const std::string payload = "quote \" backslash \\ newline \n tab \t ctl \x01 caf\xC3\xA9";
+    auto m = make(payload_kind::text, payload, "tick");
+    auto fs = frames(m->ws_frames);
+    ASSERT_EQ(fs.size(), 1u);
+    auto j = nlohmann::json::parse(fs[0].payload);
+    EXPECT_EQ(j["type"], "message");
+    EXPECT_EQ(j["topic"], "news");
+    EXPECT_EQ(j["epoch"], "k3v9x0aa");
+    EXPECT_EQ(j["offset"], 7);
+    EXPECT_EQ(j["event"], "tick");
+    EXPECT_EQ(j["data"], payload);
+    EXPECT_FALSE(j.contains("binary"));
+}
+
+TEST(Message, JsonPayloadIsEmbeddedAsJson) {
+    auto m = make(payload_kind::json, R"({"a":[1,2,{"b":null}]})");
+    auto fs = frames(m->ws_frames);
+    ASSERT_EQ(fs.size(), 1u);
+    EXPECT_EQ(
+        fs[0].payload,
+        R"({"type":"message","topic":"news","epoch":"k3v9x0aa","offset":7,"data":{"a":[1,2,{"b":null}]}})");
+    auto j = nlohmann::json::parse(fs[0].payload);
+    EXPECT_EQ(j["data"]["a"][1], 2);
+    // SSE subscribers get the JSON text itself.
+    EXPECT_EQ(m->sse_event, "id: k3v9x0aa:7\ndata: {\"a\":[1,2,{\"b\":null}]}\n\n");
+}
+
+TEST(Message, LengthForms) {
+    for (std::size_t n : {10u, 1000u, 70'000u}) {
+        auto m = make(payload_kind::text, std::string(n, 'x'));
+        auto fs = frames(m->ws_frames);
+        ASSERT_EQ(fs.size(), 1u);
+        const std::size_t body = fs[0].payload.size();
+        EXPECT_EQ(fs[0].header, body < 126 ? 2u : body <= 0xFFFF ? 4u : 10u) << n;
+        EXPECT_EQ(nlohmann::json::parse(fs[0].payload)["data"], std::string(n, 'x'));
+        EXPECT_EQ(m->ws_frames.size(), fs[0].header + body);
+    }
+    auto big = make(payload_kind::text, std::string(70'000, 'x'));
+    EXPECT_EQ(std::uint8_t(big->ws_frames[1]), 127);
+    auto mid = make(payload_kind::text, std::string(1000, 'x'));
+    EXPECT_EQ(std::uint8_t(mid->ws_frames[1]), 126);
+}
+
+TEST(Message, BinaryIsHeaderFramePlusExactBytes) {
+    std::string payload;
+    for (int i = 0; i < 256; ++i) payload += static_cast<char>(i);
+    payload += std::string(70'000, '\xAB');
+    auto m = make(payload_kind::binary, payload);
+    auto fs = frames(m->ws_frames);
+    ASSERT_EQ(fs.size(), 2u);
+    EXPECT_TRUE(fs[0].fin);
+    EXPECT_EQ(fs[0].op, 0x1);
+    EXPECT_EQ(fs[0].payload,
+              R"({"type":"message","topic":"news","epoch":"k3v9x0aa","offset":7,"binary":true})");
+    EXPECT_TRUE(fs[1].fin);
+    EXPECT_EQ(fs[1].op, 0x2);
+    EXPECT_EQ(fs[1].header, 10u);
+    EXPECT_EQ(fs[1].payload, payload);
+}
+
+TEST(Message, BinarySseIsBase64WithEventBinary) {
+    auto m = make(payload_kind::binary, std::string("\x00\xFF\x10", 3));
+    EXPECT_EQ(m->sse_event, "id: k3v9x0aa:7\nevent: binary\ndata: AP8Q\n\n");
+    auto named = make(payload_kind::binary, "hi", "blob");
+    EXPECT_EQ(named->sse_event, "id: k3v9x0aa:7\nevent: blob\ndata: aGk=\n\n");
+    auto fs = frames(named->ws_frames);
+    ASSERT_EQ(fs.size(), 2u);
+    EXPECT_EQ(nlohmann::json::parse(fs[0].payload)["event"], "blob");
+}
+
+TEST(Message, SseEventExact) {
+    auto m = make(payload_kind::text, "hello");
+    EXPECT_EQ(m->sse_event, "id: k3v9x0aa:7\ndata: hello\n\n");
+    EXPECT_EQ(m->sse_body_at, std::string("id: k3v9x0aa:7\n").size());
+    EXPECT_EQ(m->sse_body(), "data: hello\n\n");
+
+    auto e = make(payload_kind::text, "hello", "tick", "news", "ab", 123456789012ull);
+    EXPECT_EQ(e->sse_event, "id: ab:123456789012\nevent: tick\ndata: hello\n\n");
+    EXPECT_EQ(e->sse_body(), "event: tick\ndata: hello\n\n");
+}
+
+TEST(Message, SseMultiLineAndNul) {
+    auto m = make(payload_kind::text, std::string("a\rb\nc\r\nd\0e", 10));
+    EXPECT_EQ(m->sse_event,
+              "id: k3v9x0aa:7\ndata: a\ndata: b\ndata: c\ndata: d\xEF\xBF\xBD"
+              "e\n\n");
+}
+
+TEST(Message, SseInjectionStaysData) {
+    auto m = make(payload_kind::text, "x\n\nevent: evil\ndata: y");
+    EXPECT_EQ(m->sse_event,
+              "id: k3v9x0aa:7\ndata: x\ndata: \ndata: event: evil\ndata: data: y\n\n");
+    // One event: the only blank line is the terminator.
+    EXPECT_EQ(m->sse_event.find("\n\n"), m->sse_event.size() - 2);
+}
+
+TEST(Message, DataJsonMember) {
+    EXPECT_EQ(make(payload_kind::text, "a\"b\n")->data_json_member(), R"("data":"a\"b\n")");
+    EXPECT_EQ(make(payload_kind::json, R"({"x":[1,2]})")->data_json_member(),
+              R"("data":{"x":[1,2]})");
+    EXPECT_EQ(make(payload_kind::json, "42")->data_json_member(), R"("data":42)");
+    EXPECT_EQ(make(payload_kind::binary, std::string("\x00\xFF", 2))->data_json_member(),
+              R"("data_base64":"AP8=")");
+    EXPECT_EQ(make(payload_kind::binary, "")->data_json_member(), R"("data_base64":"")");
+    // Each is a valid JSON member.
+    for (auto kind : {payload_kind::text, payload_kind::json, payload_kind::binary}) {
+        auto m = make(kind, kind == payload_kind::json ? "[1]" : "v");
+        std::string obj = "{";
+        obj += m->data_json_member();
+        obj += '}';
+        EXPECT_TRUE(nlohmann::json::accept(obj));
+    }
+}
+
+TEST(Message, FootprintCoversEncodedForms) {
+    auto m = make(payload_kind::text, std::string(5000, 'p'), "tick");
+    EXPECT_GE(m->footprint(), m->payload.size() + m->ws_frames.size() + m->sse_event.size());
+    auto small = make(payload_kind::text, "p");
+    EXPECT_LT(small->footprint(), m->footprint());
+}

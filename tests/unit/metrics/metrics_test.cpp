@@ -1,0 +1,108 @@
+#include "herald/metrics/metrics.hpp"
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <sstream>
+
+using namespace herald::metrics;
+
+namespace {
+bool has_line(const std::string& text, const std::string& line) {
+    std::istringstream in(text);
+    for (std::string l; std::getline(in, l);)
+        if (l == line) return true;
+    return false;
+}
+}  // namespace
+
+TEST(Metrics, Names) {
+    EXPECT_STREQ(to_string(transport::http), "http");
+    EXPECT_STREQ(to_string(transport::ws), "ws");
+    EXPECT_STREQ(to_string(transport::sse), "sse");
+    EXPECT_STREQ(to_string(transport::poll), "poll");
+    EXPECT_STREQ(to_string(reject::bad_topic), "bad_topic");
+    EXPECT_STREQ(to_string(reject::ws_bad_op), "ws_bad_op");
+    std::set<std::string> seen;
+    for (std::size_t r = 0; r < static_cast<std::size_t>(reject::count_); ++r)
+        EXPECT_TRUE(seen.insert(to_string(static_cast<reject>(r))).second) << r;
+}
+
+TEST(Metrics, RenderHasEveryMetricAndLabel) {
+    registry reg(2);
+    const auto text = reg.render({});
+    for (auto name :
+         {"herald_connections", "herald_connections_total", "herald_slow_consumers_total",
+          "herald_rejected_requests_total", "herald_publish_requests_total",
+          "herald_messages_published_total", "herald_duplicate_publishes_total",
+          "herald_frames_delivered_total", "herald_bytes_out_total", "herald_socket_writes_total",
+          "herald_pong_timeouts_total", "herald_resumes_recovered_total",
+          "herald_resumes_failed_total", "herald_subscriptions"}) {
+        EXPECT_NE(text.find(std::string("# HELP ") + name + " "), std::string::npos) << name;
+        EXPECT_NE(text.find(std::string("# TYPE ") + name + " "), std::string::npos) << name;
+    }
+    EXPECT_TRUE(has_line(text, "# TYPE herald_connections gauge"));
+    EXPECT_TRUE(has_line(text, "# TYPE herald_messages_published_total counter"));
+    for (auto t : {"http", "ws", "sse", "poll"}) {
+        EXPECT_TRUE(has_line(text, std::string("herald_connections{transport=\"") + t + "\"} 0"));
+        EXPECT_TRUE(
+            has_line(text, std::string("herald_connections_total{transport=\"") + t + "\"} 0"));
+        EXPECT_TRUE(
+            has_line(text, std::string("herald_slow_consumers_total{transport=\"") + t + "\"} 0"));
+    }
+    for (std::size_t r = 0; r < static_cast<std::size_t>(reject::count_); ++r)
+        EXPECT_TRUE(has_line(text, std::string("herald_rejected_requests_total{reason=\"") +
+                                       to_string(static_cast<reject>(r)) + "\"} 0"));
+    // Every non-comment line is "name[{labels}] value".
+    std::istringstream in(text);
+    for (std::string l; std::getline(in, l);) {
+        if (l.rfind("# ", 0) == 0) continue;
+        EXPECT_EQ(l.rfind("herald_", 0), 0u) << l;
+        EXPECT_NE(l.find(' '), std::string::npos) << l;
+    }
+}
+
+TEST(Metrics, CountersSumAcrossWorkers) {
+    registry reg(3);
+    reg.at(0).conn(transport::ws).add(2);
+    reg.at(2).conn(transport::ws).add(3);
+    reg.at(1).conn(transport::sse).add(1);
+    reg.at(1).conn(transport::sse).add(-1);
+    reg.at(0).messages_published.add(10);
+    reg.at(1).messages_published.add(20);
+    reg.at(2).messages_published.add(12);
+    reg.at(0).inc(reject::bad_topic);
+    reg.at(2).inc(reject::bad_topic);
+    reg.at(1).inc(reject::payload_too_large);
+    reg.at(2).slow_consumers[static_cast<std::size_t>(transport::sse)].add();
+    reg.at(0).bytes_out.add(1'000'000'000'000);
+    EXPECT_EQ(reg.open_connections(transport::ws), 5);
+    EXPECT_EQ(reg.open_connections(transport::sse), 0);
+    const auto text = reg.render({});
+    EXPECT_TRUE(has_line(text, "herald_connections{transport=\"ws\"} 5"));
+    EXPECT_TRUE(has_line(text, "herald_connections{transport=\"sse\"} 0"));
+    EXPECT_TRUE(has_line(text, "herald_messages_published_total 42"));
+    EXPECT_TRUE(has_line(text, "herald_rejected_requests_total{reason=\"bad_topic\"} 2"));
+    EXPECT_TRUE(has_line(text, "herald_rejected_requests_total{reason=\"payload_too_large\"} 1"));
+    EXPECT_TRUE(has_line(text, "herald_slow_consumers_total{transport=\"sse\"} 1"));
+    EXPECT_TRUE(has_line(text, "herald_bytes_out_total 1000000000000"));
+}
+
+TEST(Metrics, ExtraGauges) {
+    registry reg(1);
+    const auto text =
+        reg.render({{"herald_ready", "1 when ready.", 1.0}, {"herald_draining", "x", 0.0}});
+    EXPECT_TRUE(has_line(text, "# HELP herald_ready 1 when ready."));
+    EXPECT_TRUE(has_line(text, "# TYPE herald_ready gauge"));
+    EXPECT_TRUE(has_line(text, "herald_ready 1"));
+    EXPECT_TRUE(has_line(text, "herald_draining 0"));
+}
+
+// herald_history_bytes and herald_open_sockets are passed as gauges; a byte count must come out
+// exactly, not rounded to six significant digits ("1.23457e+07").
+TEST(Metrics, ExtraGaugeKeepsEveryDigit) {
+    registry reg(1);
+    const auto text =
+        reg.render({{"herald_history_bytes", "Bytes held by message history.", 12345678.0}});
+    EXPECT_TRUE(has_line(text, "herald_history_bytes 12345678")) << text;
+}
