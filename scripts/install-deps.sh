@@ -20,7 +20,7 @@ packages=(
   curl python3 python3-pytest python3-websockets python3-requests
   redis-server nginx libnginx-mod-nchan
   # benchmarks: charts
-  gnuplot-nox procps
+  gnuplot-nox procps iproute2
 )
 
 missing=()

@@ -1,5 +1,6 @@
 // herald: flags, config, logging, then the server. The only code the tests do not link.
 #include "herald/app/server.hpp"
+#include "herald/auth/context.hpp"
 #include "herald/config/config.hpp"
 
 #include <CLI/CLI.hpp>
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
         if (!check_path.empty()) {
             cfg = config::load_file(check_path);
             config::apply_env(cfg, env);
+            auth::context check(cfg, env);  // keys, PEM files, origins, proxies
             std::cout << check_path << ": ok\n";
             return 0;
         }

@@ -1,5 +1,6 @@
 #include "publish_api.hpp"
 
+#include "herald/auth/context.hpp"
 #include "herald/broker/cursor.hpp"
 #include "herald/common/text.hpp"
 #include "herald/hub/topic.hpp"
@@ -112,6 +113,14 @@ void publish_api::handle(net::worker_context& w, const net::http_request& req, n
         if (only(http::verb::get, "GET")) metrics_text(r);
         return;
     }
+    const bool is_admin = path.compare(0, 7, "/admin/") == 0;
+    const bool is_publish = path == "/publish" || path.compare(0, 9, "/publish/") == 0;
+    if ((is_admin || is_publish) && !authorize(w, req, r, is_publish && method == http::verb::post))
+        return;
+    if (path == "/admin/disconnect") {
+        if (only(http::verb::post, "POST")) admin_disconnect(w, req, r);
+        return;
+    }
     if (path == "/publish") {
         if (only(http::verb::post, "POST")) {
             w.counters.publish_requests.add();
@@ -132,6 +141,52 @@ void publish_api::handle(net::worker_context& w, const net::http_request& req, n
         return;
     }
     r.error(reject::not_found, "no such endpoint: " + path);
+}
+
+bool publish_api::authorize(net::worker_context& w, const net::http_request& req,
+                            const net::responder& r, bool rate_limit) {
+    auto* a = w.auth;
+    if (!a) return true;
+    std::string limit_key;
+    if (auto bearer = auth::parse_bearer(req.header("Authorization"))) {
+        auto idx = a->publish_keys.match(*bearer);
+        if (!idx) {
+            r.error(reject::unauthorized, "invalid API key", "WWW-Authenticate: Bearer\r\n");
+            return false;
+        }
+        limit_key = "key#" + std::to_string(*idx);
+    } else if (a->cfg.auth.allow_unauthenticated_publish) {
+        limit_key = "ip:" + req.client_ip;
+    } else {
+        r.error(reject::unauthorized, "an API key is required: Authorization: Bearer <key>",
+                "WWW-Authenticate: Bearer\r\n");
+        return false;
+    }
+    std::int64_t retry = 1;
+    if (rate_limit && !a->allow_publish(limit_key, retry)) {
+        r.error(reject::rate_limited, "too many publishes; slow down",
+                "Retry-After: " + std::to_string(retry) + "\r\n");
+        return false;
+    }
+    return true;
+}
+
+void publish_api::admin_disconnect(net::worker_context& w, const net::http_request& req,
+                                   net::responder r) {
+    json body = json::parse(req.body(), nullptr, false);
+    auto u = body.is_object() ? body.find("user") : body.end();
+    if (body.is_discarded() || !body.is_object() || u == body.end() || !u->is_string() ||
+        u->get_ref<const std::string&>().empty()) {
+        r.error(reject::bad_request, "body must be {\"user\": \"<sub of the user's tokens>\"}");
+        return;
+    }
+    if (!disconnect_) {
+        r.send(200, "application/json", "{\"disconnected\":0}");
+        return;
+    }
+    disconnect_(w.id, u->get<std::string>(), [r](std::size_t n) {
+        r.send(200, "application/json", "{\"disconnected\":" + std::to_string(n) + "}");
+    });
 }
 
 void publish_api::publish_one(net::worker_context& w, const net::http_request& req,

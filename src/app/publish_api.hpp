@@ -5,10 +5,17 @@
 #include "herald/net/http_api.hpp"
 #include "herald/net/worker_context.hpp"
 
+#include <functional>
+
 namespace herald::app {
 
 class publish_api final : public net::http_api {
 public:
+    // Closes `user`'s connections on every worker; `done(count)` runs on worker `from`.
+    using disconnect_fn =
+        std::function<void(unsigned from, std::string user, std::function<void(std::size_t)> done)>;
+    void set_disconnect(disconnect_fn fn) { disconnect_ = std::move(fn); }
+
     publish_api(const config::settings& cfg, metrics::registry& metrics, broker::broker& broker,
                 net::process_state& state);
     void handle(net::worker_context& w, const net::http_request& req, net::responder r) override;
@@ -20,11 +27,15 @@ private:
     void history(net::worker_context& w, const net::http_request& req, const std::string& topic,
                  net::responder r);
     void metrics_text(net::responder r);
+    // API key (or the open-publish setting) and the publish rate; answers the error itself.
+    bool authorize(net::worker_context& w, const net::http_request& req, const net::responder& r, bool rate_limit);
+    void admin_disconnect(net::worker_context& w, const net::http_request& req, net::responder r);
 
     const config::settings& cfg_;
     metrics::registry& metrics_;
     broker::broker& broker_;
     net::process_state& state_;
+    disconnect_fn disconnect_;
 };
 
 }  // namespace herald::app

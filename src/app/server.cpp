@@ -1,5 +1,6 @@
 #include "herald/app/server.hpp"
 
+#include "herald/auth/context.hpp"
 #include "herald/broker/memory_broker.hpp"
 #include "herald/broker/redis_broker.hpp"
 #include "herald/hub/hub.hpp"
@@ -69,6 +70,7 @@ struct server::impl {
     std::unique_ptr<hub::hub> hub;
     std::unique_ptr<broker::broker> broker;
     std::unique_ptr<publish_api> api;
+    std::unique_ptr<auth::context> auth;
 };
 
 server::server(config::settings cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
@@ -93,6 +95,37 @@ int server::run() {
         s.broker = std::make_unique<broker::memory_broker>(*s.hub, s.cfg);
     s.hub->set_broker(*s.broker);
     s.api = std::make_unique<publish_api>(s.cfg, s.metrics, *s.broker, s.state);
+    try {
+        s.auth = std::make_unique<auth::context>(
+            s.cfg, [](const char* name) -> std::optional<std::string> {
+                const char* v = std::getenv(name);
+                return v ? std::optional<std::string>(v) : std::nullopt;
+            });
+    } catch (const config::config_error& e) {
+        spdlog::critical("config error: {}", e.what());
+        return 2;
+    }
+    // Revocation: every worker closes the user's connections; the count goes back to `from`.
+    s.api->set_disconnect(
+        [&s](unsigned from, std::string user, std::function<void(std::size_t)> done) {
+            struct tally {
+                std::size_t count = 0;
+                std::size_t left = 0;
+                std::function<void(std::size_t)> done;
+            };
+            auto t = std::make_shared<tally>();
+            t->left = s.workers.size();
+            t->done = std::move(done);
+            for (auto& w : s.workers) {
+                asio::post(w->ioc, [&s, &w = *w, from, user, t] {
+                    const std::size_t n = w.ctx->revoke(user);
+                    asio::post(s.workers[from]->ioc, [t, n] {
+                        t->count += n;
+                        if (--t->left == 0) t->done(t->count);
+                    });
+                });
+            }
+        });
 
     // Bind every worker's acceptor before any thread starts: with port 0 the first bind picks
     // the port and the others join it.
@@ -107,6 +140,7 @@ int server::run() {
         w->ctx =
             std::make_unique<net::worker_context>(w->id, w->ioc, s.cfg, s.hub->at(w->id), *s.broker,
                                                   s.metrics.at(w->id), s.state, *s.api);
+        w->ctx->auth = s.auth.get();
         try {
             auto acceptor = net::open_acceptor(w->ioc, ep);
             if (ep.port() == 0) ep.port(acceptor.local_endpoint().port());

@@ -62,6 +62,33 @@ std::size_t size(const YAML::Node& n, const std::string& key, std::size_t lo, st
     return *v;
 }
 
+bool boolean(const YAML::Node& n, const std::string& key) {
+    auto s = scalar(n, key);
+    if (s == "true") return true;
+    if (s == "false") return false;
+    throw config_error(key, "expected true or false, got '" + s + "'");
+}
+
+std::vector<std::string> strings(const YAML::Node& n, const std::string& key) {
+    if (n.IsNull()) return {};
+    if (!n.IsSequence()) throw config_error(key, "expected a list of strings");
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < n.size(); ++i)
+        out.push_back(scalar(n[i], key + "[" + std::to_string(i) + "]"));
+    return out;
+}
+
+double rate(const YAML::Node& n, const std::string& key) {
+    auto s = scalar(n, key);
+    try {
+        std::size_t pos = 0;
+        double v = std::stod(s, &pos);
+        if (pos == s.size() && v >= 0 && v <= 1e9) return v;
+    } catch (const std::exception&) {
+    }
+    throw config_error(key, "expected a rate per second between 0 and 1e9, got '" + s + "'");
+}
+
 std::vector<std::string> patterns(const YAML::Node& n, const std::string& key) {
     if (n.IsNull()) return {};
     if (!n.IsSequence()) throw config_error(key, "expected a list of topic patterns");
@@ -135,6 +162,81 @@ const std::map<std::string, handler>& schema() {
          [](settings& c, const YAML::Node& n, const std::string& k) {
              c.limits.max_topics_per_connection = integer(n, k, 1, 1024);
          }},
+        {"limits.connections_per_ip", [](settings& c, const YAML::Node& n, const std::string& k) { c.limits.connections_per_ip = integer(n, k, 0, 10'000'000); }},
+        {"limits.new_connections_per_ip_per_s", [](settings& c, const YAML::Node& n, const std::string& k) { c.limits.new_connections_per_ip_per_s = rate(n, k); }},
+        {"limits.ws_messages_per_s", [](settings& c, const YAML::Node& n, const std::string& k) { c.limits.ws_messages_per_s = rate(n, k); }},
+        {"limits.publishes_per_key_per_s", [](settings& c, const YAML::Node& n, const std::string& k) { c.limits.publishes_per_key_per_s = rate(n, k); }},
+        {"auth.jwt.keys",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.auth.jwt.keys.clear();
+             if (n.IsNull()) return;
+             if (!n.IsSequence()) throw config_error(k, "expected a list of {alg, secret | public_key | public_key_file, kid}");
+             for (std::size_t i = 0; i < n.size(); ++i) {
+                 auto ik = k + "[" + std::to_string(i) + "]";
+                 if (!n[i].IsMap()) throw config_error(ik, "expected a map {alg, secret | public_key | public_key_file, kid}");
+                 settings::jwt_key key;
+                 for (const auto& kv : n[i]) {
+                     auto name = kv.first.Scalar();
+                     auto fk = ik + "." + name;
+                     if (name == "alg") key.alg = scalar(kv.second, fk);
+                     else if (name == "secret") key.secret = scalar(kv.second, fk);
+                     else if (name == "public_key") key.public_key = scalar(kv.second, fk);
+                     else if (name == "public_key_file") key.public_key_file = scalar(kv.second, fk);
+                     else if (name == "kid") key.kid = scalar(kv.second, fk);
+                     else throw config_error(fk, "unknown key");
+                 }
+                 if (key.alg.empty()) throw config_error(ik + ".alg", "missing (HS256, RS256 or ES256)");
+                 c.auth.jwt.keys.push_back(std::move(key));
+             }
+         }},
+        {"auth.jwt.audience", [](settings& c, const YAML::Node& n, const std::string& k) { c.auth.jwt.audience = scalar(n, k); }},
+        {"auth.jwt.issuer", [](settings& c, const YAML::Node& n, const std::string& k) { c.auth.jwt.issuer = scalar(n, k); }},
+        {"auth.jwt.leeway", [](settings& c, const YAML::Node& n, const std::string& k) { c.auth.jwt.leeway = duration(n, k, k_ms(0), k_day); }},
+        {"auth.jwt.require_exp", [](settings& c, const YAML::Node& n, const std::string& k) { c.auth.jwt.require_exp = boolean(n, k); }},
+        {"auth.token_query_param", [](settings& c, const YAML::Node& n, const std::string& k) { c.auth.token_query_param = scalar(n, k); }},
+        {"auth.token_cookie", [](settings& c, const YAML::Node& n, const std::string& k) { c.auth.token_cookie = scalar(n, k); }},
+        {"auth.default_anonymous",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             auto v = scalar(n, k);
+             if (v != "subscribe" && v != "none") throw config_error(k, "expected subscribe or none, got '" + v + "'");
+             c.auth.default_anonymous_subscribe = v == "subscribe";
+         }},
+        {"auth.namespaces",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.auth.namespaces.clear();
+             if (n.IsNull()) return;
+             if (!n.IsSequence()) throw config_error(k, "expected a list of {pattern, anonymous}");
+             for (std::size_t i = 0; i < n.size(); ++i) {
+                 auto ik = k + "[" + std::to_string(i) + "]";
+                 if (!n[i].IsMap()) throw config_error(ik, "expected a map {pattern, anonymous}");
+                 settings::auth_namespace ns;
+                 bool has_pattern = false, has_anon = false;
+                 for (const auto& kv : n[i]) {
+                     auto name = kv.first.Scalar();
+                     auto fk = ik + "." + name;
+                     if (name == "pattern") {
+                         ns.pattern = scalar(kv.second, fk);
+                         if (!hub::is_valid_pattern(ns.pattern)) throw config_error(fk, "invalid topic pattern '" + ns.pattern + "'");
+                         has_pattern = true;
+                     } else if (name == "anonymous") {
+                         auto v = scalar(kv.second, fk);
+                         if (v != "subscribe" && v != "none") throw config_error(fk, "expected subscribe or none, got '" + v + "'");
+                         ns.anonymous_subscribe = v == "subscribe";
+                         has_anon = true;
+                     } else {
+                         throw config_error(fk, "unknown key");
+                     }
+                 }
+                 if (!has_pattern) throw config_error(ik + ".pattern", "missing");
+                 if (!has_anon) throw config_error(ik + ".anonymous", "missing (subscribe or none)");
+                 c.auth.namespaces.push_back(std::move(ns));
+             }
+         }},
+        {"auth.publish_keys", [](settings& c, const YAML::Node& n, const std::string& k) { c.auth.publish_keys = strings(n, k); }},
+        {"auth.publish_keys_env", [](settings& c, const YAML::Node& n, const std::string& k) { c.auth.publish_keys_env = scalar(n, k); }},
+        {"auth.allow_unauthenticated_publish", [](settings& c, const YAML::Node& n, const std::string& k) { c.auth.allow_unauthenticated_publish = boolean(n, k); }},
+        {"origins.allow", [](settings& c, const YAML::Node& n, const std::string& k) { c.origins.allow = strings(n, k); }},
+        {"trusted_proxies", [](settings& c, const YAML::Node& n, const std::string& k) { c.trusted_proxies = strings(n, k); }},
         {"ws.ping_interval",
          [](settings& c, const YAML::Node& n, const std::string& k) {
              c.ws.ping_interval = duration(n, k, k_ms(100), k_day);

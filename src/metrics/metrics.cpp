@@ -34,7 +34,7 @@ const char* to_string(reject r) noexcept {
         "header_timeout",
         "over_capacity",
         "draining",
-        "forbidden",
+        "forbidden", "unauthorized", "rate_limited",
         "ws_protocol_error",
         "ws_invalid_utf8",
         "ws_message_too_big",

@@ -87,6 +87,17 @@ void worker_context::tick(time_point now) {
     }
 }
 
+std::size_t worker_context::revoke(std::string_view user) {
+    std::size_t n = 0;
+    for (connection* c = head_; c;) {
+        connection* next = c->next_;
+        auto keep = c->shared_from_this();
+        if (c->revoke(user)) ++n;
+        c = next;
+    }
+    return n;
+}
+
 void worker_context::drain() {
     for (connection* c = head_; c;) {
         connection* next = c->next_;

@@ -1,3 +1,4 @@
+#include "herald/auth/context.hpp"
 #include "herald/broker/broker.hpp"
 #include "herald/broker/cursor.hpp"
 #include "herald/common/text.hpp"
@@ -49,14 +50,16 @@ std::string_view http_request::header(std::string_view name) const {
 void responder::send(int status, std::string_view content_type, std::string_view body,
                      std::string_view extra_headers) const {
     if (auto s = session_.lock())
-        s->complete(seq_, make_response(status, content_type, body, keep_alive_, extra_headers),
+        s->complete(seq_,
+                    make_response(status, content_type, body, keep_alive_,
+                                  extra_ + std::string(extra_headers)),
                     keep_alive_);
 }
 
 void responder::error(reject reason, std::string_view message,
                       std::string_view extra_headers) const {
     if (auto s = session_.lock())
-        s->fail_request(seq_, reason, message, keep_alive_, extra_headers);
+        s->fail_request(seq_, reason, message, keep_alive_, extra_ + std::string(extra_headers));
 }
 
 http_session::http_session(worker_context& w, tcp::socket socket, connection_slot slot)
@@ -147,8 +150,10 @@ void http_session::fail_request(std::uint64_t seq, reject reason, std::string_vi
                                 bool keep_alive, std::string_view extra_headers) {
     auto spec = error_for(reason);
     w_.counters.inc(reason);
-    complete(seq, make_error(spec.status, spec.code, message, keep_alive, extra_headers),
-             keep_alive);
+    complete(
+        seq,
+        make_error(spec.status, spec.code, message, keep_alive, cors_ + std::string(extra_headers)),
+        keep_alive);
 }
 
 void http_session::complete(std::uint64_t seq, std::string response, bool keep_alive) {
@@ -231,9 +236,26 @@ void http_session::handle(beast_request raw) {
         fail_request(seq, reject::bad_request, "malformed request target", keep_alive);
         return;
     }
-    http_request req{std::move(raw), std::move(*target)};
+    http_request req{std::move(raw), std::move(*target), {}};
     const auto& path = req.target.path;
     const bool is_get = req.method() == http::verb::get;
+    cors_.clear();
+    struct clear_cors {
+        std::string& c;
+        ~clear_cors() { c.clear(); }
+    } cleanup{cors_};
+    if (auto origin = req.header("Origin"); !origin.empty() && w_.auth) {
+        auto h = auth::cors_headers(w_.auth->origins, origin, req.method() == http::verb::options);
+        if (!h) {
+            fail_request(seq, reject::forbidden, "origin not allowed", keep_alive);
+            return;
+        }
+        for (const auto& [k, v] : *h) cors_ += k + ": " + v + "\r\n";
+    }
+    if (req.method() == http::verb::options) {
+        complete(seq, make_response(204, "text/plain", "", keep_alive, cors_), keep_alive);
+        return;
+    }
 
     if (path == "/ws" || path == "/sse" || path == "/poll") {
         if (!is_get) {
@@ -253,9 +275,75 @@ void http_session::handle(beast_request raw) {
         }
         return;
     }
-    w_.api.handle(
-        w_, req,
-        responder(std::static_pointer_cast<http_session>(shared_from_this()), seq, keep_alive));
+    req.client_ip = client_ip(req);
+    w_.api.handle(w_, req,
+                  responder(std::static_pointer_cast<http_session>(shared_from_this()), seq,
+                            keep_alive, cors_));
+}
+
+std::string http_session::client_ip(const http_request& req) const {
+    error_code ec;
+    auto peer = socket_.remote_endpoint(ec).address();
+    if (ec) return "unknown";
+    if (!w_.auth || w_.auth->proxies.empty()) return auth::unmap(peer).to_string();
+    // Several X-Forwarded-For lines form one list, in order.
+    std::string xff;
+    for (const auto& f : req.raw) {
+        if (!boost::beast::iequals(f.name_string(), "X-Forwarded-For")) continue;
+        if (!xff.empty()) xff += ',';
+        xff.append(f.value().data(), f.value().size());
+    }
+    return auth::client_address(peer, xff, w_.auth->proxies).to_string();
+}
+
+bool http_session::admit_stream(std::uint64_t seq, const http_request& req,
+                                const std::vector<std::string>& topics,
+                                std::unique_ptr<auth::token_claims>& claims,
+                                std::string& stream_ip) {
+    auto* a = w_.auth;
+    if (!a) return true;
+    // The token: Authorization header, else the query parameter, else the cookie.
+    std::optional<std::string> token;
+    if (auto b = auth::parse_bearer(req.header("Authorization"))) {
+        token = std::string(*b);
+    } else if (auto q = req.target.get(a->cfg.auth.token_query_param); q && !q->empty()) {
+        token = *q;
+    } else if (!a->cfg.auth.token_cookie.empty()) {
+        if (auto c = auth::cookie_value(req.header("Cookie"), a->cfg.auth.token_cookie))
+            token = std::string(*c);
+    }
+    if (token) {
+        auto r = a->verify_token(*token);
+        if (!r.ok()) {
+            fail_request(seq, reject::unauthorized,
+                         "invalid token: " + std::string(auth::to_string(r.status)), false,
+                         "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+            return false;
+        }
+        claims = std::make_unique<auth::token_claims>(std::move(r.claims));
+    }
+    for (const auto& t : topics) {
+        if (!a->policy.can_subscribe(claims.get(), t)) {
+            fail_request(
+                seq, reject::forbidden, "not allowed to subscribe to '" + t + "'", false,
+                claims ? std::string_view{} : std::string_view("WWW-Authenticate: Bearer\r\n"));
+            return false;
+        }
+    }
+    const std::string ip = client_ip(req);
+    std::int64_t retry = 1;
+    if (!a->allow_new_stream(ip, retry)) {
+        fail_request(seq, reject::rate_limited, "too many new connections from this address", false,
+                     "Retry-After: " + std::to_string(retry) + "\r\n");
+        return false;
+    }
+    if (!a->acquire_stream(ip)) {
+        fail_request(seq, reject::rate_limited, "too many connections from this address", false,
+                     "Retry-After: 1\r\n");
+        return false;
+    }
+    stream_ip = ip;
+    return true;
 }
 
 bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req) {
@@ -282,11 +370,15 @@ bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req) {
                      "an upgrade must not be pipelined behind other requests", false);
         return false;
     }
+    std::unique_ptr<auth::token_claims> claims;
+    std::string stream_ip;
+    if (!admit_stream(seq, req, *topics, claims, stream_ip)) return false;
     const bool subprotocol = has_token(req.header("Sec-WebSocket-Protocol"), "herald.v1");
     auto accept = ws::accept_key(key);
     slots_.clear();
     auto [socket, slot] = hand_over();
-    auto s = std::make_shared<ws_session>(w_, std::move(socket), std::move(slot), std::move(in_));
+    auto s = std::make_shared<ws_session>(w_, std::move(socket), std::move(slot), std::move(in_),
+                                          std::move(claims), std::move(stream_ip));
     s->start(accept, subprotocol, *topics);
     return true;
 }
@@ -312,10 +404,16 @@ bool http_session::start_sse(std::uint64_t seq, http_request& req) {
                      "a stream must not be pipelined behind other requests", false);
         return false;
     }
+    std::unique_ptr<auth::token_claims> claims;
+    std::string stream_ip;
+    if (!admit_stream(seq, req, *topics, claims, stream_ip)) return false;
+    // Allowed origins get their CORS headers on the stream's response.
+    std::string cors = cors_;
     slots_.clear();
     auto [socket, slot] = hand_over();
-    auto s = std::make_shared<sse_session>(w_, std::move(socket), std::move(slot));
-    s->start(*topics, since);
+    auto s = std::make_shared<sse_session>(w_, std::move(socket), std::move(slot),
+                                           std::move(claims), std::move(stream_ip));
+    s->start(*topics, since, cors);
     return true;
 }
 
@@ -335,7 +433,11 @@ void http_session::start_poll(std::uint64_t seq, http_request& req, bool keep_al
             return;
         }
     }
+    std::unique_ptr<auth::token_claims> claims;
+    std::string stream_ip;
+    if (!admit_stream(seq, req, *topics, claims, stream_ip)) return;
     poll_ = std::make_unique<poll_state>();
+    poll_->stream_ip = std::move(stream_ip);
     poll_->seq = seq;
     poll_->keep_alive = keep_alive;
     poll_->deadline = clock::now() + w_.cfg.poll.timeout;
@@ -401,6 +503,7 @@ void http_session::finish_poll() {
     const std::string epoch = s.epoch.empty() && s.since ? s.since->epoch : s.epoch;
     const std::uint64_t cursor = s.active ? s.last_offset : (s.since ? s.since->offset : 0);
     w_.shard.unsubscribe(p->sub);
+    if (w_.auth && !p->stream_ip.empty()) w_.auth->release_stream(p->stream_ip);
     set_transport(metrics::transport::http);
     std::string body = "{\"topic\":\"" + s.topic + "\",\"epoch\":\"" + epoch + "\"";
     if (s.since || p->resume_failed)
@@ -425,6 +528,7 @@ void http_session::finish_poll() {
 void http_session::on_close() {
     if (poll_) {
         w_.shard.unsubscribe(poll_->sub);
+        if (w_.auth && !poll_->stream_ip.empty()) w_.auth->release_stream(poll_->stream_ip);
         poll_.reset();
     }
 }

@@ -80,6 +80,7 @@ const char* status_text(int status) noexcept {
         case 200: return "OK";
         case 204: return "No Content";
         case 400: return "Bad Request";
+        case 401: return "Unauthorized";
         case 403: return "Forbidden";
         case 404: return "Not Found";
         case 405: return "Method Not Allowed";
@@ -147,6 +148,8 @@ error_spec error_for(metrics::reject r) noexcept {
         case reject::over_capacity:
         case reject::draining: status = 503; break;
         case reject::forbidden: status = 403; break;
+        case reject::unauthorized: status = 401; break;
+        case reject::rate_limited: status = 429; break;
         default: break;
     }
     return {status, metrics::to_string(r), r};

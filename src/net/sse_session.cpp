@@ -1,3 +1,4 @@
+#include "herald/auth/context.hpp"
 #include "herald/broker/cursor.hpp"
 #include "herald/net/sessions.hpp"
 #include "herald/net/sse_codec.hpp"
@@ -9,11 +10,30 @@ constexpr std::string_view k_heartbeat = ": heartbeat\n\n";
 constexpr std::string_view k_shutdown = "event: shutdown\ndata: {\"reason\":\"going away\"}\n\n";
 }  // namespace
 
-sse_session::sse_session(worker_context& w, tcp::socket socket, connection_slot slot)
-    : connection(w, std::move(socket), std::move(slot), metrics::transport::sse) {}
+sse_session::sse_session(worker_context& w, tcp::socket socket, connection_slot slot,
+                         std::unique_ptr<auth::token_claims> claims, std::string stream_ip)
+    : connection(w, std::move(socket), std::move(slot), metrics::transport::sse),
+      claims_(std::move(claims)),
+      stream_ip_(std::move(stream_ip)) {}
+
+sse_session::~sse_session() {
+    if (w_.auth && !stream_ip_.empty()) w_.auth->release_stream(stream_ip_);
+}
+
+bool sse_session::revoke(std::string_view user) {
+    if (!claims_ || claims_->sub != user || closed()) return false;
+    end_with("event: disconnect\ndata: {\"reason\":\"disconnected\"}\n\n");
+    return true;
+}
+
+void sse_session::end_with(std::string_view event) {
+    enqueue(chunk::of_string(std::string(event)), true);
+    close_after_flush(milliseconds(2000));
+}
 
 void sse_session::start(const std::vector<std::string>& topics,
-                        const std::optional<std::vector<hub::stream_pos>>& since) {
+                        const std::optional<std::vector<hub::stream_pos>>& since,
+                        std::string_view extra_headers) {
     for (std::size_t i = 0; i < topics.size(); ++i) {
         auto s = std::make_unique<sse_sub>();
         s->owner = this;
@@ -28,8 +48,9 @@ void sse_session::start(const std::vector<std::string>& topics,
     // event's bytes can be the same shared buffer for every subscriber.
     std::string h =
         "HTTP/1.1 200 OK\r\nServer: herald\r\nContent-Type: text/event-stream\r\n"
-        "Cache-Control: no-cache, no-transform\r\nX-Accel-Buffering: no\r\n\r\n"
-        "retry: ";
+        "Cache-Control: no-cache, no-transform\r\nX-Accel-Buffering: no\r\n";
+    h += extra_headers;
+    h += "\r\nretry: ";
     h += std::to_string(w_.cfg.sse.retry.count());
     h += "\n\n";
     enqueue(chunk::of_string(std::move(h)), true);
@@ -123,6 +144,11 @@ void sse_session::on_readable() {
 }
 
 void sse_session::on_tick(time_point now) {
+    if (claims_ && claims_->exp && std::chrono::system_clock::now() >= *claims_->exp && !closed()) {
+        if (!slow()) end_with("event: token_expired\ndata: {\"reason\":\"token expired\"}\n\n");
+        claims_->exp.reset();
+        return;
+    }
     if (now - last_write_ >= w_.cfg.sse.heartbeat && idle_output())
         enqueue(chunk::of_static(k_heartbeat));
 }

@@ -1,3 +1,4 @@
+#include "herald/auth/context.hpp"
 #include "herald/broker/broker.hpp"
 #include "herald/broker/cursor.hpp"
 #include "herald/common/text.hpp"
@@ -18,11 +19,41 @@ const std::string k_ping_frame = ws::make_frame(ws::opcode::ping, {});
 }  // namespace
 
 ws_session::ws_session(worker_context& w, tcp::socket socket, connection_slot slot,
-                       std::string leftover)
+                       std::string leftover, std::unique_ptr<auth::token_claims> claims,
+                       std::string stream_ip)
     : connection(w, std::move(socket), std::move(slot), metrics::transport::ws),
       in_(std::move(leftover)),
       last_seen_(clock::now()),
-      last_ping_(clock::now()) {}
+      last_ping_(clock::now()),
+      claims_(std::move(claims)),
+      stream_ip_(std::move(stream_ip)) {}
+
+ws_session::~ws_session() {
+    if (w_.auth && !stream_ip_.empty()) w_.auth->release_stream(stream_ip_);
+}
+
+bool ws_session::revoke(std::string_view user) {
+    if (!claims_ || claims_->sub != user || close_sent_) return false;
+    send_close(4002, "disconnected");
+    close_after_flush(milliseconds(1000));
+    return true;
+}
+
+bool ws_session::take_message_token(time_point now) {
+    const double rate = w_.cfg.limits.ws_messages_per_s;
+    if (rate <= 0) return true;
+    const double burst = 2 * rate;
+    if (msg_refill_ == time_point{}) {
+        msg_tokens_ = burst;
+    } else {
+        const double dt = std::chrono::duration<double>(now - msg_refill_).count();
+        msg_tokens_ = std::min(burst, msg_tokens_ + dt * rate);
+    }
+    msg_refill_ = now;
+    if (msg_tokens_ < 1) return false;
+    msg_tokens_ -= 1;
+    return true;
+}
 
 void ws_session::start(std::string_view accept, bool subprotocol,
                        const std::vector<std::string>& topics) {
@@ -257,6 +288,17 @@ void ws_session::on_text(std::string_view text) {
         w_.counters.inc(reject::ws_bad_op);
         reply_error(id, code, message);
     };
+    if (!take_message_token(clock::now())) {
+        w_.counters.inc(reject::rate_limited);
+        // A client that keeps going after being told is cut off.
+        if (++rate_strikes_ > 2 * w_.cfg.limits.ws_messages_per_s + 10) {
+            send_close(ws::close_code::policy, "rate limited");
+            close_after_flush(milliseconds(1000));
+            return;
+        }
+        reply_error({}, "rate_limited", "too many messages; slow down");
+        return;
+    }
     json op = json::parse(text, nullptr, false);
     if (op.is_discarded()) {
         bad({}, "bad_json", "an op is one JSON object per text frame");
@@ -285,8 +327,31 @@ void ws_session::on_text(std::string_view text) {
                   ",\"op\":\"ping\"}");
         return;
     }
+    if (name == "refresh") {
+        auto tok = op.find("token");
+        if (tok == op.end() || !tok->is_string() || !w_.auth) {
+            bad(id, "bad_request", "refresh needs a token (a string)");
+            return;
+        }
+        auto r = w_.auth->verify_token(tok->get_ref<const std::string&>());
+        if (!r.ok() || (claims_ && r.claims.sub != claims_->sub)) {
+            w_.counters.inc(reject::unauthorized);
+            reply_error(id, "unauthorized",
+                        r.ok() ? "the token is for another user"
+                               : "invalid token: " + std::string(auth::to_string(r.status)));
+            return;
+        }
+        claims_ = std::make_unique<auth::token_claims>(std::move(r.claims));
+        std::string o = "{\"type\":\"ok\"" + (id.empty() ? std::string() : ",\"id\":" + id) +
+                        ",\"op\":\"refresh\"";
+        if (claims_->exp)
+            o += ",\"exp\":" + std::to_string(claims_->exp->time_since_epoch().count());
+        send_json(o + "}");
+        return;
+    }
     if (name != "subscribe" && name != "unsubscribe" && name != "publish") {
-        bad(id, "unknown_op", "unknown op '" + name + "' (subscribe, unsubscribe, publish, ping)");
+        bad(id, "unknown_op",
+            "unknown op '" + name + "' (subscribe, unsubscribe, publish, ping, refresh)");
         return;
     }
     auto tit = op.find("topic");
@@ -319,6 +384,11 @@ void ws_session::on_text(std::string_view text) {
             bad(id, "bad_request", "already subscribed to '" + topic + "'");
             return;
         }
+        if (w_.auth && !w_.auth->policy.can_subscribe(claims_.get(), topic)) {
+            w_.counters.inc(reject::forbidden);
+            reply_error(id, "forbidden", "not allowed to subscribe to '" + topic + "'");
+            return;
+        }
         if (subs_.size() >= w_.cfg.limits.max_topics_per_connection) {
             w_.counters.inc(reject::too_many_topics);
             reply_error(id, "too_many_topics",
@@ -343,7 +413,9 @@ void ws_session::on_text(std::string_view text) {
         return;
     }
     // publish
-    if (!hub::any_match(w_.cfg.ws.client_publish, topic)) {
+    // ws.client_publish opens a topic to every client; a token's publish patterns to its holder.
+    const bool token_may = w_.auth && claims_ && w_.auth->policy.can_publish(claims_.get(), topic);
+    if (!token_may && !hub::any_match(w_.cfg.ws.client_publish, topic)) {
         w_.counters.inc(reject::forbidden);
         reply_error(id, "forbidden",
                     "clients may not publish to '" + topic + "' (see ws.client_publish)");
@@ -402,6 +474,11 @@ void ws_session::on_text(std::string_view text) {
 
 void ws_session::on_tick(time_point now) {
     if (close_sent_) return;  // the close deadline governs
+    if (claims_ && claims_->exp && std::chrono::system_clock::now() >= *claims_->exp) {
+        send_close(4001, "token expired");
+        close_after_flush(milliseconds(1000));
+        return;
+    }
     if (awaiting_pong_) {
         // Any frame from the client clears awaiting_pong_ (on_readable).
         if (now - last_ping_ >= w_.cfg.ws.pong_timeout) {

@@ -92,6 +92,11 @@ TEST_DEFAULTS = {
     "log": {"level": "info"},
     "sse": {"heartbeat": "60s", "retry": "2s"},
     "shutdown": {"drain_timeout": "3s"},
+    # Tests publish without API keys and open many connections from 127.0.0.1; test_auth.py
+    # turns each of these on where it tests it.
+    "auth": {"allow_unauthenticated_publish": True},
+    "limits": {"connections_per_ip": 0, "new_connections_per_ip_per_s": 0, "ws_messages_per_s": 0,
+               "publishes_per_key_per_s": 0},
 }
 
 

@@ -43,7 +43,46 @@ struct settings {
         std::size_t max_client_message_bytes = 64 * 1024;
         std::size_t max_queued_bytes = 1024 * 1024;
         std::size_t max_topics_per_connection = 64;
+        // Rate limits; 0 turns one off. Per client address unless said otherwise.
+        std::size_t connections_per_ip = 1000;
+        double new_connections_per_ip_per_s = 100;
+        double ws_messages_per_s = 100;          // per connection
+        double publishes_per_key_per_s = 10000;  // per API key (per address when open)
     } limits;
+
+    struct jwt_key {
+        std::string alg;
+        std::string secret;
+        std::string public_key;
+        std::string public_key_file;
+        std::string kid;
+    };
+    struct auth_namespace {
+        std::string pattern;
+        bool anonymous_subscribe = false;
+    };
+    struct {
+        struct {
+            std::vector<jwt_key> keys;
+            std::string audience;
+            std::string issuer;
+            milliseconds leeway{30'000};
+            bool require_exp = true;
+        } jwt;
+        std::string token_query_param = "token";
+        std::string token_cookie;
+        bool default_anonymous_subscribe = true;
+        std::vector<auth_namespace> namespaces;
+        std::vector<std::string> publish_keys;
+        std::string publish_keys_env;
+        bool allow_unauthenticated_publish = false;
+    } auth;
+
+    struct {
+        std::vector<std::string> allow{"*"};
+    } origins;
+
+    std::vector<std::string> trusted_proxies;
 
     struct {
         milliseconds ping_interval{25'000};

@@ -32,6 +32,8 @@ enum class reject : std::uint8_t {
     over_capacity,
     draining,
     forbidden,
+    unauthorized,
+    rate_limited,
     ws_protocol_error,
     ws_invalid_utf8,
     ws_message_too_big,

@@ -67,6 +67,8 @@ public:
     // Periodic sweep (timeouts, pings, heartbeats) and server drain.
     virtual void on_tick(time_point now) = 0;
     virtual void on_drain() = 0;
+    // Closes the connection if it belongs to `user`; true when it did.
+    virtual bool revoke(std::string_view /*user*/) { return false; }
 
     [[nodiscard]] bool closed() const noexcept { return closed_; }
 

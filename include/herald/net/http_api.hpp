@@ -20,6 +20,7 @@ using beast_request = boost::beast::http::request<boost::beast::http::string_bod
 struct http_request {
     beast_request raw;
     url target;
+    std::string client_ip;  // the TCP peer, or X-Forwarded-For's client behind a trusted proxy
 
     [[nodiscard]] boost::beast::http::verb method() const { return raw.method(); }
     [[nodiscard]] std::string_view header(std::string_view name) const;
@@ -30,8 +31,9 @@ struct http_request {
 // Runs on the session's worker.
 class responder {
 public:
-    responder(std::weak_ptr<http_session> s, std::uint64_t seq, bool keep_alive)
-        : session_(std::move(s)), seq_(seq), keep_alive_(keep_alive) {}
+    responder(std::weak_ptr<http_session> s, std::uint64_t seq, bool keep_alive,
+              std::string extra = {})
+        : session_(std::move(s)), seq_(seq), keep_alive_(keep_alive), extra_(std::move(extra)) {}
 
     void send(int status, std::string_view content_type, std::string_view body,
               std::string_view extra_headers = {}) const;
@@ -43,6 +45,7 @@ private:
     std::weak_ptr<http_session> session_;
     std::uint64_t seq_;
     bool keep_alive_;
+    std::string extra_;  // headers every answer carries (CORS)
 };
 
 class http_api {

@@ -6,6 +6,8 @@
 #include "herald/net/http_api.hpp"
 #include "herald/net/ws_codec.hpp"
 
+#include "herald/auth/jwt.hpp"
+
 #include <boost/beast/http/parser.hpp>
 
 #include <memory>
@@ -52,6 +54,7 @@ private:
         std::string reason;
         bool finish_posted = false;
         std::vector<hub::message_ptr> messages;
+        std::string stream_ip;  // concurrent-stream slot to release
     };
 
     void on_readable() override;
@@ -65,6 +68,11 @@ private:
     std::optional<std::vector<std::string>> query_topics(std::uint64_t seq, const url& u,
                                                          bool keep_alive, bool required);
     void arm_idle();
+    [[nodiscard]] std::string client_ip(const http_request& req) const;
+    // Token, topic permissions and per-address limits for a stream; answers the error itself.
+    bool admit_stream(std::uint64_t seq, const http_request& req,
+                      const std::vector<std::string>& topics,
+                      std::unique_ptr<auth::token_claims>& claims, std::string& stream_ip);
 
     std::string in_;
     std::unique_ptr<parser_t> parser_;
@@ -76,11 +84,14 @@ private:
     bool stop_reading_ = false;
     bool peer_done_ = false;
     std::optional<metrics::reject> refuse_;
+    std::string cors_;  // CORS headers of the request being handled
 };
 
 class ws_session final : public connection, public hub::subscriber {
 public:
-    ws_session(worker_context& w, tcp::socket socket, connection_slot slot, std::string leftover);
+    ws_session(worker_context& w, tcp::socket socket, connection_slot slot, std::string leftover,
+               std::unique_ptr<auth::token_claims> claims, std::string stream_ip);
+    ~ws_session() override;
     // Sends the 101 answer and subscribes the topics given in the URL.
     void start(std::string_view accept, bool subprotocol, const std::vector<std::string>& topics);
 
@@ -111,6 +122,8 @@ private:
     void subscribe_topic(const std::string& topic, std::optional<hub::stream_pos> since,
                          std::string reply_id, bool reply);
     ws_sub* find(const std::string& topic);
+    bool take_message_token(time_point now);
+    bool revoke(std::string_view user) override;
 
     std::vector<std::unique_ptr<ws_sub>> subs_;
     std::string in_;    // a partial frame carried to the next read
@@ -121,13 +134,22 @@ private:
     bool awaiting_pong_ = false;
     time_point last_seen_;
     time_point last_ping_;
+    std::unique_ptr<auth::token_claims> claims_;
+    std::string stream_ip_;
+    // Client message rate: a token bucket kept inline (no allocation per connection).
+    double msg_tokens_ = 0;
+    time_point msg_refill_{};
+    unsigned rate_strikes_ = 0;
 };
 
 class sse_session final : public connection, public hub::subscriber {
 public:
-    sse_session(worker_context& w, tcp::socket socket, connection_slot slot);
+    sse_session(worker_context& w, tcp::socket socket, connection_slot slot,
+                std::unique_ptr<auth::token_claims> claims, std::string stream_ip);
+    ~sse_session() override;
     void start(const std::vector<std::string>& topics,
-               const std::optional<std::vector<hub::stream_pos>>& since);
+               const std::optional<std::vector<hub::stream_pos>>& since,
+               std::string_view extra_headers = {});
 
     void on_message(hub::subscription& s, const hub::message_ptr& m) override;
     void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
@@ -146,11 +168,15 @@ private:
     void send_message(sse_sub& s, const hub::message_ptr& m);
     void send_reset(sse_sub& s);
     [[nodiscard]] std::string stream_id() const;
+    bool revoke(std::string_view user) override;
+    void end_with(std::string_view event);
 
     std::vector<std::unique_ptr<sse_sub>> subs_;
     std::size_t answered_ = 0;
     // Until every topic is answered, a multi-topic stream cannot write complete ids: hold events.
     std::vector<std::pair<sse_sub*, hub::message_ptr>> held_;
+    std::unique_ptr<auth::token_claims> claims_;
+    std::string stream_ip_;
 };
 
 }  // namespace herald::net

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace herald::broker {
@@ -16,6 +17,9 @@ class broker;
 }
 namespace herald::hub {
 class shard;
+}
+namespace herald::auth {
+class context;
 }
 
 namespace herald::net {
@@ -46,6 +50,10 @@ public:
     metrics::worker_counters& counters;
     process_state& state;
     http_api& api;
+    auth::context* auth = nullptr;  // process-wide; null in tests that need no security
+
+    // Closes every connection of `user` (a token's sub); returns how many.
+    std::size_t revoke(std::string_view user);
 
     // Read buffer shared by every session on this worker: a session reads into it only inside a
     // completion handler and copies out what it must keep, so idle sessions hold no buffer.
