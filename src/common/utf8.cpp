@@ -50,6 +50,34 @@ bool is_valid_utf8(std::string_view s) noexcept {
     return true;
 }
 
+void append_json_string(std::string& out, std::string_view s) {
+    static constexpr char hex[] = "0123456789abcdef";
+    out.reserve(out.size() + s.size() + 2);
+    out += '"';
+    std::size_t run = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        out.append(s.data() + run, i - run);
+        run = i + 1;
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            case '\b': out += "\\b"; break;
+            case '\f': out += "\\f"; break;
+            default:
+                out += "\\u00";
+                out += hex[c >> 4];
+                out += hex[c & 0xF];
+        }
+    }
+    out.append(s.data() + run, s.size() - run);
+    out += '"';
+}
+
 std::optional<std::uint64_t> parse_u64(std::string_view s) noexcept {
     if (s.empty() || s.size() > 20) return std::nullopt;
     std::uint64_t v = 0;

@@ -9,8 +9,9 @@
 namespace herald::hub {
 namespace {
 std::string json_string(std::string_view s) {
-    // Payloads and topics are validated UTF-8 by now; strict mode would only throw on a bug.
-    return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::string out;
+    append_json_string(out, s);
+    return out;
 }
 }  // namespace
 

@@ -281,11 +281,16 @@ void http_session::handle(beast_request raw) {
                             keep_alive, cors_));
 }
 
-std::string http_session::client_ip(const http_request& req) const {
-    error_code ec;
-    auto peer = socket_.remote_endpoint(ec).address();
-    if (ec) return "unknown";
-    if (!w_.auth || w_.auth->proxies.empty()) return auth::unmap(peer).to_string();
+std::string http_session::client_ip(const http_request& req) {
+    if (peer_.is_unspecified()) {  // once per connection, not per request
+        error_code ec;
+        auto ep = socket_.remote_endpoint(ec);
+        if (ec) return "unknown";
+        peer_ = auth::unmap(ep.address());
+        peer_text_ = peer_.to_string();
+    }
+    const auto& peer = peer_;
+    if (!w_.auth || w_.auth->proxies.empty() || !w_.auth->proxies.contains(peer)) return peer_text_;
     // Several X-Forwarded-For lines form one list, in order.
     std::string xff;
     for (const auto& f : req.raw) {

@@ -1,5 +1,7 @@
 #include "herald/net/http_util.hpp"
 
+#include "herald/common/text.hpp"
+
 #include <nlohmann/json.hpp>
 
 namespace herald::net {
@@ -117,7 +119,12 @@ std::string make_response(int status, std::string_view content_type, std::string
 }
 
 std::string json_quote(std::string_view s) {
-    return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    // Callers pass UTF-8; invalid bytes would pass through unchanged, so sanitise them first.
+    if (!is_valid_utf8(s))
+        return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::string out;
+    append_json_string(out, s);
+    return out;
 }
 
 std::string json_error_body(std::string_view code, std::string_view message) {

@@ -3,20 +3,22 @@
 namespace herald::sse {
 
 void append_data(std::string& out, std::string_view payload) {
+    out.reserve(out.size() + payload.size() + 8);
     out += "data: ";
+    std::size_t run = 0;
     for (std::size_t i = 0; i < payload.size(); ++i) {
-        char c = payload[i];
-        if (c == '\r') {
-            if (i + 1 < payload.size() && payload[i + 1] == '\n') ++i;
-            out += "\ndata: ";
-        } else if (c == '\n') {
-            out += "\ndata: ";
-        } else if (c == '\0') {
+        const char c = payload[i];
+        if (c != '\r' && c != '\n' && c != '\0') continue;
+        out.append(payload.data() + run, i - run);
+        if (c == '\0') {
             out += "\xEF\xBF\xBD";
         } else {
-            out += c;
+            if (c == '\r' && i + 1 < payload.size() && payload[i + 1] == '\n') ++i;
+            out += "\ndata: ";
         }
+        run = i + 1;
     }
+    out.append(payload.data() + run, payload.size() - run);
     out += '\n';
 }
 

@@ -68,7 +68,7 @@ private:
     std::optional<std::vector<std::string>> query_topics(std::uint64_t seq, const url& u,
                                                          bool keep_alive, bool required);
     void arm_idle();
-    [[nodiscard]] std::string client_ip(const http_request& req) const;
+    [[nodiscard]] std::string client_ip(const http_request& req);
     // Token, topic permissions and per-address limits for a stream; answers the error itself.
     bool admit_stream(std::uint64_t seq, const http_request& req,
                       const std::vector<std::string>& topics,
@@ -84,7 +84,9 @@ private:
     bool stop_reading_ = false;
     bool peer_done_ = false;
     std::optional<metrics::reject> refuse_;
-    std::string cors_;  // CORS headers of the request being handled
+    std::string cors_;        // CORS headers of the request being handled
+    asio::ip::address peer_;  // the TCP peer, looked up on first use
+    std::string peer_text_;
 };
 
 class ws_session final : public connection, public hub::subscriber {
