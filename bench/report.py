@@ -540,6 +540,10 @@ def main():
         optimisations = open(opt_path).read() if os.path.exists(opt_path) else ""
         with open(a.out_md, "w") as f:
             f.write(render_md(meta, summary, runs, charts, optimisations))
+            # written by bench/run-100k.sh (several instances on one Redis), when it has run
+            big = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "100k.md")
+            if os.path.exists(big):
+                f.write("\n" + open(big).read().rstrip() + "\n")
     # a short console summary
     for scen, _ in SCENARIOS:
         if scen not in summary:
