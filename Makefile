@@ -5,7 +5,7 @@ PYTHON    ?= /usr/bin/python3
 CMAKE_ARGS ?=
 CONFIG    ?= config/herald.yaml
 
-.PHONY: all deps configure build run test unit integration bench bench-quick test-asan format clean docker-config
+.PHONY: all deps configure build run test unit integration bench bench-quick test-asan format clean docker-config fuzz
 
 all: build
 
@@ -45,6 +45,23 @@ test-asan: deps
 	@cmake --build build-asan -j$(JOBS)
 	ctest --test-dir build-asan --output-on-failure -j$(JOBS)
 	HERALD_BIN=$(abspath build-asan)/herald $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider
+
+# libFuzzer targets for every parser and for the raw server path (clang, ASan + UBSan), each for
+# FUZZ_SECONDS, starting from tests/fuzz/corpus/<target>. `make fuzz FUZZ_SECONDS=10` is a smoke run.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := ws_frames topic cursor config jwt server
+fuzz: deps
+	@cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+	  -DHERALD_FUZZ=ON -DHERALD_TESTS=OFF >/dev/null
+	@cmake --build build-fuzz -j$(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/corpus/$$t; \
+	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
+	  build-fuzz/tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+	    build-fuzz/corpus/$$t tests/fuzz/corpus/$$t 2>build-fuzz/fuzz_$$t.log \
+	    || { tail -40 build-fuzz/fuzz_$$t.log; exit 1; }; \
+	  grep -E "^Done|^#[0-9]+ *DONE" build-fuzz/fuzz_$$t.log | tail -1; \
+	done
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')

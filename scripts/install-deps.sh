@@ -19,6 +19,8 @@ packages=(
   # tests: independent clients and the servers tests start themselves
   curl python3 python3-pytest python3-websockets python3-requests
   redis-server nginx libnginx-mod-nchan
+  # make fuzz: clang with libFuzzer and the sanitizer runtimes
+  clang libclang-rt-14-dev
   # benchmarks: charts
   gnuplot-nox procps iproute2
 )
