@@ -40,9 +40,11 @@ void raise_fd_limit() {
 struct worker {
     explicit worker(unsigned id) : id(id), ioc(1), tick_timer(ioc) {}
     unsigned id;
+    // Declared before the io_context so it outlives it: handlers the io_context destroys at
+    // shutdown may own sessions whose destructors use their worker's context.
+    std::unique_ptr<net::worker_context> ctx;
     asio::io_context ioc;
     asio::steady_timer tick_timer;
-    std::unique_ptr<net::worker_context> ctx;
     std::shared_ptr<net::listener> listener;
     std::thread thread;
 };
@@ -65,12 +67,13 @@ struct server::impl {
     config::settings cfg;
     metrics::registry metrics;
     net::process_state state;
+    std::unique_ptr<auth::context>
+        auth;  // outlives the workers (session destructors release slots)
     std::vector<std::unique_ptr<worker>> workers;
     std::vector<unsigned> w_ticks;
     std::unique_ptr<hub::hub> hub;
     std::unique_ptr<broker::broker> broker;
     std::unique_ptr<publish_api> api;
-    std::unique_ptr<auth::context> auth;
 };
 
 server::server(config::settings cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}

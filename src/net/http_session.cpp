@@ -98,8 +98,14 @@ void http_session::on_readable() {
     process();
     if (closed()) return;
     if (peer_done_) {
-        if (slots_.empty() && !poll_) close_now();
-        return;  // answer what is pending; complete() closes after the last one
+        if (slots_.empty() && !poll_) {
+            close_now();
+            return;
+        }
+        // Nothing reads any more, so nothing keeps this session alive while the API or a poll
+        // answers: hold a reference until the last answer is queued (release_hold()).
+        hold_ = std::static_pointer_cast<http_session>(shared_from_this());
+        return;
     }
     wait_readable();
 }
@@ -156,6 +162,11 @@ void http_session::fail_request(std::uint64_t seq, reject reason, std::string_vi
         keep_alive);
 }
 
+void http_session::release_hold() {
+    // Released on the next loop turn: this may be the last reference, and the caller is a member.
+    if (hold_) asio::post(w_.ioc, [h = std::move(hold_)] {});
+}
+
 void http_session::complete(std::uint64_t seq, std::string response, bool keep_alive) {
     for (auto& s : slots_) {
         if (s.seq == seq) {
@@ -184,6 +195,7 @@ void http_session::complete(std::uint64_t seq, std::string response, bool keep_a
     }
     if (slots_.empty() && peer_done_ && !poll_) {
         close_after_flush();
+        release_hold();
         return;
     }
     if (!closed() && !stop_reading_) {
@@ -531,6 +543,7 @@ void http_session::finish_poll() {
 }
 
 void http_session::on_close() {
+    release_hold();
     if (poll_) {
         w_.shard.unsubscribe(poll_->sub);
         if (w_.auth && !poll_->stream_ip.empty()) w_.auth->release_stream(poll_->stream_ip);

@@ -68,6 +68,7 @@ private:
     std::optional<std::vector<std::string>> query_topics(std::uint64_t seq, const url& u,
                                                          bool keep_alive, bool required);
     void arm_idle();
+    void release_hold();
     [[nodiscard]] std::string client_ip(const http_request& req);
     // Token, topic permissions and per-address limits for a stream; answers the error itself.
     bool admit_stream(std::uint64_t seq, const http_request& req,
@@ -84,6 +85,8 @@ private:
     bool stop_reading_ = false;
     bool peer_done_ = false;
     std::optional<metrics::reject> refuse_;
+    std::shared_ptr<http_session>
+        hold_;                // self-reference while answers are owed to a closed reader
     std::string cors_;        // CORS headers of the request being handled
     asio::ip::address peer_;  // the TCP peer, looked up on first use
     std::string peer_text_;

@@ -52,8 +52,10 @@ struct connection_test : ::testing::Test {
         acceptor.accept(server);
         server.set_option(asio::socket_base::send_buffer_size(4096));
         server.non_blocking(true);
-        ctx = std::make_unique<net::worker_context>(0, ioc, cfg, hub.at(0), broker, metrics.at(0),
-                                                    state, api);
+        // One worker runtime for the whole test: connections keep a reference to it.
+        if (!ctx)
+            ctx = std::make_unique<net::worker_context>(0, ioc, cfg, hub.at(0), broker,
+                                                        metrics.at(0), state, api);
         return std::make_shared<test_connection>(*ctx, std::move(server), net::connection_slot{},
                                                  metrics::transport::ws);
     }
