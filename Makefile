@@ -44,7 +44,8 @@ test-asan: deps
 	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHERALD_SANITIZE="address;undefined" >/dev/null
 	@cmake --build build-asan -j$(JOBS)
 	ctest --test-dir build-asan --output-on-failure -j$(JOBS)
-	HERALD_BIN=$(abspath build-asan)/herald $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider
+	HERALD_BIN=$(abspath build-asan)/herald HERALD_TEST_RSS_SLACK_KIB=262144 \
+	  $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider
 
 # libFuzzer targets for every parser and for the raw server path (clang, ASan + UBSan), each for
 # FUZZ_SECONDS, starting from tests/fuzz/corpus/<target>. `make fuzz FUZZ_SECONDS=10` is a smoke run.

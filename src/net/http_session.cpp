@@ -99,7 +99,7 @@ void http_session::on_readable() {
     if (closed()) return;
     if (peer_done_) {
         if (slots_.empty() && !poll_) {
-            close_now();
+            close_after_flush();  // answers already queued still leave
             return;
         }
         // Nothing reads any more, so nothing keeps this session alive while the API or a poll

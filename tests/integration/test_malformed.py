@@ -21,7 +21,9 @@ SEED = 20261127
 
 @pytest.fixture(scope="module")
 def herald_config():
-    return {"http": {"header_timeout": "2s"}, "limits": {"max_client_message_bytes": "16KiB"}}
+    # Valid long-polls can come out of the mutations: they answer after poll.timeout.
+    return {"http": {"header_timeout": "2s"}, "poll": {"timeout": "1s"},
+            "limits": {"max_client_message_bytes": "16KiB"}}
 
 
 VALID = [
@@ -65,10 +67,10 @@ def send_http(case: bytes) -> str:
         s.shutdown(socket.SHUT_WR)          # no more bytes: the server must answer or close
         got = s.recv(65536)
         return "answered" if got else "closed"
-    except ConnectionResetError:
-        return "closed"
     except socket.timeout:
         return "timeout"
+    except OSError:
+        return "closed"
     finally:
         s.close()
 
@@ -123,10 +125,10 @@ def send_ws(seed: int) -> str:
         while s.recv(65536):
             pass
         return "closed"
-    except (ConnectionResetError, BrokenPipeError):
-        return "closed"
     except socket.timeout:
         return "timeout"
+    except OSError:               # reset, broken pipe, not connected: the server closed on us
+        return "closed"
     finally:
         s.close()
 
@@ -163,7 +165,8 @@ def test_random_malformed_input_leaves_the_server_up_and_clean(server):
     elapsed = time.monotonic() - t0
 
     assert server.alive(), "the server died under malformed input"
-    assert http_results.count("timeout") == 0, f"{http_results.count('timeout')} requests hung"
+    hung = [c for c, r in zip(http_cases, http_results) if r == "timeout"]
+    assert not hung, f"{len(hung)} requests hung: {hung[:3]!r}"
     assert ws_results.count("timeout") == 0, f"{ws_results.count('timeout')} WebSocket clients hung"
     assert http_results.count("answered") > N_HTTP // 2
 
@@ -176,7 +179,7 @@ def test_random_malformed_input_leaves_the_server_up_and_clean(server):
     async def roundtrip():
         ws = await ws_connect(server, f"topic={topic}")
         r = publish(server, topic, "still here")
-        assert r.status_code == 200
+        assert r["subscribers"] == 1
         m = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert m["data"] == "still here"
         await ws.close()
@@ -185,7 +188,10 @@ def test_random_malformed_input_leaves_the_server_up_and_clean(server):
     # Descriptors back to baseline once the last sockets closed; memory not grown by the flood.
     wait_until(lambda: server_fds(pid) <= fds0 + 2, 10, what=f"fds back to {fds0} (now {server_fds(pid)})")
     rss1 = server_rss_kib(pid)
-    assert rss1 - rss0 < 16 * 1024, f"RSS grew from {rss0} to {rss1} KiB after {N_HTTP + N_WS} malformed inputs"
+    # Under AddressSanitizer freed memory sits in its quarantine (make test-asan raises the slack;
+    # LeakSanitizer checks leaks at exit there instead).
+    slack = int(os.environ.get("HERALD_TEST_RSS_SLACK_KIB", 16 * 1024))
+    assert rss1 - rss0 < slack, f"RSS grew from {rss0} to {rss1} KiB after {N_HTTP + N_WS} malformed inputs"
     metrics = requests.get(server.url("/metrics"), timeout=5).text
     assert 'herald_rejected_requests_total{reason="bad_request"}' in metrics
     print(f"{N_HTTP} HTTP + {N_WS} WebSocket cases in {elapsed:.1f}s; fds {fds0}; RSS {rss0} -> {rss1} KiB")
