@@ -1,4 +1,5 @@
 #include "herald/auth/api_keys.hpp"
+#include "herald/common/text.hpp"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -7,16 +8,6 @@
 
 namespace herald::auth {
 namespace {
-
-// Joins pieces; avoids GCC 12's false -Wrestrict on `"literal" + std::string` at -O3.
-std::string cat(std::initializer_list<std::string_view> parts) {
-    std::size_t n = 0;
-    for (auto p : parts) n += p.size();
-    std::string s;
-    s.reserve(n);
-    for (auto p : parts) s.append(p);
-    return s;
-}
 
 bool sha256(std::string_view in, std::array<unsigned char, 32>& out) noexcept {
     unsigned int len = 0;

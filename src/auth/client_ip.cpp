@@ -1,4 +1,5 @@
 #include "herald/auth/client_ip.hpp"
+#include "herald/common/text.hpp"
 
 #include <array>
 
@@ -6,16 +7,6 @@
 
 namespace herald::auth {
 namespace {
-
-// Joins pieces; avoids GCC 12's false -Wrestrict on `"literal" + std::string` at -O3.
-std::string cat(std::initializer_list<std::string_view> parts) {
-    std::size_t n = 0;
-    for (auto p : parts) n += p.size();
-    std::string s;
-    s.reserve(n);
-    for (auto p : parts) s.append(p);
-    return s;
-}
 
 constexpr std::size_t k_max_entry_bytes = 64;
 

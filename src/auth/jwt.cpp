@@ -1,4 +1,5 @@
 #include "herald/auth/jwt.hpp"
+#include "herald/common/text.hpp"
 
 #include "herald/hub/topic.hpp"
 
@@ -36,16 +37,6 @@ struct key_set::key {
 };
 
 namespace {
-
-// Joins pieces; avoids GCC 12's false -Wrestrict on `"literal" + std::string` at -O3.
-std::string cat(std::initializer_list<std::string_view> parts) {
-    std::size_t n = 0;
-    for (auto p : parts) n += p.size();
-    std::string s;
-    s.reserve(n);
-    for (auto p : parts) s.append(p);
-    return s;
-}
 
 using json = nlohmann::json;
 

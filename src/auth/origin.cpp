@@ -1,4 +1,5 @@
 #include "herald/auth/origin.hpp"
+#include "herald/common/text.hpp"
 
 #include <cstdint>
 
@@ -6,16 +7,6 @@
 
 namespace herald::auth {
 namespace {
-
-// Joins pieces; avoids GCC 12's false -Wrestrict on `"literal" + std::string` at -O3.
-std::string cat(std::initializer_list<std::string_view> parts) {
-    std::size_t n = 0;
-    for (auto p : parts) n += p.size();
-    std::string s;
-    s.reserve(n);
-    for (auto p : parts) s.append(p);
-    return s;
-}
 
 constexpr std::size_t k_max_origin_bytes = 2048;
 

@@ -50,6 +50,15 @@ bool is_valid_utf8(std::string_view s) noexcept {
     return true;
 }
 
+std::string cat(std::initializer_list<std::string_view> parts) {
+    std::size_t n = 0;
+    for (auto p : parts) n += p.size();
+    std::string s;
+    s.reserve(n);
+    for (auto p : parts) s.append(p);
+    return s;
+}
+
 void append_json_string(std::string& out, std::string_view s) {
     static constexpr char hex[] = "0123456789abcdef";
     out.reserve(out.size() + s.size() + 2);

@@ -1,6 +1,7 @@
 #pragma once
 // Small text utilities shared by the codecs and parsers.
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -13,6 +14,10 @@ namespace herald {
 // Appends `s` (valid UTF-8) as a quoted JSON string: runs of plain bytes are copied whole, only
 // '"', '\\' and control characters are escaped.
 void append_json_string(std::string& out, std::string_view s);
+
+// Joins pieces into one string (and avoids GCC 12's false -Wrestrict on
+// `"literal" + std::string` at -O3).
+[[nodiscard]] std::string cat(std::initializer_list<std::string_view> parts);
 
 // Standard base64 with padding.
 [[nodiscard]] std::string base64_encode(std::string_view in);
