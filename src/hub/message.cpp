@@ -1,6 +1,7 @@
 #include "herald/hub/message.hpp"
 
 #include "herald/common/text.hpp"
+#include "herald/hub/topic.hpp"
 #include "herald/net/sse_codec.hpp"
 #include "herald/net/ws_codec.hpp"
 
@@ -35,6 +36,7 @@ message_ptr make_message(std::string topic, std::string epoch, std::uint64_t off
     auto m = std::make_shared<message>();
     m->topic = std::move(topic);
     m->epoch = std::move(epoch);
+    m->epoch_key = topic_hash(m->epoch);
     m->offset = offset;
     m->kind = kind;
     m->payload = std::move(payload);
@@ -79,6 +81,7 @@ message_ptr make_reset(std::string topic, std::string epoch, std::uint64_t offse
     auto m = std::make_shared<message>();
     m->topic = std::move(topic);
     m->epoch = std::move(epoch);
+    m->epoch_key = topic_hash(m->epoch);
     m->offset = offset;
     m->kind = payload_kind::json;
     m->reset = true;

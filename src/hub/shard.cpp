@@ -87,6 +87,7 @@ void shard::on_subscribe_answer(std::uint64_t sub_id, subscribe_result r) {
     waiting_.erase(it);
     s.active = true;
     s.epoch = r.epoch;
+    s.epoch_key = topic_hash(s.epoch);
     s.last_offset = (r.recovered && s.since) ? s.since->offset : r.top;
     s.owner->on_subscribed(s, r);
     for (const auto& m : r.replay) offer(s, m);
@@ -97,15 +98,17 @@ void shard::on_subscribe_answer(std::uint64_t sub_id, subscribe_result r) {
 
 void shard::offer(subscription& s, const message_ptr& m) {
     if (m->reset) {
-        if (m->epoch == s.epoch && m->offset <= s.last_offset) return;  // already there
+        if (m->epoch_key == s.epoch_key && m->offset <= s.last_offset) return;  // already there
         s.epoch = m->epoch;
+        s.epoch_key = m->epoch_key;
         s.last_offset = m->offset;
         s.owner->on_reset(s, m);
         return;
     }
-    if (m->epoch != s.epoch) {
+    if (m->epoch_key != s.epoch_key) {
         // The stream was reset under this subscriber; it follows the new epoch.
         s.epoch = m->epoch;
+        s.epoch_key = m->epoch_key;
     } else if (m->offset <= s.last_offset) {
         return;  // already delivered, or older than the subscriber's position
     }

@@ -28,7 +28,9 @@ worker_context::worker_context(unsigned id_, asio::io_context& ioc_, const confi
       counters(counters_),
       state(state_),
       api(api_),
-      scratch_(64 * 1024, '\0') {}
+      scratch_(64 * 1024, '\0') {
+    gather_.reserve(k_max_gather);
+}
 
 void worker_context::want_flush(const std::shared_ptr<connection>& c) {
     pending_flush_.push_back(c);
@@ -155,19 +157,17 @@ bool connection::enqueue(chunk c, bool force) {
 
 void connection::flush() {
     if (closed_ || writing_) return;
-    // Reused per worker would be nicer; a small local array keeps this function self-contained
-    // and allocation-free.
-    std::array<asio::const_buffer, 64> bufs;
+    // The worker's gather list: reused, so a flush neither allocates nor initialises 64 slots.
+    auto& bufs = w_.gather();
     while (head_ < queue_.size()) {
-        std::size_t n = 0;
-        for (std::size_t i = head_; i < queue_.size() && n < bufs.size(); ++i, ++n) {
+        bufs.clear();
+        for (std::size_t i = head_; i < queue_.size() && bufs.size() < k_max_gather; ++i) {
             const auto& c = queue_[i];
             const std::size_t skip = (i == head_) ? head_sent_ : 0;
-            bufs[n] = asio::const_buffer(c.data + skip, c.size - skip);
+            bufs.emplace_back(c.data + skip, c.size - skip);
         }
         error_code ec;
-        const std::size_t written =
-            socket_.write_some(std::span<asio::const_buffer>(bufs.data(), n), ec);
+        const std::size_t written = socket_.write_some(bufs, ec);
         w_.counters.write_calls.add(1);
         if (ec == asio::error::would_block || ec == asio::error::try_again) {
             do_wait_writable();

@@ -43,6 +43,7 @@ struct subscription {
     std::uint32_t tag = 0;          // for the owner: e.g. the topic's place in an SSE stream
     bool active = false;            // false until the owner worker answered the subscribe
     std::string epoch;              // stream the subscriber is positioned in
+    std::uint64_t epoch_key = 0;    // topic_hash(epoch), compared per message
     std::uint64_t last_offset = 0;  // newest offset delivered (or skipped) to this subscriber
     std::optional<stream_pos> since;
     std::vector<message_ptr> early;  // live messages that arrived before the answer

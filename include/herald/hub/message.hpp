@@ -23,6 +23,7 @@ struct publish_request {
 struct message {
     std::string topic;
     std::string epoch;
+    std::uint64_t epoch_key = 0;  // hash of `epoch`: compared per delivery instead of the string
     std::uint64_t offset = 0;
     payload_kind kind = payload_kind::text;
     std::string event;

@@ -3,6 +3,8 @@
 // buffer, the list of connections (for the timer sweep and the drain) and the flush pass that
 // sends, once per turn of the loop, everything queued during that turn (corking).
 #include "herald/common/net.hpp"
+
+#include <boost/asio/buffer.hpp>
 #include "herald/config/config.hpp"
 #include "herald/metrics/metrics.hpp"
 
@@ -23,6 +25,9 @@ class context;
 }
 
 namespace herald::net {
+
+// Buffers per gathered write: Asio passes at most 64 to one sendmsg.
+inline constexpr std::size_t k_max_gather = 64;
 
 class connection;
 class http_api;
@@ -58,6 +63,8 @@ public:
     // Read buffer shared by every session on this worker: a session reads into it only inside a
     // completion handler and copies out what it must keep, so idle sessions hold no buffer.
     std::string& scratch() noexcept { return scratch_; }
+    // Gather list for one write (at most k_max_gather buffers), shared the same way.
+    std::vector<asio::const_buffer>& gather() noexcept { return gather_; }
 
     // Called when a connection queued bytes; it is flushed at the end of this loop turn.
     void want_flush(const std::shared_ptr<connection>& c);
@@ -77,6 +84,7 @@ private:
     void flush_pass();
 
     std::string scratch_;
+    std::vector<asio::const_buffer> gather_;
     std::vector<std::shared_ptr<connection>> pending_flush_;
     bool flush_posted_ = false;
     connection* head_ = nullptr;  // intrusive list of live connections
