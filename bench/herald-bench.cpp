@@ -79,15 +79,16 @@ struct options {
     int size = 64;
     double idle = 0;  // idle mode: hold the connections this many seconds, no publishing
     double drain = 5;
-    double warmup = 10;      // upper bound for the warm-up phase
+    double warmup = 10;  // upper bound for the warm-up phase
     double connect_timeout = 60;
-    uint64_t window = 0;  // in-flight deliveries allowed when flat out; 0 = auto
+    uint64_t window = 0;            // in-flight deliveries allowed when flat out; 0 = auto
     int connect_concurrency = 256;  // per thread
     std::vector<int> server_pids;
 };
 
 void usage() {
-    std::fprintf(stderr,
+    std::fprintf(
+        stderr,
         "usage: herald-bench [options]\n"
         "  --scenario NAME        label copied into the JSON\n"
         "  --kind herald|nchan    server kind (selects default URLs)\n"
@@ -102,7 +103,8 @@ void usage() {
         "  --rate R               messages/s in total (0 = flat out)\n"
         "  --duration S | --messages M   measured phase length\n"
         "  --size B               payload bytes\n"
-        "  --window N             flat out: deliveries in flight (default max(2000, 16 x subscribers per topic))\n"
+        "  --window N             flat out: deliveries in flight (default max(2000, 16 x "
+        "subscribers per topic))\n"
         "  --idle S               idle mode: hold connections S seconds, report RSS/conn\n"
         "  --drain S              wait at most S seconds for in-flight deliveries (default 5)\n"
         "  --warmup S             wait at most S seconds for every subscriber (default 10)\n"
@@ -117,35 +119,62 @@ options parse_options(int argc, char** argv) {
     };
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
-        if (a == "--help" || a == "-h") { usage(); std::exit(0); }
-        else if (a == "--scenario") o.scenario = need(i);
-        else if (a == "--kind") o.kind = need(i);
-        else if (a == "--host") o.host = need(i);
-        else if (a == "--port") o.port = std::stoi(need(i));
-        else if (a == "--ws-path") o.ws_path = need(i);
-        else if (a == "--sse-path") o.sse_path = need(i);
-        else if (a == "--pub-path") o.pub_path = need(i);
-        else if (a == "--ws") o.ws = std::stoi(need(i));
-        else if (a == "--sse") o.sse = std::stoi(need(i));
-        else if (a == "--topics") o.topics = std::stoi(need(i));
-        else if (a == "--threads") o.threads = std::stoi(need(i));
-        else if (a == "--src-addrs") o.src_addrs = std::stoi(need(i));
-        else if (a == "--publishers") o.publishers = std::stoi(need(i));
-        else if (a == "--pipeline") o.pipeline = std::stoi(need(i));
-        else if (a == "--rate") o.rate = std::stod(need(i));
-        else if (a == "--duration") o.duration = std::stod(need(i));
-        else if (a == "--messages") o.messages = std::stoull(need(i));
-        else if (a == "--size") o.size = std::stoi(need(i));
-        else if (a == "--window") o.window = std::stoull(need(i));
-        else if (a == "--idle") o.idle = std::stod(need(i));
-        else if (a == "--drain") o.drain = std::stod(need(i));
-        else if (a == "--warmup") o.warmup = std::stod(need(i));
-        else if (a == "--connect-timeout") o.connect_timeout = std::stod(need(i));
-        else if (a == "--connect-concurrency") o.connect_concurrency = std::stoi(need(i));
+        if (a == "--help" || a == "-h") {
+            usage();
+            std::exit(0);
+        } else if (a == "--scenario")
+            o.scenario = need(i);
+        else if (a == "--kind")
+            o.kind = need(i);
+        else if (a == "--host")
+            o.host = need(i);
+        else if (a == "--port")
+            o.port = std::stoi(need(i));
+        else if (a == "--ws-path")
+            o.ws_path = need(i);
+        else if (a == "--sse-path")
+            o.sse_path = need(i);
+        else if (a == "--pub-path")
+            o.pub_path = need(i);
+        else if (a == "--ws")
+            o.ws = std::stoi(need(i));
+        else if (a == "--sse")
+            o.sse = std::stoi(need(i));
+        else if (a == "--topics")
+            o.topics = std::stoi(need(i));
+        else if (a == "--threads")
+            o.threads = std::stoi(need(i));
+        else if (a == "--src-addrs")
+            o.src_addrs = std::stoi(need(i));
+        else if (a == "--publishers")
+            o.publishers = std::stoi(need(i));
+        else if (a == "--pipeline")
+            o.pipeline = std::stoi(need(i));
+        else if (a == "--rate")
+            o.rate = std::stod(need(i));
+        else if (a == "--duration")
+            o.duration = std::stod(need(i));
+        else if (a == "--messages")
+            o.messages = std::stoull(need(i));
+        else if (a == "--size")
+            o.size = std::stoi(need(i));
+        else if (a == "--window")
+            o.window = std::stoull(need(i));
+        else if (a == "--idle")
+            o.idle = std::stod(need(i));
+        else if (a == "--drain")
+            o.drain = std::stod(need(i));
+        else if (a == "--warmup")
+            o.warmup = std::stod(need(i));
+        else if (a == "--connect-timeout")
+            o.connect_timeout = std::stod(need(i));
+        else if (a == "--connect-concurrency")
+            o.connect_concurrency = std::stoi(need(i));
         else if (a == "--server-pid") {
             std::stringstream ss(need(i));
             std::string tok;
-            while (std::getline(ss, tok, ',')) if (!tok.empty()) o.server_pids.push_back(std::stoi(tok));
+            while (std::getline(ss, tok, ','))
+                if (!tok.empty()) o.server_pids.push_back(std::stoi(tok));
         } else {
             usage();
             die("unknown option " + a);
@@ -157,7 +186,8 @@ options parse_options(int argc, char** argv) {
     // Bounds: everything this tool does is finite in count and time.
     if (o.threads < 1 || o.threads > 64) die("--threads must be 1..64");
     if (o.topics < 1 || o.topics > 1000000) die("--topics must be 1..1000000");
-    if (o.ws < 0 || o.sse < 0 || o.ws + o.sse > 19000) die("--ws + --sse must be 0..19000 (fd limit 20000)");
+    if (o.ws < 0 || o.sse < 0 || o.ws + o.sse > 19000)
+        die("--ws + --sse must be 0..19000 (fd limit 20000)");
     if (o.publishers < 1 || o.publishers > 256) die("--publishers must be 1..256");
     if (o.pipeline < 1 || o.pipeline > 4096) die("--pipeline must be 1..4096");
     if (o.size < 1 || o.size > 1 << 20) die("--size must be 1..1MiB");
@@ -171,13 +201,18 @@ options parse_options(int argc, char** argv) {
     return o;
 }
 
-std::string topic_name(uint32_t t) { return "t" + std::to_string(t); }
+std::string topic_name(uint32_t t) {
+    return "t" + std::to_string(t);
+}
 
 std::string fill_path(const std::string& tmpl, const std::string& topic) {
     std::string r;
     for (size_t i = 0; i < tmpl.size(); ++i) {
-        if (tmpl[i] == '%' && i + 1 < tmpl.size() && tmpl[i + 1] == 's') { r += topic; ++i; }
-        else r += tmpl[i];
+        if (tmpl[i] == '%' && i + 1 < tmpl.size() && tmpl[i + 1] == 's') {
+            r += topic;
+            ++i;
+        } else
+            r += tmpl[i];
     }
     return r;
 }
@@ -236,10 +271,10 @@ struct histogram {
 // /proc sampling
 
 struct proc_sample {
-    uint64_t cpu_us = 0;        // utime + stime from /proc/PID/stat
-    uint64_t sched_ns = 0;      // sum of /proc/PID/task/*/schedstat run time (ns resolution)
-    uint64_t rss_kb = 0;        // VmRSS
-    uint64_t pss_kb = 0;        // Pss from smaps_rollup (shared pages split between processes)
+    uint64_t cpu_us = 0;    // utime + stime from /proc/PID/stat
+    uint64_t sched_ns = 0;  // sum of /proc/PID/task/*/schedstat run time (ns resolution)
+    uint64_t rss_kb = 0;    // VmRSS
+    uint64_t pss_kb = 0;    // Pss from smaps_rollup (shared pages split between processes)
     bool ok = true;
 };
 
@@ -249,7 +284,10 @@ proc_sample sample_procs(const std::vector<int>& pids) {
     for (int pid : pids) {
         std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
         std::string line;
-        if (!std::getline(st, line)) { s.ok = false; continue; }
+        if (!std::getline(st, line)) {
+            s.ok = false;
+            continue;
+        }
         auto rp = line.rfind(')');
         std::istringstream is(line.substr(rp + 2));
         std::string f;
@@ -294,13 +332,13 @@ struct shared_state {
     std::atomic<uint64_t> sub_failed{0};
     std::atomic<uint64_t> pub_connected{0};
     std::atomic<uint64_t> pub_failed{0};
-    std::atomic<uint64_t> ready{0};             // subscribers that saw any message
-    std::atomic<uint64_t> expected{0};          // measured deliveries owed (per send)
-    std::atomic<uint64_t> delivered{0};         // measured deliveries received
-    std::atomic<uint64_t> pub_outstanding{0};   // requests without a response, all phases
+    std::atomic<uint64_t> ready{0};            // subscribers that saw any message
+    std::atomic<uint64_t> expected{0};         // measured deliveries owed (per send)
+    std::atomic<uint64_t> delivered{0};        // measured deliveries received
+    std::atomic<uint64_t> pub_outstanding{0};  // requests without a response, all phases
     std::atomic<uint64_t> measured_sent{0};
     std::atomic<int> publishers_done{0};
-    std::atomic<uint64_t> server_closed{0};     // subscriber connections the server ended
+    std::atomic<uint64_t> server_closed{0};  // subscriber connections the server ended
     uint64_t measure_start_ns = 0;
     uint64_t measure_deadline_ns = 0;
     uint64_t window = 0;
@@ -340,15 +378,15 @@ struct conn {
 
     // subscriber stats (measured messages only)
     bool ready = false;
-    bool ever_open = false;         // a connection that never opened owes nothing (counted as a failure)
+    bool ever_open = false;  // a connection that never opened owes nothing (counted as a failure)
     bool sse_chunked = false;
-    uint64_t chunk_left = 0;        // bytes left in the current chunk
-    int chunk_state = 0;            // 0 = size line, 1 = data, 2 = CRLF after data
+    uint64_t chunk_left = 0;  // bytes left in the current chunk
+    int chunk_state = 0;      // 0 = size line, 1 = data, 2 = CRLF after data
     std::string chunk_line;
-    std::string sse_acc;            // de-chunked SSE bytes not yet split into lines
-    std::string ws_frag;            // fragmented WS message
+    std::string sse_acc;  // de-chunked SSE bytes not yet split into lines
+    std::string ws_frag;  // fragmented WS message
     uint64_t max_seq = 0;
-    uint64_t seen_bits = 0;         // bit i = max_seq - i seen
+    uint64_t seen_bits = 0;  // bit i = max_seq - i seen
     uint64_t unique = 0, dup = 0, reordered = 0, misrouted = 0, received = 0;
     int close_code = -1;
 
@@ -381,19 +419,26 @@ public:
         payload_pad_.assign(size_t(o.size), 'x');
     }
     ~worker() {
-        for (auto& c : conns_) if (c->fd >= 0) ::close(c->fd);
+        for (auto& c : conns_)
+            if (c->fd >= 0) ::close(c->fd);
         if (ep_ >= 0) ::close(ep_);
     }
 
     void add_subscriber(uint32_t id, ckind k, uint32_t topic, uint32_t src) {
         auto c = std::make_unique<conn>();
-        c->id = id; c->kind = k; c->topic = topic; c->src = src;
+        c->id = id;
+        c->kind = k;
+        c->topic = topic;
+        c->src = src;
         subs_.push_back(c.get());
         conns_.push_back(std::move(c));
     }
     void add_publisher(uint32_t id, std::vector<uint32_t> topics) {
         auto c = std::make_unique<conn>();
-        c->id = id; c->kind = ckind::pub; c->topics = std::move(topics); c->src = 0;
+        c->id = id;
+        c->kind = ckind::pub;
+        c->topics = std::move(topics);
+        c->src = 0;
         pubs_.push_back(c.get());
         conns_.push_back(std::move(c));
     }
@@ -453,8 +498,7 @@ public:
             r.misrouted += c->misrouted;
             const topic_pub& t = tp[c->topic];
             uint64_t owed = 0;
-            if (t.first_measured)
-                owed = t.last_measured - t.first_measured + 1 - t.failed_measured;
+            if (t.first_measured) owed = t.last_measured - t.first_measured + 1 - t.failed_measured;
             r.expected_per_sub_sum += owed;
             if (owed > c->unique) r.lost += owed - c->unique;
         }
@@ -484,7 +528,10 @@ private:
 
     bool start_connect(conn* c) {
         int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) { fail(c, std::string("socket: ") + strerror(errno)); return false; }
+        if (fd < 0) {
+            fail(c, std::string("socket: ") + strerror(errno));
+            return false;
+        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 #ifdef IP_BIND_ADDRESS_NO_PORT
@@ -528,23 +575,33 @@ private:
     void fail(conn* c, const std::string& why) {
         bool was_open = c->state == cstate::open;
         cstate st = c->state;
-        if (c->fd >= 0) { ::close(c->fd); c->fd = -1; }
+        if (c->fd >= 0) {
+            ::close(c->fd);
+            c->fd = -1;
+        }
         c->state = cstate::closed;
         note_error((c->kind == ckind::pub ? "publisher " : "subscriber ") + std::to_string(c->id) +
                    ": " + why);
         if (c->kind == ckind::pub) {
-            if (st != cstate::open) sh_.pub_failed.fetch_add(1);
+            if (st != cstate::open)
+                sh_.pub_failed.fetch_add(1);
             else {
                 // A dead publisher owes nothing more; count its in-flight requests as errors.
                 sh_.pub_outstanding.fetch_sub(c->inflight.size());
-                for (auto& r : c->inflight) if (r.measured) tp_[r.topic].failed_measured++;
+                for (auto& r : c->inflight)
+                    if (r.measured) tp_[r.topic].failed_measured++;
                 c->errors += c->inflight.size();
                 c->inflight.clear();
-                if (!c->done) { c->done = true; sh_.publishers_done.fetch_add(1); }
+                if (!c->done) {
+                    c->done = true;
+                    sh_.publishers_done.fetch_add(1);
+                }
             }
         } else {
-            if (was_open) sh_.server_closed.fetch_add(1);
-            else sh_.sub_failed.fetch_add(1);
+            if (was_open)
+                sh_.server_closed.fetch_add(1);
+            else
+                sh_.sub_failed.fetch_add(1);
         }
     }
 
@@ -552,7 +609,10 @@ private:
         int err = 0;
         socklen_t len = sizeof err;
         getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-        if (err != 0) { fail(c, std::string("connect: ") + strerror(err)); return; }
+        if (err != 0) {
+            fail(c, std::string("connect: ") + strerror(err));
+            return;
+        }
         c->state = cstate::handshake;
         if (c->kind == ckind::pub) {
             c->state = cstate::open;
@@ -563,9 +623,10 @@ private:
         std::string tn = topic_name(c->topic);
         std::string req;
         if (c->kind == ckind::ws) {
-            req = "GET " + fill_path(o_.ws_path, tn) + " HTTP/1.1\r\nHost: " + o_.host +
-                  "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+            req =
+                "GET " + fill_path(o_.ws_path, tn) + " HTTP/1.1\r\nHost: " + o_.host +
+                "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
         } else {
             req = "GET " + fill_path(o_.sse_path, tn) + " HTTP/1.1\r\nHost: " + o_.host +
                   "\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n";
@@ -578,9 +639,12 @@ private:
 
     void flush(conn* c) {
         while (c->out_off < c->out.size()) {
-            ssize_t n = ::send(c->fd, c->out.data() + c->out_off, c->out.size() - c->out_off,
-                               MSG_NOSIGNAL);
-            if (n > 0) { c->out_off += size_t(n); continue; }
+            ssize_t n =
+                ::send(c->fd, c->out.data() + c->out_off, c->out.size() - c->out_off, MSG_NOSIGNAL);
+            if (n > 0) {
+                c->out_off += size_t(n);
+                continue;
+            }
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
                 if (!c->want_out) set_events(c, true);
                 return;
@@ -596,14 +660,20 @@ private:
 
     void on_readable(conn* c) {
         ssize_t n = ::recv(c->fd, rbuf_.data(), rbuf_.size(), 0);
-        if (n == 0) { fail(c, "closed by server"); return; }
+        if (n == 0) {
+            fail(c, "closed by server");
+            return;
+        }
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
             fail(c, std::string("recv: ") + strerror(errno));
             return;
         }
         c->in.append(rbuf_.data(), size_t(n));
-        if (c->kind == ckind::pub) { parse_responses(c); return; }
+        if (c->kind == ckind::pub) {
+            parse_responses(c);
+            return;
+        }
         if (c->state == cstate::handshake) {
             auto end = c->in.find("\r\n\r\n");
             if (end == std::string::npos) {
@@ -629,8 +699,10 @@ private:
             sh_.sub_connected.fetch_add(1);
             c->in.shrink_to_fit();
         }
-        if (c->kind == ckind::ws) parse_ws(c);
-        else parse_sse(c);
+        if (c->kind == ckind::ws)
+            parse_ws(c);
+        else
+            parse_sse(c);
     }
 
     // --- deliveries -----------------------------------------------------------------------
@@ -638,7 +710,10 @@ private:
     void on_payload(conn* c, const char* p, size_t len) {
         static constexpr std::string_view marker = "HB k=";
         const char* m = static_cast<const char*>(memmem(p, len, marker.data(), marker.size()));
-        if (!m) { ++res_.other_frames; return; }
+        if (!m) {
+            ++res_.other_frames;
+            return;
+        }
         const char* e = p + len;
         const char* q = m + marker.size();
         auto num = [&](uint64_t& v) {
@@ -647,14 +722,32 @@ private:
         };
         uint64_t topic = 0, seq = 0, measured = 0, ts = 0;
         num(topic);
-        if (e - q < 3 || memcmp(q, " s=", 3) != 0) { ++res_.other_frames; return; }
-        q += 3; num(seq);
-        if (e - q < 3 || memcmp(q, " m=", 3) != 0) { ++res_.other_frames; return; }
-        q += 3; num(measured);
-        if (e - q < 3 || memcmp(q, " t=", 3) != 0) { ++res_.other_frames; return; }
-        q += 3; num(ts);
-        if (!c->ready) { c->ready = true; sh_.ready.fetch_add(1, std::memory_order_relaxed); }
-        if (topic != c->topic) { ++c->misrouted; return; }
+        if (e - q < 3 || memcmp(q, " s=", 3) != 0) {
+            ++res_.other_frames;
+            return;
+        }
+        q += 3;
+        num(seq);
+        if (e - q < 3 || memcmp(q, " m=", 3) != 0) {
+            ++res_.other_frames;
+            return;
+        }
+        q += 3;
+        num(measured);
+        if (e - q < 3 || memcmp(q, " t=", 3) != 0) {
+            ++res_.other_frames;
+            return;
+        }
+        q += 3;
+        num(ts);
+        if (!c->ready) {
+            c->ready = true;
+            sh_.ready.fetch_add(1, std::memory_order_relaxed);
+        }
+        if (topic != c->topic) {
+            ++c->misrouted;
+            return;
+        }
         if (!measured) return;
         ++c->received;
         uint64_t t = now_ns();
@@ -671,7 +764,10 @@ private:
             uint64_t back = c->max_seq - seq;
             if (back < 64) {
                 uint64_t bit = uint64_t(1) << back;
-                if (c->seen_bits & bit) { ++c->dup; return; }
+                if (c->seen_bits & bit) {
+                    ++c->dup;
+                    return;
+                }
                 c->seen_bits |= bit;
             }
             ++c->reordered;
@@ -701,7 +797,10 @@ private:
                 for (int i = 0; i < 8; ++i) len = (len << 8) | uint8_t(b[pos + 2 + i]);
                 hdr = 10;
             }
-            if (len > (64u << 20)) { fail(c, "websocket frame too large"); return; }
+            if (len > (64u << 20)) {
+                fail(c, "websocket frame too large");
+                return;
+            }
             size_t mask_off = hdr;
             if (masked) hdr += 4;
             if (b.size() - pos < hdr + len) break;
@@ -713,7 +812,10 @@ private:
             switch (op) {
                 case 0x0:  // continuation
                     c->ws_frag.append(payload, len);
-                    if (fin) { on_payload(c, c->ws_frag.data(), c->ws_frag.size()); c->ws_frag.clear(); }
+                    if (fin) {
+                        on_payload(c, c->ws_frag.data(), c->ws_frag.size());
+                        c->ws_frag.clear();
+                    }
                     break;
                 case 0x1:
                 case 0x2:
@@ -726,9 +828,11 @@ private:
                     }
                     break;
                 case 0x8: {
-                    c->close_code = len >= 2 ? (uint8_t(payload[0]) << 8) | uint8_t(payload[1]) : 1005;
+                    c->close_code =
+                        len >= 2 ? (uint8_t(payload[0]) << 8) | uint8_t(payload[1]) : 1005;
                     fail(c, "websocket close " + std::to_string(c->close_code) + " " +
-                                std::string(payload + std::min<uint64_t>(len, 2), len > 2 ? len - 2 : 0));
+                                std::string(payload + std::min<uint64_t>(len, 2),
+                                            len > 2 ? len - 2 : 0));
                     return;
                 }
                 case 0x9:
@@ -736,11 +840,8 @@ private:
                     send_ws(c, 0xA, payload, len);
                     if (c->state == cstate::closed) return;
                     break;
-                case 0xA:
-                    break;
-                default:
-                    fail(c, "websocket opcode " + std::to_string(op));
-                    return;
+                case 0xA: break;
+                default: fail(c, "websocket opcode " + std::to_string(op)); return;
             }
             pos += hdr + len;
         }
@@ -751,8 +852,13 @@ private:
         static constexpr char mask[4] = {0x12, 0x34, 0x56, 0x78};
         std::string f;
         f.push_back(char(0x80 | op));
-        if (len < 126) f.push_back(char(0x80 | len));
-        else { f.push_back(char(0x80 | 126)); f.push_back(char(len >> 8)); f.push_back(char(len & 0xff)); }
+        if (len < 126)
+            f.push_back(char(0x80 | len));
+        else {
+            f.push_back(char(0x80 | 126));
+            f.push_back(char(len >> 8));
+            f.push_back(char(len & 0xff));
+        }
         f.append(mask, 4);
         for (uint64_t i = 0; i < len; ++i) f.push_back(char(p[i] ^ mask[i & 3]));
         c->out += f;
@@ -772,7 +878,10 @@ private:
                     c->chunk_left = std::strtoull(in.c_str() + pos, nullptr, 16);
                     pos = eol + 2;
                     c->chunk_state = c->chunk_left ? 1 : 2;
-                    if (!c->chunk_left) { fail(c, "sse stream ended"); return; }
+                    if (!c->chunk_left) {
+                        fail(c, "sse stream ended");
+                        return;
+                    }
                 } else if (c->chunk_state == 1) {
                     size_t take = std::min<uint64_t>(c->chunk_left, in.size() - pos);
                     c->sse_acc.append(in, pos, take);
@@ -810,8 +919,8 @@ private:
         topic_pub& tp = tp_[topic];
         uint64_t seq = ++tp.seq;
         char prefix[128];
-        int n = std::snprintf(prefix, sizeof prefix, "HB k=%u s=%" PRIu64 " m=%d t=%" PRIu64 " ", topic,
-                              seq, measured ? 1 : 0, stamp_ns);
+        int n = std::snprintf(prefix, sizeof prefix, "HB k=%u s=%" PRIu64 " m=%d t=%" PRIu64 " ",
+                              topic, seq, measured ? 1 : 0, stamp_ns);
         size_t body = std::max<size_t>(size_t(n), size_t(o_.size));
         std::string& out = p->out;
         out += "POST ";
@@ -828,7 +937,8 @@ private:
         if (measured) {
             if (!tp.first_measured) tp.first_measured = seq;
             tp.last_measured = seq;
-            sh_.expected.fetch_add(sh_.fanout.empty() ? 0 : sh_.fanout[topic], std::memory_order_relaxed);
+            sh_.expected.fetch_add(sh_.fanout.empty() ? 0 : sh_.fanout[topic],
+                                   std::memory_order_relaxed);
             sh_.measured_sent.fetch_add(1, std::memory_order_relaxed);
             ++res_.measured_publishes;
         }
@@ -862,8 +972,10 @@ private:
                 double el = double(t - sh_.measure_start_ns) / 1e9;
                 auto due = uint64_t(el * per_conn) + 1;
                 while (p->paced_sent < due && room()) {
-                    // stamp the scheduled time, so a late send shows as latency (no coordinated omission)
-                    uint64_t sched = sh_.measure_start_ns + uint64_t(double(p->paced_sent) / per_conn * 1e9);
+                    // stamp the scheduled time, so a late send shows as latency (no coordinated
+                    // omission)
+                    uint64_t sched =
+                        sh_.measure_start_ns + uint64_t(double(p->paced_sent) / per_conn * 1e9);
                     build_request(p, p->topics[p->rr++ % p->topics.size()], true, sched);
                     ++p->paced_sent;
                 }
@@ -871,7 +983,10 @@ private:
                 while (room()) {
                     uint64_t exp = sh_.expected.load(std::memory_order_relaxed);
                     uint64_t del = sh_.delivered.load(std::memory_order_relaxed) + local_delivered_;
-                    if (sh_.window && exp > del && exp - del >= sh_.window) { blocked = true; break; }
+                    if (sh_.window && exp > del && exp - del >= sh_.window) {
+                        blocked = true;
+                        break;
+                    }
                     build_request(p, p->topics[p->rr++ % p->topics.size()], true, now_ns());
                 }
             }
@@ -887,7 +1002,10 @@ private:
             auto he = b.find("\r\n\r\n", pos);
             if (he == std::string::npos) break;
             std::string_view head(b.data() + pos, he - pos);
-            if (head.size() < 12 || head.substr(0, 5) != "HTTP/") { fail(p, "bad response"); return; }
+            if (head.size() < 12 || head.substr(0, 5) != "HTTP/") {
+                fail(p, "bad response");
+                return;
+            }
             int status = std::atoi(std::string(head.substr(9, 3)).c_str());
             uint64_t clen = 0;
             bool chunked = false;
@@ -929,7 +1047,10 @@ private:
                 if (b.size() < body_start + clen) break;
                 end = body_start + clen;
             }
-            if (p->inflight.empty()) { fail(p, "unexpected response"); return; }
+            if (p->inflight.empty()) {
+                fail(p, "unexpected response");
+                return;
+            }
             pending_req r = p->inflight.front();
             p->inflight.pop_front();
             sh_.pub_outstanding.fetch_sub(1, std::memory_order_relaxed);
@@ -956,12 +1077,15 @@ private:
 void json_str(std::string& o, const std::string& s) {
     o += '"';
     for (char ch : s) {
-        if (ch == '"' || ch == '\\') { o += '\\'; o += ch; }
-        else if (static_cast<unsigned char>(ch) < 0x20) {
+        if (ch == '"' || ch == '\\') {
+            o += '\\';
+            o += ch;
+        } else if (static_cast<unsigned char>(ch) < 0x20) {
             char buf[8];
             std::snprintf(buf, sizeof buf, "\\u%04x", ch);
             o += buf;
-        } else o += ch;
+        } else
+            o += ch;
     }
     o += '"';
 }
@@ -973,7 +1097,9 @@ uint64_t client_cpu_us() {
            uint64_t(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
-void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+void sleep_ms(int ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
 
 }  // namespace
 
@@ -1019,8 +1145,9 @@ int main(int argc, char** argv) {
         sleep_ms(10);
     }
     double connect_s = double(now_ns() - t_start) / 1e9;
-    std::fprintf(stderr, "[%s] connected %" PRIu64 "/%d subscribers (%" PRIu64 " failed) in %.2fs\n",
-                 o.scenario.c_str(), sh.sub_connected.load(), nsubs, sh.sub_failed.load(), connect_s);
+    std::fprintf(
+        stderr, "[%s] connected %" PRIu64 "/%d subscribers (%" PRIu64 " failed) in %.2fs\n",
+        o.scenario.c_str(), sh.sub_connected.load(), nsubs, sh.sub_failed.load(), connect_s);
 
     // Subscribers per topic, counted from the ones that actually connected.
     sh.fanout.assign(size_t(o.topics), 0);
@@ -1037,23 +1164,37 @@ int main(int argc, char** argv) {
             std::snprintf(num, sizeof num, "%.3f", v);
         else
             std::snprintf(num, sizeof num, "null");
-        out += '"'; out += k; out += "\":"; out += num;
+        out += '"';
+        out += k;
+        out += "\":";
+        out += num;
         if (comma) out += ',';
     };
     auto ks = [&](const char* k, const std::string& v) {
-        out += '"'; out += k; out += "\":"; json_str(out, v); out += ',';
+        out += '"';
+        out += k;
+        out += "\":";
+        json_str(out, v);
+        out += ',';
     };
 
     out += '{';
     ks("scenario", o.scenario);
     {
         std::string cmd = "herald-bench";
-        for (int i = 1; i < argc; ++i) { cmd += ' '; cmd += argv[i]; }
+        for (int i = 1; i < argc; ++i) {
+            cmd += ' ';
+            cmd += argv[i];
+        }
         ks("cmd", cmd);
     }
     ks("server", o.kind);
-    kv("ws", o.ws); kv("sse", o.sse); kv("topics", o.topics); kv("size", o.size);
-    kv("threads", o.threads); kv("src_addrs", K);
+    kv("ws", o.ws);
+    kv("sse", o.sse);
+    kv("topics", o.topics);
+    kv("size", o.size);
+    kv("threads", o.threads);
+    kv("src_addrs", K);
     kv("connected", double(sh.sub_connected.load()));
     kv("connect_failures", double(sh.sub_failed.load()));
     kv("connect_s", connect_s);
@@ -1063,7 +1204,8 @@ int main(int argc, char** argv) {
         uint64_t until = now_ns() + uint64_t(o.idle * 1e9);
         while (now_ns() < until) sleep_ms(50);
         proc_sample rss1 = sample_procs(o.server_pids);
-        uint64_t conns = sh.sub_connected.load() - std::min(sh.sub_connected.load(), sh.server_closed.load());
+        uint64_t conns =
+            sh.sub_connected.load() - std::min(sh.sub_connected.load(), sh.server_closed.load());
         sh.phase.store(ph_done);
         for (auto& t : threads) t.join();
         ks("mode", "idle");
@@ -1074,15 +1216,25 @@ int main(int argc, char** argv) {
         kv("rss_after_kb", double(rss1.rss_kb));
         kv("pss_before_kb", double(rss0.pss_kb));
         kv("pss_after_kb", double(rss1.pss_kb));
-        double per = conns ? double(int64_t(rss1.rss_kb) - int64_t(rss0.rss_kb)) * 1024.0 / double(conns) : NAN;
-        double pper = conns ? double(int64_t(rss1.pss_kb) - int64_t(rss0.pss_kb)) * 1024.0 / double(conns) : NAN;
+        double per =
+            conns ? double(int64_t(rss1.rss_kb) - int64_t(rss0.rss_kb)) * 1024.0 / double(conns)
+                  : NAN;
+        double pper =
+            conns ? double(int64_t(rss1.pss_kb) - int64_t(rss0.pss_kb)) * 1024.0 / double(conns)
+                  : NAN;
         kv("rss_per_conn_bytes", std::round(per) + 0.0);
         kv("pss_per_conn_bytes", std::round(pper) + 0.0);
         kv("server_cpu_us", double(rss1.cpu_us - rss0.cpu_us));
         std::vector<std::string> errs;
-        for (auto& w : workers) { auto r = w->collect(tp); for (auto& e : r.errors) errs.push_back(e); }
+        for (auto& w : workers) {
+            auto r = w->collect(tp);
+            for (auto& e : r.errors) errs.push_back(e);
+        }
         out += "\"errors\":[";
-        for (size_t i = 0; i < errs.size() && i < 10; ++i) { if (i) out += ','; json_str(out, errs[i]); }
+        for (size_t i = 0; i < errs.size() && i < 10; ++i) {
+            if (i) out += ',';
+            json_str(out, errs[i]);
+        }
         out += "]}";
         std::printf("%s\n", out.c_str());
         return 0;
@@ -1095,7 +1247,10 @@ int main(int argc, char** argv) {
         uint64_t w0 = now_ns();
         sh.phase.store(ph_warmup, std::memory_order_release);
         while (sh.ready.load() < sh.sub_connected.load()) {
-            if (double(now_ns() - w0) / 1e9 > o.warmup) { warm_ok = false; break; }
+            if (double(now_ns() - w0) / 1e9 > o.warmup) {
+                warm_ok = false;
+                break;
+            }
             sleep_ms(5);
         }
         warm_s = double(now_ns() - w0) / 1e9;
@@ -1115,7 +1270,8 @@ int main(int argc, char** argv) {
     proc_sample p0 = sample_procs(o.server_pids);
     uint64_t c0 = client_cpu_us();
     sh.measure_start_ns = now_ns();
-    sh.measure_deadline_ns = sh.measure_start_ns + uint64_t((o.messages ? 600.0 : o.duration) * 1e9);
+    sh.measure_deadline_ns =
+        sh.measure_start_ns + uint64_t((o.messages ? 600.0 : o.duration) * 1e9);
     sh.phase.store(ph_measure, std::memory_order_release);
     while (sh.publishers_done.load() < o.publishers) {
         if (now_ns() > sh.measure_deadline_ns + 1000000000ull) break;  // safety bound
@@ -1141,12 +1297,18 @@ int main(int argc, char** argv) {
     for (auto& w : workers) {
         thread_result r = w->collect(tp);
         total.hist.merge(r.hist);
-        total.deliveries += r.deliveries; total.dup += r.dup; total.reordered += r.reordered;
-        total.misrouted += r.misrouted; total.other_frames += r.other_frames;
-        total.error_frames += r.error_frames; total.pings += r.pings;
-        total.publishes_ok += r.publishes_ok; total.publish_errors += r.publish_errors;
+        total.deliveries += r.deliveries;
+        total.dup += r.dup;
+        total.reordered += r.reordered;
+        total.misrouted += r.misrouted;
+        total.other_frames += r.other_frames;
+        total.error_frames += r.error_frames;
+        total.pings += r.pings;
+        total.publishes_ok += r.publishes_ok;
+        total.publish_errors += r.publish_errors;
         total.measured_publishes += r.measured_publishes;
-        total.lost += r.lost; total.expected_per_sub_sum += r.expected_per_sub_sum;
+        total.lost += r.lost;
+        total.expected_per_sub_sum += r.expected_per_sub_sum;
         for (auto& e : r.errors) errs.push_back(e);
     }
     double el = double(t_end - sh.measure_start_ns) / 1e9;
@@ -1155,10 +1317,14 @@ int main(int argc, char** argv) {
     double cpu_sched_us = double(p1.sched_ns - p0.sched_ns) / 1000.0;
 
     ks("mode", nsubs ? (o.rate > 0 ? "paced" : "flat") : "publish_only");
-    kv("rate", o.rate); kv("publishers", o.publishers); kv("pipeline", o.pipeline);
+    kv("rate", o.rate);
+    kv("publishers", o.publishers);
+    kv("pipeline", o.pipeline);
     kv("window", double(sh.window));
-    kv("warmup_ok", warm_ok ? 1 : 0); kv("warmup_s", warm_s);
-    kv("elapsed_s", el); kv("publish_s", pub_el);
+    kv("warmup_ok", warm_ok ? 1 : 0);
+    kv("warmup_s", warm_s);
+    kv("elapsed_s", el);
+    kv("publish_s", pub_el);
     kv("drained", drained ? 1 : 0);
     kv("publishes", double(total.measured_publishes));
     kv("publish_errors", double(total.publish_errors));
@@ -1166,10 +1332,13 @@ int main(int argc, char** argv) {
     kv("deliveries", double(total.deliveries));
     kv("expected_deliveries", double(total.expected_per_sub_sum));
     kv("deliveries_per_s", double(total.deliveries) / el);
-    kv("lost", double(total.lost)); kv("dup", double(total.dup));
-    kv("reordered", double(total.reordered)); kv("misrouted", double(total.misrouted));
+    kv("lost", double(total.lost));
+    kv("dup", double(total.dup));
+    kv("reordered", double(total.reordered));
+    kv("misrouted", double(total.misrouted));
     kv("server_closed", double(sh.server_closed.load()));
-    kv("error_frames", double(total.error_frames)); kv("other_frames", double(total.other_frames));
+    kv("error_frames", double(total.error_frames));
+    kv("other_frames", double(total.other_frames));
     kv("pings", double(total.pings));
     const bool have_pids = !o.server_pids.empty();
     kv("server_cpu_us", have_pids ? double(cpu) : NAN);
@@ -1177,12 +1346,18 @@ int main(int argc, char** argv) {
     kv("client_cpu_us", double(c1 - c0));
     if (nsubs) {
         kv("cpu_us_per_1000_deliveries",
-           have_pids && total.deliveries ? std::round(double(cpu) * 1000.0 / double(total.deliveries)) : NAN);
+           have_pids && total.deliveries
+               ? std::round(double(cpu) * 1000.0 / double(total.deliveries))
+               : NAN);
         kv("cpu_sched_us_per_1000_deliveries",
-           have_pids && total.deliveries ? std::round(cpu_sched_us * 1000.0 / double(total.deliveries)) : NAN);
+           have_pids && total.deliveries
+               ? std::round(cpu_sched_us * 1000.0 / double(total.deliveries))
+               : NAN);
     }
     kv("cpu_us_per_1000_publishes",
-       have_pids && total.measured_publishes ? std::round(double(cpu) * 1000.0 / double(total.measured_publishes)) : NAN);
+       have_pids && total.measured_publishes
+           ? std::round(double(cpu) * 1000.0 / double(total.measured_publishes))
+           : NAN);
     const histogram& h = total.hist;
     out += "\"latency_us\":{";
     kv("count", double(h.count));
@@ -1193,11 +1368,16 @@ int main(int argc, char** argv) {
     kv("max", double(h.max) / 1000.0);
     kv("mean", h.count ? double(h.sum / h.count) / 1000.0 : 0, false);
     out += "},";
-    kv("rss_before_kb", double(p0.rss_kb)); kv("rss_after_kb", double(p1.rss_kb));
-    kv("pss_before_kb", double(p0.pss_kb)); kv("pss_after_kb", double(p1.pss_kb));
+    kv("rss_before_kb", double(p0.rss_kb));
+    kv("rss_after_kb", double(p1.rss_kb));
+    kv("pss_before_kb", double(p0.pss_kb));
+    kv("pss_after_kb", double(p1.pss_kb));
     kv("rss_start_kb", double(rss0.rss_kb));
     out += "\"errors\":[";
-    for (size_t i = 0; i < errs.size() && i < 10; ++i) { if (i) out += ','; json_str(out, errs[i]); }
+    for (size_t i = 0; i < errs.size() && i < 10; ++i) {
+        if (i) out += ',';
+        json_str(out, errs[i]);
+    }
     out += "]}";
     std::printf("%s\n", out.c_str());
     return 0;

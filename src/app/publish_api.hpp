@@ -28,7 +28,8 @@ private:
                  net::responder r);
     void metrics_text(net::responder r);
     // API key (or the open-publish setting) and the publish rate; answers the error itself.
-    bool authorize(net::worker_context& w, const net::http_request& req, const net::responder& r, bool rate_limit);
+    bool authorize(net::worker_context& w, const net::http_request& req, const net::responder& r,
+                   bool rate_limit);
     void admin_disconnect(net::worker_context& w, const net::http_request& req, net::responder r);
 
     const config::settings& cfg_;

@@ -1,4 +1,5 @@
 #include "herald/broker/redis_codec.hpp"
+#include "herald/hub/topic.hpp"
 
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
@@ -23,15 +24,6 @@ bool field(std::string_view& in, std::string_view& out) {
     out = in.substr(0, nl);
     in.remove_prefix(nl + 1);
     return true;
-}
-
-std::uint64_t fnv1a64(std::string_view s) noexcept {
-    std::uint64_t h = 0xcbf29ce484222325ULL;
-    for (unsigned char c : s) {
-        h ^= c;
-        h *= 0x100000001b3ULL;
-    }
-    return h;
 }
 
 std::uint64_t mix64(std::uint64_t x) noexcept {  // splitmix64's finalizer
@@ -111,7 +103,7 @@ std::string_view topic_of_channel(std::string_view prefix, std::string_view ch) 
 }
 
 std::uint64_t hrw_score(std::string_view topic, std::string_view shard) noexcept {
-    return mix64(fnv1a64(shard) ^ mix64(fnv1a64(topic)));
+    return mix64(hub::topic_hash(shard) ^ mix64(hub::topic_hash(topic)));  // FNV-1a 64
 }
 
 std::size_t pick_shard(std::string_view topic, const std::vector<std::string>& shards) noexcept {

@@ -58,7 +58,8 @@ void pump(runtime& rt, tcp::socket& client) {
         std::size_t ran = rt.ioc.poll();
         error_code ec;
         std::size_t got = 0;
-        if (client.is_open() && client.available(ec) > 0) got = client.read_some(asio::buffer(sink), ec);
+        if (client.is_open() && client.available(ec) > 0)
+            got = client.read_some(asio::buffer(sink), ec);
         if (ran == 0 && got == 0 && rt.ctx.connection_count() == 0) break;
         if (ran == 0 && got == 0 && i > 50) break;
     }
@@ -74,7 +75,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     rt.acceptor.accept(server);
     server.non_blocking(true);
     rt.state.connections.fetch_add(1);
-    auto session = std::make_shared<net::http_session>(rt.ctx, std::move(server), net::connection_slot(&rt.state));
+    auto session = std::make_shared<net::http_session>(rt.ctx, std::move(server),
+                                                       net::connection_slot(&rt.state));
     session->start();
     session.reset();
     asio::write(client, asio::buffer(data, size));

@@ -14,7 +14,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (herald::hub::is_valid_pattern(pattern) && herald::hub::is_valid_topic(topic)) {
         bool m = herald::hub::pattern_match(pattern, topic);
         // A pattern without '*' matches exactly itself.
-        if (pattern.find('*') == std::string_view::npos && m != (pattern == topic)) __builtin_trap();
+        if (pattern.find('*') == std::string_view::npos && m != (pattern == topic))
+            __builtin_trap();
     }
     return 0;
 }

@@ -70,7 +70,8 @@ TEST(RedisCodec, EntryRoundTripsAnyPayloadByte) {
     std::string bin;
     for (int i = 0; i < 256; ++i) bin += static_cast<char>(i);
     bin += "\n\n\r\n";
-    for (auto kind : {hub::payload_kind::text, hub::payload_kind::json, hub::payload_kind::binary}) {
+    for (auto kind :
+         {hub::payload_kind::text, hub::payload_kind::json, hub::payload_kind::binary}) {
         auto e = sample(42, bin);
         e.kind = kind;
         e.event = "tick";
@@ -96,10 +97,10 @@ TEST(RedisCodec, EntryMatchesTheLuaLayout) {
 }
 
 TEST(RedisCodec, MalformedEntriesAreRejected) {
-    for (const char* bad : {"", "k3v9x0aa", "k3v9x0aa\n", "k3v9x0aa\nx\n0\n\n1\np",
-                            "k3v9x0aa\n0\n0\n\n1\np", "k3v9x0aa\n1\n3\n\n1\np",
-                            "k3v9x0aa\n1\n0\n\nnow\np", "\n1\n0\n\n1\np", "k3v9x0aa\n1\n0\n\n1",
-                            "k3v9x0aa\n-1\n0\n\n1\np", "k3v9x0aa\n1\n00\n\n1\np"}) {
+    for (const char* bad :
+         {"", "k3v9x0aa", "k3v9x0aa\n", "k3v9x0aa\nx\n0\n\n1\np", "k3v9x0aa\n0\n0\n\n1\np",
+          "k3v9x0aa\n1\n3\n\n1\np", "k3v9x0aa\n1\n0\n\nnow\np", "\n1\n0\n\n1\np",
+          "k3v9x0aa\n1\n0\n\n1", "k3v9x0aa\n-1\n0\n\n1\np", "k3v9x0aa\n1\n00\n\n1\np"}) {
         EXPECT_FALSE(redis::decode_entry(bad)) << bad;
     }
 }
@@ -224,11 +225,11 @@ TEST(RedisReply, Push) {
     EXPECT_EQ(p.kind, redis::push::type::message);
     EXPECT_EQ(p.channel, "herald:c:a");
     EXPECT_EQ(p.payload, "payload");
-    auto s = fake_reply::array(items(fake_reply::str("subscribe"), fake_reply::str("herald:c:a"),
-                                     fake_reply::integer(1)));
+    auto s = fake_reply::array(
+        items(fake_reply::str("subscribe"), fake_reply::str("herald:c:a"), fake_reply::integer(1)));
     EXPECT_EQ(redis::parse_push(&s->r).kind, redis::push::type::subscribe);
-    auto u = fake_reply::array(items(fake_reply::str("unsubscribe"),
-                                     fake_reply::str("herald:c:a"), fake_reply::integer(0)));
+    auto u = fake_reply::array(items(fake_reply::str("unsubscribe"), fake_reply::str("herald:c:a"),
+                                     fake_reply::integer(0)));
     EXPECT_EQ(redis::parse_push(&u->r).kind, redis::push::type::unsubscribe);
     EXPECT_EQ(redis::parse_push(nullptr).kind, redis::push::type::other);
 }
