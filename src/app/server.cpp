@@ -92,6 +92,12 @@ int server::run() {
     }
     s.w_ticks.assign(n, 0);
     s.hub = std::make_unique<hub::hub>(contexts);
+    {
+        std::vector<hub::quota_rule> rules;
+        for (const auto& q : s.cfg.quotas)
+            rules.push_back({q.pattern, q.max_topics, q.max_subscribers_per_topic});
+        s.hub->set_quotas(std::move(rules));
+    }
     if (s.cfg.broker == "redis")
         s.broker = std::make_unique<broker::redis_broker>(*s.hub, s.cfg, contexts);
     else

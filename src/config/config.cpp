@@ -236,6 +236,35 @@ const std::map<std::string, handler>& schema() {
         {"auth.publish_keys_env", [](settings& c, const YAML::Node& n, const std::string& k) { c.auth.publish_keys_env = scalar(n, k); }},
         {"auth.allow_unauthenticated_publish", [](settings& c, const YAML::Node& n, const std::string& k) { c.auth.allow_unauthenticated_publish = boolean(n, k); }},
         {"origins.allow", [](settings& c, const YAML::Node& n, const std::string& k) { c.origins.allow = strings(n, k); }},
+        {"quotas",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.quotas.clear();
+             if (n.IsNull()) return;
+             if (!n.IsSequence()) throw config_error(k, "expected a list of {pattern, max_topics, max_subscribers_per_topic}");
+             for (std::size_t i = 0; i < n.size(); ++i) {
+                 auto ik = k + "[" + std::to_string(i) + "]";
+                 if (!n[i].IsMap()) throw config_error(ik, "expected a map {pattern, max_topics, max_subscribers_per_topic}");
+                 settings::quota q;
+                 bool has_pattern = false;
+                 for (const auto& kv : n[i]) {
+                     auto name = kv.first.Scalar();
+                     auto fk = ik + "." + name;
+                     if (name == "pattern") {
+                         q.pattern = scalar(kv.second, fk);
+                         if (!hub::is_valid_pattern(q.pattern)) throw config_error(fk, "invalid topic pattern '" + q.pattern + "'");
+                         has_pattern = true;
+                     } else if (name == "max_topics") {
+                         q.max_topics = integer(kv.second, fk, 0, 100'000'000);
+                     } else if (name == "max_subscribers_per_topic") {
+                         q.max_subscribers_per_topic = integer(kv.second, fk, 0, 100'000'000);
+                     } else {
+                         throw config_error(fk, "unknown key");
+                     }
+                 }
+                 if (!has_pattern) throw config_error(ik + ".pattern", "missing");
+                 c.quotas.push_back(std::move(q));
+             }
+         }},
         {"trusted_proxies", [](settings& c, const YAML::Node& n, const std::string& k) { c.trusted_proxies = strings(n, k); }},
         {"ws.ping_interval",
          [](settings& c, const YAML::Node& n, const std::string& k) {

@@ -9,6 +9,17 @@ hub::hub(std::vector<asio::io_context*> contexts) : contexts_(std::move(contexts
         shards_.push_back(std::make_unique<shard>(*this, i));
 }
 
+void hub::set_quotas(std::vector<quota_rule> rules) {
+    quotas_ = std::move(rules);
+    quota_topics_ = std::make_unique<std::atomic<std::size_t>[]>(quotas_.size());
+}
+
+int hub::quota_for(std::string_view topic) const noexcept {
+    for (std::size_t i = 0; i < quotas_.size(); ++i)
+        if (pattern_match(quotas_[i].pattern, topic)) return static_cast<int>(i);
+    return -1;
+}
+
 unsigned hub::owner_of(std::string_view topic) const noexcept {
     return static_cast<unsigned>(topic_hash(topic) % shards_.size());
 }
@@ -32,12 +43,12 @@ void shard::subscribe(subscription& s) {
               });
 }
 
-void shard::unsubscribe(subscription& s) {
+bool shard::remove_local(subscription& s) {
     waiting_.erase(s.id);
     auto it = topics_.find(s.topic);
-    if (it == topics_.end()) return;
+    if (it == topics_.end()) return false;
     auto& subs = it->second.subs;
-    if (s.index >= subs.size() || subs[s.index] != &s) return;  // not subscribed here
+    if (s.index >= subs.size() || subs[s.index] != &s) return false;  // not subscribed here
     subs[s.index] = subs.back();
     subs[s.index]->index = s.index;
     subs.pop_back();
@@ -45,7 +56,11 @@ void shard::unsubscribe(subscription& s) {
     --local_subscriptions_;
     s.early.clear();
     s.active = false;
+    return true;
+}
 
+void shard::unsubscribe(subscription& s) {
+    if (!remove_local(s)) return;
     const unsigned owner = hub_.owner_of(s.topic);
     hub_.post(owner, [h = &hub_, owner, from = worker_, topic = s.topic] {
         h->at(owner).on_remote_unsubscribe(from, topic);
@@ -54,10 +69,40 @@ void shard::unsubscribe(subscription& s) {
 
 void shard::on_remote_subscribe(unsigned from, const std::string& topic, std::uint64_t sub_id,
                                 std::optional<stream_pos> since) {
-    auto& r = routes_[topic];
-    if (r.per_worker.empty()) r.per_worker.assign(hub_.workers(), 0);
+    // A refused subscription is counted like any other and uncounted by the worker's ordinary
+    // unsubscribe, so the counts stay right even when the worker unsubscribes first.
+    std::string refusal;
+    auto found = routes_.find(topic);
+    int counted_quota = -1;
+    if (const int q = hub_.quota_for(topic); q >= 0) {
+        const auto& rule = hub_.quota(q);
+        if (found != routes_.end() && rule.max_subscribers_per_topic &&
+            found->second.total >= rule.max_subscribers_per_topic) {
+            refusal = "topic '" + topic + "' has its maximum of " +
+                      std::to_string(rule.max_subscribers_per_topic) + " subscribers";
+        } else if (found == routes_.end() && rule.max_topics) {
+            if (hub_.quota_topics(q).fetch_add(1) >= rule.max_topics) {
+                hub_.quota_topics(q).fetch_sub(1);
+                refusal = "namespace '" + rule.pattern + "' has its maximum of " +
+                          std::to_string(rule.max_topics) + " active topics";
+            } else {
+                counted_quota = q;
+            }
+        }
+    }
+    auto& r = found != routes_.end() ? found->second : routes_[topic];
+    if (r.per_worker.empty()) {
+        r.per_worker.assign(hub_.workers(), 0);
+        r.quota = counted_quota;
+    }
     ++r.per_worker[from];
     ++r.total;
+    if (!refusal.empty()) {
+        hub_.post(from, [h = &hub_, from, sub_id, reason = std::move(refusal)] {
+            h->at(from).on_subscribe_refused(sub_id, reason);
+        });
+        return;
+    }
     // Counted before resolving: every message ordered after the answer reaches `from`.
     hub_.broker().resolve(worker_, topic, since, [h = &hub_, from, sub_id](subscribe_result res) {
         h->post(from, [h, from, sub_id, res = std::move(res)]() mutable {
@@ -75,9 +120,18 @@ void shard::on_remote_unsubscribe(unsigned from, const std::string& topic) {
         --r.total;
     }
     if (r.total == 0) {
+        if (r.quota >= 0) hub_.quota_topics(r.quota).fetch_sub(1);
         routes_.erase(it);
         hub_.broker().on_topic_idle(worker_, topic);
     }
+}
+
+void shard::on_subscribe_refused(std::uint64_t sub_id, const std::string& reason) {
+    auto it = waiting_.find(sub_id);
+    if (it == waiting_.end()) return;  // already unsubscribed (which uncounted it)
+    subscription& s = *it->second;
+    unsubscribe(s);
+    s.owner->on_refused(s, reason);
 }
 
 void shard::on_subscribe_answer(std::uint64_t sub_id, subscribe_result r) {

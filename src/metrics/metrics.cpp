@@ -37,6 +37,7 @@ const char* to_string(reject r) noexcept {
         "forbidden",
         "unauthorized",
         "rate_limited",
+        "quota_exceeded",
         "ws_protocol_error",
         "ws_invalid_utf8",
         "ws_message_too_big",

@@ -499,6 +499,14 @@ void http_session::on_reset(hub::subscription& s, const hub::message_ptr& m) {
     }
 }
 
+void http_session::on_refused(hub::subscription& s, const std::string& reason) {
+    if (!poll_ || &s != &poll_->sub) return;
+    auto p = std::move(poll_);  // the shard already unsubscribed it
+    if (w_.auth && !p->stream_ip.empty()) w_.auth->release_stream(p->stream_ip);
+    set_transport(metrics::transport::http);
+    fail_request(p->seq, reject::quota_exceeded, reason, p->keep_alive, "Retry-After: 1\r\n");
+}
+
 void http_session::on_message(hub::subscription& s, const hub::message_ptr& m) {
     if (!poll_ || &s != &poll_->sub || poll_->resume_failed) return;
     poll_->messages.push_back(m);

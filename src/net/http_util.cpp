@@ -156,7 +156,8 @@ error_spec error_for(metrics::reject r) noexcept {
         case reject::draining: status = 503; break;
         case reject::forbidden: status = 403; break;
         case reject::unauthorized: status = 401; break;
-        case reject::rate_limited: status = 429; break;
+        case reject::rate_limited:
+        case reject::quota_exceeded: status = 429; break;
         default: break;
     }
     return {status, metrics::to_string(r), r};

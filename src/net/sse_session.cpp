@@ -129,6 +129,13 @@ void sse_session::on_reset(hub::subscription& sub, const hub::message_ptr& m) {
         send_reset(s);
 }
 
+void sse_session::on_refused(hub::subscription& s, const std::string& reason) {
+    // The stream already started, so the refusal is its last event.
+    w_.counters.inc(metrics::reject::quota_exceeded);
+    end_with("event: error\ndata: {\"code\":\"quota_exceeded\",\"topic\":\"" + s.topic +
+             "\",\"message\":" + json_quote(reason) + "}\n\n");
+}
+
 void sse_session::on_readable() {
     // A stream carries nothing from the client; reading only notices that it went away.
     for (int i = 0; i < 4; ++i) {

@@ -123,6 +123,23 @@ void ws_session::on_reset(hub::subscription&, const hub::message_ptr& m) {
     enqueue(chunk::of_shared(m, m->ws_frames));
 }
 
+void ws_session::on_refused(hub::subscription& sub, const std::string& reason) {
+    w_.counters.inc(reject::quota_exceeded);
+    auto& s = static_cast<ws_sub&>(sub);
+    std::string o = "{\"type\":\"error\"";
+    if (!s.reply_id.empty()) o += ",\"id\":" + s.reply_id;
+    o += ",\"code\":\"quota_exceeded\",\"topic\":\"" + s.topic +
+         "\",\"message\":" + json_quote(reason) + "}";
+    send_json(std::move(o));
+    // Not inside a fan-out: the shard called from its answer handler, so erasing is safe.
+    for (auto it = subs_.begin(); it != subs_.end(); ++it) {
+        if (it->get() != &s) continue;
+        subs_.erase(it);
+        w_.counters.subscriptions.add(-1);
+        break;
+    }
+}
+
 void ws_session::send_json(std::string text) {
     if (close_sent_) return;
     std::string frame;

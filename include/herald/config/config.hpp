@@ -84,6 +84,13 @@ struct settings {
 
     std::vector<std::string> trusted_proxies;
 
+    struct quota {
+        std::string pattern;
+        std::size_t max_topics = 0;
+        std::size_t max_subscribers_per_topic = 0;
+    };
+    std::vector<quota> quotas;
+
     struct {
         milliseconds ping_interval{25'000};
         milliseconds pong_timeout{10'000};

@@ -9,6 +9,7 @@
 #include "herald/common/net.hpp"
 #include "herald/hub/message.hpp"
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -57,12 +58,21 @@ public:
     virtual void on_subscribed(subscription& s, const subscribe_result& r) = 0;
     // The stream skipped to `m->epoch:m->offset` (a gap nobody can fill); `s` is moved there.
     virtual void on_reset(subscription& s, const message_ptr& m) { on_message(s, m); }
+    // The owner refused the subscribe (a quota); `s` is already unsubscribed.
+    virtual void on_refused(subscription& /*s*/, const std::string& /*reason*/) {}
 
 protected:
     ~subscriber() = default;
 };
 
 class hub;
+
+// Per-namespace limits, checked on a topic's owner when a subscription arrives. 0 = no limit.
+struct quota_rule {
+    std::string pattern;
+    std::size_t max_topics = 0;                 // topics with subscribers in this process
+    std::size_t max_subscribers_per_topic = 0;  // subscriptions to one topic in this process
+};
 
 class shard {
 public:
@@ -95,12 +105,16 @@ private:
     struct route {
         std::vector<std::uint32_t> per_worker;  // subscriptions each worker holds
         std::size_t total = 0;
+        int quota = -1;  // index of the quota rule this topic counts against, if any
     };
 
     void on_remote_subscribe(unsigned from, const std::string& topic, std::uint64_t sub_id,
                              std::optional<stream_pos> since);
     void on_remote_unsubscribe(unsigned from, const std::string& topic);
     void on_subscribe_answer(std::uint64_t sub_id, subscribe_result r);
+    void on_subscribe_refused(std::uint64_t sub_id, const std::string& reason);
+    // Removes `s` from this worker's lists; true when it was there.
+    bool remove_local(subscription& s);
     void offer(subscription& s, const message_ptr& m);
     void send_outbox();
 
@@ -124,6 +138,17 @@ public:
     hub& operator=(const hub&) = delete;
 
     void set_broker(broker::broker& b) noexcept { broker_ = &b; }
+    // Before the workers start. The first matching pattern applies.
+    void set_quotas(std::vector<quota_rule> rules);
+    // The rule for `topic` (index), or -1.
+    [[nodiscard]] int quota_for(std::string_view topic) const noexcept;
+    [[nodiscard]] const quota_rule& quota(int i) const noexcept {
+        return quotas_[static_cast<std::size_t>(i)];
+    }
+    // Process-wide count of topics with subscribers under rule `i` (all owners share it).
+    [[nodiscard]] std::atomic<std::size_t>& quota_topics(int i) noexcept {
+        return quota_topics_[static_cast<std::size_t>(i)];
+    }
     [[nodiscard]] broker::broker& broker() noexcept { return *broker_; }
 
     [[nodiscard]] unsigned workers() const noexcept {
@@ -142,6 +167,8 @@ private:
     std::vector<asio::io_context*> contexts_;
     std::vector<std::unique_ptr<shard>> shards_;
     broker::broker* broker_ = nullptr;
+    std::vector<quota_rule> quotas_;
+    std::unique_ptr<std::atomic<std::size_t>[]> quota_topics_;
 };
 
 }  // namespace herald::hub

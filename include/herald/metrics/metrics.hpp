@@ -34,6 +34,7 @@ enum class reject : std::uint8_t {
     forbidden,
     unauthorized,
     rate_limited,
+    quota_exceeded,
     ws_protocol_error,
     ws_invalid_utf8,
     ws_message_too_big,

@@ -33,6 +33,7 @@ public:
     void on_message(hub::subscription& s, const hub::message_ptr& m) override;
     void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
     void on_reset(hub::subscription& s, const hub::message_ptr& m) override;
+    void on_refused(hub::subscription& s, const std::string& reason) override;
     void on_tick(time_point now) override;
     void on_drain() override;
 
@@ -103,6 +104,7 @@ public:
     void on_message(hub::subscription& s, const hub::message_ptr& m) override;
     void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
     void on_reset(hub::subscription& s, const hub::message_ptr& m) override;
+    void on_refused(hub::subscription& s, const std::string& reason) override;
     void on_tick(time_point now) override;
     void on_drain() override;
 
@@ -159,6 +161,7 @@ public:
     void on_message(hub::subscription& s, const hub::message_ptr& m) override;
     void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
     void on_reset(hub::subscription& s, const hub::message_ptr& m) override;
+    void on_refused(hub::subscription& s, const std::string& reason) override;
     void on_tick(time_point now) override;
     void on_drain() override;
 
