@@ -5,7 +5,7 @@ PYTHON    ?= /usr/bin/python3
 CMAKE_ARGS ?=
 CONFIG    ?= config/herald.yaml
 
-.PHONY: all deps configure build run test unit integration bench bench-quick test-asan format clean docker-config fuzz
+.PHONY: all deps configure build run test unit integration bench bench-quick test-asan format clean docker-config fuzz test-tsan
 
 all: build
 
@@ -46,6 +46,17 @@ test-asan: deps
 	ctest --test-dir build-asan --output-on-failure -j$(JOBS)
 	HERALD_BIN=$(abspath build-asan)/herald HERALD_TEST_RSS_SLACK_KIB=262144 \
 	  $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider
+
+# Unit and integration tests under ThreadSanitizer: the cross-worker paths (posts between io_contexts,
+# shared counters, limiters) with 2 workers per server. A report is written per process to build-tsan/.
+test-tsan: deps
+	@cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHERALD_SANITIZE=thread >/dev/null
+	@cmake --build build-tsan -j$(JOBS) --target herald herald_unit_tests
+	build-tsan/tests/herald_unit_tests
+	rm -f build-tsan/tsan.*
+	TSAN_OPTIONS="log_path=$(abspath build-tsan)/tsan" HERALD_BIN=$(abspath build-tsan)/herald \
+	  HERALD_TEST_RSS_SLACK_KIB=1048576 $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider
+	@if ls build-tsan/tsan.* >/dev/null 2>&1; then cat build-tsan/tsan.*; exit 1; fi
 
 # libFuzzer targets for every parser and for the raw server path (clang, ASan + UBSan), each for
 # FUZZ_SECONDS, starting from tests/fuzz/corpus/<target>. `make fuzz FUZZ_SECONDS=10` is a smoke run.
