@@ -276,6 +276,35 @@ def test_ws_token_subscribe_allowed_and_forbidden(server, keys):
     asyncio.run(run())
 
 
+def test_ws_publish_by_token_publish_patterns(server, keys):
+    """A token's `publish` patterns let its holder publish over WebSocket; nothing else does
+    (ws.client_publish is empty on this server)."""
+    tok = keys.token("user-1", topics=["private:pub-*"], publish=["private:pub-*"])
+    mine = "private:pub-" + unique("p")
+    other = "private:other-" + unique("p")
+
+    async def run():
+        ws = await ws_connect(server, f"token={tok}")
+        ok = await ws_op(ws, {"op": "subscribe", "topic": mine, "id": 1})
+        assert ok["type"] == "ok", ok
+        # The publish's ok and the message itself may arrive in either order.
+        await ws.send(json.dumps({"op": "publish", "topic": mine, "data": "from the client", "id": 2}))
+        frames = [await ws_recv_json(ws), await ws_recv_json(ws)]
+        pub = next(f for f in frames if f["type"] == "ok")
+        m = next(f for f in frames if f["type"] == "message")
+        assert pub["op"] == "publish" and pub["id"] == 2 and pub["offset"] == 1, pub
+        assert m["data"] == "from the client" and m["offset"] == 1, m
+        err = await ws_op(ws, {"op": "publish", "topic": other, "data": "x", "id": 3})
+        assert err["type"] == "error" and err["code"] == "forbidden" and err["id"] == 3, err
+        await ws.close()
+        anon = await ws_connect(server)
+        err = await ws_op(anon, {"op": "publish", "topic": mine, "data": "x", "id": 4})
+        assert err["type"] == "error" and err["code"] == "forbidden", err
+        await anon.close()
+
+    asyncio.run(run())
+
+
 # =============================================================================== 3. bad tokens
 
 def _bad_tokens(keys: Keys) -> dict:
