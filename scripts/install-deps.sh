@@ -17,7 +17,7 @@ packages=(
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev libhiredis-dev
   libgtest-dev libssl-dev libcli11-dev
   # tests: independent clients and the servers tests start themselves
-  curl python3 python3-pytest python3-websockets python3-requests
+  curl openssl python3 python3-pytest python3-websockets python3-requests
   redis-server nginx libnginx-mod-nchan
   # make fuzz: clang with libFuzzer and the sanitizer runtimes
   clang libclang-rt-14-dev

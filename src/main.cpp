@@ -1,6 +1,7 @@
 // herald: flags, config, logging, then the server. The only code the tests do not link.
 #include "herald/app/server.hpp"
 #include "herald/auth/context.hpp"
+#include "herald/net/tls.hpp"
 #include "herald/config/config.hpp"
 
 #include <CLI/CLI.hpp>
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
             cfg = config::load_file(check_path);
             config::apply_env(cfg, env);
             auth::context check(cfg, env);  // keys, PEM files, origins, proxies
+            (void)net::tls::load_configured(cfg);  // certificate, key, and that they match
             std::cout << check_path << ": ok\n";
             return 0;
         }

@@ -6,6 +6,7 @@
 #include "herald/hub/hub.hpp"
 #include "herald/metrics/metrics.hpp"
 #include "herald/net/listener.hpp"
+#include "herald/net/tls.hpp"
 #include "herald/net/worker_context.hpp"
 #include "publish_api.hpp"
 
@@ -114,6 +115,13 @@ int server::run() {
         spdlog::critical("config error: {}", e.what());
         return 2;
     }
+    std::shared_ptr<const net::tls::context> tls;
+    try {
+        tls = net::tls::load_configured(s.cfg);
+    } catch (const config::config_error& e) {
+        spdlog::critical("config error: {}", e.what());
+        return 2;
+    }
     // Revocation: every worker closes the user's connections; the count goes back to `from`.
     s.api->set_disconnect(
         [&s](unsigned from, std::string user, std::function<void(std::size_t)> done) {
@@ -150,6 +158,7 @@ int server::run() {
             std::make_unique<net::worker_context>(w->id, w->ioc, s.cfg, s.hub->at(w->id), *s.broker,
                                                   s.metrics.at(w->id), s.state, *s.api);
         w->ctx->auth = s.auth.get();
+        w->ctx->tls = tls;
         try {
             auto acceptor = net::open_acceptor(w->ioc, ep);
             if (ep.port() == 0) ep.port(acceptor.local_endpoint().port());
@@ -170,12 +179,32 @@ int server::run() {
         });
     }
     s.state.ready.store(true);
-    spdlog::info("listening on {}:{} ({} workers, broker {})", ep.address().to_string(), ep.port(),
-                 n, s.cfg.broker);
+    spdlog::info("listening on {}:{} ({}{} workers, broker {})", ep.address().to_string(),
+                 ep.port(), tls ? "TLS, " : "", n, s.cfg.broker);
 
     // The main thread only waits for signals and runs the drain.
     asio::io_context main_ioc(1);
     asio::signal_set signals(main_ioc, SIGINT, SIGTERM);
+    // SIGHUP reloads the TLS certificate and key from the same files (certificate renewal):
+    // connections accepted afterwards get the new one, open ones keep theirs.
+    asio::signal_set reload(main_ioc, SIGHUP);
+    std::function<void(error_code, int)> on_reload = [&](error_code ec, int) {
+        if (ec) return;
+        if (!tls) {
+            spdlog::info("SIGHUP: TLS is off, nothing to reload");
+        } else {
+            try {
+                auto fresh = net::tls::load_configured(s.cfg);
+                for (auto& w : s.workers)
+                    asio::post(w->ioc, [&w = *w, fresh] { w.ctx->tls = fresh; });
+                spdlog::info("SIGHUP: TLS certificate reloaded from {}", s.cfg.tls.cert);
+            } catch (const config::config_error& e) {
+                spdlog::error("SIGHUP: keeping the current TLS certificate: {}", e.what());
+            }
+        }
+        reload.async_wait(on_reload);
+    };
+    reload.async_wait(on_reload);
     asio::steady_timer drain_timer(main_ioc);
     time_point drain_deadline{};
     int signals_seen = 0;
@@ -186,6 +215,7 @@ int server::run() {
         if (open == 0 || clock::now() >= drain_deadline) {
             if (open) spdlog::warn("drain timeout: closing {} connections", open);
             signals.cancel();
+            reload.cancel();
             return;  // main_ioc runs out of work and run() returns
         }
         drain_timer.expires_after(milliseconds(20));
@@ -198,6 +228,7 @@ int server::run() {
         if (++signals_seen > 1) {
             spdlog::warn("second signal: stopping now");
             drain_timer.cancel();
+            reload.cancel();
             return;
         }
         spdlog::info("signal {}: draining (up to {} ms)", signo,

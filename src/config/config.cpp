@@ -374,6 +374,15 @@ const std::map<std::string, handler>& schema() {
          [](settings& c, const YAML::Node& n, const std::string& k) {
              c.redis.reconnect_max_backoff = duration(n, k, k_ms(100), k_ms(600'000));
          }},
+        {"tls.cert", [](settings& c, const YAML::Node& n, const std::string& k) { c.tls.cert = scalar(n, k); }},
+        {"tls.key", [](settings& c, const YAML::Node& n, const std::string& k) { c.tls.key = scalar(n, k); }},
+        {"tls.min_version",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             auto v = scalar(n, k);
+             if (v != "1.2" && v != "1.3")
+                 throw config_error(k, "expected \"1.2\" or \"1.3\", got '" + v + "'");
+             c.tls.min_version = v;
+         }},
         {"shutdown.drain_timeout",
          [](settings& c, const YAML::Node& n,
             const std::string&
@@ -383,6 +392,9 @@ const std::map<std::string, handler>& schema() {
 }
 
 void resolve_defaults(settings& s) {
+    if (s.tls.cert.empty() != s.tls.key.empty())
+        throw config_error(s.tls.cert.empty() ? "tls.cert" : "tls.key",
+                           "tls.cert and tls.key go together: set both (TLS) or neither");
     for (auto& r : s.history.namespaces) {
         if (r.size == k_unset_size) r.size = s.history.size;
         if (r.ttl == k_unset_ttl) r.ttl = s.history.ttl;

@@ -112,6 +112,11 @@ std::string registry::render(const std::vector<gauge>& extra) const {
            &worker_counters::resumes_failed);
     scalar("herald_subscriptions", "gauge", "Active subscriptions.",
            &worker_counters::subscriptions);
+    scalar("herald_tls_handshakes_total", "counter", "TLS handshakes completed.",
+           &worker_counters::tls_handshakes);
+    scalar("herald_tls_errors_total", "counter",
+           "TLS failures: bad handshakes or records, peers gone before finishing the handshake.",
+           &worker_counters::tls_errors);
     for (const auto& g : extra) {
         header(g.name.c_str(), g.type.c_str(), g.help.c_str());
         o << g.name << ' ';

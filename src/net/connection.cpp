@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <cstring>
 #include <span>
 
 namespace herald::net {
@@ -111,13 +112,14 @@ void worker_context::drain() {
 
 // ---- connection ----------------------------------------------------------------------------
 
-connection::connection(worker_context& w, tcp::socket socket, connection_slot slot,
-                       metrics::transport t)
+connection::connection(worker_context& w, link l, metrics::transport t)
     : w_(w),
-      socket_(std::move(socket)),
+      socket_(std::move(l.socket)),
       last_write_(clock::now()),
-      slot_(std::move(slot)),
+      slot_(std::move(l.slot)),
+      tls_(std::move(l.tls)),
       transport_(t) {
+    tls_established_ = tls_ && tls_->handshake_done();
     w_.counters.conn(t).add(1);
     w_.counters.connections_total[static_cast<std::size_t>(t)].add(1);
     w_.attach(*this);
@@ -148,15 +150,42 @@ bool connection::enqueue(chunk c, bool force) {
     }
     queued_bytes_ += c.size;
     queue_.push_back(std::move(c));
+    schedule_flush();
+    return true;
+}
+
+void connection::schedule_flush() {
     if (!flush_wanted_ && !writing_) {
         flush_wanted_ = true;
         w_.want_flush(shared_from_this());
     }
+}
+
+template <class Buffers>
+bool connection::write_now(const Buffers& bufs, std::size_t& written) {
+    error_code ec;
+    written = socket_.write_some(bufs, ec);
+    w_.counters.write_calls.add(1);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        do_wait_writable();
+        return false;
+    }
+    if (ec) {
+        spdlog::debug("write failed: {}", ec.message());
+        close_now();
+        return false;
+    }
+    w_.counters.bytes_out.add(static_cast<std::int64_t>(written));
+    last_write_ = clock::now();
     return true;
 }
 
 void connection::flush() {
     if (closed_ || writing_) return;
+    if (tls_) {
+        flush_tls();
+        return;
+    }
     // The worker's gather list: reused, so a flush neither allocates nor initialises 64 slots.
     auto& bufs = w_.gather();
     while (head_ < queue_.size()) {
@@ -166,20 +195,8 @@ void connection::flush() {
             const std::size_t skip = (i == head_) ? head_sent_ : 0;
             bufs.emplace_back(c.data + skip, c.size - skip);
         }
-        error_code ec;
-        const std::size_t written = socket_.write_some(bufs, ec);
-        w_.counters.write_calls.add(1);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) {
-            do_wait_writable();
-            return;
-        }
-        if (ec) {
-            spdlog::debug("write failed: {}", ec.message());
-            close_now();
-            return;
-        }
-        w_.counters.bytes_out.add(static_cast<std::int64_t>(written));
-        last_write_ = clock::now();
+        std::size_t written = 0;
+        if (!write_now(bufs, written)) return;
         queued_bytes_ -= written;
         std::size_t left = written;
         while (left > 0) {
@@ -205,6 +222,15 @@ void connection::on_flushed() {
     head_sent_ = 0;
     if (queue_.capacity() > 64) queue_.shrink_to_fit();
     if (close_when_flushed_) {
+        if (tls_ && !tls_shutdown_sent_) {
+            // close_notify first, so the peer can tell our close from a truncation.
+            tls_shutdown_sent_ = true;
+            tls_->shutdown();
+            if (tls_->has_output()) {
+                flush_tls();  // comes back here once written (or the close deadline ends it)
+                return;
+            }
+        }
         error_code ec;
         socket_.shutdown(tcp::socket::shutdown_send, ec);
         close_now();
@@ -233,10 +259,10 @@ void connection::close_after_flush(milliseconds grace) {
     if (idle_output()) on_flushed();
 }
 
-std::pair<tcp::socket, connection_slot> connection::hand_over() {
+link connection::hand_over() {
     closed_ = true;
     w_.detach(*this);
-    return {std::move(socket_), std::move(slot_)};
+    return {std::move(socket_), std::move(slot_), std::move(tls_)};
 }
 
 void connection::arm_close_deadline(milliseconds grace) noexcept {
@@ -252,9 +278,19 @@ void connection::close_now() {
     w_.detach(*this);
     queue_.clear();
     queued_bytes_ = 0;
+    // The TLS session (about 12 KiB in OpenSSL 3.0) goes now, not when the last reference to this
+    // connection does: a drain closes thousands within one flush pass.
+    tls_.reset();
 }
 
 void connection::wait_readable() {
+    if (tls_ && tls_->has_input()) {
+        // Records already inside the TLS session: the socket may never become readable again.
+        asio::post(w_.ioc, [self = shared_from_this()] {
+            if (!self->closed_) self->on_readable();
+        });
+        return;
+    }
     socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](error_code ec) {
         if (ec || self->closed_) return;
         self->on_readable();
@@ -262,6 +298,7 @@ void connection::wait_readable() {
 }
 
 std::size_t connection::read_some(error_code& ec) {
+    if (tls_) return read_tls(ec);
     auto& buf = w_.scratch();
     std::size_t n = socket_.read_some(asio::buffer(buf.data(), buf.size()), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
@@ -269,6 +306,120 @@ std::size_t connection::read_some(error_code& ec) {
         return 0;
     }
     return n;
+}
+
+// ---- TLS -----------------------------------------------------------------------------------
+//
+// The scratch buffer's last k_tls_raw bytes take ciphertext from the socket; plaintext is
+// decrypted into the rest, where the sessions expect it.
+namespace {
+constexpr std::size_t k_tls_raw = 16 * 1024;
+constexpr std::size_t k_tls_record = 16 * 1024;   // plaintext per TLS record at most
+constexpr std::size_t k_tls_batch = 64 * 1024;    // plaintext encrypted per write at most
+}  // namespace
+
+std::size_t connection::read_tls(error_code& ec) {
+    auto& buf = w_.scratch();
+    const std::size_t plain_cap = buf.size() - k_tls_raw;
+    for (;;) {
+        std::size_t n = 0;
+        const auto r = tls_->read(buf.data(), plain_cap, n);
+        if (!tls_established_ && tls_->handshake_done()) {
+            tls_established_ = true;
+            w_.counters.tls_handshakes.add(1);
+        }
+        if (tls_->has_output()) schedule_flush();  // handshake messages, tickets, alerts
+        switch (r) {
+        case tls::channel::result::data:
+            return n;
+        case tls::channel::result::closed:
+            ec = asio::error::eof;
+            return 0;
+        case tls::channel::result::error:
+            w_.counters.tls_errors.add(1);
+            spdlog::debug("tls: {}", tls_->last_error());
+            ec = asio::error::connection_aborted;
+            return 0;
+        case tls::channel::result::want_input:
+            break;
+        }
+        const std::size_t got =
+            socket_.read_some(asio::buffer(buf.data() + plain_cap, k_tls_raw), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+            ec = {};
+            return 0;
+        }
+        if (ec) {
+            // A peer that never finished its handshake (a plain-HTTP client, a scanner) is
+            // counted once, when it goes.
+            if (!tls_established_ && ec == asio::error::eof) w_.counters.tls_errors.add(1);
+            return 0;
+        }
+        if (!tls_established_ && !tls_->handshake_started() && buf[plain_cap] != 0x16) {
+            // Not a TLS handshake record: most likely plain HTTP sent to this HTTPS port. Say
+            // so in plain HTTP (as nginx does) rather than with a TLS alert nobody can read.
+            static constexpr std::string_view k_plain_answer =
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                "Content-Length: 82\r\nConnection: close\r\n\r\n"
+                "{\"error\":\"tls_required\",\"message\":\"this port speaks TLS: use https:// "
+                "or wss://\"}\n";
+            error_code ignored;
+            socket_.write_some(asio::buffer(k_plain_answer), ignored);
+            w_.counters.tls_errors.add(1);
+            ec = asio::error::connection_aborted;
+            return 0;
+        }
+        tls_->feed(buf.data() + plain_cap, got);
+    }
+}
+
+bool connection::encrypt_queued() {
+    // Frames are coalesced into records of up to 16 KiB (one MAC and one header per record, not
+    // per frame); a chunk of a record's size or more is encrypted where it lies.
+    auto& stage = w_.scratch();
+    std::size_t staged = 0;
+    std::size_t done = 0;
+    auto seal = [&]() {
+        const bool ok = tls_->write(stage.data(), staged);
+        staged = 0;
+        return ok;
+    };
+    while (head_ < queue_.size() && done < k_tls_batch) {
+        auto& c = queue_[head_];
+        if (c.size >= k_tls_record) {
+            if (staged > 0 && !seal()) return false;
+            if (!tls_->write(c.data, c.size)) return false;
+        } else {
+            if (staged + c.size > k_tls_record && !seal()) return false;
+            std::memcpy(stage.data() + staged, c.data, c.size);
+            staged += c.size;
+        }
+        done += c.size;
+        queued_bytes_ -= c.size;
+        c.hold.reset();
+        ++head_;
+    }
+    return staged == 0 || seal();
+}
+
+void connection::flush_tls() {
+    for (;;) {
+        const auto out = tls_->output();
+        if (!out.empty()) {
+            std::size_t written = 0;
+            if (!write_now(asio::buffer(out), written)) return;
+            tls_->consume_output(written);
+            continue;
+        }
+        if (head_ >= queue_.size()) break;
+        if (!encrypt_queued()) {
+            w_.counters.tls_errors.add(1);
+            spdlog::debug("tls: {}", tls_->last_error());
+            close_now();
+            return;
+        }
+    }
+    on_flushed();
 }
 
 }  // namespace herald::net

@@ -62,11 +62,13 @@ void responder::error(reject reason, std::string_view message,
         s->fail_request(seq_, reason, message, keep_alive_, extra_ + std::string(extra_headers));
 }
 
-http_session::http_session(worker_context& w, tcp::socket socket, connection_slot slot)
-    : connection(w, std::move(socket), std::move(slot), metrics::transport::http) {}
+http_session::http_session(worker_context& w, link l)
+    : connection(w, std::move(l), metrics::transport::http) {}
 
 void http_session::start() {
     arm_idle();
+    // A TLS handshake is part of the request head: it gets the header timeout, not the idle one.
+    if (handshaking()) deadline_ = clock::now() + w_.cfg.http.header_timeout;
     wait_readable();
 }
 
@@ -393,8 +395,8 @@ bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req) {
     const bool subprotocol = has_token(req.header("Sec-WebSocket-Protocol"), "herald.v1");
     auto accept = ws::accept_key(key);
     slots_.clear();
-    auto [socket, slot] = hand_over();
-    auto s = std::make_shared<ws_session>(w_, std::move(socket), std::move(slot), std::move(in_),
+    auto l = hand_over();
+    auto s = std::make_shared<ws_session>(w_, std::move(l), std::move(in_),
                                           std::move(claims), std::move(stream_ip));
     s->start(accept, subprotocol, *topics);
     return true;
@@ -427,8 +429,8 @@ bool http_session::start_sse(std::uint64_t seq, http_request& req) {
     // Allowed origins get their CORS headers on the stream's response.
     std::string cors = cors_;
     slots_.clear();
-    auto [socket, slot] = hand_over();
-    auto s = std::make_shared<sse_session>(w_, std::move(socket), std::move(slot),
+    auto l = hand_over();
+    auto s = std::make_shared<sse_session>(w_, std::move(l),
                                            std::move(claims), std::move(stream_ip));
     s->start(*topics, since, cors);
     return true;
@@ -574,6 +576,7 @@ void http_session::on_tick(time_point now) {
             make_error(spec.status, spec.code, "request not received in time", false)));
         close_after_flush(milliseconds(1000));
     } else {
+        if (handshaking()) w_.counters.tls_errors.add(1);  // a TLS handshake that never finished
         close_now();
     }
 }

@@ -58,7 +58,18 @@ void listener::on_accept(error_code ec, tcp::socket socket) {
     error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
     socket.non_blocking(true, ignored);
-    auto session = std::make_shared<http_session>(w_, std::move(socket), std::move(slot));
+    std::unique_ptr<tls::channel> tls;
+    if (w_.tls) {
+        try {
+            tls = std::make_unique<tls::channel>(*w_.tls);
+        } catch (const std::bad_alloc&) {
+            spdlog::warn("accept: no memory for a TLS session; closing the connection");
+            do_accept();
+            return;  // the socket and its slot are released here
+        }
+    }
+    auto session = std::make_shared<http_session>(
+        w_, link{std::move(socket), std::move(slot), std::move(tls)});
     // Over the limit the connection is still read, so the client gets a clear 503 rather than
     // a reset; it is closed after that one answer.
     if (open > w_.cfg.limits.max_connections) session->refuse_with(metrics::reject::over_capacity);

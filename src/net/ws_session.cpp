@@ -18,10 +18,10 @@ namespace {
 const std::string k_ping_frame = ws::make_frame(ws::opcode::ping, {});
 }  // namespace
 
-ws_session::ws_session(worker_context& w, tcp::socket socket, connection_slot slot,
+ws_session::ws_session(worker_context& w, link l,
                        std::string leftover, std::unique_ptr<auth::token_claims> claims,
                        std::string stream_ip)
-    : connection(w, std::move(socket), std::move(slot), metrics::transport::ws),
+    : connection(w, std::move(l), metrics::transport::ws),
       in_(std::move(leftover)),
       last_seen_(clock::now()),
       last_ping_(clock::now()),

@@ -75,8 +75,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     rt.acceptor.accept(server);
     server.non_blocking(true);
     rt.state.connections.fetch_add(1);
-    auto session = std::make_shared<net::http_session>(rt.ctx, std::move(server),
-                                                       net::connection_slot(&rt.state));
+    auto session = std::make_shared<net::http_session>(
+        rt.ctx, net::link{std::move(server), net::connection_slot(&rt.state), nullptr});
     session->start();
     session.reset();
     asio::write(client, asio::buffer(data, size));

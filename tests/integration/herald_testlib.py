@@ -343,8 +343,9 @@ class SSEClient:
     """`curl -N` reading an event stream; a thread collects bytes; parsing follows the
     EventSource rules (lines end at CRLF, CR or LF; a blank line ends a block)."""
 
-    def __init__(self, url: str, headers: dict | None = None, max_time: float = 120.0):
-        args = ["curl", "-N", "-s", "-S", "-i", "--max-time", str(int(max_time))]
+    def __init__(self, url: str, headers: dict | None = None, max_time: float = 120.0,
+                 curl_args: tuple = ()):
+        args = ["curl", "-N", "-s", "-S", "-i", "--max-time", str(int(max_time)), *curl_args]
         for k, v in (headers or {}).items():
             args += ["-H", f"{k}: {v}"]
         args.append(url)

@@ -122,6 +122,13 @@ struct settings {
         milliseconds drain_timeout{10'000};
     } shutdown;
 
+    // In-process TLS: with both set, the listener speaks HTTPS/WSS only.
+    struct {
+        std::string cert;  // PEM certificate chain (leaf first)
+        std::string key;   // PEM private key
+        std::string min_version = "1.2";
+    } tls;
+
     // Used when broker is "redis".
     struct {
         std::vector<std::string> shards{"127.0.0.1:6379"};  // host:port, topics spread by HRW hash

@@ -74,6 +74,8 @@ struct alignas(64) worker_counters {
     counter resumes_recovered;
     counter resumes_failed;
     counter subscriptions;  // gauge
+    counter tls_handshakes;  // completed
+    counter tls_errors;      // failed handshakes, bad records, peers gone mid-handshake
 
     void inc(reject r) noexcept { rejected[static_cast<std::size_t>(r)].add(); }
     counter& conn(transport t) noexcept { return connections[static_cast<std::size_t>(t)]; }

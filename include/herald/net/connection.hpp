@@ -6,6 +6,7 @@
 // the chunk co-owns), so queuing a message for a subscriber copies no payload.
 #include "herald/common/net.hpp"
 #include "herald/metrics/metrics.hpp"
+#include "herald/net/tls.hpp"
 #include "herald/net/worker_context.hpp"
 
 #include <memory>
@@ -50,9 +51,17 @@ private:
     process_state* state_ = nullptr;
 };
 
+// What passes from one session to the next on the same TCP connection: the socket, its slot and,
+// on a TLS listener, the TLS session (with any ciphertext not yet written).
+struct link {
+    tcp::socket socket;
+    connection_slot slot;
+    std::unique_ptr<tls::channel> tls;  // null on plain TCP
+};
+
 class connection : public std::enable_shared_from_this<connection> {
 public:
-    connection(worker_context& w, tcp::socket socket, connection_slot slot, metrics::transport t);
+    connection(worker_context& w, link l, metrics::transport t);
     virtual ~connection();
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
@@ -81,13 +90,13 @@ protected:
     virtual void on_close() {}
     // Hook: the queue overflowed; runs from the flush pass, never inside a fan-out loop.
     virtual void on_slow_consumer() { close_now(); }
-    // Gives the socket and the slot to a new session; this one ends without closing the socket.
-    // Only when nothing is queued or being written.
-    std::pair<tcp::socket, connection_slot> hand_over();
+    // Gives the socket, the slot and the TLS session to a new session; this one ends without
+    // closing the socket. Only when nothing is queued or being written.
+    link hand_over();
     // Closes at `now + grace` at the latest (the close handshake's bound).
     void arm_close_deadline(milliseconds grace) noexcept;
     [[nodiscard]] bool idle_output() const noexcept {
-        return !writing_ && !flush_wanted_ && head_ >= queue_.size();
+        return !writing_ && head_ >= queue_.size();
     }
     // Drops everything queued that has not started to leave (keeps a partly written chunk).
     void drop_queue() noexcept;
@@ -95,10 +104,13 @@ protected:
     // Waits for the socket to be readable, then calls on_readable() (unless closed).
     void wait_readable();
     virtual void on_readable() {}
-    // Non-blocking read into the worker's scratch buffer. 0 bytes with !ec: would block.
+    // Non-blocking read into the worker's scratch buffer (plaintext, also on TLS). 0 bytes with
+    // !ec: would block.
     std::size_t read_some(error_code& ec);
 
     [[nodiscard]] std::size_t queued_bytes() const noexcept { return queued_bytes_; }
+    // A TLS connection whose handshake has not finished yet.
+    [[nodiscard]] bool handshaking() const noexcept { return tls_ && !tls_established_; }
     [[nodiscard]] bool writing() const noexcept { return writing_; }
     [[nodiscard]] bool slow() const noexcept { return slow_; }
     [[nodiscard]] time_point close_deadline() const noexcept { return close_deadline_; }
@@ -112,8 +124,17 @@ private:
     friend class worker_context;
     void do_wait_writable();
     void on_flushed();
+    void schedule_flush();
+    // One non-blocking write; false when flushing must stop here (now waiting for the socket to
+    // become writable, or closed after an error).
+    template <class Buffers>
+    bool write_now(const Buffers& bufs, std::size_t& written);
+    std::size_t read_tls(error_code& ec);
+    void flush_tls();
+    bool encrypt_queued();
 
     connection_slot slot_;
+    std::unique_ptr<tls::channel> tls_;
     metrics::transport transport_;
     std::vector<chunk> queue_;
     std::size_t head_ = 0;       // first unsent chunk
@@ -125,6 +146,8 @@ private:
     bool slow_ = false;
     bool closed_ = false;
     bool close_when_flushed_ = false;
+    bool tls_established_ = false;
+    bool tls_shutdown_sent_ = false;
     // Intrusive list of the worker's live connections.
     connection* prev_ = nullptr;
     connection* next_ = nullptr;

@@ -19,7 +19,7 @@ namespace herald::net {
 
 class http_session final : public connection, public hub::subscriber {
 public:
-    http_session(worker_context& w, tcp::socket socket, connection_slot slot);
+    http_session(worker_context& w, link l);
     void start();
     // Answers the first request with this error, then closes (over capacity).
     void refuse_with(metrics::reject reason) noexcept { refuse_ = reason; }
@@ -95,7 +95,7 @@ private:
 
 class ws_session final : public connection, public hub::subscriber {
 public:
-    ws_session(worker_context& w, tcp::socket socket, connection_slot slot, std::string leftover,
+    ws_session(worker_context& w, link l, std::string leftover,
                std::unique_ptr<auth::token_claims> claims, std::string stream_ip);
     ~ws_session() override;
     // Sends the 101 answer and subscribes the topics given in the URL.
@@ -151,7 +151,7 @@ private:
 
 class sse_session final : public connection, public hub::subscriber {
 public:
-    sse_session(worker_context& w, tcp::socket socket, connection_slot slot,
+    sse_session(worker_context& w, link l,
                 std::unique_ptr<auth::token_claims> claims, std::string stream_ip);
     ~sse_session() override;
     void start(const std::vector<std::string>& topics,

@@ -23,6 +23,9 @@ class shard;
 namespace herald::auth {
 class context;
 }
+namespace herald::net::tls {
+class context;
+}
 
 namespace herald::net {
 
@@ -56,6 +59,9 @@ public:
     process_state& state;
     http_api& api;
     auth::context* auth = nullptr;  // process-wide; null in tests that need no security
+    // The TLS certificate new connections get (null: plain TCP). Set by the server before the
+    // loop starts and replaced on this worker's thread when the certificate is reloaded.
+    std::shared_ptr<const tls::context> tls;
 
     // Closes every connection of `user` (a token's sub); returns how many.
     std::size_t revoke(std::string_view user);

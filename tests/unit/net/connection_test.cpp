@@ -56,8 +56,9 @@ struct connection_test : ::testing::Test {
         if (!ctx)
             ctx = std::make_unique<net::worker_context>(0, ioc, cfg, hub.at(0), broker,
                                                         metrics.at(0), state, api);
-        return std::make_shared<test_connection>(*ctx, std::move(server), net::connection_slot{},
-                                                 metrics::transport::ws);
+        return std::make_shared<test_connection>(
+            *ctx, net::link{std::move(server), net::connection_slot{}, nullptr},
+            metrics::transport::ws);
     }
 
     std::shared_ptr<test_connection> connect_again() {
