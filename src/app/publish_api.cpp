@@ -70,6 +70,30 @@ struct batch {
     }
 };
 
+// Collects the two halves of a revocation; both callbacks run on the same worker.
+struct revocation {
+    explicit revocation(net::responder r) : resp(std::move(r)) {}
+    net::responder resp;
+    std::size_t local = 0;
+    broker::broadcast_result remote;
+    int remaining = 2;
+
+    void arrive() {
+        if (--remaining > 0) return;
+        if (!remote.delivered) {
+            resp.error(reject::draining,
+                       "closed " + std::to_string(local) +
+                           " connections on this instance, but the broker is unavailable and "
+                           "other instances were not told; retry",
+                       "Retry-After: 1\r\n");
+            return;
+        }
+        resp.send(200, "application/json",
+                  "{\"disconnected\":" + std::to_string(local) +
+                      ",\"instances\":" + std::to_string(remote.instances) + "}");
+    }
+};
+
 void count_result(net::worker_context& w, const broker::publish_result& r) {
     if (r.status == broker::publish_status::ok)
         w.counters.messages_published.add();
@@ -180,13 +204,22 @@ void publish_api::admin_disconnect(net::worker_context& w, const net::http_reque
         r.error(reject::bad_request, "body must be {\"user\": \"<sub of the user's tokens>\"}");
         return;
     }
-    if (!disconnect_) {
-        r.send(200, "application/json", "{\"disconnected\":0}");
-        return;
-    }
-    disconnect_(w.id, u->get<std::string>(), [r](std::size_t n) {
-        r.send(200, "application/json", "{\"disconnected\":" + std::to_string(n) + "}");
+    // This instance closes its connections itself, whatever the broker's state; the broker tells
+    // the others. The answer waits for both (their callbacks run on this worker).
+    auto t = std::make_shared<revocation>(r);
+    auto user = u->get<std::string>();
+    broker_.broadcast_disconnect(w.id, user, [t](broker::broadcast_result b) {
+        t->remote = b;
+        t->arrive();
     });
+    auto local = [t](std::size_t n) {
+        t->local = n;
+        t->arrive();
+    };
+    if (disconnect_)
+        disconnect_(w.id, std::move(user), std::move(local));
+    else
+        local(0);
 }
 
 void publish_api::publish_one(net::worker_context& w, const net::http_request& req,

@@ -11,7 +11,8 @@ namespace herald::app {
 
 class publish_api final : public net::http_api {
 public:
-    // Closes `user`'s connections on every worker; `done(count)` runs on worker `from`.
+    // Closes `user`'s connections on every worker of this instance; `done(count)` runs on worker
+    // `from`. The broker tells the other instances.
     using disconnect_fn =
         std::function<void(unsigned from, std::string user, std::function<void(std::size_t)> done)>;
     void set_disconnect(disconnect_fn fn) { disconnect_ = std::move(fn); }

@@ -65,6 +65,27 @@ struct server::impl {
         });
     }
 
+    // Revocation: every worker closes the user's connections; the count goes back to `from`.
+    void revoke(unsigned from, std::string user, std::function<void(std::size_t)> done) {
+        struct tally {
+            std::size_t count = 0;
+            std::size_t left = 0;
+            std::function<void(std::size_t)> done;
+        };
+        auto t = std::make_shared<tally>();
+        t->left = workers.size();
+        t->done = std::move(done);
+        for (auto& w : workers) {
+            asio::post(w->ioc, [this, &w = *w, from, user, t] {
+                const std::size_t n = w.ctx->revoke(user);
+                asio::post(workers[from]->ioc, [t, n] {
+                    t->count += n;
+                    if (--t->left == 0) t->done(t->count);
+                });
+            });
+        }
+    }
+
     config::settings cfg;
     metrics::registry metrics;
     net::process_state state;
@@ -122,27 +143,17 @@ int server::run() {
         spdlog::critical("config error: {}", e.what());
         return 2;
     }
-    // Revocation: every worker closes the user's connections; the count goes back to `from`.
+    // Revocation: every worker of this instance closes the user's connections (the count goes
+    // back to `from`), and the broker tells the other instances.
     s.api->set_disconnect(
         [&s](unsigned from, std::string user, std::function<void(std::size_t)> done) {
-            struct tally {
-                std::size_t count = 0;
-                std::size_t left = 0;
-                std::function<void(std::size_t)> done;
-            };
-            auto t = std::make_shared<tally>();
-            t->left = s.workers.size();
-            t->done = std::move(done);
-            for (auto& w : s.workers) {
-                asio::post(w->ioc, [&s, &w = *w, from, user, t] {
-                    const std::size_t n = w.ctx->revoke(user);
-                    asio::post(s.workers[from]->ioc, [t, n] {
-                        t->count += n;
-                        if (--t->left == 0) t->done(t->count);
-                    });
-                });
-            }
+            s.revoke(from, std::move(user), std::move(done));
         });
+    s.broker->set_disconnect_handler([&s](unsigned w, std::string user) {
+        s.revoke(w, std::move(user), [](std::size_t n) {
+            spdlog::info("disconnect broadcast by another instance: closed {} connections", n);
+        });
+    });
 
     // Bind every worker's acceptor before any thread starts: with port 0 the first bind picks
     // the port and the others join it.

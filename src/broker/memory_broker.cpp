@@ -114,6 +114,11 @@ void memory_broker::on_tick(unsigned worker, time_point now) {
     bytes_[worker].store(stores_[worker]->bytes(), std::memory_order_relaxed);
 }
 
+void memory_broker::broadcast_disconnect(unsigned from, std::string /*user*/,
+                                         broadcast_handler done) {
+    hub_.post(from, [done = std::move(done)] { done(broadcast_result{}); });
+}
+
 std::size_t memory_broker::history_bytes() const noexcept {
     std::size_t total = 0;
     for (const auto& b : bytes_) total += b.load(std::memory_order_relaxed);

@@ -17,6 +17,7 @@ namespace {
 
 constexpr std::size_t k_subscribe_batch = 256;  // channels per SUBSCRIBE / UNSUBSCRIBE
 constexpr unsigned k_meta_refresh_ticks = 30;   // on_tick runs once a second
+constexpr unsigned k_control_worker = 0;        // the worker following the control channel
 
 std::int64_t unix_ms_now() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -32,8 +33,11 @@ redis_broker::redis_broker(hub::hub& h, const config::settings& cfg,
       cfg_(cfg),
       shard_names_(cfg.redis.shards),
       sha_publish_(redis::script_sha(redis::publish_script)),
-      sha_read_(redis::script_sha(redis::read_script)) {
+      sha_read_(redis::script_sha(redis::read_script)),
+      control_channel_(redis::control_channel(cfg.redis.key_prefix)),
+      control_shard_(redis::pick_shard(control_channel_, shard_names_)) {
     std::random_device rd;
+    instance_id_ = fmt::format("{:08x}{:08x}", rd(), rd());
     for (unsigned w = 0; w < contexts.size(); ++w) {
         auto ws = std::make_unique<worker_state>();
         ws->rng.seed((static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ (w * 0x9E3779B97F4A7C15ULL));
@@ -73,6 +77,8 @@ redis_broker::redis_broker(hub::hub& h, const config::settings& cfg,
         }
         workers_.push_back(std::move(ws));
     }
+    spdlog::info("redis: instance {}; control channel '{}' on {}", instance_id_, control_channel_,
+                 shard_names_[control_shard_]);
     for (unsigned w = 0; w < contexts.size(); ++w) {
         hub_.post(w, [this, w] {
             for (auto& l : workers_[w]->shards) {
@@ -105,6 +111,9 @@ redis_broker::stats redis_broker::snapshot() const noexcept {
     s.gaps_filled = gaps_filled_.load(std::memory_order_relaxed);
     s.gap_messages = gap_messages_.load(std::memory_order_relaxed);
     s.resets_sent = resets_sent_.load(std::memory_order_relaxed);
+    s.control_published = control_published_.load(std::memory_order_relaxed);
+    s.control_received = control_received_.load(std::memory_order_relaxed);
+    s.control_failures = control_failures_.load(std::memory_order_relaxed);
     return s;
 }
 
@@ -347,6 +356,10 @@ void redis_broker::answer_resolve(unsigned w, const std::string& topic, pending_
 
 void redis_broker::on_push(unsigned w, std::size_t shard, redisReply* reply) {
     const auto p = redis::parse_push(reply);
+    if (p.channel == control_channel_) {
+        if (w == k_control_worker && shard == control_shard_) on_control(w, p);
+        return;
+    }
     const auto t = redis::topic_of_channel(cfg_.redis.key_prefix, p.channel);
     if (t.empty()) return;
     auto& topics = workers_[w]->topics;
@@ -472,6 +485,45 @@ void redis_broker::send_reset(unsigned w, const std::string& topic, topic_state&
 }
 
 // ---------------------------------------------------------------------------------------------
+// Control: revocation across instances
+
+void redis_broker::broadcast_disconnect(unsigned from, std::string user, broadcast_handler done) {
+    auto& link = *workers_[from]->shards[control_shard_].cmd;
+    const auto payload =
+        redis::encode_control({redis::control::type::disconnect, instance_id_, std::move(user)});
+    auto fail = [this](broadcast_handler& d) {
+        control_failures_.fetch_add(1, std::memory_order_relaxed);
+        d(broadcast_result{false, 0});
+    };
+    // PUBLISH answers how many subscribers got the message: one per instance, this one included.
+    const bool sent = link.command(
+        {"PUBLISH", control_channel_, payload}, [this, fail, done](redisReply* r) mutable {
+            if (r == nullptr || r->type != REDIS_REPLY_INTEGER || r->integer < 0) {
+                if (redis::is_error(r))
+                    spdlog::warn("redis control publish: {}", std::string_view(r->str, r->len));
+                fail(done);
+                return;
+            }
+            control_published_.fetch_add(1, std::memory_order_relaxed);
+            done(broadcast_result{true, static_cast<std::size_t>(r->integer)});
+        });
+    if (!sent) hub_.post(from, [fail, done = std::move(done)]() mutable { fail(done); });
+}
+
+void redis_broker::on_control(unsigned w, const redis::push& p) {
+    if (p.kind != redis::push::type::message) return;  // the SUBSCRIBE confirmation
+    auto c = redis::decode_control(p.payload);
+    if (!c) {
+        spdlog::warn("redis: undecodable control message");
+        return;
+    }
+    // The sender closes its own connections without the broker: never twice, never counted twice.
+    if (c->origin == instance_id_) return;
+    control_received_.fetch_add(1, std::memory_order_relaxed);
+    if (on_disconnect_) on_disconnect_(w, std::move(c->user));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Unsubscribe, link changes, tick
 
 void redis_broker::on_topic_idle(unsigned owner, const std::string& topic) {
@@ -521,6 +573,8 @@ void redis_broker::flush_idle(unsigned w) {
 
 void redis_broker::on_sub_up(unsigned w, std::size_t shard) {
     auto& ws = *workers_[w];
+    if (w == k_control_worker && shard == control_shard_)
+        ws.shards[shard].sub->subscribe({control_channel_});
     std::vector<std::string> chunk;
     std::vector<topic_state*> sent;
     auto flush = [&] {
@@ -653,6 +707,14 @@ std::vector<metrics::registry::gauge> redis_broker::metrics() const {
          d(s.gap_messages), "counter"},
         {"herald_redis_resets_total", "Resets sent because a gap could not be filled.",
          d(s.resets_sent), "counter"},
+        {"herald_redis_control_published_total",
+         "Control messages (revocations) this instance published on the control channel.",
+         d(s.control_published), "counter"},
+        {"herald_redis_control_received_total", "Control messages from other instances acted on.",
+         d(s.control_received), "counter"},
+        {"herald_redis_control_failures_total",
+         "Control messages Redis did not confirm (the revocation answered 503).",
+         d(s.control_failures), "counter"},
     };
 }
 

@@ -5,6 +5,7 @@
 #include <openssl/sha.h>
 
 #include <charconv>
+#include <initializer_list>
 
 namespace herald::broker::redis {
 
@@ -15,6 +16,20 @@ bool parse_int(std::string_view s, T& out) {
     if (s.empty()) return false;
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
     return ec == std::errc{} && end == s.data() + s.size();
+}
+
+// The layout of entries and control messages: each field followed by '\n', then the rest as is.
+std::string join_fields(std::initializer_list<std::string_view> fields, std::string_view rest) {
+    std::size_t n = rest.size();
+    for (auto f : fields) n += f.size() + 1;
+    std::string out;
+    out.reserve(n);
+    for (auto f : fields) {
+        out += f;
+        out += '\n';
+    }
+    out += rest;
+    return out;
 }
 
 // Next '\n'-terminated field of `in`, advancing it.
@@ -52,20 +67,10 @@ bool as_u64(const redisReply* r, std::uint64_t& out) {
 }  // namespace
 
 std::string encode_entry(const entry& e) {
-    std::string out;
-    out.reserve(e.epoch.size() + e.event.size() + e.payload.size() + 48);
-    out += e.epoch;
-    out += '\n';
-    out += std::to_string(e.offset);
-    out += '\n';
-    out += static_cast<char>('0' + static_cast<int>(e.kind));
-    out += '\n';
-    out += e.event;
-    out += '\n';
-    out += std::to_string(e.unix_ms);
-    out += '\n';
-    out += e.payload;
-    return out;
+    const char kind = static_cast<char>('0' + static_cast<int>(e.kind));
+    return join_fields({e.epoch, std::to_string(e.offset), std::string_view(&kind, 1), e.event,
+                        std::to_string(e.unix_ms)},
+                       e.payload);
 }
 
 std::optional<entry> decode_entry(std::string_view in) {
@@ -100,6 +105,25 @@ std::string_view topic_of_channel(std::string_view prefix, std::string_view ch) 
         ch.substr(prefix.size(), 2) != "c:")
         return {};
     return ch.substr(prefix.size() + 2);
+}
+
+std::string control_channel(std::string_view prefix) {
+    return std::string(prefix) + "control";
+}
+
+std::string encode_control(const control& c) {
+    return join_fields({"disconnect", c.origin}, c.user);
+}
+
+std::optional<control> decode_control(std::string_view in) {
+    control c;
+    std::string_view f;
+    if (!field(in, f) || f != "disconnect") return std::nullopt;
+    if (!field(in, f) || f.empty()) return std::nullopt;
+    c.origin = std::string(f);
+    if (in.empty()) return std::nullopt;
+    c.user = std::string(in);
+    return c;
 }
 
 std::uint64_t hrw_score(std::string_view topic, std::string_view shard) noexcept {

@@ -495,7 +495,7 @@ def test_admin_disconnect_user(server, keys):
             r = await asyncio.to_thread(requests.post, server.url("/admin/disconnect"), json={"user": "u1"},
                                         headers=ADMIN_HDR, timeout=10)
             assert r.status_code == 200, r.text
-            assert r.json() == {"disconnected": 3}, r.json()
+            assert r.json() == {"disconnected": 3, "instances": 1}, r.json()
 
             for w in (a, b):
                 try:
@@ -515,7 +515,7 @@ def test_admin_disconnect_user(server, keys):
             # nobody left for u1
             r = await asyncio.to_thread(requests.post, server.url("/admin/disconnect"), json={"user": "u1"},
                                         headers=ADMIN_HDR, timeout=10)
-            assert r.status_code == 200 and r.json() == {"disconnected": 0}, r.text
+            assert r.status_code == 200 and r.json() == {"disconnected": 0, "instances": 1}, r.text
         finally:
             sse.close()
             for w in (a, b, c, anon):

@@ -34,6 +34,14 @@ using publish_handler = std::function<void(publish_result)>;
 using subscribe_handler = std::function<void(hub::subscribe_result)>;
 using history_handler = std::function<void(history_result)>;
 
+struct broadcast_result {
+    bool delivered = true;      // false: the broker is unavailable and no other instance was told
+    std::size_t instances = 1;  // instances that received it, this one included
+};
+using broadcast_handler = std::function<void(broadcast_result)>;
+// Runs on a worker of this process when another instance broadcast a disconnect.
+using disconnect_handler = std::function<void(unsigned worker, std::string user)>;
+
 class broker {
 public:
     virtual ~broker() = default;
@@ -59,11 +67,21 @@ public:
     // may stop following it; the hub may resolve the topic again later.
     virtual void on_topic_idle(unsigned /*owner*/, const std::string& /*topic*/) {}
 
+    // Revocation: tells every other instance to close `user`'s connections (the caller closes
+    // this instance's). Called on `from`; `done` runs on `from`. Each receiving instance hands
+    // the user to the handler set below, once; the sender is not handed its own broadcast.
+    virtual void broadcast_disconnect(unsigned from, std::string user, broadcast_handler done) = 0;
+    // Set before the workers start.
+    void set_disconnect_handler(disconnect_handler h) { on_disconnect_ = std::move(h); }
+
     // Broker-specific series for /metrics (links, reconnects, gaps...).
     [[nodiscard]] virtual std::vector<metrics::registry::gauge> metrics() const { return {}; }
 
     [[nodiscard]] virtual bool ready() const noexcept = 0;
     [[nodiscard]] virtual std::size_t history_bytes() const noexcept = 0;
+
+protected:
+    disconnect_handler on_disconnect_;
 };
 
 }  // namespace herald::broker

@@ -21,6 +21,8 @@ public:
     void history(unsigned from, const std::string& topic, std::optional<hub::stream_pos> since,
                  std::size_t limit, history_handler done) override;
     void on_tick(unsigned worker, time_point now) override;
+    // One instance: nobody else to tell.
+    void broadcast_disconnect(unsigned from, std::string user, broadcast_handler done) override;
     [[nodiscard]] bool ready() const noexcept override { return true; }
     [[nodiscard]] std::size_t history_bytes() const noexcept override;
 

@@ -13,6 +13,9 @@
 //             next one (a pub/sub link that was down, a Redis restarted empty) makes it read the
 //             gap from history and dispatch it in order first, or dispatch a reset when history no
 //             longer holds it.
+//   control   revocations are PUBLISHed on `<prefix>control`, on the shard rendezvous hashing
+//             picks for that name; worker 0 of every instance subscribes to it (again after each
+//             reconnect), skips what its own instance sent, and hands the rest to the handler.
 //
 // Per worker and shard: one command link (publishes pipeline on it) and one pub/sub link. All
 // per-worker state is touched only on that worker's thread.
@@ -44,6 +47,7 @@ public:
                  std::size_t limit, history_handler done) override;
     void on_tick(unsigned worker, time_point now) override;
     void on_topic_idle(unsigned owner, const std::string& topic) override;
+    void broadcast_disconnect(unsigned from, std::string user, broadcast_handler done) override;
     [[nodiscard]] bool ready() const noexcept override;
     [[nodiscard]] std::size_t history_bytes() const noexcept override { return 0; }
 
@@ -57,6 +61,9 @@ public:
         std::uint64_t gaps_filled = 0;
         std::uint64_t gap_messages = 0;
         std::uint64_t resets_sent = 0;
+        std::uint64_t control_published = 0;
+        std::uint64_t control_received = 0;
+        std::uint64_t control_failures = 0;
     };
     [[nodiscard]] stats snapshot() const noexcept;
     [[nodiscard]] std::vector<metrics::registry::gauge> metrics() const override;
@@ -113,6 +120,7 @@ private:
     void drain_waiting(unsigned w, const std::string& topic, topic_state& st);
     void answer_resolve(unsigned w, const std::string& topic, pending_resolve p);
     void on_push(unsigned w, std::size_t shard, redisReply* reply);
+    void on_control(unsigned w, const redis::push& p);
     void relay(unsigned w, const std::string& topic, topic_state& st, hub::message_ptr m);
     void catch_up(unsigned w, const std::string& topic, topic_state& st);
     void send_reset(unsigned w, const std::string& topic, topic_state& st, const std::string& epoch,
@@ -128,6 +136,9 @@ private:
     std::vector<std::string> shard_names_;
     std::string sha_publish_;
     std::string sha_read_;
+    std::string instance_id_;  // random per process: tells this instance's control messages apart
+    std::string control_channel_;
+    std::size_t control_shard_ = 0;
     std::vector<std::unique_ptr<worker_state>> workers_;
 
     std::atomic<std::int64_t> links_down_{0};
@@ -138,6 +149,9 @@ private:
     std::atomic<std::uint64_t> gap_messages_{0};
     std::atomic<std::uint64_t> resets_sent_{0};
     std::atomic<std::uint64_t> reconnects_{0};
+    std::atomic<std::uint64_t> control_published_{0};
+    std::atomic<std::uint64_t> control_received_{0};
+    std::atomic<std::uint64_t> control_failures_{0};
 };
 
 }  // namespace herald::broker

@@ -1,7 +1,7 @@
 #pragma once
 // The parts of the redis broker that need no connection: the key and channel layout, the
-// encoding of a message in history and on pub/sub, the Lua scripts, the shard choice, and the
-// parsing of the scripts' replies. Pure functions, tested without a server.
+// encoding of a message in history and on pub/sub and of a control message, the Lua scripts, the
+// shard choice, and the parsing of the scripts' replies. Pure functions, tested without a server.
 #include "herald/hub/message.hpp"
 
 #include <cstdint>
@@ -39,6 +39,22 @@ struct entry {
 [[nodiscard]] std::string channel(std::string_view prefix, std::string_view topic);
 // The topic of a channel, or empty when the channel is not one of ours.
 [[nodiscard]] std::string_view topic_of_channel(std::string_view prefix, std::string_view channel);
+
+// Control messages between instances travel on one channel, `<prefix>control`, which every
+// instance subscribes to once (it cannot collide with a topic channel, `<prefix>c:<topic>`):
+//   "disconnect\n<origin>\n<user>"
+// `origin` is the sending instance's id (no '\n'), so the sender can skip its own message; the
+// user is the rest and may hold any byte.
+struct control {
+    enum class type { disconnect } kind = type::disconnect;
+    std::string origin;
+    std::string user;
+};
+
+[[nodiscard]] std::string control_channel(std::string_view prefix);
+[[nodiscard]] std::string encode_control(const control& c);
+// nullopt for an unknown kind (a newer instance's) or a malformed message.
+[[nodiscard]] std::optional<control> decode_control(std::string_view bytes);
 
 // Rendezvous (highest-random-weight) hashing: a topic goes to the shard whose
 // score(topic, shard address) is highest, score = mix64(fnv1a64(address) ^ fnv1a64(topic)).

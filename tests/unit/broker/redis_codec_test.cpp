@@ -116,6 +116,36 @@ TEST(RedisCodec, KeysAndChannels) {
     EXPECT_EQ(redis::topic_of_channel("", "c:x"), "x");
 }
 
+TEST(RedisCodec, ControlChannelIsNoTopicChannel) {
+    EXPECT_EQ(redis::control_channel("herald:"), "herald:control");
+    EXPECT_EQ(redis::topic_of_channel("herald:", redis::control_channel("herald:")), "");
+    EXPECT_EQ(redis::topic_of_channel("", redis::control_channel("")), "");
+}
+
+TEST(RedisCodec, ControlRoundTripsAnyUserByte) {
+    std::string user = "alice\n\r\0x";
+    user += std::string(1, '\0');
+    user += "\xff";
+    redis::control c;
+    c.origin = "0123456789abcdef";
+    c.user = user;
+    const auto bytes = redis::encode_control(c);
+    EXPECT_EQ(bytes.substr(0, 28), "disconnect\n0123456789abcdef\n");
+    auto d = redis::decode_control(bytes);
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->kind, redis::control::type::disconnect);
+    EXPECT_EQ(d->origin, c.origin);
+    EXPECT_EQ(d->user, user);
+}
+
+TEST(RedisCodec, MalformedOrUnknownControlIsRejected) {
+    for (const char* bad :
+         {"", "disconnect", "disconnect\n", "disconnect\nabc", "disconnect\nabc\n",
+          "disconnect\n\nalice", "ban\nabc\nalice", "Disconnect\nabc\nalice"}) {
+        EXPECT_FALSE(redis::decode_control(bad)) << bad;
+    }
+}
+
 TEST(RedisHash, PicksOneShardStablyAndIgnoresListOrder) {
     std::vector<std::string> s{"10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"};
     std::vector<std::string> r{"10.0.0.3:6379", "10.0.0.1:6379", "10.0.0.2:6379"};
