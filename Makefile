@@ -5,7 +5,7 @@ PYTHON    ?= /usr/bin/python3
 CMAKE_ARGS ?=
 CONFIG    ?= config/herald.yaml
 
-.PHONY: all deps configure build run test unit integration bench bench-quick test-asan format clean docker-config fuzz test-tsan
+.PHONY: all deps configure build run test check unit integration bench bench-quick asan-build test-asan format clean docker-config fuzz fuzz-smoke test-tsan
 
 all: build
 
@@ -29,9 +29,12 @@ unit: build
 integration: build
 	HERALD_BIN=$(abspath $(BUILD))/herald $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider
 
-test: build
-	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
-	HERALD_BIN=$(abspath $(BUILD))/herald $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider
+# Every test CI runs: the Release build's unit and integration tests, the same tests under
+# AddressSanitizer + UndefinedBehaviorSanitizer, each fuzz target briefly, and the same tests under
+# ThreadSanitizer. About 15 minutes on 2 cores from a cold cache; `make check` is the first part.
+test: check test-asan fuzz-smoke test-tsan
+
+check: unit integration
 
 bench: build
 	bench/run.sh
@@ -39,47 +42,58 @@ bench: build
 bench-quick: build
 	QUICK=1 bench/run.sh
 
-# Unit and integration tests under AddressSanitizer + UndefinedBehaviorSanitizer.
-test-asan: deps
-	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DHERALD_SANITIZE="address;undefined" >/dev/null
-	@cmake --build build-asan -j$(JOBS)
-	ctest --test-dir build-asan --output-on-failure -j$(JOBS)
-	HERALD_BIN=$(abspath build-asan)/herald HERALD_TEST_RSS_SLACK_KIB=262144 \
-	  $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider
+# One clang tree serves the sanitizer tests and the fuzzers: everything is built with ASan + UBSan
+# (and libFuzzer's coverage hooks, which cost little), the fuzz targets also link libFuzzer.
+ASAN_BUILD ?= build-asan
+SAN_FLAGS  := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHERALD_BENCH=OFF -DHERALD_WERROR=ON
+asan-build: deps
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja $(SAN_FLAGS) -DCMAKE_CXX_COMPILER=clang++ \
+	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" -DHERALD_FUZZ=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j$(JOBS)
 
-# Unit and integration tests under ThreadSanitizer: the cross-worker paths (posts between io_contexts,
-# shared counters, limiters) with 2 workers per server. A report is written per process to build-tsan/.
+# Unit and integration tests under AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer
+# checks every server at exit; UBSan reports stop the process).
+test-asan: asan-build
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS)
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 HERALD_BIN=$(abspath $(ASAN_BUILD))/herald \
+	  HERALD_TEST_RSS_SLACK_KIB=262144 $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider
+
+# Unit and integration tests under ThreadSanitizer: every server runs 2 workers, so the
+# cross-worker paths (posts between io_contexts, shared counters, limiters, the Redis control
+# channel) run in every test. A report is written per process to build-tsan/ and fails the run.
+TSAN_BUILD ?= build-tsan
 test-tsan: deps
-	@cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHERALD_SANITIZE=thread >/dev/null
-	@cmake --build build-tsan -j$(JOBS) --target herald herald_unit_tests
-	build-tsan/tests/herald_unit_tests
-	rm -f build-tsan/tsan.*
-	TSAN_OPTIONS="log_path=$(abspath build-tsan)/tsan" HERALD_BIN=$(abspath build-tsan)/herald \
+	@cmake -S . -B $(TSAN_BUILD) -G Ninja $(SAN_FLAGS) -DHERALD_SANITIZE=thread \
+	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -Wno-tsan" >/dev/null
+	@cmake --build $(TSAN_BUILD) -j$(JOBS) --target herald herald_unit_tests
+	$(TSAN_BUILD)/tests/herald_unit_tests --gtest_brief=1
+	rm -f $(TSAN_BUILD)/tsan.*
+	TSAN_OPTIONS="log_path=$(abspath $(TSAN_BUILD))/tsan" HERALD_BIN=$(abspath $(TSAN_BUILD))/herald \
 	  HERALD_TEST_RSS_SLACK_KIB=1048576 $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider
-	@if ls build-tsan/tsan.* >/dev/null 2>&1; then cat build-tsan/tsan.*; exit 1; fi
+	@if ls $(TSAN_BUILD)/tsan.* >/dev/null 2>&1; then cat $(TSAN_BUILD)/tsan.*; exit 1; fi
 
-# libFuzzer targets for every parser and for the raw server path (clang, ASan + UBSan), each for
-# FUZZ_SECONDS, starting from tests/fuzz/corpus/<target>. `make fuzz FUZZ_SECONDS=10` is a smoke run.
+# libFuzzer targets for every parser and for the raw server path, each for FUZZ_SECONDS, starting
+# from tests/fuzz/corpus/<target>. CI runs `make fuzz-smoke` (10 s each).
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := ws_frames topic cursor config jwt server
-fuzz: deps
-	@cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
-	  -DHERALD_FUZZ=ON -DHERALD_TESTS=OFF >/dev/null
-	@cmake --build build-fuzz -j$(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+fuzz: asan-build
 	@for t in $(FUZZ_TARGETS); do \
-	  mkdir -p build-fuzz/corpus/$$t; \
+	  mkdir -p $(ASAN_BUILD)/corpus/$$t; \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
-	  build-fuzz/tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
-	    build-fuzz/corpus/$$t tests/fuzz/corpus/$$t 2>build-fuzz/fuzz_$$t.log \
-	    || { tail -40 build-fuzz/fuzz_$$t.log; exit 1; }; \
-	  grep -E "^Done|^#[0-9]+ *DONE" build-fuzz/fuzz_$$t.log | tail -1; \
+	  $(ASAN_BUILD)/tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+	    $(ASAN_BUILD)/corpus/$$t tests/fuzz/corpus/$$t 2>$(ASAN_BUILD)/fuzz_$$t.log \
+	    || { tail -40 $(ASAN_BUILD)/fuzz_$$t.log; exit 1; }; \
+	  grep -E "^Done|^#[0-9]+ *DONE" $(ASAN_BUILD)/fuzz_$$t.log | tail -1; \
 	done
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
 
 # docker/nginx.conf is the shipped config/nginx/herald.conf rendered for docker/compose.yaml.
 docker-config:
