@@ -360,9 +360,9 @@ std::size_t connection::read_tls(error_code& ec) {
             // so in plain HTTP (as nginx does) rather than with a TLS alert nobody can read.
             static constexpr std::string_view k_plain_answer =
                 "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-                "Content-Length: 82\r\nConnection: close\r\n\r\n"
-                "{\"error\":\"tls_required\",\"message\":\"this port speaks TLS: use https:// "
-                "or wss://\"}\n";
+                "Content-Length: 91\r\nConnection: close\r\n\r\n"
+                "{\"error\":{\"code\":\"tls_required\",\"message\":\"this port speaks TLS: "
+                "use https:// or wss://\"}}\n";
             error_code ignored;
             socket_.write_some(asio::buffer(k_plain_answer), ignored);
             w_.counters.tls_errors.add(1);

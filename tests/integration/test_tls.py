@@ -209,8 +209,9 @@ def test_plain_http_on_the_tls_port_gets_a_clear_400(server, certs):
     _, errors_before = tls_metrics(server, certs["cafile"])
     r = curl(f"http://{HOST}:{server.port}/healthz")
     assert r.status == 400, r.body
+    assert r.headers["content-type"] == "application/json"
     body = json.loads(r.body)
-    assert body["error"] == "tls_required", body
+    assert body["error"]["code"] == "tls_required", body
     _, errors_after = tls_metrics(server, certs["cafile"])
     assert errors_after >= errors_before + 1
     assert curl(https(server, "/healthz"), "--cacert", certs["cafile"]).status == 200
