@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <span>
 
 namespace herald::net {
@@ -29,7 +30,8 @@ worker_context::worker_context(unsigned id_, asio::io_context& ioc_, const confi
       counters(counters_),
       state(state_),
       api(api_),
-      scratch_(64 * 1024, '\0') {
+      scratch_(64 * 1024, '\0'),
+      pack_(64 * 1024, '\0') {
     gather_.reserve(k_max_gather);
 }
 
@@ -180,12 +182,27 @@ void connection::flush() {
     if (closed_ || writing_) return;
     // The worker's gather list: reused, so a flush neither allocates nor initialises 64 slots.
     auto& bufs = w_.gather();
+    auto& pack = w_.pack();
     while (head_ < queue_.size()) {
         bufs.clear();
+        std::size_t packed = 0;
         for (std::size_t i = head_; i < queue_.size() && bufs.size() < k_max_gather; ++i) {
             const auto& c = queue_[i];
             const std::size_t skip = (i == head_) ? head_sent_ : 0;
-            bufs.emplace_back(c.data + skip, c.size - skip);
+            const std::size_t n = c.size - skip;
+            if (n <= k_pack_max && packed + n <= pack.size()) {
+                char* at = pack.data() + packed;
+                std::memcpy(at, c.data + skip, n);
+                packed += n;
+                if (!bufs.empty() && static_cast<const char*>(bufs.back().data()) +
+                                             bufs.back().size() == at) {
+                    bufs.back() = asio::const_buffer(bufs.back().data(), bufs.back().size() + n);
+                    continue;
+                }
+                bufs.emplace_back(at, n);
+                continue;
+            }
+            bufs.emplace_back(c.data + skip, n);
         }
         error_code ec;
         const std::size_t written = socket_.write_some(bufs, ec);

@@ -29,6 +29,8 @@ namespace herald::net {
 
 // Buffers per gathered write: Asio passes at most 64 to one sendmsg.
 inline constexpr std::size_t k_max_gather = 64;
+// Chunks up to this size are packed into one contiguous run per write (see pack()).
+inline constexpr std::size_t k_pack_max = 512;
 
 // Adaptive corking: after a flush pass over at least k_cork_min_connections connections, the
 // next pass waits until as long as that pass took has passed since it ended, at most
@@ -72,6 +74,9 @@ public:
     std::string& scratch() noexcept { return scratch_; }
     // Gather list for one write (at most k_max_gather buffers), shared the same way.
     std::vector<asio::const_buffer>& gather() noexcept { return gather_; }
+    // Small chunks are copied into this buffer so that a write hands the kernel one run of bytes
+    // instead of many tiny iovecs (each costs a user-copy setup and a check in sendmsg).
+    std::string& pack() noexcept { return pack_; }
 
     // Called when a connection queued bytes; it is flushed at the end of this loop turn, or, on
     // a busy worker, when the cork delay has passed (see k_max_cork_delay).
@@ -93,6 +98,7 @@ private:
 
     std::string scratch_;
     std::vector<asio::const_buffer> gather_;
+    std::string pack_;
     std::vector<std::shared_ptr<connection>> pending_flush_;
     bool flush_posted_ = false;  // a flush pass is posted or its cork timer armed
     // The last flush pass: when it ended, how long it took, how many connections it flushed.

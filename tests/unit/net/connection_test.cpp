@@ -176,3 +176,29 @@ TEST_F(connection_test, ABusyWorkerCorksItsNextFlushPassBriefly) {
         EXPECT_EQ(got, "abc");
     }
 }
+
+TEST_F(connection_test, PackedSmallChunksSurvivePartialWrites) {
+    // Small chunks leave packed into one run per write; a small receive buffer makes most writes
+    // partial, so the rest of a run must be sent again from the chunks, in order.
+    auto c = connect(4096);
+    std::string expected;
+    for (int i = 0; i < 3000; ++i) {
+        std::string s = std::to_string(i) + ",";
+        s.resize(static_cast<std::size_t>(20 + i % 200), static_cast<char>('a' + i % 26));
+        expected += s;
+        ASSERT_TRUE(c->enqueue(net::chunk::of_string(std::move(s))));
+    }
+    std::string got;
+    std::string buf(4096, '\0');
+    client.non_blocking(true);
+    for (int turns = 0; got.size() < expected.size() && turns < 100000; ++turns) {
+        run();
+        error_code ec;
+        const std::size_t n = client.read_some(asio::buffer(buf), ec);
+        if (ec == asio::error::would_block) continue;
+        ASSERT_FALSE(ec) << ec.message();
+        got.append(buf.data(), n);
+    }
+    EXPECT_EQ(got, expected);
+    EXPECT_GT(metrics.at(0).write_calls.get(), 1);
+}
