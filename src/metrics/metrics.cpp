@@ -104,6 +104,9 @@ std::string registry::render(const std::vector<gauge>& extra) const {
     scalar("herald_socket_writes_total", "counter",
            "Socket write calls (corking makes these fewer than frames).",
            &worker_counters::write_calls);
+    scalar("herald_corked_flushes_total", "counter",
+           "Flush passes a busy worker delayed so that more frames share each write.",
+           &worker_counters::corked_flushes);
     scalar("herald_pong_timeouts_total", "counter",
            "WebSocket connections closed for a missing pong.", &worker_counters::pong_timeouts);
     scalar("herald_resumes_recovered_total", "counter", "Resumes that replayed the whole gap.",

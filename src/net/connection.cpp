@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <span>
@@ -29,22 +30,41 @@ worker_context::worker_context(unsigned id_, asio::io_context& ioc_, const confi
       counters(counters_),
       state(state_),
       api(api_),
-      scratch_(64 * 1024, '\0') {
+      scratch_(64 * 1024, '\0'),
+      pack_(64 * 1024, '\0') {
     gather_.reserve(k_max_gather);
 }
 
 void worker_context::want_flush(const std::shared_ptr<connection>& c) {
     pending_flush_.push_back(c);
-    if (!flush_posted_) {
-        flush_posted_ = true;
-        asio::post(ioc, [this] { flush_pass(); });
+    if (flush_posted_) return;
+    flush_posted_ = true;
+    // A busy worker (its last pass wrote to many connections) lets at least as long pass
+    // between two flush passes as the last one took, capped: what arrives meanwhile joins the
+    // same writes, so a burst costs one sendmsg per connection instead of one per loop turn,
+    // and the worker spends at most about half its time in flush passes. Any other worker
+    // flushes at the end of this loop turn.
+    if (last_pass_writers_ >= k_cork_min_connections) {
+        const auto due = last_pass_end_ + std::min(last_pass_length_, k_max_cork_delay);
+        if (clock::now() < due) {
+            // The timer is owned by its handler, so the io_context can destroy it at shutdown.
+            auto t = std::make_shared<asio::steady_timer>(ioc, due);
+            t->async_wait([this, t](error_code ec) {
+                if (!ec) flush_pass();
+            });
+            counters.corked_flushes.add();
+            return;
+        }
     }
+    asio::post(ioc, [this] { flush_pass(); });
 }
 
 void worker_context::flush_pass() {
+    const auto start = clock::now();
     flush_posted_ = false;
     auto batch = std::move(pending_flush_);
     pending_flush_.clear();
+    last_pass_writers_ = batch.size();
     for (auto& c : batch) {
         c->flush_wanted_ = false;
         if (c->closed_) continue;
@@ -55,6 +75,8 @@ void worker_context::flush_pass() {
     }
     batch.clear();
     if (pending_flush_.empty()) pending_flush_.swap(batch);  // keep the capacity
+    last_pass_end_ = clock::now();
+    last_pass_length_ = last_pass_end_ - start;
 }
 
 void worker_context::attach(connection& c) noexcept {
@@ -188,12 +210,27 @@ void connection::flush() {
     }
     // The worker's gather list: reused, so a flush neither allocates nor initialises 64 slots.
     auto& bufs = w_.gather();
+    auto& pack = w_.pack();
     while (head_ < queue_.size()) {
         bufs.clear();
+        std::size_t packed = 0;
         for (std::size_t i = head_; i < queue_.size() && bufs.size() < k_max_gather; ++i) {
             const auto& c = queue_[i];
             const std::size_t skip = (i == head_) ? head_sent_ : 0;
-            bufs.emplace_back(c.data + skip, c.size - skip);
+            const std::size_t n = c.size - skip;
+            if (n <= k_pack_max && packed + n <= pack.size()) {
+                char* at = pack.data() + packed;
+                std::memcpy(at, c.data + skip, n);
+                packed += n;
+                if (!bufs.empty() && static_cast<const char*>(bufs.back().data()) +
+                                             bufs.back().size() == at) {
+                    bufs.back() = asio::const_buffer(bufs.back().data(), bufs.back().size() + n);
+                    continue;
+                }
+                bufs.emplace_back(at, n);
+                continue;
+            }
+            bufs.emplace_back(c.data + skip, n);
         }
         std::size_t written = 0;
         if (!write_now(bufs, written)) return;

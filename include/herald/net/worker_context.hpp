@@ -1,7 +1,8 @@
 #pragma once
 // What every session on one worker shares: its io_context, hub shard, counters, a scratch read
 // buffer, the list of connections (for the timer sweep and the drain) and the flush pass that
-// sends, once per turn of the loop, everything queued during that turn (corking).
+// sends, once per turn of the loop, everything queued during that turn (corking); a busy worker
+// corks a little longer, bounded (see k_max_cork_delay).
 #include "herald/common/net.hpp"
 
 #include <boost/asio/buffer.hpp>
@@ -31,6 +32,14 @@ namespace herald::net {
 
 // Buffers per gathered write: Asio passes at most 64 to one sendmsg.
 inline constexpr std::size_t k_max_gather = 64;
+// Chunks up to this size are packed into one contiguous run per write (see pack()).
+inline constexpr std::size_t k_pack_max = 512;
+
+// Adaptive corking: after a flush pass over at least k_cork_min_connections connections, the
+// next pass waits until as long as that pass took has passed since it ended, at most
+// k_max_cork_delay. Smaller passes cost less than the timer would save.
+inline constexpr std::size_t k_cork_min_connections = 32;
+inline constexpr clock::duration k_max_cork_delay = std::chrono::milliseconds(10);
 
 class connection;
 class http_api;
@@ -71,8 +80,12 @@ public:
     std::string& scratch() noexcept { return scratch_; }
     // Gather list for one write (at most k_max_gather buffers), shared the same way.
     std::vector<asio::const_buffer>& gather() noexcept { return gather_; }
+    // Small chunks are copied into this buffer so that a write hands the kernel one run of bytes
+    // instead of many tiny iovecs (each costs a user-copy setup and a check in sendmsg).
+    std::string& pack() noexcept { return pack_; }
 
-    // Called when a connection queued bytes; it is flushed at the end of this loop turn.
+    // Called when a connection queued bytes; it is flushed at the end of this loop turn, or, on
+    // a busy worker, when the cork delay has passed (see k_max_cork_delay).
     void want_flush(const std::shared_ptr<connection>& c);
 
     void attach(connection& c) noexcept;
@@ -91,8 +104,13 @@ private:
 
     std::string scratch_;
     std::vector<asio::const_buffer> gather_;
+    std::string pack_;
     std::vector<std::shared_ptr<connection>> pending_flush_;
-    bool flush_posted_ = false;
+    bool flush_posted_ = false;  // a flush pass is posted or its cork timer armed
+    // The last flush pass: when it ended, how long it took, how many connections it flushed.
+    time_point last_pass_end_{};
+    clock::duration last_pass_length_{};
+    std::size_t last_pass_writers_ = 0;
     connection* head_ = nullptr;  // intrusive list of live connections
     std::atomic<std::size_t> count_{0};
 };
