@@ -38,6 +38,7 @@ const char* to_string(reject r) noexcept {
         "unauthorized",
         "rate_limited",
         "quota_exceeded",
+        "disconnected",
         "ws_protocol_error",
         "ws_invalid_utf8",
         "ws_message_too_big",

@@ -457,6 +457,7 @@ void http_session::start_poll(std::uint64_t seq, http_request& req, bool keep_al
     if (!admit_stream(seq, req, *topics, claims, stream_ip)) return;
     poll_ = std::make_unique<poll_state>();
     poll_->stream_ip = std::move(stream_ip);
+    if (claims) poll_->user = claims->sub;
     poll_->seq = seq;
     poll_->keep_alive = keep_alive;
     poll_->deadline = clock::now() + w_.cfg.poll.timeout;
@@ -504,9 +505,23 @@ void http_session::on_reset(hub::subscription& s, const hub::message_ptr& m) {
 void http_session::on_refused(hub::subscription& s, const std::string& reason) {
     if (!poll_ || &s != &poll_->sub) return;
     auto p = std::move(poll_);  // the shard already unsubscribed it
+    end_poll(p);
+    fail_request(p->seq, reject::quota_exceeded, reason, p->keep_alive, "Retry-After: 1\r\n");
+}
+
+bool http_session::revoke(std::string_view user) {
+    if (!poll_ || poll_->user.empty() || poll_->user != user) return false;
+    auto p = std::move(poll_);
+    w_.shard.unsubscribe(p->sub);
+    end_poll(p);
+    fail_request(p->seq, reject::disconnected, "disconnected by the server", false);
+    return true;
+}
+
+// A long-poll is over: its concurrent-stream slot is free and the connection is plain HTTP again.
+void http_session::end_poll(std::unique_ptr<poll_state>& p) {
     if (w_.auth && !p->stream_ip.empty()) w_.auth->release_stream(p->stream_ip);
     set_transport(metrics::transport::http);
-    fail_request(p->seq, reject::quota_exceeded, reason, p->keep_alive, "Retry-After: 1\r\n");
 }
 
 void http_session::on_message(hub::subscription& s, const hub::message_ptr& m) {
@@ -530,8 +545,7 @@ void http_session::finish_poll() {
     const std::string epoch = s.epoch.empty() && s.since ? s.since->epoch : s.epoch;
     const std::uint64_t cursor = s.active ? s.last_offset : (s.since ? s.since->offset : 0);
     w_.shard.unsubscribe(p->sub);
-    if (w_.auth && !p->stream_ip.empty()) w_.auth->release_stream(p->stream_ip);
-    set_transport(metrics::transport::http);
+    end_poll(p);
     std::string body = "{\"topic\":\"" + s.topic + "\",\"epoch\":\"" + epoch + "\"";
     if (s.since || p->resume_failed)
         body += std::string(",\"recovered\":") + (p->resume_failed ? "false" : "true");

@@ -154,7 +154,8 @@ error_spec error_for(metrics::reject r) noexcept {
         case reject::header_timeout: status = 408; break;
         case reject::over_capacity:
         case reject::draining: status = 503; break;
-        case reject::forbidden: status = 403; break;
+        case reject::forbidden:
+        case reject::disconnected: status = 403; break;
         case reject::unauthorized: status = 401; break;
         case reject::rate_limited:
         case reject::quota_exceeded: status = 429; break;

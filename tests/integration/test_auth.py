@@ -16,7 +16,7 @@ import requests
 from websockets.exceptions import InvalidStatusCode
 
 from auth_testlib import (AUDIENCE, ISSUER, TRUSTED_PROXIES_PATH, Keys, RawResponse, open_sse)
-from herald_testlib import (METRICS, RawWS, SSEClient, curl, error_of, metric_sum, unique,
+from herald_testlib import (METRICS, RawWS, SSEClient, curl, error_of, metric_sum, unique, wait_until,
                             ws_connect, ws_op, ws_recv_json)
 
 PUB_KEY = "it-publish-key-" + "k" * 20
@@ -520,6 +520,46 @@ def test_admin_disconnect_user(server, keys):
             sse.close()
             for w in (a, b, c, anon):
                 await w.close()
+
+    asyncio.run(run())
+
+
+def test_admin_disconnect_ends_the_users_long_polls(herald_factory, keys):
+    """A held long-poll of the user is answered 403 `disconnected` (and its connection closed);
+    another user's poll is left waiting."""
+    cfg = jwt_config(keys)
+    cfg["poll"] = {"timeout": "20s"}
+    srv = herald_factory(cfg)
+    topic = "private:" + unique("revpoll")
+    t1 = keys.token("u1", topics=["private:*"])
+    t2 = keys.token("u2", topics=["private:*"])
+
+    async def run():
+        def get(tok):
+            return requests.get(srv.url(f"/poll?topic={topic}&token={tok}"), timeout=30)
+        p1 = asyncio.create_task(asyncio.to_thread(get, t1))
+        p2 = asyncio.create_task(asyncio.to_thread(get, t2))
+        await asyncio.to_thread(
+            wait_until, lambda: metric_sum(requests.get(srv.url("/metrics"), timeout=5).text,
+                                           "herald_connections", transport="poll") == 2,
+            10, what="two long-polls held")
+        t0 = time.monotonic()
+        r = await asyncio.to_thread(requests.post, srv.url("/admin/disconnect"), json={"user": "u1"},
+                                    headers=ADMIN_HDR, timeout=10)
+        assert r.status_code == 200 and r.json() == {"disconnected": 1, "instances": 1}, r.text
+        r1 = await asyncio.wait_for(p1, 10)
+        assert time.monotonic() - t0 < 5
+        check_requests_error(r1, 403, "disconnected")
+        assert r1.headers.get("Connection", "").lower() == "close"
+        assert not p2.done(), "u2's poll was ended too"
+        r = await asyncio.to_thread(requests.post, srv.url(f"/publish/{topic}"), data="for-u2",
+                                    headers=ADMIN_HDR, timeout=10)
+        assert r.status_code == 200, r.text
+        r2 = await asyncio.wait_for(p2, 10)
+        assert r2.status_code == 200, r2.text
+        assert [m["data"] for m in r2.json()["messages"]] == ["for-u2"]
+        text = requests.get(srv.url("/metrics"), timeout=5).text
+        assert metric_sum(text, "herald_rejected_requests_total", reason="disconnected") == 1
 
     asyncio.run(run())
 

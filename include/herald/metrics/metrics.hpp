@@ -35,6 +35,7 @@ enum class reject : std::uint8_t {
     unauthorized,
     rate_limited,
     quota_exceeded,
+    disconnected,  // a long-poll ended by POST /admin/disconnect
     ws_protocol_error,
     ws_invalid_utf8,
     ws_message_too_big,

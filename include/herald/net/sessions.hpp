@@ -56,10 +56,13 @@ private:
         bool finish_posted = false;
         std::vector<hub::message_ptr> messages;
         std::string stream_ip;  // concurrent-stream slot to release
+        std::string user;       // the token's sub, for revocation (empty: anonymous)
     };
 
     void on_readable() override;
     void on_close() override;
+    bool revoke(std::string_view user) override;
+    void end_poll(std::unique_ptr<poll_state>& p);
     void process();
     void handle(beast_request req);
     bool upgrade_websocket(std::uint64_t seq, http_request& req);
