@@ -5,6 +5,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
 #include <cstring>
@@ -56,9 +57,15 @@ std::shared_ptr<context> context::load(const std::string& cert_file, const std::
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1)
         throw std::runtime_error("cannot load the certificate chain from '" + cert_file +
                                  "': " + drain_errors());
-    if (SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) != 1)
-        throw std::runtime_error("cannot load the private key from '" + key_file +
-                                 "': " + drain_errors());
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+        const bool mismatch = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
+        const std::string why = drain_errors();
+        if (mismatch)
+            throw std::runtime_error("the private key in '" + key_file +
+                                     "' does not match the certificate in '" + cert_file +
+                                     "': " + why);
+        throw std::runtime_error("cannot load the private key from '" + key_file + "': " + why);
+    }
     if (SSL_CTX_check_private_key(ctx) != 1)
         throw std::runtime_error("the private key in '" + key_file +
                                  "' does not match the certificate in '" + cert_file +
