@@ -57,7 +57,7 @@ struct batch {
 
     void finish() {
         if (unavailable) {
-            resp.error(reject::draining, "the broker is unavailable; retry", "Retry-After: 1\r\n");
+            resp.error(reject::unavailable, "the broker is unavailable; retry", "Retry-After: 1\r\n");
             return;
         }
         std::string body = "{\"results\":[";
@@ -81,7 +81,7 @@ struct revocation {
     void arrive() {
         if (--remaining > 0) return;
         if (!remote.delivered) {
-            resp.error(reject::draining,
+            resp.error(reject::unavailable,
                        "closed " + std::to_string(local) +
                            " connections on this instance, but the broker is unavailable and "
                            "other instances were not told; retry",
@@ -270,7 +270,7 @@ void publish_api::publish_one(net::worker_context& w, const net::http_request& r
     p.payload = req.body();
     broker_.publish(w.id, std::move(p), [&w, r](broker::publish_result res) {
         if (res.status == broker::publish_status::unavailable) {
-            r.error(reject::draining, "the broker is unavailable; retry", "Retry-After: 1\r\n");
+            r.error(reject::unavailable, "the broker is unavailable; retry", "Retry-After: 1\r\n");
             return;
         }
         count_result(w, res);
@@ -427,6 +427,10 @@ void publish_api::history(net::worker_context& w, const net::http_request& req,
     }
     (void)w;
     broker_.history(w.id, topic, since, limit, [r, topic](broker::history_result h) {
+        if (h.unavailable) {
+            r.error(reject::unavailable, "the broker is unavailable; retry", "Retry-After: 1\r\n");
+            return;
+        }
         if (h.epoch_mismatch) {
             r.error(reject::bad_cursor,
                     "since names another epoch of this topic (current: " + h.epoch + ")");

@@ -653,7 +653,11 @@ void redis_broker::history(unsigned from, const std::string& topic,
                            history_handler done) {
     const auto shard = redis::pick_shard(topic, shard_names_);
     if (!workers_[from]->shards[shard].cmd->up()) {
-        hub_.post(from, [done = std::move(done)]() mutable { done(history_result{}); });
+        hub_.post(from, [done = std::move(done)]() mutable {
+            history_result res;
+            res.unavailable = true;
+            done(std::move(res));
+        });
         return;
     }
     const std::uint64_t after = since ? since->offset : 0;
@@ -661,6 +665,11 @@ void redis_broker::history(unsigned from, const std::string& topic,
         from, shard, topic, after, limit,
         [this, topic, since = std::move(since), done = std::move(done)](redisReply* reply) mutable {
             history_result res;
+            if (!reply || reply->type == REDIS_REPLY_ERROR) {  // link lost, or a script error
+                res.unavailable = true;
+                done(std::move(res));
+                return;
+            }
             auto r = redis::parse_read_reply(reply);
             if (!r || r->epoch.empty()) {
                 done(std::move(res));

@@ -34,6 +34,7 @@ const char* to_string(reject r) noexcept {
         "header_timeout",
         "over_capacity",
         "draining",
+        "unavailable",
         "forbidden",
         "unauthorized",
         "rate_limited",

@@ -153,7 +153,8 @@ error_spec error_for(metrics::reject r) noexcept {
         case reject::headers_too_large: status = 431; break;
         case reject::header_timeout: status = 408; break;
         case reject::over_capacity:
-        case reject::draining: status = 503; break;
+        case reject::draining:
+        case reject::unavailable: status = 503; break;
         case reject::forbidden:
         case reject::disconnected: status = 403; break;
         case reject::unauthorized: status = 401; break;

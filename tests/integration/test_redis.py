@@ -206,6 +206,8 @@ def test_redis_restart_mid_stream(redis1, herald_factory):
                     accepted.append((j["epoch"], j["offset"], f"x{i}"))
                 else:
                     assert r.status_code == 503, r.text
+                    assert r.json()["error"]["code"] == "unavailable", r.text
+                    assert r.headers.get("Retry-After") == "1", r.headers
                 i += 1
                 time.sleep(0.002)
 
@@ -215,9 +217,12 @@ def test_redis_restart_mid_stream(redis1, herald_factory):
         redis1.kill()
         time.sleep(0.3)
         n_down = len(statuses)
-        # While Redis is down: publishes 503, readyz 503.
+        # While Redis is down: publishes 503, readyz 503, history 503 (not an empty stream).
         for srv in (a, b):
             assert requests.get(srv.url("/readyz"), timeout=5).status_code == 503
+            h = requests.get(srv.url(f"/history/{topic}"), timeout=5)
+            assert h.status_code == 503, h.text
+            assert h.json()["error"]["code"] == "unavailable", h.text
         time.sleep(0.7)
         assert 503 in statuses[n_down:], "no publish was refused while Redis was down"
         redis1.start()

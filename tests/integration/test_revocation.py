@@ -214,7 +214,7 @@ def test_disconnect_with_redis_down(redis1, keys, herald_factory):
         r = disconnect(a, "alice")
         assert r.status_code == 503, r.text
         code, message = error_of(r)
-        assert code == "draining", r.text
+        assert code == "unavailable", r.text
         assert "closed 2 connections on this instance" in message, message
         assert r.headers.get("Retry-After") == "1", r.headers
         # This instance's connections are closed all the same.

@@ -25,6 +25,7 @@ struct publish_result {
 struct history_result {
     bool found = false;  // false: the topic has no stream (never published, or expired)
     bool epoch_mismatch = false;
+    bool unavailable = false;  // the broker could not be asked (Redis down): not an empty stream
     std::string epoch;
     std::uint64_t top = 0;
     std::vector<hub::message_ptr> messages;

@@ -31,6 +31,7 @@ enum class reject : std::uint8_t {
     header_timeout,
     over_capacity,
     draining,
+    unavailable,  // the broker (Redis) cannot be reached
     forbidden,
     unauthorized,
     rate_limited,
