@@ -48,16 +48,6 @@ constexpr int k_rsa_max_bits = 8192;
 // NumericDate values are clamped to about +-34,000 years so arithmetic cannot overflow.
 constexpr long long k_max_date = 1LL << 40;
 
-constexpr char k_b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-constexpr std::array<signed char, 256> make_reverse() {
-    std::array<signed char, 256> r{};
-    for (auto& v : r) v = -1;
-    for (int i = 0; i < 64; ++i)
-        r[static_cast<unsigned char>(k_b64url[i])] = static_cast<signed char>(i);
-    return r;
-}
-constexpr auto k_reverse = make_reverse();
 
 std::string openssl_error(std::string_view fallback) {
     unsigned long e = ERR_peek_last_error();
@@ -469,49 +459,6 @@ result verify(std::string_view token, const key_set& keys,
         ERR_clear_error();
         return fail(jwt_status::malformed);
     }
-}
-
-std::string base64url_encode(std::string_view in) {
-    std::string out;
-    out.reserve((in.size() + 2) / 3 * 4);
-    const auto* p = reinterpret_cast<const unsigned char*>(in.data());
-    std::size_t i = 0;
-    for (; i + 3 <= in.size(); i += 3) {
-        std::uint32_t v = (std::uint32_t(p[i]) << 16) | (std::uint32_t(p[i + 1]) << 8) | p[i + 2];
-        out += k_b64url[(v >> 18) & 63];
-        out += k_b64url[(v >> 12) & 63];
-        out += k_b64url[(v >> 6) & 63];
-        out += k_b64url[v & 63];
-    }
-    if (std::size_t rest = in.size() - i; rest > 0) {
-        std::uint32_t v = std::uint32_t(p[i]) << 16;
-        if (rest == 2) v |= std::uint32_t(p[i + 1]) << 8;
-        out += k_b64url[(v >> 18) & 63];
-        out += k_b64url[(v >> 12) & 63];
-        if (rest == 2) out += k_b64url[(v >> 6) & 63];
-    }
-    return out;
-}
-
-std::optional<std::string> base64url_decode(std::string_view in) {
-    if (in.size() % 4 == 1) return std::nullopt;
-    std::string out;
-    out.reserve(in.size() / 4 * 3 + 2);
-    std::uint32_t acc = 0;
-    int bits = 0;
-    for (char ch : in) {
-        int v = k_reverse[static_cast<unsigned char>(ch)];
-        if (v < 0) return std::nullopt;
-        acc = (acc << 6) | static_cast<std::uint32_t>(v);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out += static_cast<char>((acc >> bits) & 0xFF);
-        }
-    }
-    // Leftover bits (2 or 4) must be zero: one canonical encoding per byte string.
-    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
-    return out;
 }
 
 }  // namespace herald::auth

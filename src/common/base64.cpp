@@ -4,67 +4,90 @@
 
 namespace herald {
 namespace {
-constexpr char k_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-constexpr std::array<signed char, 256> make_reverse() {
-    std::array<signed char, 256> r{};
+// RFC 4648: the standard alphabet (§4) and the URL and filename safe one (§5).
+constexpr char k_standard[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+constexpr char k_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+using reverse_table = std::array<signed char, 256>;
+
+constexpr reverse_table make_reverse(const char* alphabet) {
+    reverse_table r{};
     for (auto& v : r) v = -1;
     for (int i = 0; i < 64; ++i)
-        r[static_cast<unsigned char>(k_alphabet[i])] = static_cast<signed char>(i);
+        r[static_cast<unsigned char>(alphabet[i])] = static_cast<signed char>(i);
     return r;
 }
-constexpr auto k_reverse = make_reverse();
-}  // namespace
+constexpr auto k_standard_reverse = make_reverse(k_standard);
+constexpr auto k_url_reverse = make_reverse(k_url);
 
-std::string base64_encode(std::string_view in) {
+std::string encode(std::string_view in, const char* alphabet, bool pad) {
     std::string out;
     out.reserve((in.size() + 2) / 3 * 4);
     const auto* p = reinterpret_cast<const unsigned char*>(in.data());
     std::size_t i = 0;
     for (; i + 3 <= in.size(); i += 3) {
-        std::uint32_t v = (p[i] << 16) | (p[i + 1] << 8) | p[i + 2];
-        out += k_alphabet[(v >> 18) & 63];
-        out += k_alphabet[(v >> 12) & 63];
-        out += k_alphabet[(v >> 6) & 63];
-        out += k_alphabet[v & 63];
+        const std::uint32_t v =
+            (std::uint32_t(p[i]) << 16) | (std::uint32_t(p[i + 1]) << 8) | p[i + 2];
+        out += alphabet[(v >> 18) & 63];
+        out += alphabet[(v >> 12) & 63];
+        out += alphabet[(v >> 6) & 63];
+        out += alphabet[v & 63];
     }
-    if (std::size_t rest = in.size() - i; rest > 0) {
-        std::uint32_t v = p[i] << 16;
-        if (rest == 2) v |= p[i + 1] << 8;
-        out += k_alphabet[(v >> 18) & 63];
-        out += k_alphabet[(v >> 12) & 63];
-        out += rest == 2 ? k_alphabet[(v >> 6) & 63] : '=';
-        out += '=';
+    if (const std::size_t rest = in.size() - i; rest > 0) {
+        std::uint32_t v = std::uint32_t(p[i]) << 16;
+        if (rest == 2) v |= std::uint32_t(p[i + 1]) << 8;
+        out += alphabet[(v >> 18) & 63];
+        out += alphabet[(v >> 12) & 63];
+        if (rest == 2) out += alphabet[(v >> 6) & 63];
+        if (pad) out.append(3 - rest, '=');
     }
     return out;
 }
 
+// Decodes unpadded characters of one alphabet. `canonical`: the unused low bits of the last
+// character must be zero, so that every byte string has exactly one encoding.
+std::optional<std::string> decode(std::string_view in, const reverse_table& reverse,
+                                  bool canonical) {
+    if (in.size() % 4 == 1) return std::nullopt;  // 6 bits cannot end a byte
+    std::string out;
+    out.reserve(in.size() / 4 * 3 + 2);
+    std::uint32_t acc = 0;
+    int bits = 0;
+    for (char ch : in) {
+        const int v = reverse[static_cast<unsigned char>(ch)];
+        if (v < 0) return std::nullopt;
+        acc = (acc << 6) | static_cast<std::uint32_t>(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out += static_cast<char>((acc >> bits) & 0xFF);
+        }
+    }
+    if (canonical && bits > 0 && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
+    return out;
+}
+
+}  // namespace
+
+std::string base64_encode(std::string_view in) {
+    return encode(in, k_standard, true);
+}
+
 std::optional<std::string> base64_decode(std::string_view in) {
     if (in.size() % 4 != 0) return std::nullopt;
-    std::string out;
-    out.reserve(in.size() / 4 * 3);
-    for (std::size_t i = 0; i < in.size(); i += 4) {
-        int v[4];
-        int pad = 0;
-        for (int j = 0; j < 4; ++j) {
-            char c = in[i + j];
-            if (c == '=') {
-                // Padding only in the last quantum, only in its last two places.
-                if (i + 4 != in.size() || j < 2) return std::nullopt;
-                ++pad;
-                v[j] = 0;
-                continue;
-            }
-            if (pad) return std::nullopt;
-            v[j] = k_reverse[static_cast<unsigned char>(c)];
-            if (v[j] < 0) return std::nullopt;
-        }
-        std::uint32_t w = (v[0] << 18) | (v[1] << 12) | (v[2] << 6) | v[3];
-        out += static_cast<char>((w >> 16) & 0xFF);
-        if (pad < 2) out += static_cast<char>((w >> 8) & 0xFF);
-        if (pad < 1) out += static_cast<char>(w & 0xFF);
-    }
-    return out;
+    // Padding only at the end, at most two characters; any other '=' fails in decode().
+    std::size_t pad = 0;
+    while (pad < 2 && pad < in.size() && in[in.size() - 1 - pad] == '=') ++pad;
+    return decode(in.substr(0, in.size() - pad), k_standard_reverse, false);
+}
+
+std::string base64url_encode(std::string_view in) {
+    return encode(in, k_url, false);
+}
+
+std::optional<std::string> base64url_decode(std::string_view in) {
+    return decode(in, k_url_reverse, true);
 }
 
 }  // namespace herald

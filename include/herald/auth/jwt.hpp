@@ -119,9 +119,4 @@ struct result {
                             std::chrono::system_clock::time_point now,
                             const expectations& expect) noexcept;
 
-// base64url without padding (RFC 7515 §2). decode is strict: no '=', no whitespace, and the
-// unused low bits of the last character must be zero, so every input has one encoding.
-[[nodiscard]] std::string base64url_encode(std::string_view in);
-[[nodiscard]] std::optional<std::string> base64url_decode(std::string_view in);
-
 }  // namespace herald::auth

@@ -19,9 +19,14 @@ void append_json_string(std::string& out, std::string_view s);
 // `"literal" + std::string` at -O3).
 [[nodiscard]] std::string cat(std::initializer_list<std::string_view> parts);
 
-// Standard base64 with padding.
+// Standard base64 with padding (RFC 4648 §4).
 [[nodiscard]] std::string base64_encode(std::string_view in);
 [[nodiscard]] std::optional<std::string> base64_decode(std::string_view in);
+// base64url without padding (RFC 4648 §5, as JWS uses it: RFC 7515 §2). decode is strict: no '=',
+// no whitespace, and the unused low bits of the last character must be zero, so every input has
+// one encoding.
+[[nodiscard]] std::string base64url_encode(std::string_view in);
+[[nodiscard]] std::optional<std::string> base64url_decode(std::string_view in);
 
 // Parses a decimal uint64 with no sign, spaces or leading '+'; rejects overflow.
 [[nodiscard]] std::optional<std::uint64_t> parse_u64(std::string_view s) noexcept;

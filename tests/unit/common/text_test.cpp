@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 using namespace herald;
 
 TEST(Utf8, AcceptsValid) {
@@ -43,4 +45,26 @@ TEST(ParseU64, Bounds) {
     EXPECT_FALSE(parse_u64("-1"));
     EXPECT_FALSE(parse_u64(""));
     EXPECT_FALSE(parse_u64("1a"));
+}
+
+TEST(Base64Url, RoundTripAndStrictness) {
+    std::mt19937 rng(7);
+    for (std::size_t n = 0; n < 70; ++n) {
+        std::string s(n, '\0');
+        for (auto& c : s) c = static_cast<char>(rng());
+        auto enc = base64url_encode(s);
+        EXPECT_EQ(enc.find_first_of("+/="), std::string::npos);
+        auto dec = base64url_decode(enc);
+        ASSERT_TRUE(dec);
+        EXPECT_EQ(*dec, s);
+    }
+    EXPECT_EQ(base64url_decode(""), std::string());
+    EXPECT_EQ(base64url_decode("_-8"), std::string("\xff\xef", 2));
+    EXPECT_FALSE(base64url_decode("QQ=="));  // padding
+    EXPECT_FALSE(base64url_decode("a+b/"));  // standard alphabet
+    EXPECT_FALSE(base64url_decode("QQ QQ"));
+    EXPECT_FALSE(base64url_decode("A"));   // 6 bits cannot be a byte
+    EXPECT_FALSE(base64url_decode("QR"));  // non-zero unused bits ("QQ" is canonical)
+    EXPECT_TRUE(base64url_decode("QQ"));
+    EXPECT_FALSE(base64url_decode(std::string("QQ\0", 3)));
 }
