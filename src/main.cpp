@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
         if (!check_path.empty()) {
             cfg = config::load_file(check_path);
             config::apply_env(cfg, env);
-            auth::context check(cfg, env);  // keys, PEM files, origins, proxies
+            auth::context check(cfg, env);         // keys, PEM files, origins, proxies
             (void)net::tls::load_configured(cfg);  // certificate, key, and that they match
             std::cout << check_path << ": ok\n";
             return 0;

@@ -57,7 +57,8 @@ struct batch {
 
     void finish() {
         if (unavailable) {
-            resp.error(reject::unavailable, "the broker is unavailable; retry", "Retry-After: 1\r\n");
+            resp.error(reject::unavailable, "the broker is unavailable; retry",
+                       "Retry-After: 1\r\n");
             return;
         }
         std::string body = "{\"results\":[";

@@ -48,7 +48,6 @@ constexpr int k_rsa_max_bits = 8192;
 // NumericDate values are clamped to about +-34,000 years so arithmetic cannot overflow.
 constexpr long long k_max_date = 1LL << 40;
 
-
 std::string openssl_error(std::string_view fallback) {
     unsigned long e = ERR_peek_last_error();
     std::string out(fallback);

@@ -222,8 +222,8 @@ void connection::flush() {
                 char* at = pack.data() + packed;
                 std::memcpy(at, c.data + skip, n);
                 packed += n;
-                if (!bufs.empty() && static_cast<const char*>(bufs.back().data()) +
-                                             bufs.back().size() == at) {
+                if (!bufs.empty() &&
+                    static_cast<const char*>(bufs.back().data()) + bufs.back().size() == at) {
                     bufs.back() = asio::const_buffer(bufs.back().data(), bufs.back().size() + n);
                     continue;
                 }
@@ -351,8 +351,8 @@ std::size_t connection::read_some(error_code& ec) {
 // decrypted into the rest, where the sessions expect it.
 namespace {
 constexpr std::size_t k_tls_raw = 16 * 1024;
-constexpr std::size_t k_tls_record = 16 * 1024;   // plaintext per TLS record at most
-constexpr std::size_t k_tls_batch = 64 * 1024;    // plaintext encrypted per write at most
+constexpr std::size_t k_tls_record = 16 * 1024;  // plaintext per TLS record at most
+constexpr std::size_t k_tls_batch = 64 * 1024;   // plaintext encrypted per write at most
 }  // namespace
 
 std::size_t connection::read_tls(error_code& ec) {
@@ -367,18 +367,14 @@ std::size_t connection::read_tls(error_code& ec) {
         }
         if (tls_->has_output()) schedule_flush();  // handshake messages, tickets, alerts
         switch (r) {
-        case tls::channel::result::data:
-            return n;
-        case tls::channel::result::closed:
-            ec = asio::error::eof;
-            return 0;
-        case tls::channel::result::error:
-            w_.counters.tls_errors.add(1);
-            spdlog::debug("tls: {}", tls_->last_error());
-            ec = asio::error::connection_aborted;
-            return 0;
-        case tls::channel::result::want_input:
-            break;
+            case tls::channel::result::data: return n;
+            case tls::channel::result::closed: ec = asio::error::eof; return 0;
+            case tls::channel::result::error:
+                w_.counters.tls_errors.add(1);
+                spdlog::debug("tls: {}", tls_->last_error());
+                ec = asio::error::connection_aborted;
+                return 0;
+            case tls::channel::result::want_input: break;
         }
         const std::size_t got =
             socket_.read_some(asio::buffer(buf.data() + plain_cap, k_tls_raw), ec);

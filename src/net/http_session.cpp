@@ -396,8 +396,8 @@ bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req) {
     auto accept = ws::accept_key(key);
     slots_.clear();
     auto l = hand_over();
-    auto s = std::make_shared<ws_session>(w_, std::move(l), std::move(in_),
-                                          std::move(claims), std::move(stream_ip));
+    auto s = std::make_shared<ws_session>(w_, std::move(l), std::move(in_), std::move(claims),
+                                          std::move(stream_ip));
     s->start(accept, subprotocol, *topics);
     return true;
 }
@@ -430,8 +430,8 @@ bool http_session::start_sse(std::uint64_t seq, http_request& req) {
     std::string cors = cors_;
     slots_.clear();
     auto l = hand_over();
-    auto s = std::make_shared<sse_session>(w_, std::move(l),
-                                           std::move(claims), std::move(stream_ip));
+    auto s =
+        std::make_shared<sse_session>(w_, std::move(l), std::move(claims), std::move(stream_ip));
     s->start(*topics, since, cors);
     return true;
 }

@@ -10,8 +10,8 @@ constexpr std::string_view k_heartbeat = ": heartbeat\n\n";
 constexpr std::string_view k_shutdown = "event: shutdown\ndata: {\"reason\":\"going away\"}\n\n";
 }  // namespace
 
-sse_session::sse_session(worker_context& w, link l,
-                         std::unique_ptr<auth::token_claims> claims, std::string stream_ip)
+sse_session::sse_session(worker_context& w, link l, std::unique_ptr<auth::token_claims> claims,
+                         std::string stream_ip)
     : connection(w, std::move(l), metrics::transport::sse),
       claims_(std::move(claims)),
       stream_ip_(std::move(stream_ip)) {}

@@ -50,8 +50,8 @@ std::shared_ptr<context> context::load(const std::string& cert_file, const std::
     SSL_CTX_set_min_proto_version(ctx, min);
     // Record buffers are released while a connection has nothing to read or write.
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                                 SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_options(
+        ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1)
@@ -79,9 +79,8 @@ std::shared_ptr<const context> load_configured(const config::settings& cfg) {
         return context::load(cfg.tls.cert, cfg.tls.key, cfg.tls.min_version);
     } catch (const std::runtime_error& e) {
         const std::string what = e.what();
-        throw config::config_error(what.find("private key") != std::string::npos ? "tls.key"
-                                                                                 : "tls.cert",
-                                   what);
+        throw config::config_error(
+            what.find("private key") != std::string::npos ? "tls.key" : "tls.cert", what);
     }
 }
 
@@ -118,14 +117,10 @@ struct bio_access {
     static long ctrl(BIO* b, int cmd, long, void*) {
         auto* ch = static_cast<channel*>(BIO_get_data(b));
         switch (cmd) {
-        case BIO_CTRL_FLUSH:
-            return 1;
-        case BIO_CTRL_PENDING:
-            return static_cast<long>(ch->in_.size() - ch->in_head_);
-        case BIO_CTRL_WPENDING:
-            return static_cast<long>(ch->out_.size() - ch->out_head_);
-        default:
-            return 0;
+            case BIO_CTRL_FLUSH: return 1;
+            case BIO_CTRL_PENDING: return static_cast<long>(ch->in_.size() - ch->in_head_);
+            case BIO_CTRL_WPENDING: return static_cast<long>(ch->out_.size() - ch->out_head_);
+            default: return 0;
         }
     }
     static int create(BIO* b) {
@@ -175,14 +170,13 @@ channel::result channel::read(char* out, std::size_t cap, std::size_t& n) {
         return result::data;
     }
     switch (SSL_get_error(ssl_, r)) {
-    case SSL_ERROR_WANT_READ:
-    case SSL_ERROR_WANT_WRITE:  // our BIO never refuses a write; treat like "need input"
-        return result::want_input;
-    case SSL_ERROR_ZERO_RETURN:
-        return result::closed;
-    default:
-        error_ = drain_errors();
-        return result::error;  // the alert telling the peer why is in the output
+        case SSL_ERROR_WANT_READ:
+        case SSL_ERROR_WANT_WRITE:  // our BIO never refuses a write; treat like "need input"
+            return result::want_input;
+        case SSL_ERROR_ZERO_RETURN: return result::closed;
+        default:
+            error_ = drain_errors();
+            return result::error;  // the alert telling the peer why is in the output
     }
 }
 

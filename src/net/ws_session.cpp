@@ -18,9 +18,8 @@ namespace {
 const std::string k_ping_frame = ws::make_frame(ws::opcode::ping, {});
 }  // namespace
 
-ws_session::ws_session(worker_context& w, link l,
-                       std::string leftover, std::unique_ptr<auth::token_claims> claims,
-                       std::string stream_ip)
+ws_session::ws_session(worker_context& w, link l, std::string leftover,
+                       std::unique_ptr<auth::token_claims> claims, std::string stream_ip)
     : connection(w, std::move(l), metrics::transport::ws),
       in_(std::move(leftover)),
       last_seen_(clock::now()),

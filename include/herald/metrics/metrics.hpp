@@ -71,12 +71,12 @@ struct alignas(64) worker_counters {
     counter duplicates;
     counter frames_delivered;  // messages handed to a client connection
     counter bytes_out;
-    counter write_calls;  // socket writes: fewer than frames when corking works
+    counter write_calls;     // socket writes: fewer than frames when corking works
     counter corked_flushes;  // flush passes a busy worker delayed (adaptive corking)
     counter pong_timeouts;
     counter resumes_recovered;
     counter resumes_failed;
-    counter subscriptions;  // gauge
+    counter subscriptions;   // gauge
     counter tls_handshakes;  // completed
     counter tls_errors;      // failed handshakes, bad records, peers gone mid-handshake
 

@@ -95,9 +95,7 @@ protected:
     link hand_over();
     // Closes at `now + grace` at the latest (the close handshake's bound).
     void arm_close_deadline(milliseconds grace) noexcept;
-    [[nodiscard]] bool idle_output() const noexcept {
-        return !writing_ && head_ >= queue_.size();
-    }
+    [[nodiscard]] bool idle_output() const noexcept { return !writing_ && head_ >= queue_.size(); }
     // Drops everything queued that has not started to leave (keeps a partly written chunk).
     void drop_queue() noexcept;
 

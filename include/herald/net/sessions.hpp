@@ -154,8 +154,8 @@ private:
 
 class sse_session final : public connection, public hub::subscriber {
 public:
-    sse_session(worker_context& w, link l,
-                std::unique_ptr<auth::token_claims> claims, std::string stream_ip);
+    sse_session(worker_context& w, link l, std::unique_ptr<auth::token_claims> claims,
+                std::string stream_ip);
     ~sse_session() override;
     void start(const std::vector<std::string>& topics,
                const std::optional<std::vector<hub::stream_pos>>& since,

@@ -81,9 +81,9 @@ private:
     friend struct bio_access;
 
     SSL* ssl_ = nullptr;
-    std::string in_;                // ciphertext received, not yet read by OpenSSL
+    std::string in_;  // ciphertext received, not yet read by OpenSSL
     std::size_t in_head_ = 0;
-    std::string out_;               // ciphertext written by OpenSSL, not yet sent
+    std::string out_;  // ciphertext written by OpenSSL, not yet sent
     std::size_t out_head_ = 0;
     std::string error_;
     bool fed_ = false;
