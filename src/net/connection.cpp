@@ -408,8 +408,9 @@ std::size_t connection::read_tls(error_code& ec) {
 
 bool connection::encrypt_queued() {
     // Frames are coalesced into records of up to 16 KiB (one MAC and one header per record, not
-    // per frame); a chunk of a record's size or more is encrypted where it lies.
-    auto& stage = w_.scratch();
+    // per frame); a chunk of a record's size or more is encrypted where it lies. The staging
+    // buffer is the one plain writes pack small chunks into.
+    auto& stage = w_.pack();
     std::size_t staged = 0;
     std::size_t done = 0;
     auto seal = [&]() {

@@ -81,7 +81,8 @@ public:
     // Gather list for one write (at most k_max_gather buffers), shared the same way.
     std::vector<asio::const_buffer>& gather() noexcept { return gather_; }
     // Small chunks are copied into this buffer so that a write hands the kernel one run of bytes
-    // instead of many tiny iovecs (each costs a user-copy setup and a check in sendmsg).
+    // instead of many tiny iovecs (each costs a user-copy setup and a check in sendmsg); on TLS
+    // it stages the plaintext of one record.
     std::string& pack() noexcept { return pack_; }
 
     // Called when a connection queued bytes; it is flushed at the end of this loop turn, or, on
