@@ -1,6 +1,7 @@
 // herald: flags, config, logging, then the server. The only code the tests do not link.
 #include "herald/app/server.hpp"
 #include "herald/auth/context.hpp"
+#include "herald/net/endpoints.hpp"
 #include "herald/net/tls.hpp"
 #include "herald/config/config.hpp"
 
@@ -26,8 +27,16 @@ int main(int argc, char** argv) {
     cli.add_option("-l,--listen", listen, "address:port, overrides listen");
     cli.add_option("-w,--workers", workers, "event-loop threads, overrides workers (0 = cores)");
     cli.add_option("--log-level", log_level, "trace|debug|info|warn|error|critical|off");
+    bool list_endpoints = false;
+    cli.add_flag("--list-endpoints", list_endpoints,
+                 "print the HTTP endpoints (path, method, access class) as JSON lines and exit");
     cli.set_version_flag("--version", "herald 0.1.0");
     CLI11_PARSE(cli, argc, argv);
+
+    if (list_endpoints) {
+        for (const auto& e : net::endpoints()) std::cout << net::endpoint_json(e) << '\n';
+        return 0;
+    }
 
     config::settings cfg;
     try {

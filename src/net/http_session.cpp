@@ -39,6 +39,27 @@ bool has_token(std::string_view list, std::string_view token) {
     }
     return false;
 }
+
+// The HTTP answer to an authorization refusal (auth/access.hpp).
+void refuse(http_session& s, std::uint64_t seq, const auth::decision& d, bool keep_alive) {
+    switch (d.status) {
+        case auth::verdict::unauthorized:
+            s.fail_request(seq, reject::unauthorized, d.message, keep_alive,
+                           d.invalid_token ? "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n"
+                                           : "WWW-Authenticate: Bearer\r\n");
+            return;
+        case auth::verdict::forbidden:
+            // An anonymous client is told a credential might help.
+            s.fail_request(seq, reject::forbidden, d.message, keep_alive,
+                           d.anonymous ? "WWW-Authenticate: Bearer\r\n" : "");
+            return;
+        case auth::verdict::rate_limited:
+            s.fail_request(seq, reject::rate_limited, d.message, keep_alive,
+                           "Retry-After: " + std::to_string(d.retry_after_s) + "\r\n");
+            return;
+        case auth::verdict::ok: return;
+    }
+}
 }  // namespace
 
 std::string_view http_request::header(std::string_view name) const {
@@ -252,7 +273,6 @@ void http_session::handle(beast_request raw) {
     }
     http_request req{std::move(raw), std::move(*target), {}};
     const auto& path = req.target.path;
-    const bool is_get = req.method() == http::verb::get;
     cors_.clear();
     struct clear_cors {
         std::string& c;
@@ -266,30 +286,62 @@ void http_session::handle(beast_request raw) {
         }
         for (const auto& [k, v] : *h) cors_ += k + ": " + v + "\r\n";
     }
+    const auto* ep = find_endpoint(path);
+    if (!ep) {
+        fail_request(seq, reject::not_found, "no such endpoint: " + path, keep_alive);
+        return;
+    }
     if (req.method() == http::verb::options) {
         complete(seq, make_response(204, "text/plain", "", keep_alive, cors_), keep_alive);
         return;
     }
-
-    if (path == "/ws" || path == "/sse" || path == "/poll") {
-        if (!is_get) {
-            fail_request(seq, reject::method_not_allowed, "use GET", keep_alive, "Allow: GET\r\n");
-            return;
-        }
-        if (w_.state.draining.load(std::memory_order_relaxed)) {
-            fail_request(seq, reject::draining, "the server is shutting down; reconnect", false);
-            return;
-        }
-        if (path == "/ws") {
-            upgrade_websocket(seq, req);
-        } else if (path == "/sse") {
-            start_sse(seq, req);
-        } else {
-            start_poll(seq, req, keep_alive);
-        }
+    if (req.method() != ep->method) {
+        const auto m = http::to_string(ep->method);
+        const std::string verb(m.data(), m.size());
+        fail_request(seq, reject::method_not_allowed, "use " + verb, keep_alive,
+                     "Allow: " + verb + "\r\n");
         return;
     }
+    req.route = ep;
+    const bool stream = ep->id == endpoint_id::ws || ep->id == endpoint_id::sse;
+    const bool held = stream || ep->id == endpoint_id::poll;  // refusals close these
+    if (held && w_.state.draining.load(std::memory_order_relaxed)) {
+        fail_request(seq, reject::draining, "the server is shutting down; reconnect", false);
+        return;
+    }
+    // The topics the request would read, validated, then the row's authorization decision: no
+    // handler runs for a request its access class refuses.
+    std::vector<std::string> topics;
+    if (ep->topics == topic_source::path) {
+        topics.push_back(path.substr(ep->path.size()));
+        if (!hub::is_valid_topic(topics.back())) {
+            fail_request(seq, reject::bad_topic, std::string(hub::k_topic_rule), keep_alive);
+            return;
+        }
+    } else if (ep->topics != topic_source::none) {
+        auto t = query_topics(seq, req.target, stream ? false : keep_alive,
+                              ep->topics == topic_source::query);
+        if (!t) return;
+        topics = std::move(*t);
+    }
     req.client_ip = client_ip(req);
+    std::unique_ptr<auth::token_claims> reader;
+    if (w_.auth) {
+        const auth::credentials cred{req.header("Authorization"), req.header("Cookie"),
+                                     req.target.query};
+        auto d = w_.auth->authorize(ep->access, cred, topics, req.client_ip);
+        if (!d.ok()) {
+            refuse(*this, seq, d, held ? false : keep_alive);
+            return;
+        }
+        reader = std::move(d.reader);
+    }
+    switch (ep->id) {
+        case endpoint_id::ws: upgrade_websocket(seq, req, topics, std::move(reader)); return;
+        case endpoint_id::sse: start_sse(seq, req, topics, std::move(reader)); return;
+        case endpoint_id::poll: start_poll(seq, req, topics, std::move(reader), keep_alive); return;
+        default: break;
+    }
     w_.api.handle(w_, req,
                   responder(std::static_pointer_cast<http_session>(shared_from_this()), seq,
                             keep_alive, cors_));
@@ -315,41 +367,12 @@ std::string http_session::client_ip(const http_request& req) {
     return auth::client_address(peer, xff, w_.auth->proxies).to_string();
 }
 
+// Per-address stream limits; authorization was decided by the router (handle()).
 bool http_session::admit_stream(std::uint64_t seq, const http_request& req,
-                                const std::vector<std::string>& topics,
-                                std::unique_ptr<auth::token_claims>& claims,
                                 std::string& stream_ip) {
     auto* a = w_.auth;
     if (!a) return true;
-    // The token: Authorization header, else the query parameter, else the cookie.
-    std::optional<std::string> token;
-    if (auto b = auth::parse_bearer(req.header("Authorization"))) {
-        token = std::string(*b);
-    } else if (auto q = req.target.get(a->cfg.auth.token_query_param); q && !q->empty()) {
-        token = *q;
-    } else if (!a->cfg.auth.token_cookie.empty()) {
-        if (auto c = auth::cookie_value(req.header("Cookie"), a->cfg.auth.token_cookie))
-            token = std::string(*c);
-    }
-    if (token) {
-        auto r = a->verify_token(*token);
-        if (!r.ok()) {
-            fail_request(seq, reject::unauthorized,
-                         "invalid token: " + std::string(auth::to_string(r.status)), false,
-                         "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
-            return false;
-        }
-        claims = std::make_unique<auth::token_claims>(std::move(r.claims));
-    }
-    for (const auto& t : topics) {
-        if (!a->policy.can_subscribe(claims.get(), t)) {
-            fail_request(
-                seq, reject::forbidden, "not allowed to subscribe to '" + t + "'", false,
-                claims ? std::string_view{} : std::string_view("WWW-Authenticate: Bearer\r\n"));
-            return false;
-        }
-    }
-    const std::string ip = client_ip(req);
+    const std::string& ip = req.client_ip;
     std::int64_t retry = 1;
     if (!a->allow_new_stream(ip, retry)) {
         fail_request(seq, reject::rate_limited, "too many new connections from this address", false,
@@ -365,7 +388,9 @@ bool http_session::admit_stream(std::uint64_t seq, const http_request& req,
     return true;
 }
 
-bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req) {
+bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req,
+                                     const std::vector<std::string>& topics,
+                                     std::unique_ptr<auth::token_claims> claims) {
     if (!boost::beast::websocket::is_upgrade(req.raw)) {
         fail_request(seq, reject::bad_request,
                      "expected a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)",
@@ -382,34 +407,31 @@ bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req) {
                      "Sec-WebSocket-Version: 13\r\n");
         return false;
     }
-    auto topics = query_topics(seq, req.target, false, false);
-    if (!topics) return false;
     if (slots_.size() != 1 || !idle_output()) {
         fail_request(seq, reject::bad_request,
                      "an upgrade must not be pipelined behind other requests", false);
         return false;
     }
-    std::unique_ptr<auth::token_claims> claims;
     std::string stream_ip;
-    if (!admit_stream(seq, req, *topics, claims, stream_ip)) return false;
+    if (!admit_stream(seq, req, stream_ip)) return false;
     const bool subprotocol = has_token(req.header("Sec-WebSocket-Protocol"), "herald.v1");
     auto accept = ws::accept_key(key);
     slots_.clear();
     auto l = hand_over();
     auto s = std::make_shared<ws_session>(w_, std::move(l), std::move(in_), std::move(claims),
                                           std::move(stream_ip));
-    s->start(accept, subprotocol, *topics);
+    s->start(accept, subprotocol, topics);
     return true;
 }
 
-bool http_session::start_sse(std::uint64_t seq, http_request& req) {
-    auto topics = query_topics(seq, req.target, false, true);
-    if (!topics) return false;
+bool http_session::start_sse(std::uint64_t seq, http_request& req,
+                             const std::vector<std::string>& topics,
+                             std::unique_ptr<auth::token_claims> claims) {
     std::optional<std::vector<hub::stream_pos>> since;
     std::string last_id(req.header("Last-Event-ID"));
     if (last_id.empty()) last_id = req.target.get("last_event_id").value_or("");
     if (!last_id.empty()) {
-        since = broker::parse_event_id(last_id, topics->size());
+        since = broker::parse_event_id(last_id, topics.size());
         if (!since) {
             fail_request(seq, reject::bad_last_event_id,
                          "Last-Event-ID must be one epoch:offset per topic, joined by ',' in the "
@@ -423,23 +445,22 @@ bool http_session::start_sse(std::uint64_t seq, http_request& req) {
                      "a stream must not be pipelined behind other requests", false);
         return false;
     }
-    std::unique_ptr<auth::token_claims> claims;
     std::string stream_ip;
-    if (!admit_stream(seq, req, *topics, claims, stream_ip)) return false;
+    if (!admit_stream(seq, req, stream_ip)) return false;
     // Allowed origins get their CORS headers on the stream's response.
     std::string cors = cors_;
     slots_.clear();
     auto l = hand_over();
     auto s =
         std::make_shared<sse_session>(w_, std::move(l), std::move(claims), std::move(stream_ip));
-    s->start(*topics, since, cors);
+    s->start(topics, since, cors);
     return true;
 }
 
-void http_session::start_poll(std::uint64_t seq, http_request& req, bool keep_alive) {
-    auto topics = query_topics(seq, req.target, keep_alive, true);
-    if (!topics) return;
-    if (topics->size() != 1) {
+void http_session::start_poll(std::uint64_t seq, http_request& req,
+                              const std::vector<std::string>& topics,
+                              std::unique_ptr<auth::token_claims> claims, bool keep_alive) {
+    if (topics.size() != 1) {
         fail_request(seq, reject::bad_topic, "long-polling takes exactly one topic", keep_alive);
         return;
     }
@@ -452,9 +473,8 @@ void http_session::start_poll(std::uint64_t seq, http_request& req, bool keep_al
             return;
         }
     }
-    std::unique_ptr<auth::token_claims> claims;
     std::string stream_ip;
-    if (!admit_stream(seq, req, *topics, claims, stream_ip)) return;
+    if (!admit_stream(seq, req, stream_ip)) return;
     poll_ = std::make_unique<poll_state>();
     poll_->stream_ip = std::move(stream_ip);
     if (claims) poll_->user = claims->sub;
@@ -462,7 +482,7 @@ void http_session::start_poll(std::uint64_t seq, http_request& req, bool keep_al
     poll_->keep_alive = keep_alive;
     poll_->deadline = clock::now() + w_.cfg.poll.timeout;
     poll_->sub.owner = this;
-    poll_->sub.topic = (*topics)[0];
+    poll_->sub.topic = topics[0];
     poll_->sub.since = since;
     set_transport(metrics::transport::poll);
     w_.shard.subscribe(poll_->sub);

@@ -400,7 +400,7 @@ void ws_session::on_text(std::string_view text) {
             bad(id, "bad_request", "already subscribed to '" + topic + "'");
             return;
         }
-        if (w_.auth && !w_.auth->policy.can_subscribe(claims_.get(), topic)) {
+        if (w_.auth && !w_.auth->may_read(claims_.get(), topic)) {
             w_.counters.inc(reject::forbidden);
             reply_error(id, "forbidden", "not allowed to subscribe to '" + topic + "'");
             return;

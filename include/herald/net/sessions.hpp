@@ -65,19 +65,22 @@ private:
     void end_poll(std::unique_ptr<poll_state>& p);
     void process();
     void handle(beast_request req);
-    bool upgrade_websocket(std::uint64_t seq, http_request& req);
-    bool start_sse(std::uint64_t seq, http_request& req);
-    void start_poll(std::uint64_t seq, http_request& req, bool keep_alive);
+    // The stream endpoints; `topics` are validated and `claims` (null: anonymous) authorized.
+    bool upgrade_websocket(std::uint64_t seq, http_request& req,
+                           const std::vector<std::string>& topics,
+                           std::unique_ptr<auth::token_claims> claims);
+    bool start_sse(std::uint64_t seq, http_request& req, const std::vector<std::string>& topics,
+                   std::unique_ptr<auth::token_claims> claims);
+    void start_poll(std::uint64_t seq, http_request& req, const std::vector<std::string>& topics,
+                    std::unique_ptr<auth::token_claims> claims, bool keep_alive);
     void finish_poll();
     std::optional<std::vector<std::string>> query_topics(std::uint64_t seq, const url& u,
                                                          bool keep_alive, bool required);
     void arm_idle();
     void release_hold();
     [[nodiscard]] std::string client_ip(const http_request& req);
-    // Token, topic permissions and per-address limits for a stream; answers the error itself.
-    bool admit_stream(std::uint64_t seq, const http_request& req,
-                      const std::vector<std::string>& topics,
-                      std::unique_ptr<auth::token_claims>& claims, std::string& stream_ip);
+    // Per-address limits for a stream; answers the error itself.
+    bool admit_stream(std::uint64_t seq, const http_request& req, std::string& stream_ip);
 
     std::string in_;
     std::unique_ptr<parser_t> parser_;
