@@ -13,10 +13,7 @@ using namespace std::chrono_literals;
 namespace {
 
 std::string shipped_config_path() {
-    // tests/unit/config/config_test.cpp -> repository root
-    auto root =
-        std::filesystem::path(__FILE__).parent_path().parent_path().parent_path().parent_path();
-    return (root / "config" / "herald.yaml").string();
+    return (std::filesystem::path(HERALD_SOURCE_DIR) / "config" / "herald.yaml").string();
 }
 
 std::string read_file(const std::string& path) {
