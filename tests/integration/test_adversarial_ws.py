@@ -8,6 +8,7 @@ Every loop is bounded in count and time; every target is 127.0.0.1.
 import json
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -71,10 +72,12 @@ class Baseline:
     """RSS and descriptors before an attack; check() asserts herald is alive and back under
     them (descriptors exactly back, memory within the slack)."""
 
-    def __init__(self, server):
+    def __init__(self, server, health_url: str | None = None, verify=True):
         self.server = server
         self.pid = server.proc.pid
-        assert requests.get(server.url("/healthz"), timeout=10).status_code == 200
+        self.health = lambda: requests.get(health_url or server.url("/healthz"), timeout=10,
+                                           verify=verify).status_code
+        assert self.health() == 200
         time.sleep(0.2)
         self.fds = server_fds(self.pid)
         self.rss = server_rss_kib(self.pid)
@@ -89,7 +92,7 @@ class Baseline:
 
     def check(self, what: str):
         assert self.server.alive(), f"herald died after {what}"
-        assert requests.get(self.server.url("/healthz"), timeout=10).status_code == 200
+        assert self.health() == 200
         wait_until(lambda: server_fds(self.pid) <= self.fds, 10,
                    what=f"fds back to {self.fds} after {what} (now {server_fds(self.pid)})")
         self.assert_rss(what)
@@ -137,6 +140,44 @@ def test_ping_flood_from_a_client_that_never_reads_costs_one_pong(server):
     finally:
         ws.close()
     base.check("a ping flood")
+
+
+def test_ping_flood_over_tls_costs_one_pong(herald_factory, tmp_path):
+    """The same over TLS, where queued frames leave the queue when they are encrypted."""
+    from test_tls import make_ca, make_cert
+    ca = make_ca(str(tmp_path))
+    cert, key = make_cert(str(tmp_path), "server", ca)
+    srv = herald_factory({"tls": {"cert": cert, "key": key}})
+    base = Baseline(srv, f"https://localhost:{srv.port}/healthz", verify=ca[0])
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(30)
+    raw.connect((HOST, srv.port))
+    tls = ssl.create_default_context(cafile=ca[0]).wrap_socket(raw, server_hostname="localhost")
+    try:
+        tls.sendall(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    b"Sec-WebSocket-Version: 13\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += tls.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        block = frame(0x9, b"p" * 125) * 2000
+        for _ in range(100):
+            tls.sendall(block)
+        last = b"last ping over tls"
+        tls.sendall(frame(0x9, last))
+        time.sleep(1.0)
+        base.assert_rss("100,000 pings over TLS, connection still open")
+        buf = bytearray()
+        deadline = time.monotonic() + 10
+        while last not in buf:
+            assert time.monotonic() < deadline, f"no pong for the last ping ({len(buf)} bytes read)"
+            buf += tls.recv(65536)
+        assert len(buf) < 100_000 * 127 // 10, len(buf)
+    finally:
+        tls.close()
+    base.check("a ping flood over TLS")
 
 
 def test_pings_are_answered_with_their_payload(server):
