@@ -203,6 +203,7 @@ bool connection::write_now(const Buffers& bufs, std::size_t& written) {
 }
 
 void connection::flush() {
+    on_flush_begin();
     if (closed_ || writing_) return;
     if (tls_) {
         flush_tls();

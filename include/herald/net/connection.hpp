@@ -90,6 +90,9 @@ protected:
     virtual void on_close() {}
     // Hook: the queue overflowed; runs from the flush pass, never inside a fan-out loop.
     virtual void on_slow_consumer() { close_now(); }
+    // Hook: flush() is about to write; a subclass may queue what it coalesced meanwhile (the
+    // WebSocket pong for the latest ping).
+    virtual void on_flush_begin() {}
     // Gives the socket, the slot and the TLS session to a new session; this one ends without
     // closing the socket. Only when nothing is queued or being written.
     link hand_over();

@@ -123,13 +123,23 @@ private:
     void on_readable() override;
     void on_close() override;
     void on_slow_consumer() override;
+    void on_flush_begin() override;
     void consume(char* data, std::size_t n);
     // Returns the bytes of `buf` used; sets `stop` when the connection must stop reading.
     std::size_t parse_frames(char* buf, std::size_t n, bool& stop);
     bool on_frame(const ws::frame& f, char* payload);
     void on_text(std::string_view text);
     void fail(std::uint16_t code, std::string_view reason, metrics::reject r);
+    // Queues a close frame and ends the connection once it is written (at `grace` at the
+    // latest); what the client sends meanwhile is read and dropped.
+    void end_with(std::uint16_t code, std::string_view reason,
+                  milliseconds grace = milliseconds(1000));
     void send_close(std::uint16_t code, std::string_view reason);
+    // Queues the pong for the latest ping, unless the previous pong is still queued.
+    void answer_ping();
+    // Counts one client message (op, ping or pong) against limits.ws_messages_per_s; false when
+    // over it (the caller drops it; `tell`: answer `error` `rate_limited`).
+    bool admit_message(bool tell);
     void send_json(std::string json);
     void reply_error(const std::string& id, std::string_view code, std::string_view message);
     void subscribe_topic(const std::string& topic, std::optional<hub::stream_pos> since,
@@ -141,9 +151,19 @@ private:
     std::vector<std::unique_ptr<ws_sub>> subs_;
     std::string in_;    // a partial frame carried to the next read
     std::string frag_;  // a fragmented message being assembled
+    // Wire bytes of the fragments so far, headers included: bounded by max_client_message_bytes.
+    std::uint64_t frag_charge_ = 0;
     ws::opcode frag_op_ = ws::opcode::text;
     bool in_frag_ = false;
     bool close_sent_ = false;
+    bool closing_ = false;       // end_with(): input is dropped until the socket closes
+    bool slow_closing_ = false;  // on_slow_consumer() ran: later passes only flush
+    // RFC 6455 5.5.3: only the latest ping is answered. Its payload waits here (<= 125 bytes)
+    // until the connection writes; pong_ holds the pong frame and is rewritten only when the
+    // queue no longer refers to it, so a client costs at most one pong, however fast it pings.
+    bool ping_pending_ = false;
+    std::string ping_payload_;
+    std::shared_ptr<std::string> pong_;
     bool awaiting_pong_ = false;
     time_point last_seen_;
     time_point last_ping_;
