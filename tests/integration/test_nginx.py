@@ -394,3 +394,49 @@ def test_per_address_limits_see_client_addresses_through_nginx(herald_factory, t
         asyncio.run(run())
     finally:
         ngx.stop()
+
+
+# --------------------------------------------------------------------------- TLS + HTTP/2
+
+def test_sse_streams_multiplexed_over_one_http2_connection(herald_factory, tmp_path):
+    """The TLS + HTTP/2 lines of the shipped config switched on (test certificates made here with
+    openssl): one curl --http2 --parallel opens 6 SSE streams, all over ONE TLS connection (curl
+    says so), and every stream receives a message published through nginx over HTTPS."""
+    from test_tls import make_ca, make_cert
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca = make_ca(str(certs))
+    cert, key = make_cert(str(certs), "nginx", ca)
+    h = herald_factory({"trusted_proxies": ["127.0.0.1"]})
+    tls_port = free_port()
+    prefix = tmp_path / "nginx"
+    prefix.mkdir()
+    ngx = Nginx(prefix, [f"127.0.0.1:{h.port}"],
+                render_args=("--tls", f"127.0.0.1:{tls_port}", cert, key))
+    topic = unique("ngx-h2")
+    streams = 6
+    args = ["curl", "--http2", "--parallel", "--parallel-max", str(streams), "--cacert", ca[0],
+            "-sSNv", "--max-time", "6"]
+    for i in range(streams):
+        args += ["-o", str(tmp_path / f"stream{i}"), f"https://localhost:{tls_port}/sse?topic={topic}"]
+    try:
+        curl = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        # All streams subscribed before the publish.
+        wait_until(lambda: all((tmp_path / f"stream{i}").exists() and
+                               b"retry:" in (tmp_path / f"stream{i}").read_bytes()
+                               for i in range(streams)), 5, what="6 SSE streams open")
+        r = requests.post(f"https://localhost:{tls_port}/publish/{topic}", data="over h2",
+                          verify=ca[0], timeout=5)
+        assert r.status_code == 200, r.text
+        assert r.json()["subscribers"] == streams
+        _, verbose = curl.communicate(timeout=15)
+        verbose = verbose.decode("utf-8", "replace")
+        for i in range(streams):
+            body = (tmp_path / f"stream{i}").read_bytes()
+            assert b"data: over h2\n" in body, (i, body)
+        assert "ALPN: server accepted h2" in verbose, verbose[-2000:]
+        assert verbose.count("* Connected to ") == 1, "more than one connection:\n" + verbose[-3000:]
+        assert verbose.count("Multiplexed connection found") == streams - 1, verbose[-3000:]
+    finally:
+        ngx.stop()
