@@ -17,8 +17,9 @@ packages=(
   # tests: independent clients and the servers tests start themselves
   curl openssl python3 python3-pytest python3-websockets python3-requests python3-yaml
   redis-server nginx libnginx-mod-nchan
-  # tests of the deployment files: systemd-analyze rates the unit (nothing is started)
-  systemd
+  # tests of the deployment files: systemd-analyze rates and checks the unit (nothing is
+  # started), strace lists the system calls herald makes against the unit's filter
+  systemd strace
   # make fuzz: clang with libFuzzer and the sanitizer runtimes
   clang libclang-rt-14-dev
   # benchmarks: charts
