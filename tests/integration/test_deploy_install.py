@@ -59,6 +59,13 @@ def test_cmake_install_lays_out_binary_configs_unit_and_nginx(tmp_path):
         v = subprocess.run(["systemd-analyze", "verify", str(prefix / "lib/systemd/system/herald.service")],
                            capture_output=True, text=True, timeout=60)
         assert v.returncode == 0 and not v.stderr.strip() and not v.stdout.strip(), v.stdout + v.stderr
+    # A reinstall keeps the operator's edited production config.
+    edited = prefix / "etc/herald/herald.production.yaml"
+    edited.write_text(edited.read_text() + "# edited by the operator\n")
+    p = subprocess.run(["cmake", "--install", str(build_dir()), "--prefix", str(prefix)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "Keeping: " in p.stdout, p.stdout + p.stderr
+    assert edited.read_text().endswith("# edited by the operator\n")
     # DESTDIR staging (packages, the Docker image) keeps the prefix in the unit's paths.
     stage = tmp_path / "stage"
     p = subprocess.run(["cmake", "--install", str(build_dir()), "--prefix", "/usr/local"],
