@@ -11,7 +11,6 @@ import shlex
 import signal
 import socket
 import subprocess
-import time
 
 import pytest
 import requests

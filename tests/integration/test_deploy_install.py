@@ -146,7 +146,6 @@ def test_herald_uses_only_system_calls_the_unit_allows(tmp_path):
                     "that the production binary does not")
     import asyncio
     import signal
-    import time
 
     import requests
     import websockets

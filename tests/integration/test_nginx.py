@@ -1,17 +1,19 @@
 """herald behind real nginx running the shipped config/nginx/herald.conf (rendered by
 scripts/nginx-conf.sh with this test's ports): WebSocket upgrade, SSE without buffering, long-poll
-and publish all pass through it."""
+and publish all pass through it; every location forwards the client's address, scheme and host;
+/publish, /admin and /metrics answer only this machine; 1,500 SSE clients from 10 addresses meet
+per-address limits as 10 clients, not one; the TLS + HTTP/2 lines multiplex SSE streams."""
 import asyncio
+import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import threading
 import time
-import http.server
-import re
 
 import pytest
 import requests
