@@ -97,4 +97,4 @@ clean:
 
 # docker/nginx.conf is the shipped config/nginx/herald.conf rendered for docker/compose.yaml.
 docker-config:
-	scripts/nginx-conf.sh 8080 /var/run herald1:8080 herald2:8080 | sed 's#^error_log .*#error_log stderr warn;#' > docker/nginx.conf
+	scripts/nginx-conf.sh --allow 172.30.80.1 8080 /var/cache/nginx 127.0.0.1:8081 127.0.0.1:8082 | sed 's#^error_log .*#error_log stderr warn;#' > docker/nginx.conf
