@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 
 #include <csignal>
+#include <optional>
 #include <thread>
 
 namespace herald::app {
@@ -164,6 +165,18 @@ int server::run() {
         spdlog::critical("listen: '{}' is not an IP address", s.cfg.listen_host);
         return 2;
     }
+    // Claimed before the workers bind with SO_REUSEPORT, held until the drain starts.
+    std::optional<net::port_claim> claim;
+    try {
+        claim.emplace(ep);
+    } catch (const net::port_in_use& e) {
+        spdlog::critical("{}", e.what());
+        return 1;
+    } catch (const boost::system::system_error& e) {
+        spdlog::critical("cannot listen on {}:{}: {}", s.cfg.listen_host, s.cfg.listen_port,
+                         e.code().message());
+        return 1;
+    }
     for (auto& w : s.workers) {
         w->ctx =
             std::make_unique<net::worker_context>(w->id, w->ioc, s.cfg, s.hub->at(w->id), *s.broker,
@@ -172,7 +185,6 @@ int server::run() {
         w->ctx->tls = tls;
         try {
             auto acceptor = net::open_acceptor(w->ioc, ep);
-            if (ep.port() == 0) ep.port(acceptor.local_endpoint().port());
             w->listener = std::make_shared<net::listener>(*w->ctx, std::move(acceptor));
         } catch (const boost::system::system_error& e) {
             spdlog::critical("cannot listen on {}:{}: {}", s.cfg.listen_host, s.cfg.listen_port,
@@ -251,6 +263,9 @@ int server::run() {
                 w.listener->stop();
                 w.ctx->drain();
             });
+        // A new instance may start now (an upgrade); its probe still fails until every
+        // listener above has closed, so it never shares the port with this one.
+        claim->release();
         signals.async_wait(on_signal);  // a second signal stops at once
         check_drained();
     };
