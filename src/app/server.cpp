@@ -61,7 +61,10 @@ struct server::impl {
             const auto now = clock::now();
             w.ctx->tick(now);
             // History expiry once a second is plenty.
-            if (++w_ticks[w.id] % 4 == 0) broker->on_tick(w.id, now);
+            if (++w_ticks[w.id] % 4 == 0) {
+                broker->on_tick(w.id, now);
+                w.ctx->rejects.tick(now);
+            }
             schedule_tick(w);
         });
     }

@@ -41,6 +41,7 @@ constexpr long long k_gib = 1ll << 30;
 const std::map<std::string, bounds, std::less<>>& numeric_bounds() {
     static const std::map<std::string, bounds, std::less<>> b = {
         {"workers", {unit::count, 0, 64}},
+        {"log.rejection_interval", {unit::duration, 1000, 3'600'000}},
         {"http.header_timeout", {unit::duration, 100, k_day_ms}},
         {"http.idle_timeout", {unit::duration, 100, k_day_ms}},
         {"http.max_header_bytes", {unit::bytes, 1024, 1 << 20}},
@@ -232,6 +233,10 @@ const std::map<std::string, handler>& schema() {
                          const std::string& k) { set_log_level(c, scalar(n, k), k); }},
         {"log.format", [](settings& c, const YAML::Node& n,
                           const std::string& k) { set_log_format(c, scalar(n, k), k); }},
+        {"log.rejection_interval",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.log.rejection_interval = duration(n, k, bounds_of(k));
+         }},
         {"http.header_timeout",
          [](settings& c, const YAML::Node& n, const std::string& k) {
              c.http.header_timeout = duration(n, k, bounds_of(k));
@@ -667,6 +672,7 @@ std::vector<key_doc> describe(const settings& s) {
     add("broker", yaml_string(s.broker));
     add("log.level", yaml_string(s.log.level));
     add("log.format", yaml_string(s.log.format));
+    add("log.rejection_interval", ms(s.log.rejection_interval));
     add("http.header_timeout", ms(s.http.header_timeout));
     add("http.idle_timeout", ms(s.http.idle_timeout));
     add("http.max_header_bytes", format_size(s.http.max_header_bytes));

@@ -331,6 +331,9 @@ void http_session::handle(beast_request raw) {
                                      req.target.query};
         auto d = w_.auth->authorize(ep->access, cred, topics, req.client_ip);
         if (!d.ok()) {
+            // The one rate-limited verdict is the publish rate (auth::context::authorize_key).
+            if (d.status == auth::verdict::rate_limited)
+                w_.rejects.note(reject_log::reason::publish_rate, req.client_ip);
             refuse(*this, seq, d, held ? false : keep_alive);
             return;
         }
@@ -375,11 +378,13 @@ bool http_session::admit_stream(std::uint64_t seq, const http_request& req,
     const std::string& ip = req.client_ip;
     std::int64_t retry = 1;
     if (!a->allow_new_stream(ip, retry)) {
+        w_.rejects.note(reject_log::reason::new_connections_per_ip, ip);
         fail_request(seq, reject::rate_limited, "too many new connections from this address", false,
                      "Retry-After: " + std::to_string(retry) + "\r\n");
         return false;
     }
     if (!a->acquire_stream(ip)) {
+        w_.rejects.note(reject_log::reason::connections_per_ip, ip);
         fail_request(seq, reject::rate_limited, "too many connections from this address", false,
                      "Retry-After: 1\r\n");
         return false;

@@ -151,11 +151,19 @@ void listener::on_accept(error_code ec, tcp::socket socket) {
             return;  // the socket and its slot are released here
         }
     }
+    const bool over = open > w_.cfg.limits.max_connections;
+    if (over) {
+        // The socket's peer: behind a proxy this is the proxy, which is what holds the slots.
+        error_code e;
+        const auto peer = socket.remote_endpoint(e);
+        w_.rejects.note(reject_log::reason::max_connections,
+                        e ? std::string("?") : peer.address().to_string());
+    }
     auto session = std::make_shared<http_session>(
         w_, link{std::move(socket), std::move(slot), std::move(tls)});
     // Over the limit the connection is still read, so the client gets a clear 503 rather than
     // a reset; it is closed after that one answer.
-    if (open > w_.cfg.limits.max_connections) session->refuse_with(metrics::reject::over_capacity);
+    if (over) session->refuse_with(metrics::reject::over_capacity);
     session->start();
     do_accept();
 }

@@ -29,6 +29,9 @@ struct settings {
     struct {
         std::string level = "info";
         std::string format = "text";
+        // Clients refused by a limit: the first refusal per address and reason is logged, the
+        // rest are counted and summarised once per interval.
+        milliseconds rejection_interval{60'000};
     } log;
 
     struct {
