@@ -400,6 +400,7 @@ std::size_t connection::read_tls(error_code& ec) {
             error_code ignored;
             socket_.write_some(asio::buffer(k_plain_answer), ignored);
             w_.counters.tls_errors.add(1);
+            w_.counters.inc(metrics::reject::tls_required);
             ec = asio::error::connection_aborted;
             return 0;
         }

@@ -349,6 +349,7 @@ bool ws_session::on_frame(const ws::frame& f, char* payload) {
     }
     if (op == ws::opcode::binary) {
         w_.counters.inc(reject::ws_bad_op);
+        w_.counters.inc(reject::binary_not_supported);
         reply_error({}, "binary_not_supported", "ops are JSON text frames");
         return true;
     }
@@ -363,6 +364,7 @@ bool ws_session::on_frame(const ws::frame& f, char* payload) {
 void ws_session::on_text(std::string_view text) {
     auto bad = [this](const std::string& id, std::string_view code, std::string_view message) {
         w_.counters.inc(reject::ws_bad_op);
+        if (auto r = metrics::reject_named(code)) w_.counters.inc(*r);  // and under its own code
         reply_error(id, code, message);
     };
     if (!admit_message(true)) return;
