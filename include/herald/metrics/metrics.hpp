@@ -42,7 +42,7 @@ enum class reject : std::uint8_t {
     ws_protocol_error,
     ws_invalid_utf8,
     ws_message_too_big,
-    ws_bad_op,  // every malformed op, also counted under the code its error frame carries
+    ws_bad_op,     // every malformed op, also counted under the code its error frame carries
     tls_required,  // plain HTTP on a TLS port
     // Codes only WebSocket error frames carry.
     unknown_op,
