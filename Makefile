@@ -5,7 +5,7 @@ PYTHON    ?= /usr/bin/python3
 CMAKE_ARGS ?=
 CONFIG    ?= config/herald.yaml
 
-.PHONY: all deps configure build run test check unit integration bench bench-quick asan-build test-asan format clean docker-config fuzz fuzz-smoke test-tsan
+.PHONY: all deps configure build run test check check-docs unit integration bench bench-quick asan-build test-asan format clean docker-config fuzz fuzz-smoke test-tsan
 
 all: build
 
@@ -34,7 +34,12 @@ integration: build
 # ThreadSanitizer. About 15 minutes on 2 cores from a cold cache; `make check` is the first part.
 test: check test-asan fuzz-smoke test-tsan
 
-check: unit integration
+check: unit integration check-docs
+
+# The docs say what the binary does: config keys with defaults and ranges, metric names, error
+# codes (scripts/check-docs.py; tests/integration/test_docs.py runs it too).
+check-docs: build
+	$(PYTHON) scripts/check-docs.py --herald $(abspath $(BUILD))/herald
 
 bench: build
 	bench/run.sh
