@@ -182,6 +182,9 @@ def check_config_keys(herald: str) -> None:
         problem("herald --print-defaults", f"exit {p.returncode}: {p.stderr.decode()[:300]}")
         return
     text = p.stdout.decode()
+    for key in re.findall(r"^# undescribed key: (\S+)", text, re.M):
+        problem("herald --print-defaults", f"key `{key}` is accepted but has no default or range "
+                                           "listed (add it to config::describe in src/config/config.cpp)")
     printed = yaml_lines(text)
     defaults = flatten(yaml.safe_load(text))
     ranges = {k: m.group(1) for k, (_, c) in printed.items()
