@@ -1,5 +1,6 @@
 """The doc-truth check (scripts/check-docs.py, also run by `make check`): the docs agree with the
 binary, and the check notices when they do not."""
+import re
 import shutil
 import subprocess
 import sys
@@ -20,10 +21,12 @@ def test_the_docs_agree_with_the_binary():
     assert p.returncode == 0, f"scripts/check-docs.py found disagreements:\n{out}{p.stderr.decode()}"
 
 
-def replace(path, old, new):
+def replace(path, pattern, repl):
+    """Plants a mistake: the first match of the regex `pattern` becomes `repl`."""
     text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1))
+    changed, n = re.subn(pattern, repl, text, count=1)
+    assert n == 1, f"{pattern!r} not in {path}"
+    path.write_text(changed)
 
 
 def test_the_check_reports_each_kind_of_disagreement(tmp_path):
@@ -32,14 +35,14 @@ def test_the_check_reports_each_kind_of_disagreement(tmp_path):
         shutil.copytree(REPO_ROOT / d, root / d)
     shutil.copy(REPO_ROOT / "README.md", root / "README.md")
     cfg, proto = root / "docs" / "configuration.md", root / "docs" / "protocol.md"
-    replace(cfg, "| `ws.ping_interval` | `25s` | 100ms..1d |", "| `ws.ping_interval` | `30s` | 100ms..1d |")
-    replace(cfg, "| `ws.pong_timeout` | `10s` | 100ms..1d |", "| `ws.pong_timeout` | `10s` | 100ms..2d |")
-    replace(cfg, "| `sse.retry` |", "| `sse.retry_gone` |")
-    replace(cfg, "`tls_required` (plain HTTP on a TLS port), the", "the")
-    replace(cfg, "| `herald_subscriptions` |", "| `herald_subscriptions`, `herald_imaginary_total` |")
-    replace(proto, "| 404 | `not_found` |", "| 404 | `not_found`, `no_such_code` |")
-    replace(proto, "`not_subscribed`, ", "")
-    replace(root / "config" / "herald.yaml", "max_recovery: 300", "max_recovery: 301")
+    replace(cfg, r"(\| `ws\.ping_interval` \| )`25s`", r"\1`30s`")
+    replace(cfg, r"(\| `ws\.pong_timeout` \|[^|]*\| )100ms\.\.1d", r"\g<1>100ms..2d")
+    replace(cfg, r"\| `sse\.retry` \|", "| `sse.retry_gone` |")
+    replace(cfg, r"`tls_required`", "`tls_require`")  # in the herald_rejected_requests_total row
+    replace(cfg, r"\| `herald_subscriptions` \|", "| `herald_subscriptions`, `herald_imaginary_total` |")
+    replace(proto, r"\| 404 \| ", "| 404 | `no_such_code`, ")
+    replace(proto, r"`not_subscribed`, ", "")
+    replace(root / "config" / "herald.yaml", r"max_recovery: 300", "max_recovery: 301")
     p = run_check(root)
     out = p.stdout.decode()
     assert p.returncode == 1, out
