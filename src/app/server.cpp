@@ -249,6 +249,15 @@ int server::run() {
             if (!ec) check_drained();
         });
     };
+    // Once every listener is closed the port is free: a new instance may start (an upgrade)
+    // while this one drains its connections. Runs on the main thread.
+    std::size_t listening = s.workers.size();
+    const std::function<void()> on_listener_closed = [&] {
+        if (--listening != 0) return;
+        claim->release();
+        spdlog::info("stopped listening on {}:{}; a new instance may start", s.cfg.listen_host,
+                     ep.port());
+    };
     std::function<void(error_code, int)> on_signal = [&](error_code ec, int signo) {
         if (ec) return;
         if (++signals_seen > 1) {
@@ -262,13 +271,11 @@ int server::run() {
         s.state.draining.store(true);
         drain_deadline = clock::now() + s.cfg.shutdown.drain_timeout;
         for (auto& w : s.workers)
-            asio::post(w->ioc, [&w = *w] {
+            asio::post(w->ioc, [&w = *w, &main_ioc, &on_listener_closed] {
                 w.listener->stop();
+                asio::post(main_ioc, on_listener_closed);
                 w.ctx->drain();
             });
-        // A new instance may start now (an upgrade); its probe still fails until every
-        // listener above has closed, so it never shares the port with this one.
-        claim->release();
         signals.async_wait(on_signal);  // a second signal stops at once
         check_drained();
     };

@@ -135,7 +135,8 @@ def test_a_new_instance_starts_while_the_old_one_drains(herald_factory):
     stuck = RawWS(old.port)  # never reads, never answers the close: the old one drains for 8 s
     try:
         old.proc.send_signal(signal.SIGTERM)
-        wait_until(lambda: "draining" in old.log_text(), 5.0, what="the old instance draining")
+        wait_until(lambda: "a new instance may start" in old.log_text(), 5.0,
+                   what="the old instance to stop listening")
         rc, out = run_second_until_listening(old.config_path, old.port)
         assert rc == "listening", f"new instance: {rc}\n{out}"
         assert old.alive(), "the old instance was expected to still be draining"
