@@ -94,8 +94,9 @@ bool http_session::may_read() const noexcept {
     if (stop_reading_) return true;  // input is read and dropped: holding none, it costs nothing
     if (draining_ || peer_done_) return false;
     // Enough input for the parser to finish a request head, and room for its answer.
+    // A posted process() means this turn's share of requests is used up.
     return unparsed() <= w_.cfg.http.max_header_bytes && slots_.size() < k_max_pipelined &&
-           !waiting_room_ && output_bytes() + slot_bytes_ < out_mark();
+           !waiting_room_ && !process_posted_ && output_bytes() + slot_bytes_ < out_mark();
 }
 
 std::size_t http_session::session_held_bytes() const noexcept {
@@ -163,7 +164,7 @@ void http_session::on_output_room() {
 void http_session::process() {
     // Answers completed while this runs only queue their bytes (complete() does not call back
     // here), so the depth of the stack does not depend on the input.
-    if (processing_) return;
+    if (processing_ || process_posted_) return;  // a posted one goes on where this would
     processing_ = true;
     draining_ = draining_ || w_.state.draining.load(std::memory_order_relaxed);
     std::size_t dispatched = 0;
