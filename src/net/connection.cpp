@@ -316,8 +316,7 @@ void connection::start_linger() {
     arm_close_deadline(k_linger_time);
     read_parked_ = false;
     if (!read_armed_) arm_read();
-    // The read wait holds a reference from here on.
-    if (parked_self_) asio::post(w_.ioc, [h = std::move(parked_self_)] {});
+    unhold(hold_parked);  // the read wait holds a reference from here on
 }
 
 void connection::linger_read() {
@@ -371,7 +370,7 @@ void connection::close_after_flush(milliseconds grace) {
 link connection::hand_over() {
     closed_ = true;
     read_parked_ = false;
-    if (parked_self_) asio::post(w_.ioc, [h = std::move(parked_self_)] {});
+    unhold(static_cast<hold_reason>(hold_parked | hold_session));
     w_.detach(*this);
     return {std::move(socket_), std::move(slot_), std::move(tls_)};
 }
@@ -390,8 +389,7 @@ void connection::close_now() {
     queue_.clear();
     queued_bytes_ = 0;
     read_parked_ = false;
-    // Released on the next loop turn: this may be the last reference, and the caller a member.
-    if (parked_self_) asio::post(w_.ioc, [h = std::move(parked_self_)] {});
+    unhold(static_cast<hold_reason>(hold_parked | hold_session));
     // The TLS session (about 12 KiB in OpenSSL 3.0) goes now, not when the last reference to this
     // connection does: a drain closes thousands within one flush pass.
     tls_.reset();
@@ -400,16 +398,30 @@ void connection::close_now() {
 void connection::wait_readable() {
     if (closed_ || read_armed_ || lingering_) return;
     if (!may_read() || held_bytes() >= budget()) {
-        if (!read_parked_) {
-            read_parked_ = true;
-            parked_self_ = shared_from_this();
-        }
+        read_parked_ = true;
+        hold(hold_parked);
         return;
     }
     read_parked_ = false;
     arm_read();
-    // The read holds a reference from here on, so this is not the last one.
-    parked_self_.reset();
+    unhold(hold_parked);
+}
+
+void connection::hold(hold_reason why) {
+    if (holds_ == 0) {
+        if (!hold_timer_) hold_timer_ = std::make_unique<asio::steady_timer>(w_.ioc);
+        hold_timer_->expires_at(asio::steady_timer::time_point::max());
+        hold_timer_->async_wait([self = shared_from_this()](error_code) {});
+    }
+    holds_ |= why;
+}
+
+void connection::unhold(hold_reason why) noexcept {
+    if (holds_ == 0) return;
+    holds_ &= ~static_cast<unsigned>(why);
+    // The wait completes (operation_aborted) on a later turn and drops its reference there,
+    // never inside the caller.
+    if (holds_ == 0) hold_timer_->cancel();
 }
 
 void connection::resume_reading() {

@@ -138,7 +138,7 @@ void http_session::settle() {
         }
         // Nothing reads any more, so nothing keeps this session alive while the API or a poll
         // answers: hold a reference until the last answer is queued (release_hold()).
-        hold_ = std::static_pointer_cast<http_session>(shared_from_this());
+        hold(hold_session);
         return;
     }
     wait_readable();  // parked while may_read() says no; the answers leaving resume it
@@ -274,8 +274,7 @@ void http_session::fail_request(std::uint64_t seq, reject reason, std::string_vi
 }
 
 void http_session::release_hold() {
-    // Released on the next loop turn: this may be the last reference, and the caller is a member.
-    if (hold_) asio::post(w_.ioc, [h = std::move(hold_)] {});
+    unhold(hold_session);
 }
 
 void http_session::complete(std::uint64_t seq, std::string response, bool keep_alive) {

@@ -368,3 +368,22 @@ def test_pipelined_publishes_at_sigterm_each_get_a_definite_answer(herald_factor
           f"{len(got) - k} answered 503 draining")
     assert srv.proc.wait(10) == 0
     srv.terminate()
+
+
+def test_sigterm_with_a_client_that_never_reads_exits_zero_in_time(herald_factory):
+    # The connection owes answers it cannot deliver and holds itself alive while its reading is
+    # paused: the drain still ends at shutdown.drain_timeout, with exit code 0 (under ASan,
+    # LeakSanitizer would fail the exit if such a hold outlived the event loop).
+    srv = herald_factory({"shutdown": {"drain_timeout": "2s"}}, workers=1)
+    topic = unique("drain-rude")
+    payload = b"".join(publish_request(topic, i) for i in range(40_000))
+    with small_rcvbuf_socket(srv.port) as s:
+        sent = send_prefix_until_blocked(s, payload, 20)
+        assert sent < len(payload)
+        t0 = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        rc = srv.proc.wait(10)
+        took = time.monotonic() - t0
+    assert rc == 0, f"exit code {rc}:\n{srv.log_tail()}"
+    assert took < 3.5, f"took {took:.1f}s to exit, drain_timeout is 2s"
+    srv.terminate()

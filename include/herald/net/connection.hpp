@@ -137,6 +137,10 @@ protected:
     // leaves output_bytes() at or below `mark`.
     void want_room(std::size_t mark);
     virtual void on_output_room() {}
+    // Keeps this connection alive while no operation of its own is pending (see hold_timer_).
+    enum hold_reason : unsigned { hold_parked = 1, hold_session = 2 };
+    void hold(hold_reason why);
+    void unhold(hold_reason why) noexcept;
     // What the session holds beyond the send queue (see held_bytes()).
     [[nodiscard]] virtual std::size_t session_held_bytes() const noexcept { return 0; }
     // Non-blocking read into the worker's scratch buffer (plaintext, also on TLS). 0 bytes with
@@ -198,7 +202,11 @@ private:
     bool room_wanted_ = false;
     bool lingering_ = false;
     std::size_t room_mark_ = 0;
-    std::shared_ptr<connection> parked_self_;  // keeps a parked connection alive
+    // While held (a parked read, or a session that owes answers and reads no more), a wait on
+    // this timer that never expires owns the connection: cancelled when the hold ends, and
+    // destroyed with the io_context at exit, so a hold never outlives the loop (no leak).
+    std::unique_ptr<asio::steady_timer> hold_timer_;
+    unsigned holds_ = 0;
     // Intrusive list of the worker's live connections.
     connection* prev_ = nullptr;
     connection* next_ = nullptr;

@@ -112,8 +112,6 @@ private:
     bool stop_reading_ = false;
     bool peer_done_ = false;
     std::optional<metrics::reject> refuse_;
-    std::shared_ptr<http_session>
-        hold_;                // self-reference while answers are owed to a closed reader
     std::string cors_;        // CORS headers of the request being handled
     asio::ip::address peer_;  // the TCP peer, looked up on first use
     std::string peer_text_;
