@@ -48,6 +48,8 @@ public:
     }
     void ask_room(std::size_t mark) { want_room(mark); }
     void finish() { close_after_flush(); }
+    // Ends what is pending, so that nothing outlives the test's io_context.
+    void stop() { close_now(); }
     [[nodiscard]] bool parked() const noexcept { return read_parked(); }
 
     bool gate = true;
@@ -130,6 +132,8 @@ TEST_F(connection_test, HeldBytesCountTheQueueAndWhatTheSessionHolds) {
     EXPECT_EQ(c->held_bytes(), 150u);
     EXPECT_EQ(c->budget(), cfg.limits.max_queued_bytes + cfg.http.max_header_bytes +
                                cfg.limits.max_message_bytes + net::k_read_allowance);
+    c->stop();
+    run();
 }
 
 TEST_F(connection_test, AReadParksWhileTheSessionSaysNoAndResumesWhenAsked) {
@@ -144,6 +148,8 @@ TEST_F(connection_test, AReadParksWhileTheSessionSaysNoAndResumesWhenAsked) {
     run();
     EXPECT_FALSE(c->parked());
     EXPECT_EQ(c->got, "abc");
+    c->stop();
+    run();
 }
 
 TEST_F(connection_test, AReadParksAtTheBudgetAndAWriteResumesIt) {
@@ -160,6 +166,8 @@ TEST_F(connection_test, AReadParksAtTheBudgetAndAWriteResumesIt) {
     run();
     run();
     EXPECT_EQ(c->got, "abc");
+    c->stop();
+    run();
 }
 
 TEST_F(connection_test, WantRoomCallsBackOnceWhenTheOutputHasLeft) {
@@ -172,6 +180,8 @@ TEST_F(connection_test, WantRoomCallsBackOnceWhenTheOutputHasLeft) {
     EXPECT_EQ(c->rooms, 1);
     run();
     EXPECT_EQ(c->rooms, 1);
+    c->stop();
+    run();
 }
 
 TEST_F(connection_test, ALingeringCloseDeliversEveryByteDespiteUnreadInput) {
@@ -201,6 +211,8 @@ TEST_F(connection_test, ALingeringCloseDeliversEveryByteDespiteUnreadInput) {
     client.close();
     run();
     EXPECT_TRUE(c->closed());
+    c->stop();
+    run();
 }
 
 // ---- send queue
