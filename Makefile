@@ -78,14 +78,18 @@ test-tsan: deps
 	@if ls $(TSAN_BUILD)/tsan.* >/dev/null 2>&1; then cat $(TSAN_BUILD)/tsan.*; exit 1; fi
 
 # libFuzzer targets for every parser and for the raw server path, each for FUZZ_SECONDS, starting
-# from tests/fuzz/corpus/<target>. CI runs `make fuzz-smoke` (10 s each).
+# from tests/fuzz/corpus/<target>. CI runs `make fuzz-smoke` (10 s each). The raw server target
+# takes inputs of up to FUZZ_SERVER_MAX_LEN so that it reaches pipelining (hundreds of requests in
+# one input) and WebSocket frame floods; its corpus seeds both.
 FUZZ_SECONDS ?= 60
+FUZZ_SERVER_MAX_LEN ?= 1048576
 FUZZ_TARGETS := ws_frames topic cursor config jwt server
 fuzz: asan-build
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(ASAN_BUILD)/corpus/$$t; \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
-	  $(ASAN_BUILD)/tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+	  extra=""; if [ $$t = server ]; then extra="-max_len=$(FUZZ_SERVER_MAX_LEN)"; fi; \
+	  $(ASAN_BUILD)/tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $$extra \
 	    $(ASAN_BUILD)/corpus/$$t tests/fuzz/corpus/$$t 2>$(ASAN_BUILD)/fuzz_$$t.log \
 	    || { tail -40 $(ASAN_BUILD)/fuzz_$$t.log; exit 1; }; \
 	  grep -E "^Done|^#[0-9]+ *DONE" $(ASAN_BUILD)/fuzz_$$t.log | tail -1; \

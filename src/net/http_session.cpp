@@ -16,7 +16,16 @@ namespace http = boost::beast::http;
 using metrics::reject;
 
 namespace {
+// Requests dispatched and not yet answered, per connection; past it nothing more is parsed (or
+// read) until an answer comes.
 constexpr std::size_t k_max_pipelined = 32;
+// Requests parsed and dispatched per loop turn; the rest waits for a later turn (posted), so a
+// burst of pipelined requests on one connection cannot starve the others on its worker.
+constexpr std::size_t k_max_per_turn = 64;
+// Reads per readiness event (each up to the 64 KiB scratch buffer).
+constexpr int k_max_reads_per_turn = 16;
+// An idle connection gives back an input buffer grown by a burst.
+constexpr std::size_t k_keep_input_capacity = 16 * 1024;
 
 std::string_view trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -98,9 +107,27 @@ void http_session::arm_idle() {
     deadline_ = clock::now() + w_.cfg.http.idle_timeout;
 }
 
+std::size_t http_session::out_mark() const noexcept {
+    return w_.cfg.limits.max_queued_bytes / 2;
+}
+
+bool http_session::may_read() const noexcept {
+    if (stop_reading_) return true;  // input is read and dropped: holding none, it costs nothing
+    if (draining_ || peer_done_) return false;
+    // Enough input for the parser to finish a request head, and room for its answer.
+    // A posted process() means this turn's share of requests is used up.
+    return unparsed() <= w_.cfg.http.max_header_bytes && slots_.size() < k_max_pipelined &&
+           !waiting_room_ && !process_posted_ && output_bytes() + slot_bytes_ < out_mark();
+}
+
+std::size_t http_session::session_held_bytes() const noexcept {
+    return in_.capacity() + parsed_bytes_ + slot_bytes_;
+}
+
 void http_session::on_readable() {
-    // Drain what the socket holds (bounded), then parse.
-    for (int i = 0; i < 16; ++i) {
+    // Read (bounded per turn) and parse as the bytes come, so that unparsed input stays within
+    // one request head and one read (may_read()).
+    for (int i = 0; i < k_max_reads_per_turn; ++i) {
         error_code ec;
         std::size_t n = read_some(ec);
         if (ec) {
@@ -114,37 +141,82 @@ void http_session::on_readable() {
             deadline_ = clock::now() + w_.cfg.http.header_timeout;
         }
         in_.append(w_.scratch().data(), n);
-        // Bytes buffered beyond one request's limits mean a client that does not wait for us.
-        if (in_.size() > w_.cfg.http.max_header_bytes + w_.cfg.limits.max_message_bytes + 64 * 1024)
-            break;
+        process();
+        if (closed()) return;
+        if (!may_read()) break;
     }
-    process();
+    settle();
+}
+
+void http_session::settle() {
     if (closed()) return;
-    if (peer_done_) {
-        if (slots_.empty() && !poll_) {
-            close_after_flush();  // answers already queued still leave
+    if (peer_done_ || draining_) {
+        // Nothing more will be read: close once everything read is answered.
+        if (slots_.empty() && !poll_ && !process_posted_ && !waiting_room_) {
+            close_after_flush();  // answers already queued still leave, then a lingering close
+            release_hold();
             return;
         }
         // Nothing reads any more, so nothing keeps this session alive while the API or a poll
         // answers: hold a reference until the last answer is queued (release_hold()).
-        hold_ = std::static_pointer_cast<http_session>(shared_from_this());
+        hold(hold_session);
         return;
     }
-    wait_readable();
+    wait_readable();  // parked while may_read() says no; the answers leaving resume it
+}
+
+void http_session::schedule_process() {
+    if (processing_ || process_posted_ || closed()) return;
+    process_posted_ = true;
+    asio::post(w_.ioc, [self = std::static_pointer_cast<http_session>(shared_from_this())] {
+        self->process_posted_ = false;
+        if (self->closed()) return;
+        self->process();
+        self->settle();
+    });
+}
+
+void http_session::on_output_room() {
+    waiting_room_ = false;
+    process();
+    settle();
 }
 
 void http_session::process() {
+    // Answers completed while this runs only queue their bytes (complete() does not call back
+    // here), so the depth of the stack does not depend on the input.
+    if (processing_ || process_posted_) return;  // a posted one goes on where this would
+    processing_ = true;
+    draining_ = draining_ || w_.state.draining.load(std::memory_order_relaxed);
+    std::size_t dispatched = 0;
+    bool yield = false;
     while (!closed() && !stop_reading_ && !poll_ && slots_.size() < k_max_pipelined &&
-           !in_.empty()) {
+           unparsed() > 0) {
+        if (output_bytes() + slot_bytes_ >= out_mark()) {
+            // The client does not read its answers: parse (and read) nothing more until half
+            // of them have left.
+            waiting_room_ = true;
+            want_room(out_mark() / 2);
+            break;
+        }
+        if (dispatched == k_max_per_turn) {
+            yield = true;
+            break;
+        }
         if (!parser_) {
             parser_ = std::make_unique<parser_t>();
             parser_->header_limit(static_cast<std::uint32_t>(w_.cfg.http.max_header_bytes));
             parser_->body_limit(w_.cfg.limits.max_message_bytes);
             parser_->eager(true);
+            if (!reading_request_) {
+                reading_request_ = true;
+                deadline_ = clock::now() + w_.cfg.http.header_timeout;
+            }
         }
         error_code ec;
-        std::size_t used = parser_->put(asio::buffer(in_.data(), in_.size()), ec);
-        in_.erase(0, used);
+        std::size_t used = parser_->put(asio::buffer(in_.data() + in_head_, unparsed()), ec);
+        in_head_ += used;
+        parsed_bytes_ += used;
         if (ec == http::error::need_more) {
             if (used == 0) break;
             continue;
@@ -153,8 +225,7 @@ void http_session::process() {
             std::uint64_t seq = next_seq_++;
             slots_.push_back(slot{seq, false, true, {}});
             stop_reading_ = true;
-            in_.clear();
-            parser_.reset();
+            drop_input();
             if (ec == http::error::header_limit)
                 fail_request(seq, reject::headers_too_large,
                              "request headers exceed http.max_header_bytes", false);
@@ -164,15 +235,53 @@ void http_session::process() {
             else
                 fail_request(seq, reject::bad_request, "malformed HTTP request: " + ec.message(),
                              false);
-            return;
+            break;
         }
         if (parser_->is_done()) {
             auto req = parser_->release();
             parser_.reset();
-            handle(std::move(req));
+            parsed_bytes_ = 0;
+            arm_idle();  // the next request gets its own header_timeout from its first byte
+            ++dispatched;
+            if (draining_) {
+                answer_draining(unparsed() == 0);
+            } else {
+                handle(std::move(req));
+            }
         }
     }
-    if (in_.empty() && !parser_ && reading_request_ && slots_.empty() && !poll_) arm_idle();
+    const bool starved = !closed() && !stop_reading_ && !poll_ && !waiting_room_ && !yield &&
+                         slots_.size() < k_max_pipelined;
+    if (draining_ && starved && (parser_ || unparsed() > 0)) {
+        // Part of a request (a head, half a body): the rest is not waited for.
+        answer_draining(true);
+    }
+    if (!closed()) {
+        in_.erase(0, in_head_);
+        in_head_ = 0;
+        if (in_.empty() && in_.capacity() > k_keep_input_capacity) std::string().swap(in_);
+    }
+    processing_ = false;
+    if (yield) schedule_process();
+}
+
+void http_session::drop_input() {
+    in_.clear();
+    in_head_ = 0;
+    parser_.reset();
+    parsed_bytes_ = 0;
+}
+
+void http_session::answer_draining(bool last) {
+    std::uint64_t seq = next_seq_++;
+    slots_.push_back(slot{seq, false, true, {}});
+    if (last) {
+        stop_reading_ = true;
+        drop_input();
+    }
+    fail_request(seq, reject::draining,
+                 "the server is shutting down; this request was not processed, retry it", !last,
+                 "Retry-After: 1\r\n");
 }
 
 void http_session::fail_request(std::uint64_t seq, reject reason, std::string_view message,
@@ -186,8 +295,7 @@ void http_session::fail_request(std::uint64_t seq, reject reason, std::string_vi
 }
 
 void http_session::release_hold() {
-    // Released on the next loop turn: this may be the last reference, and the caller is a member.
-    if (hold_) asio::post(w_.ioc, [h = std::move(hold_)] {});
+    unhold(hold_session);
 }
 
 void http_session::complete(std::uint64_t seq, std::string response, bool keep_alive) {
@@ -196,6 +304,7 @@ void http_session::complete(std::uint64_t seq, std::string response, bool keep_a
             s.ready = true;
             s.keep_alive = keep_alive;
             s.response = std::move(response);
+            slot_bytes_ += s.response.size();
             break;
         }
     }
@@ -203,6 +312,7 @@ void http_session::complete(std::uint64_t seq, std::string response, bool keep_a
     std::size_t done = 0;
     while (done < slots_.size() && slots_[done].ready) {
         auto& s = slots_[done];
+        slot_bytes_ -= s.response.size();
         enqueue(chunk::of_string(std::move(s.response)));
         ++done;
         if (!s.keep_alive) {
@@ -211,20 +321,19 @@ void http_session::complete(std::uint64_t seq, std::string response, bool keep_a
         }
     }
     slots_.erase(slots_.begin(), slots_.begin() + static_cast<std::ptrdiff_t>(done));
-    if (close || w_.state.draining.load(std::memory_order_relaxed)) {
+    if (close) {
+        // Requests pipelined behind this one are not answered: Connection: close says so.
         stop_reading_ = true;
-        if (close || slots_.empty()) close_after_flush();
-        return;
-    }
-    if (slots_.empty() && peer_done_ && !poll_) {
+        for (const auto& s : slots_) slot_bytes_ -= s.response.size();
+        slots_.clear();
         close_after_flush();
-        release_hold();
         return;
     }
-    if (!closed() && !stop_reading_) {
-        process();
-        if (slots_.empty() && !parser_ && in_.empty() && !poll_) arm_idle();
-    }
+    // Never process() from here: an answer given synchronously inside process() would recurse
+    // once per pipelined request. process() goes on by itself, or on a later turn.
+    if (done == 0) return;
+    if (slots_.empty() && !parser_ && unparsed() == 0) arm_idle();  // idle from the last answer
+    schedule_process();
 }
 
 std::optional<std::vector<std::string>> http_session::query_topics(std::uint64_t seq, const url& u,
@@ -423,6 +532,8 @@ bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req,
     auto accept = ws::accept_key(key);
     slots_.clear();
     auto l = hand_over();
+    in_.erase(0, in_head_);
+    in_head_ = 0;
     auto s = std::make_shared<ws_session>(w_, std::move(l), std::move(in_), std::move(claims),
                                           std::move(stream_ip));
     s->start(accept, subprotocol, topics);
@@ -606,10 +717,16 @@ void http_session::on_tick(time_point now) {
         return;
     }
     if (!slots_.empty()) return;  // the API is answering
+    if (waiting_room_ || (output_bytes() > 0 && !stop_reading_)) {
+        // Answers are owed to a client that does not read them: it gets as long as an idle one.
+        if (now - last_write_ >= w_.cfg.http.idle_timeout) close_now();
+        return;
+    }
     if (now < deadline_) return;
     if (reading_request_) {
         w_.counters.inc(reject::header_timeout);
         stop_reading_ = true;
+        drop_input();
         auto spec = error_for(reject::header_timeout);
         enqueue(chunk::of_string(
             make_error(spec.status, spec.code, "request not received in time", false)));
@@ -621,15 +738,20 @@ void http_session::on_tick(time_point now) {
 }
 
 void http_session::on_drain() {
+    draining_ = true;
     if (poll_) {
         poll_->keep_alive = false;
         finish_poll();
+    }
+    if (closed() || stop_reading_) return;  // already answering its last request
+    if (slots_.empty() && !parser_ && unparsed() == 0 && idle_output() && !process_posted_) {
+        close_now();  // idle keep-alive connection: nothing is owed
         return;
     }
-    if (slots_.empty() && !parser_ && in_.empty())
-        close_now();
-    else
-        stop_reading_ = true;  // answer what is in flight with Connection: close, then close
+    // Dispatched requests get their answers; requests read but not dispatched (whole or in
+    // part) get 503 `draining`; then the connection closes (settle()).
+    process();
+    settle();
 }
 
 }  // namespace herald::net

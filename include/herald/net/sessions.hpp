@@ -62,8 +62,24 @@ private:
     void on_readable() override;
     void on_close() override;
     bool revoke(std::string_view user) override;
+    [[nodiscard]] bool may_read() const noexcept override;
+    [[nodiscard]] std::size_t session_held_bytes() const noexcept override;
+    void on_output_room() override;
     void end_poll(std::unique_ptr<poll_state>& p);
+    // Parses and answers what in_ holds, as a loop with bounds (requests per turn, unanswered
+    // requests, answers not yet written); never re-entered from an answer (see complete()).
     void process();
+    // Runs process() on a later loop turn (once, however often asked).
+    void schedule_process();
+    // After input was consumed or answers left: read on, or close once everything is answered.
+    void settle();
+    // Draining: a request read but not dispatched is answered 503 `draining`.
+    void answer_draining(bool last);
+    void drop_input();
+    // Answers queued or waiting past this stop parsing and reading (half of
+    // limits.max_queued_bytes, so that the answers already owed fit in the other half).
+    [[nodiscard]] std::size_t out_mark() const noexcept;
+    [[nodiscard]] std::size_t unparsed() const noexcept { return in_.size() - in_head_; }
     void handle(beast_request req);
     // The stream endpoints; `topics` are validated and `claims` (null: anonymous) authorized.
     bool upgrade_websocket(std::uint64_t seq, http_request& req,
@@ -82,18 +98,23 @@ private:
     // Per-address limits for a stream; answers the error itself.
     bool admit_stream(std::uint64_t seq, const http_request& req, std::string& stream_ip);
 
-    std::string in_;
+    std::string in_;  // input; bytes before in_head_ are parsed
+    std::size_t in_head_ = 0;
     std::unique_ptr<parser_t> parser_;
+    std::size_t parsed_bytes_ = 0;  // fed to parser_ for the request it holds
     std::vector<slot> slots_;
+    std::size_t slot_bytes_ = 0;  // answers in slots_, waiting for an earlier one
     std::uint64_t next_seq_ = 0;
+    bool processing_ = false;      // inside process(): answers must not start another
+    bool process_posted_ = false;  // a process() is posted
+    bool waiting_room_ = false;    // process() waits for answers to leave (want_room())
+    bool draining_ = false;
     std::unique_ptr<poll_state> poll_;
     time_point deadline_;
     bool reading_request_ = false;
     bool stop_reading_ = false;
     bool peer_done_ = false;
     std::optional<metrics::reject> refuse_;
-    std::shared_ptr<http_session>
-        hold_;                // self-reference while answers are owed to a closed reader
     std::string cors_;        // CORS headers of the request being handled
     asio::ip::address peer_;  // the TCP peer, looked up on first use
     std::string peer_text_;
