@@ -213,6 +213,11 @@ void ws_session::on_flush_begin() {
     if (ping_pending_ && !closed() && !writing()) answer_ping();
 }
 
+std::size_t ws_session::session_held_bytes() const noexcept {
+    return in_.capacity() + frag_.capacity() + ping_payload_.capacity() +
+           (pong_ ? pong_->capacity() : 0);
+}
+
 void ws_session::on_readable() {
     for (int i = 0; i < 16 && !closed(); ++i) {
         error_code ec;

@@ -145,6 +145,8 @@ private:
     void on_close() override;
     void on_slow_consumer() override;
     void on_flush_begin() override;
+    // A partial frame, a fragmented message, the latest ping and its pong (see held_bytes()).
+    [[nodiscard]] std::size_t session_held_bytes() const noexcept override;
     void consume(char* data, std::size_t n);
     // Returns the bytes of `buf` used; sets `stop` when the connection must stop reading.
     std::size_t parse_frames(char* buf, std::size_t n, bool& stop);
