@@ -1,9 +1,9 @@
 #include "publish_api.hpp"
 
 #include "herald/auth/context.hpp"
-#include "herald/broker/cursor.hpp"
+#include "herald/wire/position.hpp"
 #include "herald/common/text.hpp"
-#include "herald/hub/topic.hpp"
+#include "herald/wire/topic.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -173,8 +173,8 @@ void publish_api::admin_disconnect(net::worker_context& w, const net::http_reque
 
 void publish_api::publish_one(net::worker_context& w, const net::http_request& req,
                               const std::string& topic, net::responder r) {
-    if (!hub::is_valid_topic(topic)) {
-        r.error(reject::bad_topic, hub::k_topic_rule);
+    if (!wire::is_valid_topic(topic)) {
+        r.error(reject::bad_topic, wire::k_topic_rule);
         return;
     }
     hub::publish_request p;
@@ -202,7 +202,7 @@ void publish_api::publish_one(net::worker_context& w, const net::http_request& r
         return;
     }
     if (auto e = req.target.get("event")) {
-        if (!hub::is_valid_event_name(*e)) {
+        if (!wire::is_valid_event_name(*e)) {
             r.error(reject::bad_event, "event must be 1..64 bytes of [A-Za-z0-9_.:-]");
             return;
         }
@@ -290,7 +290,7 @@ void publish_api::publish_json(net::worker_context& w, const net::http_request& 
             return problem = "message exceeds limits.max_message_bytes", false;
         }
         if (auto e = m.find("event"); e != m.end()) {
-            if (!e->is_string() || !hub::is_valid_event_name(e->get_ref<const std::string&>())) {
+            if (!e->is_string() || !wire::is_valid_event_name(e->get_ref<const std::string&>())) {
                 problem_kind = reject::bad_event;
                 return problem = "event must be 1..64 bytes of [A-Za-z0-9_.:-]", false;
             }
@@ -306,9 +306,9 @@ void publish_api::publish_json(net::worker_context& w, const net::http_request& 
             base.idempotency_key = header_key;
         }
         for (auto& t : topics) {
-            if (!hub::is_valid_topic(t)) {
+            if (!wire::is_valid_topic(t)) {
                 problem_kind = reject::bad_topic;
-                return problem = std::string(hub::k_topic_rule), false;
+                return problem = std::string(wire::k_topic_rule), false;
             }
             if (out.size() >= k_max_batch)
                 return problem = "at most 1000 messages per request", false;
@@ -351,11 +351,11 @@ void publish_api::publish_json(net::worker_context& w, const net::http_request& 
 void publish_api::history(net::worker_context& w, const net::http_request& req,
                           const std::string& topic, net::responder r) {
     // `topic` is valid and readable by this client: the router checked both.
-    std::optional<hub::stream_pos> since;
+    std::optional<wire::stream_pos> since;
     if (auto s = req.target.get("since"); s && !s->empty()) {
         if (auto off = parse_u64(*s))
-            since = hub::stream_pos{"", *off};
-        else if (auto pos = broker::parse_position(*s))
+            since = wire::stream_pos{"", *off};
+        else if (auto pos = wire::parse_position(*s))
             since = std::move(pos);
         else {
             r.error(reject::bad_cursor, "since must be an offset or epoch:offset");
@@ -383,15 +383,9 @@ void publish_api::history(net::worker_context& w, const net::http_request& req,
             return;
         }
         std::string body = "{\"topic\":\"" + topic + "\",\"epoch\":\"" + h.epoch +
-                           "\",\"offset\":" + std::to_string(h.top) + ",\"messages\":[";
-        for (std::size_t i = 0; i < h.messages.size(); ++i) {
-            const auto& m = *h.messages[i];
-            if (i) body += ',';
-            body += "{\"offset\":" + std::to_string(m.offset);
-            if (!m.event.empty()) body += ",\"event\":\"" + m.event + "\"";
-            body += ',' + m.data_json_member() + '}';
-        }
-        body += "]}";
+                           "\",\"offset\":" + std::to_string(h.top) + ",\"messages\":";
+        hub::append_messages_json(body, h.messages);
+        body += '}';
         r.send(200, "application/json", body);
     });
 }

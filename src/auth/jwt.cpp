@@ -1,7 +1,7 @@
 #include "herald/auth/jwt.hpp"
 #include "herald/common/text.hpp"
 
-#include "herald/hub/topic.hpp"
+#include "herald/wire/topic.hpp"
 
 #include <nlohmann/json.hpp>
 #include <openssl/core_names.h>
@@ -233,7 +233,7 @@ bool read_patterns(const json& obj, const char* name, std::vector<std::string>& 
     for (const auto& p : *it) {
         if (!p.is_string()) return false;
         const auto& s = p.get_ref<const std::string&>();
-        if (!hub::is_valid_pattern(s)) return false;
+        if (!wire::is_valid_pattern(s)) return false;
         out.push_back(s);
     }
     return true;

@@ -1,6 +1,6 @@
 #include "herald/auth/policy.hpp"
 
-#include "herald/hub/topic.hpp"
+#include "herald/wire/topic.hpp"
 
 namespace herald::auth {
 
@@ -9,18 +9,18 @@ access_policy::access_policy(std::vector<namespace_rule> rules, bool default_ano
 
 bool access_policy::anonymous_can_subscribe(std::string_view topic) const noexcept {
     for (const auto& r : rules_)
-        if (hub::pattern_match(r.pattern, topic)) return r.anonymous_subscribe;
+        if (wire::pattern_match(r.pattern, topic)) return r.anonymous_subscribe;
     return default_anonymous_;
 }
 
 bool access_policy::can_subscribe(const token_claims* token,
                                   std::string_view topic) const noexcept {
     if (anonymous_can_subscribe(topic)) return true;
-    return token && hub::any_match(token->topics, topic);
+    return token && wire::any_match(token->topics, topic);
 }
 
 bool access_policy::can_publish(const token_claims* token, std::string_view topic) const noexcept {
-    return token && hub::any_match(token->publish, topic);
+    return token && wire::any_match(token->publish, topic);
 }
 
 }  // namespace herald::auth

@@ -1,6 +1,6 @@
 #include "herald/broker/memory_broker.hpp"
 
-#include "herald/hub/topic.hpp"
+#include "herald/wire/topic.hpp"
 
 #include <random>
 
@@ -19,7 +19,7 @@ memory_broker::memory_broker(hub::hub& h, const config::settings& cfg)
 
 history_policy memory_broker::policy_for(const std::string& topic) const {
     for (const auto& rule : cfg_.history.namespaces)
-        if (hub::pattern_match(rule.pattern, topic)) return {rule.size, rule.ttl};
+        if (wire::pattern_match(rule.pattern, topic)) return {rule.size, rule.ttl};
     return {cfg_.history.size, cfg_.history.ttl};
 }
 

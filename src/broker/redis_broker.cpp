@@ -1,8 +1,6 @@
 #include "herald/broker/redis_broker.hpp"
 
-#include "herald/hub/topic.hpp"
-#include "herald/net/sse_codec.hpp"
-#include "herald/net/ws_codec.hpp"
+#include "herald/wire/topic.hpp"
 
 #include <hiredis/hiredis.h>
 #include <spdlog/spdlog.h>
@@ -119,7 +117,7 @@ redis_broker::stats redis_broker::snapshot() const noexcept {
 
 history_policy redis_broker::policy_for(const std::string& topic) const {
     for (const auto& rule : cfg_.history.namespaces)
-        if (hub::pattern_match(rule.pattern, topic)) return {rule.size, rule.ttl};
+        if (wire::pattern_match(rule.pattern, topic)) return {rule.size, rule.ttl};
     return {cfg_.history.size, cfg_.history.ttl};
 }
 

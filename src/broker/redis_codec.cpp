@@ -1,5 +1,5 @@
 #include "herald/broker/redis_codec.hpp"
-#include "herald/hub/topic.hpp"
+#include "herald/wire/topic.hpp"
 
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
@@ -127,7 +127,7 @@ std::optional<control> decode_control(std::string_view in) {
 }
 
 std::uint64_t hrw_score(std::string_view topic, std::string_view shard) noexcept {
-    return mix64(hub::topic_hash(shard) ^ mix64(hub::topic_hash(topic)));  // FNV-1a 64
+    return mix64(wire::topic_hash(shard) ^ mix64(wire::topic_hash(topic)));  // FNV-1a 64
 }
 
 std::size_t pick_shard(std::string_view topic, const std::vector<std::string>& shards) noexcept {

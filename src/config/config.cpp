@@ -1,6 +1,6 @@
 #include "herald/config/config.hpp"
 
-#include "herald/hub/topic.hpp"
+#include "herald/wire/topic.hpp"
 
 #include <yaml-cpp/yaml.h>
 
@@ -194,7 +194,7 @@ std::vector<std::string> patterns(const YAML::Node& n, const std::string& key) {
     for (std::size_t i = 0; i < n.size(); ++i) {
         auto k = key + "[" + std::to_string(i) + "]";
         auto p = scalar(n[i], k);
-        if (!hub::is_valid_pattern(p)) throw config_error(k, "invalid topic pattern '" + p + "'");
+        if (!wire::is_valid_pattern(p)) throw config_error(k, "invalid topic pattern '" + p + "'");
         out.push_back(std::move(p));
     }
     return out;
@@ -337,7 +337,7 @@ const std::map<std::string, handler>& schema() {
                      auto fk = ik + "." + name;
                      if (name == "pattern") {
                          ns.pattern = scalar(kv.second, fk);
-                         if (!hub::is_valid_pattern(ns.pattern)) throw config_error(fk, "invalid topic pattern '" + ns.pattern + "'");
+                         if (!wire::is_valid_pattern(ns.pattern)) throw config_error(fk, "invalid topic pattern '" + ns.pattern + "'");
                          has_pattern = true;
                      } else if (name == "anonymous") {
                          auto v = scalar(kv.second, fk);
@@ -372,7 +372,7 @@ const std::map<std::string, handler>& schema() {
                      auto fk = ik + "." + name;
                      if (name == "pattern") {
                          q.pattern = scalar(kv.second, fk);
-                         if (!hub::is_valid_pattern(q.pattern)) throw config_error(fk, "invalid topic pattern '" + q.pattern + "'");
+                         if (!wire::is_valid_pattern(q.pattern)) throw config_error(fk, "invalid topic pattern '" + q.pattern + "'");
                          has_pattern = true;
                      } else if (name == "max_topics") {
                          q.max_topics = integer(kv.second, fk, bounds_of("quotas[].max_topics"));
@@ -441,7 +441,7 @@ const std::map<std::string, handler>& schema() {
                      auto fk = ik + "." + name;
                      if (name == "pattern") {
                          r.pattern = scalar(kv.second, fk);
-                         if (!hub::is_valid_pattern(r.pattern))
+                         if (!wire::is_valid_pattern(r.pattern))
                              throw config_error(fk, "invalid topic pattern '" + r.pattern + "'");
                          has_pattern = true;
                      } else if (name == "size") {

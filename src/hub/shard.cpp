@@ -1,6 +1,6 @@
 #include "herald/broker/broker.hpp"
 #include "herald/hub/hub.hpp"
-#include "herald/hub/topic.hpp"
+#include "herald/wire/topic.hpp"
 
 namespace herald::hub {
 
@@ -16,12 +16,12 @@ void hub::set_quotas(std::vector<quota_rule> rules) {
 
 int hub::quota_for(std::string_view topic) const noexcept {
     for (std::size_t i = 0; i < quotas_.size(); ++i)
-        if (pattern_match(quotas_[i].pattern, topic)) return static_cast<int>(i);
+        if (wire::pattern_match(quotas_[i].pattern, topic)) return static_cast<int>(i);
     return -1;
 }
 
 unsigned hub::owner_of(std::string_view topic) const noexcept {
-    return static_cast<unsigned>(topic_hash(topic) % shards_.size());
+    return static_cast<unsigned>(wire::topic_hash(topic) % shards_.size());
 }
 
 shard::shard(hub& h, unsigned worker) : hub_(h), worker_(worker) {}
@@ -141,7 +141,7 @@ void shard::on_subscribe_answer(std::uint64_t sub_id, subscribe_result r) {
     waiting_.erase(it);
     s.active = true;
     s.epoch = r.epoch;
-    s.epoch_key = topic_hash(s.epoch);
+    s.epoch_key = wire::topic_hash(s.epoch);
     s.last_offset = (r.recovered && s.since) ? s.since->offset : r.top;
     s.owner->on_subscribed(s, r);
     for (const auto& m : r.replay) offer(s, m);

@@ -1,4 +1,5 @@
 #include "herald/net/endpoints.hpp"
+#include "herald/wire/envelope.hpp"
 
 #include "herald/net/http_util.hpp"
 
@@ -57,10 +58,12 @@ const endpoint* find_endpoint(std::string_view path) noexcept {
 
 std::string endpoint_json(const endpoint& e) {
     const auto method = boost::beast::http::to_string(e.method);
-    return "{\"path\":" + json_quote(e.path) + ",\"match\":\"" + (e.prefix ? "prefix" : "exact") +
-           "\",\"methods\":[" + json_quote(std::string_view(method.data(), method.size())) +
-           "],\"access\":\"" + std::string(auth::to_string(e.access)) + "\",\"topics\":\"" +
-           std::string(topics_name(e.topics)) + "\",\"summary\":" + json_quote(e.summary) + "}";
+    return "{\"path\":" + wire::json_quote(e.path) + ",\"match\":\"" +
+           (e.prefix ? "prefix" : "exact") + "\",\"methods\":[" +
+           wire::json_quote(std::string_view(method.data(), method.size())) + "],\"access\":\"" +
+           std::string(auth::to_string(e.access)) + "\",\"topics\":\"" +
+           std::string(topics_name(e.topics)) + "\",\"summary\":" + wire::json_quote(e.summary) +
+           "}";
 }
 
 }  // namespace herald::net

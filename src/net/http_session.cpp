@@ -1,9 +1,10 @@
 #include "herald/auth/context.hpp"
 #include "herald/broker/broker.hpp"
-#include "herald/broker/cursor.hpp"
+#include "herald/wire/position.hpp"
 #include "herald/common/text.hpp"
-#include "herald/hub/topic.hpp"
+#include "herald/wire/topic.hpp"
 #include "herald/net/sessions.hpp"
+#include "herald/wire/envelope.hpp"
 
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
@@ -352,8 +353,8 @@ std::optional<std::vector<std::string>> http_session::query_topics(std::uint64_t
         return std::nullopt;
     }
     for (std::size_t i = 0; i < topics.size(); ++i) {
-        if (!hub::is_valid_topic(topics[i])) {
-            fail_request(seq, reject::bad_topic, std::string(hub::k_topic_rule), keep_alive);
+        if (!wire::is_valid_topic(topics[i])) {
+            fail_request(seq, reject::bad_topic, std::string(wire::k_topic_rule), keep_alive);
             return std::nullopt;
         }
         for (std::size_t j = 0; j < i; ++j)
@@ -423,8 +424,8 @@ void http_session::handle(beast_request raw) {
     std::vector<std::string> topics;
     if (ep->topics == topic_source::path) {
         topics.push_back(path.substr(ep->path.size()));
-        if (!hub::is_valid_topic(topics.back())) {
-            fail_request(seq, reject::bad_topic, std::string(hub::k_topic_rule), keep_alive);
+        if (!wire::is_valid_topic(topics.back())) {
+            fail_request(seq, reject::bad_topic, std::string(wire::k_topic_rule), keep_alive);
             return;
         }
     } else if (ep->topics != topic_source::none) {
@@ -543,11 +544,11 @@ bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req,
 bool http_session::start_sse(std::uint64_t seq, http_request& req,
                              const std::vector<std::string>& topics,
                              std::unique_ptr<auth::token_claims> claims) {
-    std::optional<std::vector<hub::stream_pos>> since;
+    std::optional<std::vector<wire::stream_pos>> since;
     std::string last_id(req.header("Last-Event-ID"));
     if (last_id.empty()) last_id = req.target.get("last_event_id").value_or("");
     if (!last_id.empty()) {
-        since = broker::parse_event_id(last_id, topics.size());
+        since = wire::parse_event_id(last_id, topics.size());
         if (!since) {
             fail_request(seq, reject::bad_last_event_id,
                          "Last-Event-ID must be one epoch:offset per topic, joined by ',' in the "
@@ -580,9 +581,9 @@ void http_session::start_poll(std::uint64_t seq, http_request& req,
         fail_request(seq, reject::bad_topic, "long-polling takes exactly one topic", keep_alive);
         return;
     }
-    std::optional<hub::stream_pos> since;
+    std::optional<wire::stream_pos> since;
     if (auto s = req.target.get("since"); s && !s->empty()) {
-        since = broker::parse_position(*s);
+        since = wire::parse_position(*s);
         if (!since) {
             fail_request(seq, reject::bad_cursor,
                          "since must be a cursor epoch:offset from an earlier answer", keep_alive);
@@ -685,19 +686,10 @@ void http_session::finish_poll() {
     std::string body = "{\"topic\":\"" + s.topic + "\",\"epoch\":\"" + epoch + "\"";
     if (s.since || p->resume_failed)
         body += std::string(",\"recovered\":") + (p->resume_failed ? "false" : "true");
-    if (p->resume_failed) body += ",\"reason\":" + json_quote(p->reason);
-    body += ",\"cursor\":\"" + epoch + ":" + std::to_string(cursor) + "\",\"messages\":[";
-    bool first = true;
-    for (const auto& m : p->messages) {
-        if (!first) body += ',';
-        first = false;
-        body += "{\"offset\":" + std::to_string(m->offset);
-        if (!m->event.empty()) body += ",\"event\":\"" + m->event + "\"";
-        body += ',';
-        body += m->data_json_member();
-        body += '}';
-    }
-    body += "]}";
+    if (p->resume_failed) body += ",\"reason\":" + wire::json_quote(p->reason);
+    body += ",\"cursor\":\"" + epoch + ":" + std::to_string(cursor) + "\",\"messages\":";
+    hub::append_messages_json(body, p->messages);
+    body += '}';
     const bool keep_alive = p->keep_alive && !w_.state.draining.load(std::memory_order_relaxed);
     complete(p->seq, make_response(200, "application/json", body, keep_alive), keep_alive);
 }

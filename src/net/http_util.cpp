@@ -1,8 +1,8 @@
 #include "herald/net/http_util.hpp"
 
-#include "herald/common/text.hpp"
+#include "herald/wire/envelope.hpp"
 
-#include <nlohmann/json.hpp>
+#include "herald/common/text.hpp"
 
 namespace herald::net {
 
@@ -118,27 +118,9 @@ std::string make_response(int status, std::string_view content_type, std::string
     return r;
 }
 
-std::string json_quote(std::string_view s) {
-    // Callers pass UTF-8; invalid bytes would pass through unchanged, so sanitise them first.
-    if (!is_valid_utf8(s))
-        return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    std::string out;
-    append_json_string(out, s);
-    return out;
-}
-
-std::string json_error_body(std::string_view code, std::string_view message) {
-    std::string b = "{\"error\":{\"code\":";
-    b += json_quote(code);
-    b += ",\"message\":";
-    b += json_quote(message);
-    b += "}}";
-    return b;
-}
-
 std::string make_error(int status, std::string_view code, std::string_view message, bool keep_alive,
                        std::string_view extra_headers) {
-    return make_response(status, "application/json", json_error_body(code, message), keep_alive,
+    return make_response(status, "application/json", wire::error_body(code, message), keep_alive,
                          extra_headers);
 }
 

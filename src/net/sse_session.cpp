@@ -1,7 +1,8 @@
 #include "herald/auth/context.hpp"
-#include "herald/broker/cursor.hpp"
+#include "herald/wire/position.hpp"
 #include "herald/net/sessions.hpp"
-#include "herald/net/sse_codec.hpp"
+#include "herald/wire/envelope.hpp"
+#include "herald/wire/sse_codec.hpp"
 
 namespace herald::net {
 
@@ -32,7 +33,7 @@ void sse_session::end_with(std::string_view event) {
 }
 
 void sse_session::start(const std::vector<std::string>& topics,
-                        const std::optional<std::vector<hub::stream_pos>>& since,
+                        const std::optional<std::vector<wire::stream_pos>>& since,
                         std::string_view extra_headers) {
     for (std::size_t i = 0; i < topics.size(); ++i) {
         auto s = std::make_unique<sse_sub>();
@@ -83,8 +84,8 @@ void sse_session::send_message(sse_sub&, const hub::message_ptr& m) {
 void sse_session::send_reset(sse_sub& s) {
     std::string e = sse::encode_id_line(stream_id());
     e += "event: reset\ndata: {\"topic\":\"" + s.topic + "\",\"epoch\":\"" + s.epoch +
-         "\",\"offset\":" + std::to_string(s.last_offset) + ",\"reason\":" + json_quote(s.reason) +
-         "}\n\n";
+         "\",\"offset\":" + std::to_string(s.last_offset) +
+         ",\"reason\":" + wire::json_quote(s.reason) + "}\n\n";
     enqueue(chunk::of_string(std::move(e)));
 }
 
@@ -133,7 +134,7 @@ void sse_session::on_refused(hub::subscription& s, const std::string& reason) {
     // The stream already started, so the refusal is its last event.
     w_.counters.inc(metrics::reject::quota_exceeded);
     end_with("event: error\ndata: {\"code\":\"quota_exceeded\",\"topic\":\"" + s.topic +
-             "\",\"message\":" + json_quote(reason) + "}\n\n");
+             "\",\"message\":" + wire::json_quote(reason) + "}\n\n");
 }
 
 void sse_session::on_readable() {

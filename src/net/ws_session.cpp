@@ -1,9 +1,10 @@
 #include "herald/auth/context.hpp"
 #include "herald/broker/broker.hpp"
-#include "herald/broker/cursor.hpp"
+#include "herald/wire/position.hpp"
 #include "herald/common/text.hpp"
-#include "herald/hub/topic.hpp"
+#include "herald/wire/topic.hpp"
 #include "herald/net/sessions.hpp"
+#include "herald/wire/envelope.hpp"
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -98,7 +99,7 @@ ws_session::ws_sub* ws_session::find(const std::string& topic) {
     return nullptr;
 }
 
-void ws_session::subscribe_topic(const std::string& topic, std::optional<hub::stream_pos> since,
+void ws_session::subscribe_topic(const std::string& topic, std::optional<wire::stream_pos> since,
                                  std::string reply_id, bool reply) {
     auto s = std::make_unique<ws_sub>();
     s->owner = this;
@@ -122,7 +123,7 @@ void ws_session::on_subscribed(hub::subscription& sub, const hub::subscribe_resu
          "\",\"offset\":" + std::to_string(r.top);
     if (r.resume_requested) {
         o += std::string(",\"recovered\":") + (r.recovered ? "true" : "false");
-        if (!r.recovered) o += ",\"reason\":" + json_quote(r.reason);
+        if (!r.recovered) o += ",\"reason\":" + wire::json_quote(r.reason);
     }
     o += '}';
     send_json(std::move(o));
@@ -144,7 +145,7 @@ void ws_session::on_refused(hub::subscription& sub, const std::string& reason) {
     std::string o = "{\"type\":\"error\"";
     if (!s.reply_id.empty()) o += ",\"id\":" + s.reply_id;
     o += ",\"code\":\"quota_exceeded\",\"topic\":\"" + s.topic +
-         "\",\"message\":" + json_quote(reason) + "}";
+         "\",\"message\":" + wire::json_quote(reason) + "}";
     send_json(std::move(o));
     // Not inside a fan-out: the shard called from its answer handler, so erasing is safe.
     for (auto it = subs_.begin(); it != subs_.end(); ++it) {
@@ -165,10 +166,7 @@ void ws_session::send_json(std::string text) {
 
 void ws_session::reply_error(const std::string& id, std::string_view code,
                              std::string_view message) {
-    std::string o = "{\"type\":\"error\"";
-    if (!id.empty()) o += ",\"id\":" + id;
-    o += ",\"code\":" + json_quote(code) + ",\"message\":" + json_quote(message) + "}";
-    send_json(std::move(o));
+    send_json(wire::ws_error(id, code, message));
 }
 
 void ws_session::send_close(std::uint16_t code, std::string_view reason) {
@@ -433,26 +431,26 @@ void ws_session::on_text(std::string_view text) {
         bad(id, "bad_request", name + " needs a topic (a string)");
         return;
     }
-    if (!hub::is_valid_topic(tit->get_ref<const std::string&>())) {
+    if (!wire::is_valid_topic(tit->get_ref<const std::string&>())) {
         w_.counters.inc(reject::bad_topic);
-        reply_error(id, "bad_topic", hub::k_topic_rule);
+        reply_error(id, "bad_topic", wire::k_topic_rule);
         return;
     }
     const auto& topic = tit->get_ref<const std::string&>();
 
     if (name == "subscribe") {
-        std::optional<hub::stream_pos> since;
+        std::optional<wire::stream_pos> since;
         if (auto sit = op.find("since"); sit != op.end() && !sit->is_null()) {
             const auto e = sit->is_object() ? sit->find("epoch") : sit->end();
             const auto o = sit->is_object() ? sit->find("offset") : sit->end();
             if (!sit->is_object() || e == sit->end() || o == sit->end() || !e->is_string() ||
-                !broker::is_valid_epoch(e->get_ref<const std::string&>()) ||
+                !wire::is_valid_epoch(e->get_ref<const std::string&>()) ||
                 !o->is_number_unsigned()) {
                 bad(id, "bad_since",
                     "since must be {\"epoch\": \"...\", \"offset\": <unsigned integer>}");
                 return;
             }
-            since = hub::stream_pos{e->get<std::string>(), o->get<std::uint64_t>()};
+            since = wire::stream_pos{e->get<std::string>(), o->get<std::uint64_t>()};
         }
         if (find(topic)) {
             bad(id, "bad_request", "already subscribed to '" + topic + "'");
@@ -499,7 +497,7 @@ void ws_session::on_text(std::string_view text) {
     // publish
     // ws.client_publish opens a topic to every client; a token's publish patterns to its holder.
     const bool token_may = w_.auth && claims_ && w_.auth->policy.can_publish(claims_.get(), topic);
-    if (!token_may && !hub::any_match(w_.cfg.ws.client_publish, topic)) {
+    if (!token_may && !wire::any_match(w_.cfg.ws.client_publish, topic)) {
         w_.counters.inc(reject::forbidden);
         reply_error(id, "forbidden",
                     "clients may not publish to '" + topic + "' (see ws.client_publish)");
@@ -508,7 +506,7 @@ void ws_session::on_text(std::string_view text) {
     hub::publish_request req;
     req.topic = topic;
     if (auto eit = op.find("event"); eit != op.end()) {
-        if (!eit->is_string() || !hub::is_valid_event_name(eit->get_ref<const std::string&>())) {
+        if (!eit->is_string() || !wire::is_valid_event_name(eit->get_ref<const std::string&>())) {
             bad(id, "bad_event", "event must be 1..64 bytes of [A-Za-z0-9_.:-]");
             return;
         }

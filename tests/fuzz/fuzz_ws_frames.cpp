@@ -1,6 +1,6 @@
 // Client WebSocket frames: header parsing, unmasking, close payloads, UTF-8.
 #include "herald/common/text.hpp"
-#include "herald/net/ws_codec.hpp"
+#include "herald/wire/ws_codec.hpp"
 
 #include <cstdint>
 #include <string>

@@ -101,7 +101,7 @@ struct token_claims {
     std::optional<std::chrono::sys_seconds> exp;
     std::optional<std::chrono::sys_seconds> nbf;
     std::optional<std::chrono::sys_seconds> iat;
-    // Topic patterns (hub::pattern_match syntax) the holder may subscribe to / publish on. Each is
+    // Topic patterns (wire::pattern_match syntax) the holder may subscribe to / publish on. Each is
     // a valid hub pattern; a token carrying an invalid one is `malformed` (fail closed).
     std::vector<std::string> topics;
     std::vector<std::string> publish;

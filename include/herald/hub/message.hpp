@@ -1,15 +1,20 @@
 #pragma once
 // A published message: encoded once, immutable, shared by every recipient on every worker.
 #include "herald/common/net.hpp"
+#include "herald/wire/envelope.hpp"
+#include "herald/wire/position.hpp"
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace herald::hub {
 
-enum class payload_kind : std::uint8_t { text, json, binary };
+// The protocol's vocabulary (wire), named in the hub's interfaces.
+using wire::payload_kind;
+using wire::stream_pos;
 
 // What a publisher asks for; validated before it reaches a broker.
 struct publish_request {
@@ -55,14 +60,11 @@ using message_ptr = std::shared_ptr<const message>;
                                        payload_kind kind, std::string payload, std::string event,
                                        time_point created);
 
+// Appends `[{"offset":..,"data":..},...]`: the message list of history and poll answers.
+void append_messages_json(std::string& out, const std::vector<message_ptr>& messages);
+
 // {"type":"reset",...} for WebSocket, `event: reset` for SSE; see docs/protocol.md.
 [[nodiscard]] message_ptr make_reset(std::string topic, std::string epoch, std::uint64_t offset,
                                      std::string reason, time_point created);
-
-// A position in a topic's stream.
-struct stream_pos {
-    std::string epoch;
-    std::uint64_t offset = 0;
-};
 
 }  // namespace herald::hub

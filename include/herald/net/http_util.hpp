@@ -28,7 +28,6 @@ struct url {
 [[nodiscard]] std::string make_response(int status, std::string_view content_type,
                                         std::string_view body, bool keep_alive,
                                         std::string_view extra_headers = {});
-[[nodiscard]] std::string json_error_body(std::string_view code, std::string_view message);
 [[nodiscard]] std::string make_error(int status, std::string_view code, std::string_view message,
                                      bool keep_alive, std::string_view extra_headers = {});
 
@@ -39,8 +38,5 @@ struct error_spec {
     metrics::reject reason;
 };
 [[nodiscard]] error_spec error_for(metrics::reject r) noexcept;
-
-// JSON-escapes `s` (which must be UTF-8) into a quoted string.
-[[nodiscard]] std::string json_quote(std::string_view s);
 
 }  // namespace herald::net

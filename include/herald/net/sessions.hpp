@@ -4,7 +4,7 @@
 #include "herald/hub/hub.hpp"
 #include "herald/net/connection.hpp"
 #include "herald/net/http_api.hpp"
-#include "herald/net/ws_codec.hpp"
+#include "herald/wire/ws_codec.hpp"
 
 #include "herald/auth/jwt.hpp"
 
@@ -165,7 +165,7 @@ private:
     bool admit_message(bool tell);
     void send_json(std::string json);
     void reply_error(const std::string& id, std::string_view code, std::string_view message);
-    void subscribe_topic(const std::string& topic, std::optional<hub::stream_pos> since,
+    void subscribe_topic(const std::string& topic, std::optional<wire::stream_pos> since,
                          std::string reply_id, bool reply);
     ws_sub* find(const std::string& topic);
     bool take_message_token(time_point now);
@@ -204,7 +204,7 @@ public:
                 std::string stream_ip);
     ~sse_session() override;
     void start(const std::vector<std::string>& topics,
-               const std::optional<std::vector<hub::stream_pos>>& since,
+               const std::optional<std::vector<wire::stream_pos>>& since,
                std::string_view extra_headers = {});
 
     void on_message(hub::subscription& s, const hub::message_ptr& m) override;

@@ -1,7 +1,7 @@
 #include "herald/hub/hub.hpp"
 
 #include "herald/broker/memory_broker.hpp"
-#include "herald/hub/topic.hpp"
+#include "herald/wire/topic.hpp"
 
 #include <gtest/gtest.h>
 
@@ -153,7 +153,7 @@ TEST_F(HubTest, OwnerIsStableHashOfTheTopic) {
     start();
     EXPECT_EQ(h->workers(), k_workers);
     for (auto t : {"a", "news", "chat:1"}) {
-        EXPECT_EQ(h->owner_of(t), hub::topic_hash(t) % k_workers);
+        EXPECT_EQ(h->owner_of(t), wire::topic_hash(t) % k_workers);
         EXPECT_LT(h->owner_of(t), k_workers);
     }
 }

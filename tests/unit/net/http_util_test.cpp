@@ -109,17 +109,6 @@ TEST(Response, StatusTexts) {
     EXPECT_STREQ(status_text(599), "Unknown");
 }
 
-TEST(ErrorBody, IsValidJsonWithEscaping) {
-    EXPECT_EQ(json_error_body("bad_topic", "no"),
-              R"({"error":{"code":"bad_topic","message":"no"}})");
-    auto body = json_error_body("bad_json", "unexpected \"}\" at\nline 1 \\ \x01");
-    auto j = nlohmann::json::parse(body);
-    EXPECT_EQ(j["error"]["code"], "bad_json");
-    EXPECT_EQ(j["error"]["message"], "unexpected \"}\" at\nline 1 \\ \x01");
-    // Invalid UTF-8 in a message must still give valid JSON.
-    EXPECT_TRUE(nlohmann::json::accept(json_error_body("x", "bad \xFF byte")));
-}
-
 TEST(ErrorBody, MakeErrorIsAJsonResponse) {
     auto r = make_error(413, "payload_too_large", "too big", false);
     EXPECT_EQ(r.rfind("HTTP/1.1 413 Payload Too Large\r\n", 0), 0u);
@@ -160,9 +149,4 @@ TEST(ErrorFor, StatusesAndCodes) {
         EXPECT_EQ(e.code, code);
         EXPECT_EQ(e.reason, r);
     }
-}
-
-TEST(JsonQuote, Escapes) {
-    EXPECT_EQ(json_quote("a\"b\\c\n"), R"("a\"b\\c\n")");
-    EXPECT_EQ(json_quote(""), R"("")");
 }

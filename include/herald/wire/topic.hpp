@@ -5,7 +5,7 @@
 #include <string_view>
 #include <vector>
 
-namespace herald::hub {
+namespace herald::wire {
 
 inline constexpr std::size_t k_max_topic_bytes = 255;
 inline constexpr std::string_view k_topic_rule =
@@ -26,4 +26,4 @@ inline constexpr std::string_view k_topic_rule =
 // Stable 64-bit FNV-1a, used to pick a topic's owner worker.
 [[nodiscard]] std::uint64_t topic_hash(std::string_view t) noexcept;
 
-}  // namespace herald::hub
+}  // namespace herald::wire

@@ -1,4 +1,4 @@
-#include "herald/net/sse_codec.hpp"
+#include "herald/wire/sse_codec.hpp"
 
 namespace herald::sse {
 

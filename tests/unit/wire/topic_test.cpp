@@ -1,10 +1,10 @@
-#include "herald/hub/topic.hpp"
+#include "herald/wire/topic.hpp"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-using namespace herald::hub;
+using namespace herald::wire;
 
 TEST(Topic, ValidCharset) {
     EXPECT_TRUE(is_valid_topic("news"));

@@ -1,11 +1,11 @@
-#include "herald/broker/cursor.hpp"
+#include "herald/wire/position.hpp"
 
 #include <gtest/gtest.h>
 
 #include <random>
 
 using namespace herald;
-using namespace herald::broker;
+using namespace herald::wire;
 
 TEST(Epoch, Validity) {
     EXPECT_TRUE(is_valid_epoch("k3v9x0aa"));

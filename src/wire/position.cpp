@@ -1,8 +1,8 @@
-#include "herald/broker/cursor.hpp"
+#include "herald/wire/position.hpp"
 
 #include "herald/common/text.hpp"
 
-namespace herald::broker {
+namespace herald::wire {
 
 bool is_valid_epoch(std::string_view e) noexcept {
     if (e.empty() || e.size() > 16) return false;
@@ -13,7 +13,7 @@ bool is_valid_epoch(std::string_view e) noexcept {
     return true;
 }
 
-std::optional<hub::stream_pos> parse_position(std::string_view text) noexcept {
+std::optional<stream_pos> parse_position(std::string_view text) noexcept {
     auto colon = text.find(':');
     if (colon == std::string_view::npos) return std::nullopt;
     auto epoch = text.substr(0, colon);
@@ -21,20 +21,20 @@ std::optional<hub::stream_pos> parse_position(std::string_view text) noexcept {
     auto offset = parse_u64(text.substr(colon + 1));
     if (!offset) return std::nullopt;
     try {
-        return hub::stream_pos{std::string(epoch), *offset};
+        return stream_pos{std::string(epoch), *offset};
     } catch (...) {
         return std::nullopt;
     }
 }
 
-std::string format_position(const hub::stream_pos& p) {
+std::string format_position(const stream_pos& p) {
     return p.epoch + ":" + std::to_string(p.offset);
 }
 
-std::optional<std::vector<hub::stream_pos>> parse_event_id(std::string_view text,
-                                                           std::size_t topics) noexcept {
+std::optional<std::vector<stream_pos>> parse_event_id(std::string_view text,
+                                                      std::size_t topics) noexcept {
     try {
-        std::vector<hub::stream_pos> out;
+        std::vector<stream_pos> out;
         std::size_t start = 0;
         while (true) {
             auto comma = text.find(',', start);
@@ -54,4 +54,4 @@ std::optional<std::vector<hub::stream_pos>> parse_event_id(std::string_view text
     }
 }
 
-}  // namespace herald::broker
+}  // namespace herald::wire

@@ -1,4 +1,4 @@
-#include "herald/net/ws_codec.hpp"
+#include "herald/wire/ws_codec.hpp"
 
 #include <gtest/gtest.h>
 

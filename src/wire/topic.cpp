@@ -1,6 +1,6 @@
-#include "herald/hub/topic.hpp"
+#include "herald/wire/topic.hpp"
 
-namespace herald::hub {
+namespace herald::wire {
 namespace {
 bool is_topic_char(char c) noexcept {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -68,4 +68,4 @@ std::uint64_t topic_hash(std::string_view t) noexcept {
     return h;
 }
 
-}  // namespace herald::hub
+}  // namespace herald::wire
