@@ -5,7 +5,7 @@ PYTHON    ?= /usr/bin/python3
 CMAKE_ARGS ?=
 CONFIG    ?= config/herald.yaml
 
-.PHONY: all deps configure build run test check check-docs unit integration bench bench-quick asan-build test-asan format clean docker-config fuzz fuzz-smoke test-tsan
+.PHONY: all deps configure build run test check check-docs check-layers check-format lint unit integration bench bench-quick asan-build test-asan format clean docker-config fuzz fuzz-smoke test-tsan
 
 all: build
 
@@ -34,7 +34,16 @@ integration: build
 # ThreadSanitizer. About 15 minutes on 2 cores from a cold cache; `make check` is the first part.
 test: check test-asan fuzz-smoke test-tsan
 
-check: unit integration check-docs
+check: check-layers check-format unit integration check-docs
+
+# Layers point one way: a module includes only modules below it (scripts/check-layers.py;
+# the order is in docs/architecture.md).
+check-layers:
+	$(PYTHON) scripts/check-layers.py
+
+# Formatting drift fails the check; `make format` fixes it.
+check-format:
+	clang-format --dry-run -Werror $$(git ls-files '*.cpp' '*.hpp')
 
 # The docs say what the binary does: config keys with defaults and ranges, metric names, error
 # codes (scripts/check-docs.py; tests/integration/test_docs.py runs it too).

@@ -1,4 +1,3 @@
-#include "herald/broker/broker.hpp"
 #include "herald/hub/hub.hpp"
 #include "herald/wire/topic.hpp"
 

@@ -32,7 +32,7 @@ struct history_result {
 };
 
 using publish_handler = std::function<void(publish_result)>;
-using subscribe_handler = std::function<void(hub::subscribe_result)>;
+using subscribe_handler = hub::stream_broker::resolve_handler;
 using history_handler = std::function<void(history_result)>;
 
 struct broadcast_result {
@@ -43,17 +43,14 @@ using broadcast_handler = std::function<void(broadcast_result)>;
 // Runs on a worker of this process when another instance broadcast a disconnect.
 using disconnect_handler = std::function<void(unsigned worker, std::string user)>;
 
-class broker {
+class broker : public hub::stream_broker {
 public:
     virtual ~broker() = default;
 
     // Called on worker `from`; `done` runs on `from`.
     virtual void publish(unsigned from, hub::publish_request req, publish_handler done) = 0;
 
-    // Called on the topic's owner worker, after the hub counted the new subscription there.
-    // Resolves the stream's position and, when `since` is given, the messages after it.
-    virtual void resolve(unsigned owner, const std::string& topic,
-                         const std::optional<hub::stream_pos>& since, subscribe_handler done) = 0;
+    // resolve() and on_topic_idle(): what the hub asks of a broker (hub::stream_broker).
 
     // Called on `from`; `done` runs on `from`. Messages with offset > since, at most `limit`.
     virtual void history(unsigned from, const std::string& topic,
@@ -62,11 +59,6 @@ public:
 
     // Once a second on every worker: expiry of history and idempotency keys.
     virtual void on_tick(unsigned worker, time_point now) = 0;
-
-    // Called on the topic's owner worker when the last subscription to `topic` anywhere in this
-    // process went away (its route became empty). A broker that follows topics elsewhere (redis)
-    // may stop following it; the hub may resolve the topic again later.
-    virtual void on_topic_idle(unsigned /*owner*/, const std::string& /*topic*/) {}
 
     // Revocation: tells every other instance to close `user`'s connections (the caller closes
     // this instance's). Called on `from`; `done` runs on `from`. Each receiving instance hands

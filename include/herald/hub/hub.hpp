@@ -17,10 +17,6 @@
 #include <unordered_map>
 #include <vector>
 
-namespace herald::broker {
-class broker;
-}
-
 namespace herald::hub {
 
 class subscriber;
@@ -63,6 +59,27 @@ public:
 
 protected:
     ~subscriber() = default;
+};
+
+// What the hub needs from a broker, implemented in broker/ (the dependency is broker -> hub only).
+// Both calls run on the topic's owner worker.
+class stream_broker {
+public:
+    using resolve_handler = std::function<void(subscribe_result)>;
+
+    // Called after the hub counted the new subscription on the owner. Resolves the stream's
+    // position and, when `since` is given, the messages after it; `done` runs on any worker (the
+    // hub posts the answer back to the subscriber's worker).
+    virtual void resolve(unsigned owner, const std::string& topic,
+                         const std::optional<stream_pos>& since, resolve_handler done) = 0;
+
+    // The last subscription to `topic` anywhere in this process went away (its route became
+    // empty). A broker that follows topics elsewhere (redis) may stop following it; the hub may
+    // resolve the topic again later.
+    virtual void on_topic_idle(unsigned /*owner*/, const std::string& /*topic*/) {}
+
+protected:
+    ~stream_broker() = default;
 };
 
 class hub;
@@ -137,7 +154,7 @@ public:
     hub(const hub&) = delete;
     hub& operator=(const hub&) = delete;
 
-    void set_broker(broker::broker& b) noexcept { broker_ = &b; }
+    void set_broker(stream_broker& b) noexcept { broker_ = &b; }
     // Before the workers start. The first matching pattern applies.
     void set_quotas(std::vector<quota_rule> rules);
     // The rule for `topic` (index), or -1.
@@ -149,7 +166,7 @@ public:
     [[nodiscard]] std::atomic<std::size_t>& quota_topics(int i) noexcept {
         return quota_topics_[static_cast<std::size_t>(i)];
     }
-    [[nodiscard]] broker::broker& broker() noexcept { return *broker_; }
+    [[nodiscard]] stream_broker& broker() noexcept { return *broker_; }
 
     [[nodiscard]] unsigned workers() const noexcept {
         return static_cast<unsigned>(shards_.size());
@@ -166,7 +183,7 @@ public:
 private:
     std::vector<asio::io_context*> contexts_;
     std::vector<std::unique_ptr<shard>> shards_;
-    broker::broker* broker_ = nullptr;
+    stream_broker* broker_ = nullptr;
     std::vector<quota_rule> quotas_;
     std::unique_ptr<std::atomic<std::size_t>[]> quota_topics_;
 };
