@@ -181,11 +181,9 @@ int server::run() {
         return 1;
     }
     for (auto& w : s.workers) {
-        w->ctx =
-            std::make_unique<net::worker_context>(w->id, w->ioc, s.cfg, s.hub->at(w->id), *s.broker,
-                                                  s.metrics.at(w->id), s.state, *s.api);
-        w->ctx->auth = s.auth.get();
-        w->ctx->tls = tls;
+        w->ctx = std::make_unique<net::worker_context>(w->id, w->ioc, s.cfg, s.hub->at(w->id),
+                                                       *s.broker, s.metrics.at(w->id), s.state,
+                                                       *s.api, s.auth.get(), tls);
         try {
             auto acceptor = net::open_acceptor(w->ioc, ep);
             w->listener = std::make_shared<net::listener>(*w->ctx, std::move(acceptor));
@@ -222,7 +220,7 @@ int server::run() {
             try {
                 auto fresh = net::tls::load_configured(s.cfg);
                 for (auto& w : s.workers)
-                    asio::post(w->ioc, [&w = *w, fresh] { w.ctx->tls = fresh; });
+                    asio::post(w->ioc, [&w = *w, fresh] { w.ctx->reload_tls(fresh); });
                 spdlog::info("SIGHUP: TLS certificate reloaded from {}", s.cfg.tls.cert);
             } catch (const config::config_error& e) {
                 spdlog::error("SIGHUP: keeping the current TLS certificate: {}", e.what());

@@ -142,9 +142,9 @@ void listener::on_accept(error_code ec, tcp::socket socket) {
     socket.set_option(tcp::no_delay(true), ignored);
     socket.non_blocking(true, ignored);
     std::unique_ptr<tls::channel> tls;
-    if (w_.tls) {
+    if (w_.tls()) {
         try {
-            tls = std::make_unique<tls::channel>(*w_.tls);
+            tls = std::make_unique<tls::channel>(*w_.tls());
         } catch (const std::bad_alloc&) {
             spdlog::warn("accept: no memory for a TLS session; closing the connection");
             do_accept();

@@ -21,10 +21,9 @@ struct runtime {
           metrics(1),
           api(cfg, metrics, broker, state),
           auth(cfg, [](const char*) -> std::optional<std::string> { return std::nullopt; }),
-          ctx(0, ioc, cfg, hub.at(0), broker, metrics.at(0), state, api),
+          ctx(0, ioc, cfg, hub.at(0), broker, metrics.at(0), state, api, &auth),
           acceptor(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
         hub.set_broker(broker);
-        ctx.auth = &auth;
         state.ready = true;
     }
     static config::settings make_cfg() {

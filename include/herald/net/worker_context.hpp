@@ -56,7 +56,8 @@ class worker_context {
 public:
     worker_context(unsigned id, asio::io_context& ioc, const config::settings& cfg,
                    hub::shard& shard, broker::broker& broker, metrics::worker_counters& counters,
-                   process_state& state, http_api& api);
+                   process_state& state, http_api& api, auth::context* auth = nullptr,
+                   std::shared_ptr<const tls::context> tls = {});
     worker_context(const worker_context&) = delete;
     worker_context& operator=(const worker_context&) = delete;
 
@@ -68,12 +69,14 @@ public:
     metrics::worker_counters& counters;
     process_state& state;
     http_api& api;
-    auth::context* auth = nullptr;  // process-wide; null in tests that need no security
-    // The TLS certificate new connections get (null: plain TCP). Set by the server before the
-    // loop starts and replaced on this worker's thread when the certificate is reloaded.
-    std::shared_ptr<const tls::context> tls;
+    auth::context* const auth;  // process-wide; null in tests that need no security
     // Warnings for clients refused by a limit, rate-limited per address (this worker's share).
     reject_log rejects{cfg.log.rejection_interval};
+
+    // The TLS certificate new connections get (null: plain TCP).
+    [[nodiscard]] const std::shared_ptr<const tls::context>& tls() const noexcept { return tls_; }
+    // SIGHUP: connections accepted from now on get `fresh`; runs on this worker's thread.
+    void reload_tls(std::shared_ptr<const tls::context> fresh) noexcept;
 
     // Closes every connection of `user` (a token's sub); returns how many.
     std::size_t revoke(std::string_view user);
@@ -106,6 +109,7 @@ public:
 private:
     void flush_pass();
 
+    std::shared_ptr<const tls::context> tls_;
     std::string scratch_;
     std::vector<asio::const_buffer> gather_;
     std::string pack_;

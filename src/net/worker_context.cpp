@@ -1,0 +1,134 @@
+// worker_context: the per-worker runtime. It owns the intrusive list of the worker's connections
+// and drives them (flush pass, sweep, drain, revoke) through connection's private hooks, which is
+// why it is connection's friend: the list links and flush flags are per-connection state that
+// only the list's owner touches, on this worker's thread.
+#include "herald/net/worker_context.hpp"
+
+#include "herald/net/connection.hpp"
+
+#include <algorithm>
+
+namespace herald::net {
+
+worker_context::worker_context(unsigned id_, asio::io_context& ioc_, const config::settings& cfg_,
+                               hub::shard& shard_, broker::broker& broker_,
+                               metrics::worker_counters& counters_, process_state& state_,
+                               http_api& api_, auth::context* auth_,
+                               std::shared_ptr<const tls::context> tls_)
+    : id(id_),
+      ioc(ioc_),
+      cfg(cfg_),
+      shard(shard_),
+      broker(broker_),
+      counters(counters_),
+      state(state_),
+      api(api_),
+      auth(auth_),
+      tls_(std::move(tls_)),
+      scratch_(64 * 1024, '\0'),
+      pack_(64 * 1024, '\0') {
+    gather_.reserve(k_max_gather);
+}
+
+void worker_context::want_flush(const std::shared_ptr<connection>& c) {
+    pending_flush_.push_back(c);
+    if (flush_posted_) return;
+    flush_posted_ = true;
+    // A busy worker (its last pass wrote to many connections) lets at least as long pass
+    // between two flush passes as the last one took, capped: what arrives meanwhile joins the
+    // same writes, so a burst costs one sendmsg per connection instead of one per loop turn,
+    // and the worker spends at most about half its time in flush passes. Any other worker
+    // flushes at the end of this loop turn.
+    if (last_pass_writers_ >= k_cork_min_connections) {
+        const auto due = last_pass_end_ + std::min(last_pass_length_, k_max_cork_delay);
+        if (clock::now() < due) {
+            // The timer is owned by its handler, so the io_context can destroy it at shutdown.
+            auto t = std::make_shared<asio::steady_timer>(ioc, due);
+            t->async_wait([this, t](error_code ec) {
+                if (!ec) flush_pass();
+            });
+            counters.corked_flushes.add();
+            return;
+        }
+    }
+    asio::post(ioc, [this] { flush_pass(); });
+}
+
+void worker_context::flush_pass() {
+    const auto start = clock::now();
+    flush_posted_ = false;
+    auto batch = std::move(pending_flush_);
+    pending_flush_.clear();
+    last_pass_writers_ = batch.size();
+    for (auto& c : batch) {
+        c->flush_wanted_ = false;
+        if (c->closed_) continue;
+        if (c->slow_)
+            c->on_slow_consumer();
+        else
+            c->flush();
+    }
+    batch.clear();
+    if (pending_flush_.empty()) pending_flush_.swap(batch);  // keep the capacity
+    last_pass_end_ = clock::now();
+    last_pass_length_ = last_pass_end_ - start;
+}
+
+void worker_context::attach(connection& c) noexcept {
+    c.next_ = head_;
+    c.prev_ = nullptr;
+    if (head_) head_->prev_ = &c;
+    head_ = &c;
+    c.attached_ = true;
+    count_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void worker_context::detach(connection& c) noexcept {
+    if (!c.attached_) return;
+    if (c.prev_)
+        c.prev_->next_ = c.next_;
+    else
+        head_ = c.next_;
+    if (c.next_) c.next_->prev_ = c.prev_;
+    c.prev_ = c.next_ = nullptr;
+    c.attached_ = false;
+    count_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void worker_context::tick(time_point now) {
+    for (connection* c = head_; c;) {
+        connection* next = c->next_;
+        auto keep = c->shared_from_this();
+        if (now >= c->close_deadline_ || (c->lingering_ && c->linger_done()))
+            c->close_now();
+        else
+            c->on_tick(now);
+        c = next;
+    }
+}
+
+std::size_t worker_context::revoke(std::string_view user) {
+    std::size_t n = 0;
+    for (connection* c = head_; c;) {
+        connection* next = c->next_;
+        auto keep = c->shared_from_this();
+        if (c->revoke(user)) ++n;
+        c = next;
+    }
+    return n;
+}
+
+void worker_context::drain() {
+    for (connection* c = head_; c;) {
+        connection* next = c->next_;
+        auto keep = c->shared_from_this();
+        c->on_drain();
+        c = next;
+    }
+}
+
+void worker_context::reload_tls(std::shared_ptr<const tls::context> fresh) noexcept {
+    tls_ = std::move(fresh);
+}
+
+}  // namespace herald::net
