@@ -5,6 +5,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -339,19 +340,33 @@ def test_drain_over_tls_says_going_away(herald_factory, certs):
     assert rc == 0 and took < 6, (rc, took)
 
 
-@pytest.mark.parametrize("which", ["cert_only", "missing_key_file", "mismatch", "bad_version"])
+# Each broken TLS setting, the key the error must name, and a phrase of its explanation.
+BAD_TLS = {
+    "cert_only": ("tls:\n  cert: {cert}\n", "tls.key", "go together"),
+    "key_only": ("tls:\n  key: {key}\n", "tls.cert", "go together"),
+    "missing_key_file": ("tls:\n  cert: {cert}\n  key: {tmp}/nope.key\n", "tls.key",
+                         "cannot load the private key"),
+    "missing_cert_file": ("tls:\n  cert: {tmp}/nope.crt\n  key: {key}\n", "tls.cert",
+                          "cannot load the certificate"),
+    "mismatch": ("tls:\n  cert: {cert}\n  key: {other_key}\n", "tls.key", "does not match"),
+    "bad_version": ("tls:\n  cert: {cert}\n  key: {key}\n  min_version: \"1.1\"\n",
+                    "tls.min_version", "expected \"1.2\" or \"1.3\""),
+}
+
+
+@pytest.mark.parametrize("which", sorted(BAD_TLS))
 def test_bad_tls_config_exits_2_naming_the_key(tmp_path, certs, which):
-    tls = {"cert_only": f"tls:\n  cert: {certs['cert']}\n",
-           "missing_key_file": f"tls:\n  cert: {certs['cert']}\n  key: {tmp_path}/nope.key\n",
-           "mismatch": f"tls:\n  cert: {certs['cert']}\n  key: {certs['other_key']}\n",
-           "bad_version": f"tls:\n  cert: {certs['cert']}\n  key: {certs['key']}\n"
-                          "  min_version: \"1.1\"\n"}[which]
+    text, key, why = BAD_TLS[which]
     cfg = tmp_path / "tls.yaml"
-    cfg.write_text(tls)
+    cfg.write_text(text.format(cert=certs["cert"], key=certs["key"], other_key=certs["other_key"],
+                               tmp=tmp_path))
     for args in (["--check-config", str(cfg)], ["--config", str(cfg), "--listen", "127.0.0.1:0"]):
         p = subprocess.run([herald_bin(), *args], capture_output=True, timeout=10,
                            stdin=subprocess.DEVNULL, cwd=str(REPO_ROOT))
         err = p.stderr.decode() + p.stdout.decode()
         assert p.returncode == 2, (which, p.returncode, err)
-        assert ("tls.key" in err) or ("tls.cert" in err) or ("tls.min_version" in err), err
+        # "config error: <key>: <why>", naming exactly the key at fault
+        named = re.findall(r"config error: (tls\.[a-z_]+): ", err)
+        assert named and set(named) == {key}, (which, key, err)
+        assert why in err, (which, why, err)
         assert "listening on" not in err
