@@ -2,7 +2,6 @@
 independent clients (curl, python3-websockets over Python's ssl, the npm EventSource over Node's
 TLS). The certificates are made by the tests with the `openssl` command."""
 import asyncio
-import hashlib
 import json
 import os
 import re
@@ -16,48 +15,18 @@ import pytest
 import requests
 import websockets
 
-from herald_testlib import (HERE, HOST, REPO_ROOT, SSEClient, curl, herald_bin, metric_sum,
-                            unique, wait_until)
-
-
-def _openssl(*args):
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
-
-
-def make_ca(directory):
-    """A test certificate authority (P-256); returns (cert, key) paths."""
-    cert = os.path.join(directory, "ca.crt")
-    key = os.path.join(directory, "ca.key")
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=herald test CA",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    return cert, key
-
-
-def make_cert(directory, name, ca):
-    """A server certificate for localhost and 127.0.0.1 signed by `ca`; returns (cert, key)."""
-    cert = os.path.join(directory, f"{name}.crt")
-    key = os.path.join(directory, f"{name}.key")
-    csr = os.path.join(directory, f"{name}.csr")
-    ext = os.path.join(directory, f"{name}.ext")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-                "basicConstraints=CA:FALSE\n")
-    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=localhost")
-    _openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
-             "-out", cert, "-days", "2", "-extfile", ext)
-    return cert, key
+from herald_test import HERE, HOST, REPO_ROOT, unique, wait_until
+from herald_test.http import curl
+from herald_test.metrics import metric_sum
+from herald_test.server import herald_bin
+from herald_test.sse import SSEClient
+from herald_test.tls import (client_ctx, fingerprint_of, https, make_cert, make_test_certs,
+                             peer_fingerprint)
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("certs"))
-    ca = make_ca(d)
-    cert, key = make_cert(d, "server", ca)
-    _, other_key = make_cert(d, "other", ca)
-    return {"dir": d, "ca": ca, "cafile": ca[0], "cert": cert, "key": key, "other_key": other_key}
+    return make_test_certs(str(tmp_path_factory.mktemp("certs")))
 
 
 @pytest.fixture(scope="module")
@@ -66,27 +35,6 @@ def herald_config(certs):
             "http": {"header_timeout": "1s"},
             "ws": {"client_publish": ["tls-burst-*"]},
             "history": {"size": 1000}}
-
-
-def https(server, path):
-    return f"https://localhost:{server.port}{path}"
-
-
-def client_ctx(cafile):
-    ctx = ssl.create_default_context(cafile=cafile)
-    return ctx
-
-
-def peer_fingerprint(port, cafile):
-    ctx = client_ctx(cafile)
-    with socket.create_connection((HOST, port), timeout=5) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
-            return hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest()
-
-
-def fingerprint_of(cert_path):
-    der = ssl.PEM_cert_to_DER_cert(open(cert_path).read())
-    return hashlib.sha256(der).hexdigest()
 
 
 def tls_metrics(server, cafile):
