@@ -41,6 +41,8 @@ def unique(prefix: str) -> str:
 
 
 def wait_count(collectors, n: int, timeout: float, what: str = "messages"):
+    """Until every collector (sse.SSECollector, ws.WSCollector) holds `n` messages; fails at
+    once when one of them failed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         counts = [len(c.messages()) for c in collectors]
