@@ -1,4 +1,4 @@
-#include "herald/net/connection.hpp"
+#include "connection.hpp"
 
 #include "herald/hub/hub.hpp"
 

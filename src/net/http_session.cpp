@@ -3,7 +3,7 @@
 #include "herald/wire/position.hpp"
 #include "herald/common/text.hpp"
 #include "herald/wire/topic.hpp"
-#include "herald/net/sessions.hpp"
+#include "sessions.hpp"
 #include "herald/wire/envelope.hpp"
 
 #include <boost/beast/http/error.hpp>
@@ -592,120 +592,55 @@ void http_session::start_poll(std::uint64_t seq, http_request& req,
     }
     std::string stream_ip;
     if (!admit_stream(seq, req, stream_ip)) return;
-    poll_ = std::make_unique<poll_state>();
-    poll_->stream_ip = std::move(stream_ip);
-    if (claims) poll_->user = claims->sub;
-    poll_->seq = seq;
-    poll_->keep_alive = keep_alive;
-    poll_->deadline = clock::now() + w_.cfg.poll.timeout;
-    poll_->sub.owner = this;
-    poll_->sub.topic = topics[0];
-    poll_->sub.since = since;
+    poll_ = std::make_unique<poll_session>(*this, w_, seq, keep_alive, topics[0], std::move(since),
+                                           std::move(stream_ip), claims ? claims->sub : "");
     set_transport(metrics::transport::poll);
-    w_.shard.subscribe(poll_->sub);
+    poll_->start();
 }
 
-void http_session::on_subscribed(hub::subscription& s, const hub::subscribe_result& r) {
-    if (!poll_ || &s != &poll_->sub) return;
-    poll_->answered = true;
-    if (r.resume_requested) {
-        if (r.recovered) {
-            w_.counters.resumes_recovered.add();
-        } else {
-            w_.counters.resumes_failed.add();
-            poll_->resume_failed = true;
-            poll_->reason = r.reason;
-            // Answer at once, from the top of the stream.
-            if (!poll_->finish_posted) {
-                poll_->finish_posted = true;
-                asio::post(w_.ioc, [self = std::static_pointer_cast<http_session>(
-                                        shared_from_this())] { self->finish_poll(); });
-            }
-        }
-    }
+void http_session::on_poll_due() {
+    asio::post(w_.ioc, [self = std::static_pointer_cast<http_session>(shared_from_this())] {
+        self->finish_poll();
+    });
 }
 
-void http_session::on_reset(hub::subscription& s, const hub::message_ptr& m) {
-    if (!poll_ || &s != &poll_->sub) return;
-    // Whatever was collected is older than the reset: answer the reset alone, from its position.
-    poll_->messages.clear();
-    poll_->resume_failed = true;
-    poll_->reason = m->reset_reason;
-    if (!poll_->finish_posted) {
-        poll_->finish_posted = true;
-        asio::post(w_.ioc, [self = std::static_pointer_cast<http_session>(shared_from_this())] {
-            self->finish_poll();
-        });
-    }
+std::unique_ptr<poll_session> http_session::end_poll() {
+    set_transport(metrics::transport::http);
+    return std::move(poll_);
 }
 
-void http_session::on_refused(hub::subscription& s, const std::string& reason) {
-    if (!poll_ || &s != &poll_->sub) return;
-    auto p = std::move(poll_);  // the shard already unsubscribed it
-    end_poll(p);
-    fail_request(p->seq, reject::quota_exceeded, reason, p->keep_alive, "Retry-After: 1\r\n");
+void http_session::on_poll_refused(const std::string& reason) {
+    auto p = end_poll();  // the shard already unsubscribed it
+    fail_request(p->seq(), reject::quota_exceeded, reason, p->keep_alive(), "Retry-After: 1\r\n");
 }
 
 bool http_session::revoke(std::string_view user) {
-    if (!poll_ || poll_->user.empty() || poll_->user != user) return false;
-    auto p = std::move(poll_);
-    w_.shard.unsubscribe(p->sub);
-    end_poll(p);
-    fail_request(p->seq, reject::disconnected, "disconnected by the server", false);
+    if (!poll_ || !poll_->belongs_to(user)) return false;
+    auto p = end_poll();
+    p->cancel();
+    fail_request(p->seq(), reject::disconnected, "disconnected by the server", false);
     return true;
-}
-
-// A long-poll is over: its concurrent-stream slot is free and the connection is plain HTTP again.
-void http_session::end_poll(std::unique_ptr<poll_state>& p) {
-    if (w_.auth && !p->stream_ip.empty()) w_.auth->release_stream(p->stream_ip);
-    set_transport(metrics::transport::http);
-}
-
-void http_session::on_message(hub::subscription& s, const hub::message_ptr& m) {
-    if (!poll_ || &s != &poll_->sub || poll_->resume_failed) return;
-    poll_->messages.push_back(m);
-    w_.counters.frames_delivered.add();
-    // Answer at the end of this loop turn, so a replay and a burst leave in one answer.
-    if (!poll_->finish_posted) {
-        poll_->finish_posted = true;
-        asio::post(w_.ioc, [self = std::static_pointer_cast<http_session>(shared_from_this())] {
-            self->finish_poll();
-        });
-    }
 }
 
 void http_session::finish_poll() {
     if (!poll_ || closed()) return;
-    auto p = std::move(poll_);
-    const auto& s = p->sub;
-    // Read the position before unsubscribing (which deactivates the subscription).
-    const std::string epoch = s.epoch.empty() && s.since ? s.since->epoch : s.epoch;
-    const std::uint64_t cursor = s.active ? s.last_offset : (s.since ? s.since->offset : 0);
-    w_.shard.unsubscribe(p->sub);
-    end_poll(p);
-    std::string body = "{\"topic\":\"" + s.topic + "\",\"epoch\":\"" + epoch + "\"";
-    if (s.since || p->resume_failed)
-        body += std::string(",\"recovered\":") + (p->resume_failed ? "false" : "true");
-    if (p->resume_failed) body += ",\"reason\":" + wire::json_quote(p->reason);
-    body += ",\"cursor\":\"" + epoch + ":" + std::to_string(cursor) + "\",\"messages\":";
-    hub::append_messages_json(body, p->messages);
-    body += '}';
-    const bool keep_alive = p->keep_alive && !w_.state.draining.load(std::memory_order_relaxed);
-    complete(p->seq, make_response(200, "application/json", body, keep_alive), keep_alive);
+    auto p = end_poll();
+    const std::string body = p->finish();
+    const bool keep_alive = p->keep_alive() && !w_.state.draining.load(std::memory_order_relaxed);
+    complete(p->seq(), make_response(200, "application/json", body, keep_alive), keep_alive);
 }
 
 void http_session::on_close() {
     release_hold();
     if (poll_) {
-        w_.shard.unsubscribe(poll_->sub);
-        if (w_.auth && !poll_->stream_ip.empty()) w_.auth->release_stream(poll_->stream_ip);
+        poll_->cancel();
         poll_.reset();
     }
 }
 
 void http_session::on_tick(time_point now) {
     if (poll_) {
-        if (now >= poll_->deadline) finish_poll();
+        if (now >= poll_->deadline()) finish_poll();
         return;
     }
     if (!slots_.empty()) return;  // the API is answering
@@ -732,7 +667,7 @@ void http_session::on_tick(time_point now) {
 void http_session::on_drain() {
     draining_ = true;
     if (poll_) {
-        poll_->keep_alive = false;
+        poll_->end_keep_alive();
         finish_poll();
     }
     if (closed() || stop_reading_) return;  // already answering its last request

@@ -1,7 +1,7 @@
 #include "herald/net/listener.hpp"
 
 #include "herald/net/http_util.hpp"
-#include "herald/net/sessions.hpp"
+#include "sessions.hpp"
 
 #include <spdlog/spdlog.h>
 

@@ -1,6 +1,6 @@
 #include "herald/auth/context.hpp"
 #include "herald/wire/position.hpp"
-#include "herald/net/sessions.hpp"
+#include "sessions.hpp"
 #include "herald/wire/envelope.hpp"
 #include "herald/wire/sse_codec.hpp"
 

@@ -1,7 +1,7 @@
 // The connection's TLS record path (beside tls.cpp, which holds the OpenSSL channel): decrypting
 // into the worker's scratch buffer, and sealing queued frames into records before a write.
 //
-#include "herald/net/connection.hpp"
+#include "connection.hpp"
 
 #include <spdlog/spdlog.h>
 

@@ -4,7 +4,7 @@
 // only the list's owner touches, on this worker's thread.
 #include "herald/net/worker_context.hpp"
 
-#include "herald/net/connection.hpp"
+#include "connection.hpp"
 
 #include <algorithm>
 

@@ -3,7 +3,7 @@
 #include "herald/wire/position.hpp"
 #include "herald/common/text.hpp"
 #include "herald/wire/topic.hpp"
-#include "herald/net/sessions.hpp"
+#include "sessions.hpp"
 #include "herald/wire/envelope.hpp"
 
 #include <nlohmann/json.hpp>

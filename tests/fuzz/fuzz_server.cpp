@@ -4,7 +4,7 @@
 #include "herald/auth/context.hpp"
 #include "herald/broker/memory_broker.hpp"
 #include "herald/hub/hub.hpp"
-#include "herald/net/sessions.hpp"
+#include "../../src/net/sessions.hpp"
 
 #include <cstdint>
 #include <memory>

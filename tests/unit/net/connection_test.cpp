@@ -1,4 +1,4 @@
-#include "herald/net/connection.hpp"
+#include "net/connection.hpp"
 
 #include "herald/broker/memory_broker.hpp"
 #include "herald/hub/hub.hpp"

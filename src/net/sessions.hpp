@@ -2,8 +2,9 @@
 // The client sessions. One HTTP session per accepted connection; it hands its socket over to a
 // WebSocket or SSE session when a request upgrades to a stream.
 #include "herald/hub/hub.hpp"
-#include "herald/net/connection.hpp"
+#include "connection.hpp"
 #include "herald/net/http_api.hpp"
+#include "poll_session.hpp"
 #include "herald/wire/ws_codec.hpp"
 
 #include "herald/auth/jwt.hpp"
@@ -17,7 +18,7 @@
 
 namespace herald::net {
 
-class http_session final : public connection, public hub::subscriber {
+class http_session final : public connection, public poll_owner {
 public:
     http_session(worker_context& w, link l);
     void start();
@@ -30,10 +31,8 @@ public:
     void fail_request(std::uint64_t seq, metrics::reject reason, std::string_view message,
                       bool keep_alive, std::string_view extra_headers = {});
 
-    void on_message(hub::subscription& s, const hub::message_ptr& m) override;
-    void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
-    void on_reset(hub::subscription& s, const hub::message_ptr& m) override;
-    void on_refused(hub::subscription& s, const std::string& reason) override;
+    void on_poll_due() override;
+    void on_poll_refused(const std::string& reason) override;
     void on_tick(time_point now) override;
     void on_drain() override;
 
@@ -45,27 +44,14 @@ private:
         bool keep_alive = true;
         std::string response;
     };
-    struct poll_state {
-        std::uint64_t seq;
-        bool keep_alive;
-        time_point deadline;
-        hub::subscription sub;
-        bool answered = false;
-        bool resume_failed = false;
-        std::string reason;
-        bool finish_posted = false;
-        std::vector<hub::message_ptr> messages;
-        std::string stream_ip;  // concurrent-stream slot to release
-        std::string user;       // the token's sub, for revocation (empty: anonymous)
-    };
-
     void on_readable() override;
     void on_close() override;
     bool revoke(std::string_view user) override;
     [[nodiscard]] bool may_read() const noexcept override;
     [[nodiscard]] std::size_t session_held_bytes() const noexcept override;
     void on_output_room() override;
-    void end_poll(std::unique_ptr<poll_state>& p);
+    // A long-poll is over: the connection is plain HTTP again.
+    [[nodiscard]] std::unique_ptr<poll_session> end_poll();
     // Parses and answers what in_ holds, as a loop with bounds (requests per turn, unanswered
     // requests, answers not yet written); never re-entered from an answer (see complete()).
     void process();
@@ -109,7 +95,7 @@ private:
     bool process_posted_ = false;  // a process() is posted
     bool waiting_room_ = false;    // process() waits for answers to leave (want_room())
     bool draining_ = false;
-    std::unique_ptr<poll_state> poll_;
+    std::unique_ptr<poll_session> poll_;
     time_point deadline_;
     bool reading_request_ = false;
     bool stop_reading_ = false;
