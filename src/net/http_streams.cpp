@@ -1,0 +1,214 @@
+// The requests that turn an HTTP connection into a stream: admission (per-address limits, after
+// the router's authorization decision), the WebSocket upgrade and the SSE start (both hand the
+// socket over to a new session), and the long-poll (a poll_session held by this connection).
+// The request loop itself is http_session.cpp.
+#include "herald/auth/context.hpp"
+#include "herald/common/text.hpp"
+#include "herald/wire/position.hpp"
+#include "sessions.hpp"
+
+#include <boost/beast/websocket/rfc6455.hpp>
+
+#include <algorithm>
+#include <cctype>
+
+namespace herald::net {
+
+using metrics::reject;
+
+namespace {
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+// Does a comma-separated header list contain `token` (case-insensitive)?
+bool has_token(std::string_view list, std::string_view token) {
+    while (!list.empty()) {
+        auto comma = list.find(',');
+        auto item = trim(list.substr(0, comma));
+        if (item.size() == token.size() &&
+            std::equal(item.begin(), item.end(), token.begin(), [](char a, char b) {
+                return std::tolower(static_cast<unsigned char>(a)) == b;
+            }))
+            return true;
+        if (comma == std::string_view::npos) break;
+        list.remove_prefix(comma + 1);
+    }
+    return false;
+}
+
+}  // namespace
+
+std::string http_session::client_ip(const http_request& req) {
+    if (peer_.is_unspecified()) {  // once per connection, not per request
+        error_code ec;
+        auto ep = socket_.remote_endpoint(ec);
+        if (ec) return "unknown";
+        peer_ = auth::unmap(ep.address());
+        peer_text_ = peer_.to_string();
+    }
+    const auto& peer = peer_;
+    if (!w_.auth || w_.auth->proxies.empty() || !w_.auth->proxies.contains(peer)) return peer_text_;
+    // Several X-Forwarded-For lines form one list, in order.
+    std::string xff;
+    for (const auto& f : req.raw) {
+        if (!boost::beast::iequals(f.name_string(), "X-Forwarded-For")) continue;
+        if (!xff.empty()) xff += ',';
+        xff.append(f.value().data(), f.value().size());
+    }
+    return auth::client_address(peer, xff, w_.auth->proxies).to_string();
+}
+
+// Per-address stream limits; authorization was decided by the router (handle()).
+bool http_session::admit_stream(std::uint64_t seq, const http_request& req,
+                                std::string& stream_ip) {
+    auto* a = w_.auth;
+    if (!a) return true;
+    const std::string& ip = req.client_ip;
+    std::int64_t retry = 1;
+    if (!a->allow_new_stream(ip, retry)) {
+        w_.rejects.note(reject_log::reason::new_connections_per_ip, ip);
+        fail_request(seq, reject::rate_limited, "too many new connections from this address", false,
+                     "Retry-After: " + std::to_string(retry) + "\r\n");
+        return false;
+    }
+    if (!a->acquire_stream(ip)) {
+        w_.rejects.note(reject_log::reason::connections_per_ip, ip);
+        fail_request(seq, reject::rate_limited, "too many connections from this address", false,
+                     "Retry-After: 1\r\n");
+        return false;
+    }
+    stream_ip = ip;
+    return true;
+}
+
+bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req,
+                                     const std::vector<std::string>& topics,
+                                     std::unique_ptr<auth::token_claims> claims) {
+    if (!boost::beast::websocket::is_upgrade(req.raw)) {
+        fail_request(seq, reject::bad_request,
+                     "expected a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)",
+                     false, "Upgrade: websocket\r\n");
+        return false;
+    }
+    auto key = req.header("Sec-WebSocket-Key");
+    if (key.size() != 24 || !base64_decode(key)) {
+        fail_request(seq, reject::bad_request, "missing or malformed Sec-WebSocket-Key", false);
+        return false;
+    }
+    if (req.header("Sec-WebSocket-Version") != "13") {
+        fail_request(seq, reject::bad_request, "unsupported WebSocket version (use 13)", false,
+                     "Sec-WebSocket-Version: 13\r\n");
+        return false;
+    }
+    if (slots_.size() != 1 || !idle_output()) {
+        fail_request(seq, reject::bad_request,
+                     "an upgrade must not be pipelined behind other requests", false);
+        return false;
+    }
+    std::string stream_ip;
+    if (!admit_stream(seq, req, stream_ip)) return false;
+    const bool subprotocol = has_token(req.header("Sec-WebSocket-Protocol"), "herald.v1");
+    auto accept = ws::accept_key(key);
+    slots_.clear();
+    auto l = hand_over();
+    in_.erase(0, in_head_);
+    in_head_ = 0;
+    auto s = std::make_shared<ws_session>(w_, std::move(l), std::move(in_), std::move(claims),
+                                          std::move(stream_ip));
+    s->start(accept, subprotocol, topics);
+    return true;
+}
+
+bool http_session::start_sse(std::uint64_t seq, http_request& req,
+                             const std::vector<std::string>& topics,
+                             std::unique_ptr<auth::token_claims> claims) {
+    std::optional<std::vector<wire::stream_pos>> since;
+    std::string last_id(req.header("Last-Event-ID"));
+    if (last_id.empty()) last_id = req.target.get("last_event_id").value_or("");
+    if (!last_id.empty()) {
+        since = wire::parse_event_id(last_id, topics.size());
+        if (!since) {
+            fail_request(seq, reject::bad_last_event_id,
+                         "Last-Event-ID must be one epoch:offset per topic, joined by ',' in the "
+                         "order of the topics",
+                         false);
+            return false;
+        }
+    }
+    if (slots_.size() != 1 || !idle_output()) {
+        fail_request(seq, reject::bad_request,
+                     "a stream must not be pipelined behind other requests", false);
+        return false;
+    }
+    std::string stream_ip;
+    if (!admit_stream(seq, req, stream_ip)) return false;
+    // Allowed origins get their CORS headers on the stream's response.
+    std::string cors = cors_;
+    slots_.clear();
+    auto l = hand_over();
+    auto s =
+        std::make_shared<sse_session>(w_, std::move(l), std::move(claims), std::move(stream_ip));
+    s->start(topics, since, cors);
+    return true;
+}
+
+void http_session::start_poll(std::uint64_t seq, http_request& req,
+                              const std::vector<std::string>& topics,
+                              std::unique_ptr<auth::token_claims> claims, bool keep_alive) {
+    if (topics.size() != 1) {
+        fail_request(seq, reject::bad_topic, "long-polling takes exactly one topic", keep_alive);
+        return;
+    }
+    std::optional<wire::stream_pos> since;
+    if (auto s = req.target.get("since"); s && !s->empty()) {
+        since = wire::parse_position(*s);
+        if (!since) {
+            fail_request(seq, reject::bad_cursor,
+                         "since must be a cursor epoch:offset from an earlier answer", keep_alive);
+            return;
+        }
+    }
+    std::string stream_ip;
+    if (!admit_stream(seq, req, stream_ip)) return;
+    poll_ = std::make_unique<poll_session>(*this, w_, seq, keep_alive, topics[0], std::move(since),
+                                           std::move(stream_ip), claims ? claims->sub : "");
+    set_transport(metrics::transport::poll);
+    poll_->start();
+}
+
+void http_session::on_poll_due() {
+    asio::post(w_.ioc, [self = std::static_pointer_cast<http_session>(shared_from_this())] {
+        self->finish_poll();
+    });
+}
+
+std::unique_ptr<poll_session> http_session::end_poll() {
+    set_transport(metrics::transport::http);
+    return std::move(poll_);
+}
+
+void http_session::on_poll_refused(const std::string& reason) {
+    auto p = end_poll();  // the shard already unsubscribed it
+    fail_request(p->seq(), reject::quota_exceeded, reason, p->keep_alive(), "Retry-After: 1\r\n");
+}
+
+bool http_session::revoke(std::string_view user) {
+    if (!poll_ || !poll_->belongs_to(user)) return false;
+    auto p = end_poll();
+    p->cancel();
+    fail_request(p->seq(), reject::disconnected, "disconnected by the server", false);
+    return true;
+}
+
+void http_session::finish_poll() {
+    if (!poll_ || closed()) return;
+    auto p = end_poll();
+    const std::string body = p->finish();
+    const bool keep_alive = p->keep_alive() && !w_.state.draining.load(std::memory_order_relaxed);
+    complete(p->seq(), make_response(200, "application/json", body, keep_alive), keep_alive);
+}
+
+}  // namespace herald::net
