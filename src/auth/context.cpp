@@ -56,20 +56,21 @@ context::context(const config::settings& c, const config::env_lookup& getenv)
             c.limits.publishes_per_key_per_s, 2 * c.limits.publishes_per_key_per_s, 100'000});
 }
 
-bool context::acquire_stream(const std::string& ip) {
-    return !streams_ || streams_->try_acquire(ip);
+context::admission_result context::admit_stream(const std::string& ip) {
+    if (new_streams_) {
+        const auto now = rate_clock::now();
+        if (!new_streams_->try_take(ip, now))
+            return {admission::new_streams_per_ip,
+                    retry_after_seconds(new_streams_->retry_after(ip, now)),
+                    "too many new connections from this address"};
+    }
+    if (streams_ && !streams_->try_acquire(ip))
+        return {admission::streams_per_ip, 1, "too many connections from this address"};
+    return {};
 }
 
 void context::release_stream(const std::string& ip) {
     if (streams_) streams_->release(ip);
-}
-
-bool context::allow_new_stream(const std::string& ip, std::int64_t& retry_after_s) {
-    if (!new_streams_) return true;
-    const auto now = rate_clock::now();
-    if (new_streams_->try_take(ip, now)) return true;
-    retry_after_s = retry_after_seconds(new_streams_->retry_after(ip, now));
-    return false;
 }
 
 bool context::allow_publish(const std::string& key, std::int64_t& retry_after_s) {

@@ -67,17 +67,14 @@ bool http_session::admit_stream(std::uint64_t seq, const http_request& req,
     auto* a = w_.auth;
     if (!a) return true;
     const std::string& ip = req.client_ip;
-    std::int64_t retry = 1;
-    if (!a->allow_new_stream(ip, retry)) {
-        w_.rejects.note(reject_log::reason::new_connections_per_ip, ip);
-        fail_request(seq, reject::rate_limited, "too many new connections from this address", false,
-                     "Retry-After: " + std::to_string(retry) + "\r\n");
-        return false;
-    }
-    if (!a->acquire_stream(ip)) {
-        w_.rejects.note(reject_log::reason::connections_per_ip, ip);
-        fail_request(seq, reject::rate_limited, "too many connections from this address", false,
-                     "Retry-After: 1\r\n");
+    const auto adm = a->admit_stream(ip);
+    if (!adm.ok()) {
+        w_.rejects.note(adm.status == auth::context::admission::new_streams_per_ip
+                            ? reject_log::reason::new_connections_per_ip
+                            : reject_log::reason::connections_per_ip,
+                        ip);
+        fail_request(seq, reject::rate_limited, adm.message, false,
+                     "Retry-After: " + std::to_string(adm.retry_after_s) + "\r\n");
         return false;
     }
     stream_ip = ip;

@@ -1,7 +1,8 @@
 #pragma once
 // Everything the sessions need to authenticate and limit clients, built once from the config.
-// Shared by all workers: the key sets and policies are immutable after build; the per-address
-// limiters are locked, and are touched only when a stream starts or ends, never per message.
+// Shared by all workers: the key sets and policies are immutable after build; the limiters are
+// locked: the per-address ones when a stream starts or ends, the publish rate once per publish
+// (HTTP or WebSocket), never per delivered message.
 #include "herald/auth/access.hpp"
 #include "herald/auth/api_keys.hpp"
 #include "herald/auth/client_ip.hpp"
@@ -30,15 +31,23 @@ public:
     origin_allowlist origins;
     trusted_proxies proxies;
 
-    // nullopt: concurrent-stream slot refused. Otherwise the key to release() later.
-    [[nodiscard]] bool acquire_stream(const std::string& ip);
+    // Admission of a stream (WebSocket, SSE, long-poll) from address `ip`, once authorize() said
+    // yes and the request is well-formed: limits.new_connections_per_ip_per_s, then
+    // limits.connections_per_ip. On `ok` the address holds one concurrent-stream slot until
+    // release_stream(ip). Every transport calls this, and nothing else takes a slot.
+    enum class admission : std::uint8_t { ok, new_streams_per_ip, streams_per_ip };
+    struct admission_result {
+        admission status = admission::ok;
+        std::int64_t retry_after_s = 0;
+        std::string_view message;  // the client's error message, when refused
+        [[nodiscard]] bool ok() const noexcept { return status == admission::ok; }
+    };
+    [[nodiscard]] admission_result admit_stream(const std::string& ip);
     void release_stream(const std::string& ip);
-    // New streams per address per second; on refusal `retry_after_s` is set.
-    [[nodiscard]] bool allow_new_stream(const std::string& ip, std::int64_t& retry_after_s);
     // Publishes per key per second.
     [[nodiscard]] bool allow_publish(const std::string& key, std::int64_t& retry_after_s);
 
-    // Verifies a token as configured; `now` is wall-clock time.
+    // Verifies a token as configured, against the wall clock.
     [[nodiscard]] result verify_token(std::string_view token) const;
 
     // The one authorization decision of every endpoint, by its access class (access.hpp). For

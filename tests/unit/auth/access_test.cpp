@@ -166,3 +166,26 @@ TEST(Access, Names) {
     EXPECT_EQ(auth::to_string(access_class::publish), "publish");
     EXPECT_EQ(auth::to_string(access_class::admin), "admin");
 }
+
+// Stream admission: the new-stream rate first, then the concurrent-stream slots of the address.
+TEST(Admission, RateThenSlotsPerAddress) {
+    config::settings cfg;
+    cfg.limits.connections_per_ip = 2;
+    cfg.limits.new_connections_per_ip_per_s = 2;  // a burst of 4
+    auth::context ctx(cfg, [](const char*) -> std::optional<std::string> { return std::nullopt; });
+    using adm = auth::context::admission;
+    EXPECT_TRUE(ctx.admit_stream("10.0.0.1").ok());
+    EXPECT_TRUE(ctx.admit_stream("10.0.0.1").ok());
+    auto full = ctx.admit_stream("10.0.0.1");
+    EXPECT_EQ(full.status, adm::streams_per_ip);
+    EXPECT_EQ(full.retry_after_s, 1);
+    EXPECT_TRUE(ctx.admit_stream("10.0.0.2").ok());  // another address has its own slots
+    ctx.release_stream("10.0.0.1");
+    EXPECT_TRUE(ctx.admit_stream("10.0.0.1").ok());  // the 4th new stream of the burst
+    ctx.release_stream("10.0.0.1");
+    // A slot is free again, but the address spent its burst of new streams.
+    auto fast = ctx.admit_stream("10.0.0.1");
+    EXPECT_EQ(fast.status, adm::new_streams_per_ip);
+    EXPECT_GE(fast.retry_after_s, 1);
+    EXPECT_EQ(fast.message, "too many new connections from this address");
+}
