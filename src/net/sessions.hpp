@@ -8,6 +8,7 @@
 #include "herald/wire/ws_codec.hpp"
 
 #include "herald/auth/jwt.hpp"
+#include "herald/auth/token_bucket.hpp"
 
 #include <boost/beast/http/parser.hpp>
 
@@ -178,9 +179,8 @@ private:
     time_point last_ping_;
     std::unique_ptr<auth::token_claims> claims_;
     std::string stream_ip_;
-    // Client message rate: a token bucket kept inline (no allocation per connection).
-    double msg_tokens_ = 0;
-    time_point msg_refill_{};
+    // Client message rate (limits.ws_messages_per_s, burst twice that); kept inline.
+    auth::token_bucket msg_bucket_;
     unsigned rate_strikes_ = 0;
 };
 

@@ -31,7 +31,9 @@ ws_session::ws_session(worker_context& w, link l, std::string leftover,
       last_seen_(clock::now()),
       last_ping_(clock::now()),
       claims_(std::move(claims)),
-      stream_ip_(std::move(stream_ip)) {}
+      stream_ip_(std::move(stream_ip)),
+      msg_bucket_(w.cfg.limits.ws_messages_per_s, 2 * w.cfg.limits.ws_messages_per_s,
+                  clock::now()) {}
 
 ws_session::~ws_session() {
     if (w_.auth && !stream_ip_.empty()) w_.auth->release_stream(stream_ip_);
@@ -44,19 +46,7 @@ bool ws_session::revoke(std::string_view user) {
 }
 
 bool ws_session::take_message_token(time_point now) {
-    const double rate = w_.cfg.limits.ws_messages_per_s;
-    if (rate <= 0) return true;
-    const double burst = 2 * rate;
-    if (msg_refill_ == time_point{}) {
-        msg_tokens_ = burst;
-    } else {
-        const double dt = std::chrono::duration<double>(now - msg_refill_).count();
-        msg_tokens_ = std::min(burst, msg_tokens_ + dt * rate);
-    }
-    msg_refill_ = now;
-    if (msg_tokens_ < 1) return false;
-    msg_tokens_ -= 1;
-    return true;
+    return w_.cfg.limits.ws_messages_per_s <= 0 || msg_bucket_.try_take(now);
 }
 
 bool ws_session::admit_message(bool tell) {
