@@ -1,7 +1,7 @@
-#include "publish_api.hpp"
+// POST /publish/<topic> (one message, the body is the payload) and POST /publish (a JSON batch).
+#include "api.hpp"
 
 #include "herald/auth/context.hpp"
-#include "herald/wire/position.hpp"
 #include "herald/common/text.hpp"
 #include "herald/wire/topic.hpp"
 
@@ -11,7 +11,6 @@
 
 namespace herald::app {
 
-namespace http = boost::beast::http;
 using json = nlohmann::json;
 using metrics::reject;
 
@@ -71,30 +70,6 @@ struct batch {
     }
 };
 
-// Collects the two halves of a revocation; both callbacks run on the same worker.
-struct revocation {
-    explicit revocation(net::responder r) : resp(std::move(r)) {}
-    net::responder resp;
-    std::size_t local = 0;
-    broker::broadcast_result remote;
-    int remaining = 2;
-
-    void arrive() {
-        if (--remaining > 0) return;
-        if (!remote.delivered) {
-            resp.error(reject::unavailable,
-                       "closed " + std::to_string(local) +
-                           " connections on this instance, but the broker is unavailable and "
-                           "other instances were not told; retry",
-                       "Retry-After: 1\r\n");
-            return;
-        }
-        resp.send(200, "application/json",
-                  "{\"disconnected\":" + std::to_string(local) +
-                      ",\"instances\":" + std::to_string(remote.instances) + "}");
-    }
-};
-
 void count_result(net::worker_context& w, const broker::publish_result& r) {
     if (r.status == broker::publish_status::ok)
         w.counters.messages_published.add();
@@ -103,76 +78,8 @@ void count_result(net::worker_context& w, const broker::publish_result& r) {
 }
 }  // namespace
 
-publish_api::publish_api(const config::settings& cfg, metrics::registry& metrics,
-                         broker::broker& broker, net::process_state& state)
-    : cfg_(cfg), metrics_(metrics), broker_(broker), state_(state) {}
-
-void publish_api::handle(net::worker_context& w, const net::http_request& req, net::responder r) {
-    // The router (net/endpoints.hpp) has matched the row, its method and its authorization.
-    using net::endpoint_id;
-    const auto& path = req.target.path;
-    switch (req.route ? req.route->id : endpoint_id::ws) {
-        case endpoint_id::healthz: r.send(200, "application/json", "{\"status\":\"ok\"}"); return;
-        case endpoint_id::readyz:
-            if (state_.draining.load(std::memory_order_relaxed))
-                r.send(503, "application/json",
-                       "{\"status\":\"draining\",\"error\":{\"code\":\"draining\",\"message\":"
-                       "\"shutting down\"}}");
-            else if (!state_.ready.load(std::memory_order_relaxed) || !broker_.ready())
-                r.send(
-                    503, "application/json",
-                    "{\"status\":\"starting\",\"error\":{\"code\":\"not_ready\",\"message\":\"not "
-                    "ready\"}}");
-            else
-                r.send(200, "application/json", "{\"status\":\"ready\"}");
-            return;
-        case endpoint_id::metrics: metrics_text(r); return;
-        case endpoint_id::admin_disconnect: admin_disconnect(w, req, r); return;
-        case endpoint_id::publish:
-            w.counters.publish_requests.add();
-            publish_json(w, req, r);
-            return;
-        case endpoint_id::publish_topic:
-            w.counters.publish_requests.add();
-            publish_one(w, req, path.substr(req.route->path.size()), r);
-            return;
-        case endpoint_id::history: history(w, req, path.substr(req.route->path.size()), r); return;
-        case endpoint_id::ws:
-        case endpoint_id::sse:
-        case endpoint_id::poll: break;  // served by the HTTP session
-    }
-    r.error(reject::not_found, "no such endpoint: " + path);
-}
-
-void publish_api::admin_disconnect(net::worker_context& w, const net::http_request& req,
-                                   net::responder r) {
-    json body = json::parse(req.body(), nullptr, false);
-    auto u = body.is_object() ? body.find("user") : body.end();
-    if (body.is_discarded() || !body.is_object() || u == body.end() || !u->is_string() ||
-        u->get_ref<const std::string&>().empty()) {
-        r.error(reject::bad_request, "body must be {\"user\": \"<sub of the user's tokens>\"}");
-        return;
-    }
-    // This instance closes its connections itself, whatever the broker's state; the broker tells
-    // the others. The answer waits for both (their callbacks run on this worker).
-    auto t = std::make_shared<revocation>(r);
-    auto user = u->get<std::string>();
-    broker_.broadcast_disconnect(w.id, user, [t](broker::broadcast_result b) {
-        t->remote = b;
-        t->arrive();
-    });
-    auto local = [t](std::size_t n) {
-        t->local = n;
-        t->arrive();
-    };
-    if (disconnect_)
-        disconnect_(w.id, std::move(user), std::move(local));
-    else
-        local(0);
-}
-
-void publish_api::publish_one(net::worker_context& w, const net::http_request& req,
-                              const std::string& topic, net::responder r) {
+void api::publish_one(net::worker_context& w, const net::http_request& req,
+                      const std::string& topic, net::responder r) {
     if (!wire::is_valid_topic(topic)) {
         r.error(reject::bad_topic, wire::k_topic_rule);
         return;
@@ -227,8 +134,7 @@ void publish_api::publish_one(net::worker_context& w, const net::http_request& r
     });
 }
 
-void publish_api::publish_json(net::worker_context& w, const net::http_request& req,
-                               net::responder r) {
+void api::publish_json(net::worker_context& w, const net::http_request& req, net::responder r) {
     const auto type = media_type(req.header("Content-Type"));
     if (!type.empty() && type != "application/json") {
         r.error(reject::unsupported_media_type,
@@ -346,62 +252,6 @@ void publish_api::publish_json(net::worker_context& w, const net::http_request& 
             if (--b->remaining == 0) b->finish();
         });
     }
-}
-
-void publish_api::history(net::worker_context& w, const net::http_request& req,
-                          const std::string& topic, net::responder r) {
-    // `topic` is valid and readable by this client: the router checked both.
-    std::optional<wire::stream_pos> since;
-    if (auto s = req.target.get("since"); s && !s->empty()) {
-        if (auto off = parse_u64(*s))
-            since = wire::stream_pos{"", *off};
-        else if (auto pos = wire::parse_position(*s))
-            since = std::move(pos);
-        else {
-            r.error(reject::bad_cursor, "since must be an offset or epoch:offset");
-            return;
-        }
-    }
-    std::size_t limit = cfg_.history.size;
-    if (auto l = req.target.get("limit")) {
-        auto v = parse_u64(*l);
-        if (!v) {
-            r.error(reject::bad_request, "limit must be an unsigned integer");
-            return;
-        }
-        limit = std::min<std::size_t>(*v, limit);
-    }
-    (void)w;
-    broker_.history(w.id, topic, since, limit, [r, topic](broker::history_result h) {
-        if (h.unavailable) {
-            r.error(reject::unavailable, "the broker is unavailable; retry", "Retry-After: 1\r\n");
-            return;
-        }
-        if (h.epoch_mismatch) {
-            r.error(reject::bad_cursor,
-                    "since names another epoch of this topic (current: " + h.epoch + ")");
-            return;
-        }
-        std::string body = "{\"topic\":\"" + topic + "\",\"epoch\":\"" + h.epoch +
-                           "\",\"offset\":" + std::to_string(h.top) + ",\"messages\":";
-        hub::append_messages_json(body, h.messages);
-        body += '}';
-        r.send(200, "application/json", body);
-    });
-}
-
-void publish_api::metrics_text(net::responder r) {
-    std::vector<metrics::registry::gauge> extra = {
-        {"herald_ready", "1 when /readyz answers 200.",
-         state_.ready.load() && !state_.draining.load() && broker_.ready() ? 1.0 : 0.0},
-        {"herald_draining", "1 while shutting down.", state_.draining.load() ? 1.0 : 0.0},
-        {"herald_history_bytes", "Bytes held by message history.",
-         static_cast<double>(broker_.history_bytes())},
-        {"herald_open_sockets", "TCP connections open (all transports).",
-         static_cast<double>(state_.connections.load())},
-    };
-    for (auto& g : broker_.metrics()) extra.push_back(std::move(g));
-    r.send(200, "text/plain; version=0.0.4", metrics_.render(extra));
 }
 
 }  // namespace herald::app

@@ -8,7 +8,7 @@
 #include "herald/net/listener.hpp"
 #include "herald/net/tls.hpp"
 #include "herald/net/worker_context.hpp"
-#include "publish_api.hpp"
+#include "api.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -99,7 +99,7 @@ struct server::impl {
     std::vector<unsigned> w_ticks;
     std::unique_ptr<hub::hub> hub;
     std::unique_ptr<broker::broker> broker;
-    std::unique_ptr<publish_api> api;
+    std::unique_ptr<app::api> api;
 };
 
 server::server(config::settings cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
@@ -129,7 +129,7 @@ int server::run() {
     else
         s.broker = std::make_unique<broker::memory_broker>(*s.hub, s.cfg);
     s.hub->set_broker(*s.broker);
-    s.api = std::make_unique<publish_api>(s.cfg, s.metrics, *s.broker, s.state);
+    s.api = std::make_unique<app::api>(s.cfg, s.metrics, *s.broker, s.state);
     try {
         s.auth = std::make_unique<auth::context>(
             s.cfg, [](const char* name) -> std::optional<std::string> {

@@ -1,3 +1,7 @@
+// The configuration schema, in one file on purpose (it is over 450 lines): every key appears in
+// three tables that must agree (numeric_bounds: its range; schema: its parser; describe: its
+// default for --print-defaults and the docs), so adding or changing a key is one edit here, and
+// Describe.ListsEveryKeyOfTheSchemaOnce checks the tables against each other.
 #include "herald/config/config.hpp"
 
 #include "herald/wire/topic.hpp"

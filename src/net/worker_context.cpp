@@ -10,21 +10,22 @@
 
 namespace herald::net {
 
-worker_context::worker_context(unsigned id_, asio::io_context& ioc_, const config::settings& cfg_,
-                               hub::shard& shard_, broker::broker& broker_,
-                               metrics::worker_counters& counters_, process_state& state_,
-                               http_api& api_, auth::context* auth_,
-                               std::shared_ptr<const tls::context> tls_)
-    : id(id_),
-      ioc(ioc_),
-      cfg(cfg_),
-      shard(shard_),
-      broker(broker_),
-      counters(counters_),
-      state(state_),
-      api(api_),
-      auth(auth_),
-      tls_(std::move(tls_)),
+worker_context::worker_context(unsigned worker, asio::io_context& context,
+                               const config::settings& settings, hub::shard& worker_shard,
+                               broker::broker& the_broker,
+                               metrics::worker_counters& worker_counters, process_state& process,
+                               http_api& router, auth::context* security,
+                               std::shared_ptr<const tls::context> certificate)
+    : id(worker),
+      ioc(context),
+      cfg(settings),
+      shard(worker_shard),
+      broker(the_broker),
+      counters(worker_counters),
+      state(process),
+      api(router),
+      auth(security),
+      tls_(std::move(certificate)),
       scratch_(64 * 1024, '\0'),
       pack_(64 * 1024, '\0') {
     gather_.reserve(k_max_gather);

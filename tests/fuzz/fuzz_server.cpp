@@ -1,6 +1,6 @@
 // Raw bytes into the real HTTP/WebSocket/SSE server path, in process: one worker's runtime and
 // an http_session on a loopback socket pair, polled on this thread until the session is done.
-#include "../../src/app/publish_api.hpp"
+#include "../../src/app/api.hpp"
 #include "herald/auth/context.hpp"
 #include "herald/broker/memory_broker.hpp"
 #include "herald/hub/hub.hpp"
@@ -42,7 +42,7 @@ struct runtime {
     broker::memory_broker broker;
     metrics::registry metrics;
     net::process_state state;
-    app::publish_api api;
+    app::api api;
     auth::context auth;
     net::worker_context ctx;
     tcp::acceptor acceptor;

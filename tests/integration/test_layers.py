@@ -31,13 +31,13 @@ def test_an_upward_include_is_reported_with_file_line_and_rule(tmp_path):
     lines.insert(1, '#include "herald/broker/broker.hpp"')
     shard.write_text("\n".join(lines) + "\n")
     topic = root / "src" / "wire" / "topic.cpp"
-    topic.write_text('#include "../app/publish_api.hpp"\n' + topic.read_text())
+    topic.write_text('#include "../app/api.hpp"\n' + topic.read_text())
     p = run_check(root)
     assert p.returncode == 1
     out = p.stdout.splitlines()
     assert any(l.startswith("src/hub/shard.cpp:2: hub includes herald/broker/broker.hpp of broker")
                for l in out), p.stdout
-    assert any(l.startswith("src/wire/topic.cpp:1: wire includes ../app/publish_api.hpp of app")
+    assert any(l.startswith("src/wire/topic.cpp:1: wire includes ../app/api.hpp of app")
                for l in out), p.stdout
     assert all("common < wire < config < metrics < auth < hub < broker < net < app" in l
                for l in out), p.stdout

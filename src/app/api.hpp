@@ -9,7 +9,7 @@
 
 namespace herald::app {
 
-class publish_api final : public net::http_api {
+class api final : public net::http_api {
 public:
     // Closes `user`'s connections on every worker of this instance; `done(count)` runs on worker
     // `from`. The broker tells the other instances.
@@ -17,8 +17,8 @@ public:
         std::function<void(unsigned from, std::string user, std::function<void(std::size_t)> done)>;
     void set_disconnect(disconnect_fn fn) { disconnect_ = std::move(fn); }
 
-    publish_api(const config::settings& cfg, metrics::registry& metrics, broker::broker& broker,
-                net::process_state& state);
+    api(const config::settings& cfg, metrics::registry& metrics, broker::broker& broker,
+        net::process_state& state);
     void handle(net::worker_context& w, const net::http_request& req, net::responder r) override;
 
 private:
@@ -27,6 +27,7 @@ private:
     void publish_json(net::worker_context& w, const net::http_request& req, net::responder r);
     void history(net::worker_context& w, const net::http_request& req, const std::string& topic,
                  net::responder r);
+    void health(net::endpoint_id id, net::responder r);
     void metrics_text(net::responder r);
     void admin_disconnect(net::worker_context& w, const net::http_request& req, net::responder r);
 

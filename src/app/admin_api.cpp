@@ -1,0 +1,65 @@
+// POST /admin/disconnect {"user": "<sub>"}: revocation, on this instance and, through the broker,
+// on every other one.
+#include "api.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace herald::app {
+
+using json = nlohmann::json;
+using metrics::reject;
+
+namespace {
+// Collects the two halves of a revocation; both callbacks run on the same worker.
+struct revocation {
+    explicit revocation(net::responder r) : resp(std::move(r)) {}
+    net::responder resp;
+    std::size_t local = 0;
+    broker::broadcast_result remote;
+    int remaining = 2;
+
+    void arrive() {
+        if (--remaining > 0) return;
+        if (!remote.delivered) {
+            resp.error(reject::unavailable,
+                       "closed " + std::to_string(local) +
+                           " connections on this instance, but the broker is unavailable and "
+                           "other instances were not told; retry",
+                       "Retry-After: 1\r\n");
+            return;
+        }
+        resp.send(200, "application/json",
+                  "{\"disconnected\":" + std::to_string(local) +
+                      ",\"instances\":" + std::to_string(remote.instances) + "}");
+    }
+};
+
+}  // namespace
+
+void api::admin_disconnect(net::worker_context& w, const net::http_request& req, net::responder r) {
+    json body = json::parse(req.body(), nullptr, false);
+    auto u = body.is_object() ? body.find("user") : body.end();
+    if (body.is_discarded() || !body.is_object() || u == body.end() || !u->is_string() ||
+        u->get_ref<const std::string&>().empty()) {
+        r.error(reject::bad_request, "body must be {\"user\": \"<sub of the user's tokens>\"}");
+        return;
+    }
+    // This instance closes its connections itself, whatever the broker's state; the broker tells
+    // the others. The answer waits for both (their callbacks run on this worker).
+    auto t = std::make_shared<revocation>(r);
+    auto user = u->get<std::string>();
+    broker_.broadcast_disconnect(w.id, user, [t](broker::broadcast_result b) {
+        t->remote = b;
+        t->arrive();
+    });
+    auto local = [t](std::size_t n) {
+        t->local = n;
+        t->arrive();
+    };
+    if (disconnect_)
+        disconnect_(w.id, std::move(user), std::move(local));
+    else
+        local(0);
+}
+
+}  // namespace herald::app

@@ -1,0 +1,38 @@
+// GET /healthz (the process answers), GET /readyz (it takes traffic: started, not draining, the
+// broker ready) and GET /metrics (Prometheus text).
+#include "api.hpp"
+
+namespace herald::app {
+
+void api::health(net::endpoint_id id, net::responder r) {
+    if (id == net::endpoint_id::healthz) {
+        r.send(200, "application/json", "{\"status\":\"ok\"}");
+        return;
+    }
+    if (state_.draining.load(std::memory_order_relaxed))
+        r.send(503, "application/json",
+               "{\"status\":\"draining\",\"error\":{\"code\":\"draining\",\"message\":"
+               "\"shutting down\"}}");
+    else if (!state_.ready.load(std::memory_order_relaxed) || !broker_.ready())
+        r.send(503, "application/json",
+               "{\"status\":\"starting\",\"error\":{\"code\":\"not_ready\",\"message\":\"not "
+               "ready\"}}");
+    else
+        r.send(200, "application/json", "{\"status\":\"ready\"}");
+}
+
+void api::metrics_text(net::responder r) {
+    std::vector<metrics::registry::gauge> extra = {
+        {"herald_ready", "1 when /readyz answers 200.",
+         state_.ready.load() && !state_.draining.load() && broker_.ready() ? 1.0 : 0.0},
+        {"herald_draining", "1 while shutting down.", state_.draining.load() ? 1.0 : 0.0},
+        {"herald_history_bytes", "Bytes held by message history.",
+         static_cast<double>(broker_.history_bytes())},
+        {"herald_open_sockets", "TCP connections open (all transports).",
+         static_cast<double>(state_.connections.load())},
+    };
+    for (auto& g : broker_.metrics()) extra.push_back(std::move(g));
+    r.send(200, "text/plain; version=0.0.4", metrics_.render(extra));
+}
+
+}  // namespace herald::app
