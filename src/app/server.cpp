@@ -70,7 +70,7 @@ struct server::impl {
     }
 
     // Revocation: every worker closes the user's connections; the count goes back to `from`.
-    void revoke(unsigned from, std::string user, std::function<void(std::size_t)> done) {
+    void revoke(unsigned from, const std::string& user, std::function<void(std::size_t)> done) {
         struct tally {
             std::size_t count = 0;
             std::size_t left = 0;
@@ -150,11 +150,11 @@ int server::run() {
     // Revocation: every worker of this instance closes the user's connections (the count goes
     // back to `from`), and the broker tells the other instances.
     s.api->set_disconnect(
-        [&s](unsigned from, std::string user, std::function<void(std::size_t)> done) {
-            s.revoke(from, std::move(user), std::move(done));
+        [&s](unsigned from, const std::string& user, std::function<void(std::size_t)> done) {
+            s.revoke(from, user, std::move(done));
         });
-    s.broker->set_disconnect_handler([&s](unsigned w, std::string user) {
-        s.revoke(w, std::move(user), [](std::size_t n) {
+    s.broker->set_disconnect_handler([&s](unsigned w, const std::string& user) {
+        s.revoke(w, user, [](std::size_t n) {
             spdlog::info("disconnect broadcast by another instance: closed {} connections", n);
         });
     });

@@ -1,6 +1,7 @@
 #include "herald/common/text.hpp"
 
 #include <array>
+#include <cstdint>
 
 namespace herald {
 namespace {
@@ -9,13 +10,14 @@ namespace {
 constexpr char k_standard[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 constexpr char k_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-using reverse_table = std::array<signed char, 256>;
+// -1 marks a byte outside the alphabet (int16_t: a signed char would read like a character).
+using reverse_table = std::array<std::int16_t, 256>;
 
 constexpr reverse_table make_reverse(const char* alphabet) {
     reverse_table r{};
     for (auto& v : r) v = -1;
     for (int i = 0; i < 64; ++i)
-        r[static_cast<unsigned char>(alphabet[i])] = static_cast<signed char>(i);
+        r[static_cast<unsigned char>(alphabet[i])] = static_cast<std::int16_t>(i);
     return r;
 }
 constexpr auto k_standard_reverse = make_reverse(k_standard);

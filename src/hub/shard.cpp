@@ -67,7 +67,7 @@ void shard::unsubscribe(subscription& s) {
 }
 
 void shard::on_remote_subscribe(unsigned from, const std::string& topic, std::uint64_t sub_id,
-                                std::optional<stream_pos> since) {
+                                const std::optional<stream_pos>& since) {
     // A refused subscription is counted like any other and uncounted by the worker's ordinary
     // unsubscribe, so the counts stay right even when the worker unsubscribes first.
     std::string refusal;

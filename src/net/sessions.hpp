@@ -150,7 +150,7 @@ private:
     // Counts one client message (op, ping or pong) against limits.ws_messages_per_s; false when
     // over it (the caller drops it; `tell`: answer `error` `rate_limited`).
     bool admit_message(bool tell);
-    void send_json(std::string json);
+    void send_json(std::string_view json);
     void reply_error(const std::string& id, std::string_view code, std::string_view message);
     void subscribe_topic(const std::string& topic, std::optional<wire::stream_pos> since,
                          std::string reply_id, bool reply);

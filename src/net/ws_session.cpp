@@ -146,7 +146,7 @@ void ws_session::on_refused(hub::subscription& sub, const std::string& reason) {
     }
 }
 
-void ws_session::send_json(std::string text) {
+void ws_session::send_json(std::string_view text) {
     if (close_sent_) return;
     std::string frame;
     frame.reserve(text.size() + 10);

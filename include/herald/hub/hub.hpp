@@ -126,7 +126,7 @@ private:
     };
 
     void on_remote_subscribe(unsigned from, const std::string& topic, std::uint64_t sub_id,
-                             std::optional<stream_pos> since);
+                             const std::optional<stream_pos>& since);
     void on_remote_unsubscribe(unsigned from, const std::string& topic);
     void on_subscribe_answer(std::uint64_t sub_id, subscribe_result r);
     void on_subscribe_refused(std::uint64_t sub_id, const std::string& reason);
