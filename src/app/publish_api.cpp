@@ -4,6 +4,7 @@
 #include "herald/broker/cursor.hpp"
 #include "herald/common/text.hpp"
 #include "herald/hub/topic.hpp"
+#include "herald/net/http_util.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -48,19 +49,40 @@ std::string result_json(const broker::publish_result& r) {
 }
 
 // Collects the answers of a multi-topic publish; every callback runs on the same worker.
+// /readyz while a broker link is down: {"status":"unavailable","error":{"code":"broker_down",...}}
+std::string broker_down_body(std::string reason) {
+    if (reason.empty()) reason = "the broker is not ready";  // it recovered meanwhile
+    auto body = net::json_error_body("broker_down", reason);
+    body.insert(1, "\"status\":\"unavailable\",");
+    return body;
+}
+
+// A publish the broker did not apply, or may not have: the answer, or false when it was applied.
+bool refuse(const net::responder& r, broker::publish_status st) {
+    if (st == broker::publish_status::unavailable) {
+        r.error(reject::unavailable, "the broker is unavailable; retry", "Retry-After: 1\r\n");
+        return true;
+    }
+    if (st == broker::publish_status::unknown) {
+        r.error(reject::unknown,
+                "Redis did not answer in time: the message may or may not be published; retry "
+                "with the same Idempotency-Key, which publishes it at most once",
+                "Retry-After: 1\r\n");
+        return true;
+    }
+    return false;
+}
+
 struct batch {
     explicit batch(net::responder r) : resp(std::move(r)) {}
     net::responder resp;
     std::vector<broker::publish_result> results;
     std::size_t remaining = 0;
-    bool unavailable = false;
+    // The worst outcome: unknown (some may be applied) over unavailable (none of those was).
+    broker::publish_status failed = broker::publish_status::ok;
 
     void finish() {
-        if (unavailable) {
-            resp.error(reject::unavailable, "the broker is unavailable; retry",
-                       "Retry-After: 1\r\n");
-            return;
-        }
+        if (refuse(resp, failed)) return;
         std::string body = "{\"results\":[";
         for (std::size_t i = 0; i < results.size(); ++i) {
             if (i) body += ',';
@@ -126,10 +148,12 @@ void publish_api::handle(net::worker_context& w, const net::http_request& req, n
             r.send(503, "application/json",
                    "{\"status\":\"draining\",\"error\":{\"code\":\"draining\",\"message\":"
                    "\"shutting down\"}}");
-        else if (!state_.ready.load(std::memory_order_relaxed) || !broker_.ready())
+        else if (!state_.ready.load(std::memory_order_relaxed))
             r.send(503, "application/json",
                    "{\"status\":\"starting\",\"error\":{\"code\":\"not_ready\",\"message\":\"not "
                    "ready\"}}");
+        else if (!broker_.ready())
+            r.send(503, "application/json", broker_down_body(broker_.not_ready_reason()));
         else
             r.send(200, "application/json", "{\"status\":\"ready\"}");
         return;
@@ -270,10 +294,7 @@ void publish_api::publish_one(net::worker_context& w, const net::http_request& r
     }
     p.payload = req.body();
     broker_.publish(w.id, std::move(p), [&w, r](broker::publish_result res) {
-        if (res.status == broker::publish_status::unavailable) {
-            r.error(reject::unavailable, "the broker is unavailable; retry", "Retry-After: 1\r\n");
-            return;
-        }
+        if (refuse(r, res.status)) return;
         count_result(w, res);
         r.send(200, "application/json", result_json(res));
     });
@@ -390,9 +411,11 @@ void publish_api::publish_json(net::worker_context& w, const net::http_request& 
     b->remaining = out.size();
     for (std::size_t i = 0; i < out.size(); ++i) {
         broker_.publish(w.id, std::move(out[i]), [&w, b, i](broker::publish_result res) {
-            if (res.status == broker::publish_status::unavailable)
-                b->unavailable = true;
-            else
+            if (res.status == broker::publish_status::unknown ||
+                (res.status == broker::publish_status::unavailable &&
+                 b->failed != broker::publish_status::unknown))
+                b->failed = res.status;
+            else if (res.status != broker::publish_status::unavailable)
                 count_result(w, res);
             b->results[i] = std::move(res);
             if (--b->remaining == 0) b->finish();

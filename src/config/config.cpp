@@ -370,6 +370,14 @@ const std::map<std::string, handler>& schema() {
          [](settings& c, const YAML::Node& n, const std::string& k) {
              c.redis.connect_timeout = duration(n, k, k_ms(10), k_ms(600'000));
          }},
+        {"redis.command_timeout",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.redis.command_timeout = duration(n, k, k_ms(50), k_ms(600'000));
+         }},
+        {"redis.ping_interval",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.redis.ping_interval = duration(n, k, k_ms(100), k_ms(600'000));
+         }},
         {"redis.reconnect_max_backoff",
          [](settings& c, const YAML::Node& n, const std::string& k) {
              c.redis.reconnect_max_backoff = duration(n, k, k_ms(100), k_ms(600'000));

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace herald::metrics {
@@ -32,6 +33,7 @@ enum class reject : std::uint8_t {
     over_capacity,
     draining,
     unavailable,  // the broker (Redis) cannot be reached
+    unknown,      // a publish reached Redis but its answer did not come back (504)
     forbidden,
     unauthorized,
     rate_limited,
@@ -95,7 +97,10 @@ public:
         std::string name;
         std::string help;
         double value;
-        std::string type = "gauge";  // or "counter"
+        std::string type = "gauge";  // or "counter", "histogram"
+        // A histogram: the series under its one TYPE line as (suffix with labels, value), e.g.
+        // {"_bucket{le=\"0.005\"}", 12}, {"_sum", 0.3}, {"_count", 40}; `value` is then unused.
+        std::vector<std::pair<std::string, double>> samples{};
     };
     [[nodiscard]] std::string render(const std::vector<gauge>& extra) const;
 
