@@ -19,6 +19,7 @@ packages=(
   # tests: independent clients and the servers tests start themselves
   curl openssl python3 python3-pytest python3-websockets python3-requests
   redis-server nginx libnginx-mod-nchan
+  prometheus  # promtool: /metrics is checked with `promtool check metrics`
   # make fuzz: clang with libFuzzer and the sanitizer runtimes
   clang libclang-rt-14-dev
   # benchmarks: charts

@@ -381,8 +381,11 @@ void redis_link::on_watchdog() {
     }
     if (sent_.empty() && now - last_reply_ >= opt_.ping_interval) send_ping();
     if (state_ != state::up) return;
-    arm_watchdog(sent_.empty() ? last_reply_ + opt_.ping_interval
-                               : sent_.front() + opt_.command_timeout);
+    // While commands are outstanding, wake up at least every ping_interval as well: the link
+    // may turn idle well before the oldest deadline, and is then due a PING on time.
+    arm_watchdog(sent_.empty()
+                     ? last_reply_ + opt_.ping_interval
+                     : std::min(sent_.front() + opt_.command_timeout, now + opt_.ping_interval));
 }
 
 void redis_link::send_ping() {

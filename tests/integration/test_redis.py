@@ -3,16 +3,18 @@ one Redis deliver one order with the same offsets everywhere; resume works acros
 Redis killed and restarted, or the pub/sub link cut, loses no accepted message silently; topics
 spread over two shards."""
 import os
+import shutil
+import subprocess
 import threading
 import time
 
 import pytest
 import requests
 
-from herald_testlib import SSEClient, unique
+from herald_testlib import unique
 from redis_testlib import (RedisServer, SSECollector, WSCollector, after, check_same_sequence,
-                           close_all, subscribers, two_instances, wait_after, wait_count,
-                           wait_ready, warm_up)
+                           close_all, redis_config, subscribers, two_instances, wait_after,
+                           wait_count, wait_ready, warm_up)
 
 # 10,000 messages published alternately to both instances (about 12 s here);
 # HERALD_REDIS_N overrides it.
@@ -288,3 +290,22 @@ def test_two_shards(redis1, redis2, herald_factory):
     finally:
         for v in subs.values():
             close_all(v)
+
+
+@pytest.mark.parametrize("broker", ["memory", "redis"])
+def test_metrics_pass_promtool(broker, redis1, herald_factory):
+    """`promtool check metrics` (Debian's prometheus package) finds nothing to say about /metrics,
+    with the series each broker adds after some traffic."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: scripts/install-deps.sh installs it (package prometheus)"
+    srv = herald_factory(redis_config([redis1.address]) if broker == "redis" else {})
+    wait_ready(srv)
+    topic = unique("prom")
+    for i in range(5):
+        assert requests.post(srv.url(f"/publish/{topic}"), data=f"m{i}", timeout=10).status_code == 200
+    text = requests.get(srv.url("/metrics"), timeout=10).text
+    assert "herald_redis_publish_latency_seconds" in text or broker == "memory"
+    p = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True,
+                       timeout=30)
+    out = (p.stdout + p.stderr).decode()
+    assert p.returncode == 0 and not out.strip(), f"promtool check metrics (exit {p.returncode}):\n{out}"

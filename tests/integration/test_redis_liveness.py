@@ -9,6 +9,7 @@ Every freeze is undone in a finally block (RedisServer.frozen), every loop is bo
 """
 import collections
 import json
+import os
 import threading
 import time
 
@@ -223,7 +224,8 @@ def test_stalled_redis_loses_and_doubles_nothing(fault, redis1, herald_factory):
         for srv, (fds0, rss0) in base.items():
             fds, rss = proc_fds(srv.proc.pid), proc_rss_kib(srv.proc.pid)
             assert fds <= fds0 + 4, f"fds {fds0} -> {fds}"
-            assert rss <= rss0 + 32 * 1024, f"RSS {rss0} -> {rss} KiB"
+            slack = int(os.environ.get("HERALD_TEST_RSS_SLACK_KIB", 32 * 1024))
+            assert rss <= rss0 + slack, f"RSS {rss0} -> {rss} KiB"
     finally:
         close_all(subs)
 
