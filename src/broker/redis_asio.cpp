@@ -184,6 +184,7 @@ void redis_link::do_connect() {
     ++attempt_;
     appended_ = 0;
     sent_.clear();
+    expired_ = 0;
     redisAsyncContext* ac = redisAsyncConnect(opt_.endpoint.host.c_str(), opt_.endpoint.port);
     if (ac == nullptr) {
         schedule_reconnect();
@@ -247,14 +248,12 @@ void redis_link::on_tcp_connected() {
 void redis_link::on_handshake(redisReply* reply) {
     if (reply == nullptr) return;  // the context is going away; its owner reconnects
     if (reply->type == REDIS_REPLY_ERROR) {
-        // LOADING, NOAUTH...: try again later. Not from inside hiredis's callback.
+        // LOADING, NOAUTH...: try again later.
         if (!quiet_)
             spdlog::warn("redis {}: PING answered '{}'; retrying", opt_.endpoint.name(),
                          std::string_view(reply->str, reply->len));
         quiet_ = true;
-        asio::post(ioc_, [this, alive = alive_, attempt = attempt_] {
-            if (*alive && attempt == attempt_ && state_ == state::handshaking) drop(nullptr);
-        });
+        drop_later(nullptr);
         return;
     }
     on_connected();
@@ -292,6 +291,7 @@ void redis_link::on_lost() {
     watchdog_.cancel();
     watchdog_armed_ = false;
     sent_.clear();
+    expired_ = 0;
     if (stopped_) {
         state_ = state::idle;
         return;
@@ -315,12 +315,21 @@ void redis_link::drop(const char* why) {
         dropping_ = false;
     }
     sent_.clear();
+    expired_ = 0;
     if (stopped_) {
         state_ = state::idle;
         return;
     }
     schedule_reconnect();
     if (was_up && on_down) on_down();
+}
+
+// hiredis frees a context only after the callback that asked for it returns, and then calls
+// the disconnect callback; drop() must run outside, on this connection only.
+void redis_link::drop_later(const char* why) {
+    asio::post(ioc_, [this, alive = alive_, attempt = attempt_, why] {
+        if (*alive && attempt == attempt_ && ac_ != nullptr) drop(why);
+    });
 }
 
 void redis_link::schedule_reconnect() {
@@ -342,16 +351,19 @@ void redis_link::schedule_reconnect() {
 // ---------------------------------------------------------------------------------------------
 // Liveness
 
-void redis_link::note_sent(std::size_t bytes) {
+void redis_link::note_sent(std::size_t bytes, pending* p) {
     appended_ += bytes;
     const auto now = clock::now();
     if (sent_.empty() && state_ == state::up) arm_watchdog(now + opt_.command_timeout);
-    sent_.push_back(now);
+    sent_.push_back({now, p});
 }
 
 // Redis answers a connection in order: the answer that just arrived is the oldest command's.
 void redis_link::note_answered() {
-    if (!sent_.empty()) sent_.pop_front();
+    if (!sent_.empty()) {
+        sent_.pop_front();
+        if (expired_ > 0) --expired_;
+    }
     last_reply_ = clock::now();
 }
 
@@ -372,20 +384,29 @@ void redis_link::arm_watchdog(time_point at) {
 void redis_link::on_watchdog() {
     if (state_ != state::up) return;
     const auto now = clock::now();
-    if (!sent_.empty() && now - sent_.front() >= opt_.command_timeout) {
+    const auto timeout = opt_.command_timeout;
+    if (!sent_.empty() && now - std::max(sent_.front().sent, last_reply_) >= timeout) {
         timed_out_ = true;
-        const auto why = fmt::format("no answer within {} ms (redis.command_timeout)",
-                                     opt_.command_timeout.count());
+        const auto why =
+            fmt::format("no answer within {} ms (redis.command_timeout)", timeout.count());
         drop(why.c_str());
         return;
     }
+    // Redis is answering, but these waited too long (a backlog): answered now, as "may have run".
+    for (; expired_ < sent_.size() && now - sent_[expired_].sent >= timeout; ++expired_) {
+        auto* p = sent_[expired_].p;
+        if (p == nullptr || !p->fn) continue;
+        asio::post(ioc_, [f = std::move(p->fn)]() mutable { f(nullptr, no_reply::lost); });
+        p->fn = nullptr;
+    }
     if (sent_.empty() && now - last_reply_ >= opt_.ping_interval) send_ping();
     if (state_ != state::up) return;
-    // While commands are outstanding, wake up at least every ping_interval as well: the link
-    // may turn idle well before the oldest deadline, and is then due a PING on time.
-    arm_watchdog(sent_.empty()
-                     ? last_reply_ + opt_.ping_interval
-                     : std::min(sent_.front() + opt_.command_timeout, now + opt_.ping_interval));
+    // While commands wait, wake up at least every ping_interval as well: the link may turn idle
+    // well before a deadline, and is then due a PING on time.
+    auto next = sent_.empty() ? last_reply_ + opt_.ping_interval : now + opt_.ping_interval;
+    if (!sent_.empty()) next = std::min(next, std::max(sent_.front().sent, last_reply_) + timeout);
+    if (expired_ < sent_.size()) next = std::min(next, sent_[expired_].sent + timeout);
+    arm_watchdog(next);
 }
 
 void redis_link::send_ping() {
@@ -403,18 +424,18 @@ void redis_link::send_ping() {
     // that pattern, hence never subscribed mode, where a bare "+PONG" would abort hiredis.
     c_argv a(argv);
     if (redisAppendCommandArgv(&ac_->c, a.argc(), a.args.data(), a.lens.data()) != REDIS_OK) {
-        drop("cannot queue a PING");
+        drop_later("cannot queue a PING");
         return;
     }
     if (ac_->ev.addWrite) ac_->ev.addWrite(ac_->ev.data);  // as hiredis's own commands do
 #else
     // Newer hiredis hands a two-element answer in subscribed mode to the command's callback.
     if (async_command(ac_, &redis_link::on_heartbeat_cb, this, argv) != REDIS_OK) {
-        drop("cannot queue a PING");
+        drop_later("cannot queue a PING");
         return;
     }
 #endif
-    note_sent(resp_length(argv));
+    note_sent(resp_length(argv), nullptr);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -427,14 +448,14 @@ void redis_link::on_reply_cb(redisAsyncContext* ac, void* reply, void* privdata)
         // The context is being freed: never call back from inside hiredis's teardown. Until it
         // is freed (after these callbacks) obuf holds exactly the bytes not yet written, so a
         // command ending past what was written never reached Redis.
-        if (self == nullptr) return;
+        if (self == nullptr || !p->fn) return;  // !fn: answered at its deadline already
         const std::uint64_t unsent = ac->c.obuf ? sdslen(ac->c.obuf) : 0;
         const auto why = p->end + unsent > self->appended_ ? no_reply::not_sent : no_reply::lost;
         asio::post(self->ioc_, [f = std::move(p->fn), why]() mutable { f(nullptr, why); });
         return;
     }
     if (self) self->note_answered();
-    p->fn(static_cast<redisReply*>(reply), no_reply::lost);
+    if (p->fn) p->fn(static_cast<redisReply*>(reply), no_reply::lost);
 }
 
 void redis_link::on_push_cb(redisAsyncContext*, void* reply, void* privdata) {
@@ -465,7 +486,7 @@ bool redis_link::send(const std::vector<std::string_view>& argv, reply_fn fn) {
         delete p;
         return false;
     }
-    note_sent(bytes);
+    note_sent(bytes, p);
     return true;
 }
 

@@ -6,12 +6,16 @@
 // and goes down. Everything here runs on the io_context's thread only.
 //
 // Liveness. hiredis 0.14 has no timer hook, so the link runs its own, one Asio timer per link
-// (never one per command): Redis answers a connection in order, so the oldest unanswered
-// command's deadline (sent + command_timeout) is the only one that matters. An idle link sends
-// a PING every ping_interval, a pub/sub link included. A missed deadline declares the link
-// down: it is torn down (every pending command answered with a null reply), on_down runs and
-// it reconnects. A link is "up" only once Redis answered a PING on it, not when TCP connected
-// (the kernel completes a handshake for a frozen server too).
+// (never one per command); Redis answers a connection in order, so the commands waiting form a
+// queue by send time and only its head's deadlines matter:
+//   - a command unanswered command_timeout after it was sent is answered then with a null reply
+//     (no_reply::lost); the answer Redis may still send for it is dropped when it arrives;
+//   - a link on which Redis said nothing at all for command_timeout while commands wait is
+//     declared down: torn down (every other waiting command answered with a null reply),
+//     on_down runs and it reconnects. A Redis that is slow but answering keeps its links.
+// An idle link sends a PING every ping_interval, a pub/sub link included. A link is "up" only
+// once Redis answered a PING on it, not when TCP connected (the kernel completes the handshake
+// of a frozen server too).
 #include "herald/common/net.hpp"
 
 #include <cstdint>
@@ -111,11 +115,12 @@ private:
     void on_connected();
     void on_lost();
     void drop(const char* why);
+    void drop_later(const char* why);  // from inside hiredis's callbacks
     void schedule_reconnect();
     bool send(const std::vector<std::string_view>& argv, reply_fn fn);
     bool channels_command(const char* verb, const std::vector<std::string>& channels);
     void send_ping();
-    void note_sent(std::size_t bytes);
+    void note_sent(std::size_t bytes, pending* p);
     void note_answered();
     void arm_watchdog(time_point at);
     void on_watchdog();
@@ -136,9 +141,14 @@ private:
     std::uint64_t attempt_ = 0;
     bool was_up_ = false;
     bool quiet_ = false;  // a failed attempt was logged at warn; the next ones at debug
-    // Send times of the commands awaiting an answer on this connection, oldest first (on a
-    // pub/sub link: of the heartbeat PINGs, which Redis answers after everything sent before).
-    std::deque<time_point> sent_;
+    // The commands awaiting an answer on this connection, oldest first (on a pub/sub link: the
+    // heartbeat PINGs, which Redis answers after everything sent before; their `p` is null).
+    struct waiting {
+        time_point sent;
+        pending* p;  // owned by hiredis (the callback's privdata) until answered or freed
+    };
+    std::deque<waiting> sent_;
+    std::size_t expired_ = 0;  // the first expired_ of sent_ were answered at their deadline
     time_point last_reply_{};
     std::uint64_t appended_ = 0;  // bytes of commands given to hiredis on this connection
     std::mt19937_64 rng_;
