@@ -143,6 +143,43 @@ def test_unknown_publish_retried_with_its_key_counts_once(redis1, herald_factory
         close_all(subs)
 
 
+def test_publishes_never_sent_are_refused_and_never_applied(redis1, herald_factory):
+    """40 publishes of 1 MB against a frozen Redis: the socket buffers take a few, the rest stay
+    in herald's output buffer. Those that reached the socket answer 504 unknown (Redis runs them
+    when it wakes up), the others 503, and Redis never sees them."""
+    cfg = live_config([redis1.address])
+    # The history answer below holds several of them: above the 1 MiB default send budget.
+    cfg["limits"] = {"max_message_bytes": "1MiB", "max_queued_bytes": "64MiB"}
+    h = herald_factory(cfg)
+    wait_ready(h)
+    topic = unique("unsent")
+    status = {}
+
+    def one(i):
+        try:
+            r = requests.post(h.url(f"/publish/{topic}"), data=f"big{i}:" + "x" * 1_000_000,
+                              timeout=10)
+            status[f"big{i}"] = r.status_code
+        except requests.RequestException as e:
+            status[f"big{i}"] = repr(e)
+
+    with redis1.frozen():
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(40)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(15)
+    assert set(status.values()) <= {503, 504} and len(status) == 40, status
+    refused = {k for k, v in status.items() if v == 503}
+    unknown = {k for k, v in status.items() if v == 504}
+    assert refused, f"every publish reached the socket: {collections.Counter(status.values())}"
+    wait_ready(h, 10)
+    r = requests.get(h.url(f"/history/{topic}"), timeout=10)
+    assert r.status_code == 200, r.text
+    applied = [m["data"].split(":")[0] for m in r.json()["messages"]]
+    assert len(applied) == len(set(applied)) and set(applied) <= unknown, (applied, refused)
+
+
 @pytest.mark.parametrize("fault", ["sigstop", "debug_sleep"])
 def test_stalled_redis_loses_and_doubles_nothing(fault, redis1, herald_factory):
     a, b = two_instances(herald_factory, [redis1.address], config=live_config([redis1.address]))
