@@ -271,7 +271,8 @@ void redis_link::on_connected() {
     spdlog::info("redis {}: connected", opt_.endpoint.name());
     if (!opt_.heartbeat_pattern.empty()) {
         const std::vector<std::string_view> argv{"PSUBSCRIBE", opt_.heartbeat_pattern};
-        async_command(ac_, &redis_link::on_heartbeat_cb, this, argv);
+        if (async_command(ac_, &redis_link::on_heartbeat_cb, this, argv) != REDIS_OK)
+            drop_later("cannot subscribe its heartbeat");
         appended_ += resp_length(argv);
     }
     arm_watchdog(last_reply_ + opt_.ping_interval);
@@ -422,6 +423,10 @@ void redis_link::send_ping() {
     // message, its type starting with 'p', under <arg>. So the PING goes out with no callback
     // of its own and its answer reaches the heartbeat pattern's callback. The link never leaves
     // that pattern, hence never subscribed mode, where a bare "+PONG" would abort hiredis.
+    if (!(ac_->c.flags & REDIS_SUBSCRIBED)) {  // never expected: the heartbeat is never left
+        drop_later("not in subscribed mode");
+        return;
+    }
     c_argv a(argv);
     if (redisAppendCommandArgv(&ac_->c, a.argc(), a.args.data(), a.lens.data()) != REDIS_OK) {
         drop_later("cannot queue a PING");

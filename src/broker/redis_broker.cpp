@@ -713,8 +713,8 @@ void redis_broker::history(unsigned from, const std::string& topic,
     }
     const auto after = since ? std::optional(since->offset) : std::nullopt;
     read(from, shard, topic, after.value_or(0), limit, !after,
-         [this, topic, since = std::move(since), after, limit, done = std::move(done)](
-             redisReply* reply, no_reply) mutable {
+         [topic, since = std::move(since), after, limit, done = std::move(done)](redisReply* reply,
+                                                                                 no_reply) mutable {
              history_result res;
              if (!reply || reply->type == REDIS_REPLY_ERROR) {  // link lost, or a script error
                  res.unavailable = true;
