@@ -48,7 +48,6 @@ std::string result_json(const broker::publish_result& r) {
     return o;
 }
 
-// Collects the answers of a multi-topic publish; every callback runs on the same worker.
 // /readyz while a broker link is down: {"status":"unavailable","error":{"code":"broker_down",...}}
 std::string broker_down_body(std::string reason) {
     if (reason.empty()) reason = "the broker is not ready";  // it recovered meanwhile
@@ -73,6 +72,7 @@ bool refuse(const net::responder& r, broker::publish_status st) {
     return false;
 }
 
+// Collects the answers of a multi-topic publish; every callback runs on the same worker.
 struct batch {
     explicit batch(net::responder r) : resp(std::move(r)) {}
     net::responder resp;
@@ -411,12 +411,12 @@ void publish_api::publish_json(net::worker_context& w, const net::http_request& 
     b->remaining = out.size();
     for (std::size_t i = 0; i < out.size(); ++i) {
         broker_.publish(w.id, std::move(out[i]), [&w, b, i](broker::publish_result res) {
-            if (res.status == broker::publish_status::unknown ||
-                (res.status == broker::publish_status::unavailable &&
-                 b->failed != broker::publish_status::unknown))
+            if (res.status == broker::publish_status::unknown)
                 b->failed = res.status;
             else if (res.status != broker::publish_status::unavailable)
                 count_result(w, res);
+            else if (b->failed == broker::publish_status::ok)
+                b->failed = res.status;
             b->results[i] = std::move(res);
             if (--b->remaining == 0) b->finish();
         });

@@ -93,6 +93,12 @@ def test_frozen_redis_is_noticed_within_command_timeout(redis1, herald_factory):
             assert refused, "no publish was refused while Redis was frozen"
             r, took = timed(requests.get, h.url("/readyz"), timeout=5)
             assert r.status_code == 503 and r.json() == down_body(redis1), r.text
+            batch = {"messages": [{"topic": topic, "data": "never-b1"},
+                                  {"topic": topic, "data": "never-b2"}]}
+            r, took = timed(requests.post, h.url("/publish"), json=batch, timeout=5)
+            assert took <= TIMEOUT + SLACK and r.status_code == 503, (took, r.text)
+            assert error_of(r)[0] == "unavailable" and r.headers.get("Retry-After") == "1"
+            refused += ["never-b1", "never-b2"]
             r, took = timed(requests.get, h.url(f"/history/{topic}"), timeout=5)
             assert took <= TIMEOUT + SLACK and r.status_code == 503, (took, r.text)
             assert error_of(r)[0] == "unavailable"
