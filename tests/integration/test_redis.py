@@ -140,8 +140,10 @@ def test_redis_restart_mid_stream(redis1, herald_factory):
                     j = r.json()
                     accepted.append((j["epoch"], j["offset"], f"x{i}"))
                 else:
-                    assert r.status_code == 503, r.text
-                    assert r.json()["error"]["code"] == "unavailable", r.text
+                    # 504: in flight when Redis died, it may have run before: fate unknown.
+                    assert r.status_code in (503, 504), r.text
+                    code = {503: "unavailable", 504: "unknown"}[r.status_code]
+                    assert r.json()["error"]["code"] == code, r.text
                     assert r.headers.get("Retry-After") == "1", r.headers
                 i += 1
                 time.sleep(0.002)
