@@ -5,7 +5,7 @@ PYTHON    ?= /usr/bin/python3
 CMAKE_ARGS ?=
 CONFIG    ?= config/herald.yaml
 
-.PHONY: all deps configure build run test check unit integration bench bench-quick asan-build test-asan format clean docker-config fuzz fuzz-smoke test-tsan
+.PHONY: all deps configure build run test check check-docs unit integration bench bench-quick asan-build test-asan format clean docker-config fuzz fuzz-smoke test-tsan
 
 all: build
 
@@ -34,7 +34,12 @@ integration: build
 # ThreadSanitizer. About 15 minutes on 2 cores from a cold cache; `make check` is the first part.
 test: check test-asan fuzz-smoke test-tsan
 
-check: unit integration
+check: unit integration check-docs
+
+# The docs say what the binary does: config keys with defaults and ranges, metric names, error
+# codes (scripts/check-docs.py; tests/integration/test_docs.py runs it too).
+check-docs: build
+	$(PYTHON) scripts/check-docs.py --herald $(abspath $(BUILD))/herald
 
 bench: build
 	bench/run.sh
@@ -73,14 +78,18 @@ test-tsan: deps
 	@if ls $(TSAN_BUILD)/tsan.* >/dev/null 2>&1; then cat $(TSAN_BUILD)/tsan.*; exit 1; fi
 
 # libFuzzer targets for every parser and for the raw server path, each for FUZZ_SECONDS, starting
-# from tests/fuzz/corpus/<target>. CI runs `make fuzz-smoke` (10 s each).
+# from tests/fuzz/corpus/<target>. CI runs `make fuzz-smoke` (10 s each). The raw server target
+# takes inputs of up to FUZZ_SERVER_MAX_LEN so that it reaches pipelining (hundreds of requests in
+# one input) and WebSocket frame floods; its corpus seeds both.
 FUZZ_SECONDS ?= 60
+FUZZ_SERVER_MAX_LEN ?= 1048576
 FUZZ_TARGETS := ws_frames topic cursor config jwt server
 fuzz: asan-build
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(ASAN_BUILD)/corpus/$$t; \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
-	  $(ASAN_BUILD)/tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+	  extra=""; if [ $$t = server ]; then extra="-max_len=$(FUZZ_SERVER_MAX_LEN)"; fi; \
+	  $(ASAN_BUILD)/tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $$extra \
 	    $(ASAN_BUILD)/corpus/$$t tests/fuzz/corpus/$$t 2>$(ASAN_BUILD)/fuzz_$$t.log \
 	    || { tail -40 $(ASAN_BUILD)/fuzz_$$t.log; exit 1; }; \
 	  grep -E "^Done|^#[0-9]+ *DONE" $(ASAN_BUILD)/fuzz_$$t.log | tail -1; \
@@ -97,4 +106,4 @@ clean:
 
 # docker/nginx.conf is the shipped config/nginx/herald.conf rendered for docker/compose.yaml.
 docker-config:
-	scripts/nginx-conf.sh 8080 /var/run herald1:8080 herald2:8080 | sed 's#^error_log .*#error_log stderr warn;#' > docker/nginx.conf
+	scripts/nginx-conf.sh --allow 172.30.80.1 8080 /var/cache/nginx 127.0.0.1:8081 127.0.0.1:8082 | sed 's#^error_log .*#error_log stderr warn;#' > docker/nginx.conf

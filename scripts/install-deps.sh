@@ -6,25 +6,29 @@
 set -euo pipefail
 profile="${1:-all}"
 
+# Compiling only (the Docker build stage): no test servers, clang, charts or node.
 build_packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev libhiredis-dev
   libgtest-dev libssl-dev libcli11-dev
 )
 packages=(
-  # build
-  build-essential cmake ninja-build ccache pkg-config git
-  libboost1.81-dev nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev libhiredis-dev
-  libgtest-dev libssl-dev libcli11-dev
+  "${build_packages[@]}"
   # tests: independent clients and the servers tests start themselves
-  curl openssl python3 python3-pytest python3-websockets python3-requests
+  curl openssl python3 python3-pytest python3-websockets python3-requests python3-yaml
   redis-server nginx libnginx-mod-nchan
   prometheus  # promtool: /metrics is checked with `promtool check metrics`
+  # tests of the deployment files: systemd-analyze rates and checks the unit (nothing is
+  # started), strace lists the system calls herald makes against the unit's filter
+  systemd strace
   # make fuzz: clang with libFuzzer and the sanitizer runtimes
   clang libclang-rt-14-dev
   # benchmarks: charts
   gnuplot-nox procps iproute2
 )
+
+# Choose the list first: what is missing is computed from the list this profile installs.
+if [ "$profile" = "build" ]; then packages=("${build_packages[@]}"); fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -32,8 +36,6 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
-
-if [ "$profile" = "build" ]; then packages=("${build_packages[@]}"); fi
 
 # Node.js and npm: any install that provides the commands will do (some images ship NodeSource's).
 if [ "$profile" != "build" ]; then

@@ -1,6 +1,7 @@
 // herald: flags, config, logging, then the server. The only code the tests do not link.
 #include "herald/app/server.hpp"
 #include "herald/auth/context.hpp"
+#include "herald/net/endpoints.hpp"
 #include "herald/net/tls.hpp"
 #include "herald/config/config.hpp"
 
@@ -26,8 +27,28 @@ int main(int argc, char** argv) {
     cli.add_option("-l,--listen", listen, "address:port, overrides listen");
     cli.add_option("-w,--workers", workers, "event-loop threads, overrides workers (0 = cores)");
     cli.add_option("--log-level", log_level, "trace|debug|info|warn|error|critical|off");
+    bool list_endpoints = false;
+    cli.add_flag("--list-endpoints", list_endpoints,
+                 "print the HTTP endpoints (path, method, access class) as JSON lines and exit");
+    bool print_defaults = false;
+    cli.add_flag("--print-defaults", print_defaults,
+                 "print every config key with its compiled default (YAML) and exit");
     cli.set_version_flag("--version", "herald 0.1.0");
-    CLI11_PARSE(cli, argc, argv);
+    try {
+        cli.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        // --help and --version end here with 0; a command-line error exits 2, as a config error.
+        const int rc = cli.exit(e);
+        return rc == 0 ? 0 : 2;
+    }
+    if (print_defaults) {
+        std::cout << config::defaults_yaml();
+        return 0;
+    }
+    if (list_endpoints) {
+        for (const auto& e : net::endpoints()) std::cout << net::endpoint_json(e) << '\n';
+        return 0;
+    }
 
     config::settings cfg;
     try {
@@ -35,21 +56,23 @@ int main(int argc, char** argv) {
             const char* v = std::getenv(name);
             return v ? std::optional<std::string>(v) : std::nullopt;
         };
-        if (!check_path.empty()) {
-            cfg = config::load_file(check_path);
-            config::apply_env(cfg, env);
-            auth::context check(cfg, env);         // keys, PEM files, origins, proxies
-            (void)net::tls::load_configured(cfg);  // certificate, key, and that they match
-            std::cout << check_path << ": ok\n";
-            return 0;
-        }
-        if (config_path.empty() && std::filesystem::exists("config/herald.yaml"))
+        // --check-config reads what start-up reads (file, environment, flags) and refuses what
+        // start-up refuses, short of binding the address.
+        if (!check_path.empty())
+            config_path = check_path;
+        else if (config_path.empty() && std::filesystem::exists("config/herald.yaml"))
             config_path = "config/herald.yaml";
         if (!config_path.empty()) cfg = config::load_file(config_path);
         config::apply_env(cfg, env);
         if (!listen.empty()) config::set_listen(cfg, listen, "--listen");
         if (workers >= 0) config::set_workers(cfg, workers, "--workers");
         if (!log_level.empty()) config::set_log_level(cfg, log_level, "--log-level");
+        if (!check_path.empty()) {
+            auth::context check(cfg, env);         // keys, PEM files, origins, proxies
+            (void)net::tls::load_configured(cfg);  // certificate, key, and that they match
+            std::cout << check_path << ": ok\n";
+            return 0;
+        }
     } catch (const config::config_error& e) {
         std::cerr << "herald: config error: " << e.what() << '\n';
         return 2;

@@ -51,9 +51,8 @@ std::string result_json(const broker::publish_result& r) {
 // /readyz while a broker link is down: {"status":"unavailable","error":{"code":"broker_down",...}}
 std::string broker_down_body(std::string reason) {
     if (reason.empty()) reason = "the broker is not ready";  // it recovered meanwhile
-    auto body = net::json_error_body("broker_down", reason);
-    body.insert(1, "\"status\":\"unavailable\",");
-    return body;
+    return "{\"status\":\"unavailable\",\"error\":{\"code\":\"broker_down\",\"message\":" +
+           net::json_quote(reason) + "}}";
 }
 
 // A publish the broker did not apply, or may not have: the answer, or false when it was applied.
@@ -130,94 +129,42 @@ publish_api::publish_api(const config::settings& cfg, metrics::registry& metrics
     : cfg_(cfg), metrics_(metrics), broker_(broker), state_(state) {}
 
 void publish_api::handle(net::worker_context& w, const net::http_request& req, net::responder r) {
+    // The router (net/endpoints.hpp) has matched the row, its method and its authorization.
+    using net::endpoint_id;
     const auto& path = req.target.path;
-    const auto method = req.method();
-    auto only = [&](http::verb v, const char* allow) {
-        if (method == v) return true;
-        r.error(reject::method_not_allowed, std::string("use ") + allow,
-                std::string("Allow: ") + allow + "\r\n");
-        return false;
-    };
-    if (path == "/healthz") {
-        if (only(http::verb::get, "GET")) r.send(200, "application/json", "{\"status\":\"ok\"}");
-        return;
-    }
-    if (path == "/readyz") {
-        if (!only(http::verb::get, "GET")) return;
-        if (state_.draining.load(std::memory_order_relaxed))
-            r.send(503, "application/json",
-                   "{\"status\":\"draining\",\"error\":{\"code\":\"draining\",\"message\":"
-                   "\"shutting down\"}}");
-        else if (!state_.ready.load(std::memory_order_relaxed))
-            r.send(503, "application/json",
-                   "{\"status\":\"starting\",\"error\":{\"code\":\"not_ready\",\"message\":\"not "
-                   "ready\"}}");
-        else if (!broker_.ready())
-            r.send(503, "application/json", broker_down_body(broker_.not_ready_reason()));
-        else
-            r.send(200, "application/json", "{\"status\":\"ready\"}");
-        return;
-    }
-    if (path == "/metrics") {
-        if (only(http::verb::get, "GET")) metrics_text(r);
-        return;
-    }
-    const bool is_admin = path.compare(0, 7, "/admin/") == 0;
-    const bool is_publish = path == "/publish" || path.compare(0, 9, "/publish/") == 0;
-    if ((is_admin || is_publish) && !authorize(w, req, r, is_publish && method == http::verb::post))
-        return;
-    if (path == "/admin/disconnect") {
-        if (only(http::verb::post, "POST")) admin_disconnect(w, req, r);
-        return;
-    }
-    if (path == "/publish") {
-        if (only(http::verb::post, "POST")) {
+    switch (req.route ? req.route->id : endpoint_id::ws) {
+        case endpoint_id::healthz: r.send(200, "application/json", "{\"status\":\"ok\"}"); return;
+        case endpoint_id::readyz:
+            if (state_.draining.load(std::memory_order_relaxed))
+                r.send(503, "application/json",
+                       "{\"status\":\"draining\",\"error\":{\"code\":\"draining\",\"message\":"
+                       "\"shutting down\"}}");
+            else if (!state_.ready.load(std::memory_order_relaxed))
+                r.send(
+                    503, "application/json",
+                    "{\"status\":\"starting\",\"error\":{\"code\":\"not_ready\",\"message\":\"not "
+                    "ready\"}}");
+            else if (!broker_.ready())
+                r.send(503, "application/json", broker_down_body(broker_.not_ready_reason()));
+            else
+                r.send(200, "application/json", "{\"status\":\"ready\"}");
+            return;
+        case endpoint_id::metrics: metrics_text(r); return;
+        case endpoint_id::admin_disconnect: admin_disconnect(w, req, r); return;
+        case endpoint_id::publish:
             w.counters.publish_requests.add();
             publish_json(w, req, r);
-        }
-        return;
-    }
-    static constexpr std::string_view publish_prefix = "/publish/";
-    static constexpr std::string_view history_prefix = "/history/";
-    if (path.compare(0, publish_prefix.size(), publish_prefix) == 0) {
-        if (!only(http::verb::post, "POST")) return;
-        w.counters.publish_requests.add();
-        publish_one(w, req, path.substr(publish_prefix.size()), r);
-        return;
-    }
-    if (path.compare(0, history_prefix.size(), history_prefix) == 0) {
-        if (only(http::verb::get, "GET")) history(w, req, path.substr(history_prefix.size()), r);
-        return;
+            return;
+        case endpoint_id::publish_topic:
+            w.counters.publish_requests.add();
+            publish_one(w, req, path.substr(req.route->path.size()), r);
+            return;
+        case endpoint_id::history: history(w, req, path.substr(req.route->path.size()), r); return;
+        case endpoint_id::ws:
+        case endpoint_id::sse:
+        case endpoint_id::poll: break;  // served by the HTTP session
     }
     r.error(reject::not_found, "no such endpoint: " + path);
-}
-
-bool publish_api::authorize(net::worker_context& w, const net::http_request& req,
-                            const net::responder& r, bool rate_limit) {
-    auto* a = w.auth;
-    if (!a) return true;
-    std::string limit_key;
-    if (auto bearer = auth::parse_bearer(req.header("Authorization"))) {
-        auto idx = a->publish_keys.match(*bearer);
-        if (!idx) {
-            r.error(reject::unauthorized, "invalid API key", "WWW-Authenticate: Bearer\r\n");
-            return false;
-        }
-        limit_key = "key#" + std::to_string(*idx);
-    } else if (a->cfg.auth.allow_unauthenticated_publish) {
-        limit_key = "ip:" + req.client_ip;
-    } else {
-        r.error(reject::unauthorized, "an API key is required: Authorization: Bearer <key>",
-                "WWW-Authenticate: Bearer\r\n");
-        return false;
-    }
-    std::int64_t retry = 1;
-    if (rate_limit && !a->allow_publish(limit_key, retry)) {
-        r.error(reject::rate_limited, "too many publishes; slow down",
-                "Retry-After: " + std::to_string(retry) + "\r\n");
-        return false;
-    }
-    return true;
 }
 
 void publish_api::admin_disconnect(net::worker_context& w, const net::http_request& req,
@@ -425,10 +372,7 @@ void publish_api::publish_json(net::worker_context& w, const net::http_request& 
 
 void publish_api::history(net::worker_context& w, const net::http_request& req,
                           const std::string& topic, net::responder r) {
-    if (!hub::is_valid_topic(topic)) {
-        r.error(reject::bad_topic, hub::k_topic_rule);
-        return;
-    }
+    // `topic` is valid and readable by this client: the router checked both.
     std::optional<hub::stream_pos> since;
     if (auto s = req.target.get("since"); s && !s->empty()) {
         if (auto off = parse_u64(*s))

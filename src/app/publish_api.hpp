@@ -28,9 +28,6 @@ private:
     void history(net::worker_context& w, const net::http_request& req, const std::string& topic,
                  net::responder r);
     void metrics_text(net::responder r);
-    // API key (or the open-publish setting) and the publish rate; answers the error itself.
-    bool authorize(net::worker_context& w, const net::http_request& req, const net::responder& r,
-                   bool rate_limit);
     void admin_disconnect(net::worker_context& w, const net::http_request& req, net::responder r);
 
     const config::settings& cfg_;

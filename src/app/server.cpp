@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 
 #include <csignal>
+#include <optional>
 #include <thread>
 
 namespace herald::app {
@@ -60,7 +61,10 @@ struct server::impl {
             const auto now = clock::now();
             w.ctx->tick(now);
             // History expiry once a second is plenty.
-            if (++w_ticks[w.id] % 4 == 0) broker->on_tick(w.id, now);
+            if (++w_ticks[w.id] % 4 == 0) {
+                broker->on_tick(w.id, now);
+                w.ctx->rejects.tick(now);
+            }
             schedule_tick(w);
         });
     }
@@ -164,6 +168,18 @@ int server::run() {
         spdlog::critical("listen: '{}' is not an IP address", s.cfg.listen_host);
         return 2;
     }
+    // Claimed before the workers bind with SO_REUSEPORT, held until the drain starts.
+    std::optional<net::port_claim> claim;
+    try {
+        claim.emplace(ep);
+    } catch (const net::port_in_use& e) {
+        spdlog::critical("{}", e.what());
+        return 1;
+    } catch (const boost::system::system_error& e) {
+        spdlog::critical("cannot listen on {}:{}: {}", s.cfg.listen_host, s.cfg.listen_port,
+                         e.code().message());
+        return 1;
+    }
     for (auto& w : s.workers) {
         w->ctx =
             std::make_unique<net::worker_context>(w->id, w->ioc, s.cfg, s.hub->at(w->id), *s.broker,
@@ -172,7 +188,6 @@ int server::run() {
         w->ctx->tls = tls;
         try {
             auto acceptor = net::open_acceptor(w->ioc, ep);
-            if (ep.port() == 0) ep.port(acceptor.local_endpoint().port());
             w->listener = std::make_shared<net::listener>(*w->ctx, std::move(acceptor));
         } catch (const boost::system::system_error& e) {
             spdlog::critical("cannot listen on {}:{}: {}", s.cfg.listen_host, s.cfg.listen_port,
@@ -234,6 +249,15 @@ int server::run() {
             if (!ec) check_drained();
         });
     };
+    // Once every listener is closed the port is free: a new instance may start (an upgrade)
+    // while this one drains its connections. Runs on the main thread.
+    std::size_t listening = s.workers.size();
+    const std::function<void()> on_listener_closed = [&] {
+        if (--listening != 0) return;
+        claim->release();
+        spdlog::info("stopped listening on {}:{}; a new instance may start", s.cfg.listen_host,
+                     ep.port());
+    };
     std::function<void(error_code, int)> on_signal = [&](error_code ec, int signo) {
         if (ec) return;
         if (++signals_seen > 1) {
@@ -247,8 +271,9 @@ int server::run() {
         s.state.draining.store(true);
         drain_deadline = clock::now() + s.cfg.shutdown.drain_timeout;
         for (auto& w : s.workers)
-            asio::post(w->ioc, [&w = *w] {
+            asio::post(w->ioc, [&w = *w, &main_ioc, &on_listener_closed] {
                 w.listener->stop();
+                asio::post(main_ioc, on_listener_closed);
                 w.ctx->drain();
             });
         signals.async_wait(on_signal);  // a second signal stops at once

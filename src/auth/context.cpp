@@ -2,6 +2,16 @@
 
 namespace herald::auth {
 
+std::string_view to_string(access_class c) noexcept {
+    switch (c) {
+        case access_class::open: return "public";
+        case access_class::read: return "read";
+        case access_class::publish: return "publish";
+        case access_class::admin: return "admin";
+    }
+    return "?";
+}
+
 namespace {
 std::vector<namespace_rule> rules_of(const config::settings& cfg) {
     std::vector<namespace_rule> out;
@@ -72,6 +82,106 @@ bool context::allow_publish(const std::string& key, std::int64_t& retry_after_s)
 
 result context::verify_token(std::string_view token) const {
     return verify(token, jwt_keys, std::chrono::system_clock::now(), jwt_expect);
+}
+
+namespace {
+decision refused(verdict v, std::string message) {
+    decision d;
+    d.status = v;
+    d.message = std::move(message);
+    return d;
+}
+}  // namespace
+
+decision context::authorize(access_class c, const credentials& cred,
+                            std::span<const std::string> topics, std::string_view client) {
+    switch (c) {
+        case access_class::open: return {};
+        case access_class::read: return authorize_read(cred, topics);
+        case access_class::publish: return authorize_key(cred, true, client);
+        case access_class::admin: return authorize_key(cred, false, client);
+    }
+    return refused(verdict::forbidden, "no access class");  // fail closed
+}
+
+bool context::may_read(const token_claims* reader, std::string_view topic) const noexcept {
+    if (reader && reader->api_key) return true;
+    return policy.can_subscribe(reader, topic);
+}
+
+decision context::authorize_read(const credentials& cred,
+                                 std::span<const std::string> topics) const {
+    decision d;
+    // The token: Authorization header, else the query parameter, else the cookie. An API key is
+    // taken from the header only, so that publishers' keys never travel in URLs (and logs).
+    std::optional<std::string_view> token;
+    bool from_header = false;
+    if (auto b = parse_bearer(cred.authorization)) {
+        if (publish_keys.match(*b)) {
+            d.anonymous = false;
+            d.reader = std::make_unique<token_claims>();
+            d.reader->api_key = true;
+            return d;  // every topic
+        }
+        token = *b;
+        from_header = true;
+    } else {
+        const auto& param = cfg.auth.token_query_param;
+        for (const auto& [k, v] : cred.query)
+            if (!param.empty() && k == param) {
+                if (!v.empty()) token = v;
+                break;
+            }
+        if (!token && !cfg.auth.token_cookie.empty())
+            token = cookie_value(cred.cookie_header, cfg.auth.token_cookie);
+    }
+    if (token) {
+        auto r = verify_token(*token);
+        if (!r.ok()) {
+            auto why = std::string(to_string(r.status));
+            d = refused(verdict::unauthorized, from_header && r.status == jwt_status::malformed
+                                                   ? "invalid API key or token: " + why
+                                                   : "invalid token: " + why);
+            d.invalid_token = true;
+            return d;
+        }
+        d.anonymous = false;
+        d.reader = std::make_unique<token_claims>(std::move(r.claims));
+    }
+    for (const auto& t : topics) {
+        if (!may_read(d.reader.get(), t)) {
+            auto reader = std::move(d.reader);
+            d = refused(verdict::forbidden, "not allowed to read '" + t + "'");
+            d.anonymous = !reader;
+            return d;
+        }
+    }
+    return d;
+}
+
+decision context::authorize_key(const credentials& cred, bool publishing, std::string_view client) {
+    std::string limit_key;
+    if (auto bearer = parse_bearer(cred.authorization)) {
+        auto idx = publish_keys.match(*bearer);
+        if (!idx) return refused(verdict::unauthorized, "invalid API key");
+        limit_key = "key#" + std::to_string(*idx);
+    } else if (publishing && cfg.auth.allow_unauthenticated_publish) {
+        limit_key = "ip:" + std::string(client);
+    } else {
+        return refused(verdict::unauthorized,
+                       publishing ? "an API key is required: Authorization: Bearer <key>"
+                                  : "admin endpoints require an API key: Authorization: Bearer "
+                                    "<key> (allow_unauthenticated_publish does not open them)");
+    }
+    decision d;
+    d.anonymous = !limit_key.starts_with("key#");
+    // Only publishes are rate limited; admin requests are rare and always keyed.
+    std::int64_t retry = 1;
+    if (publishing && !allow_publish(limit_key, retry)) {
+        d = refused(verdict::rate_limited, "too many publishes; slow down");
+        d.retry_after_s = retry;
+    }
+    return d;
 }
 
 }  // namespace herald::auth

@@ -3,6 +3,8 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
+#include <utility>
 
 namespace herald::config {
 namespace {
@@ -41,6 +43,8 @@ std::optional<milliseconds> parse_duration(std::string_view text) {
         factor = 60'000;
     else if (unit == "h")
         factor = 3'600'000;
+    else if (unit == "d")
+        factor = 86'400'000;
     else
         return std::nullopt;
     std::uint64_t ms;
@@ -74,6 +78,25 @@ std::optional<std::size_t> parse_size(std::string_view text) {
     std::uint64_t v;
     if (!mul_ok(n, factor, v)) return std::nullopt;
     return static_cast<std::size_t>(v);
+}
+
+std::string format_duration(milliseconds d) {
+    const auto ms = d.count();
+    if (ms == 0) return "0s";
+    static constexpr std::pair<long long, const char*> units[] = {
+        {86'400'000, "d"}, {3'600'000, "h"}, {60'000, "m"}, {1000, "s"}};
+    for (const auto& [factor, name] : units)
+        if (ms % factor == 0) return std::to_string(ms / factor) + name;
+    return std::to_string(ms) + "ms";
+}
+
+std::string format_size(std::size_t bytes) {
+    if (bytes == 0) return "0";
+    static constexpr std::pair<std::size_t, const char*> units[] = {
+        {1ull << 30, "GiB"}, {1ull << 20, "MiB"}, {1ull << 10, "KiB"}};
+    for (const auto& [factor, name] : units)
+        if (bytes % factor == 0) return std::to_string(bytes / factor) + name;
+    return std::to_string(bytes);
 }
 
 }  // namespace herald::config

@@ -45,10 +45,21 @@ const char* to_string(reject r) noexcept {
         "ws_invalid_utf8",
         "ws_message_too_big",
         "ws_bad_op",
+        "tls_required",
+        "unknown_op",
+        "not_subscribed",
+        "bad_since",
+        "binary_not_supported",
     };
     static_assert(std::size(names) == static_cast<std::size_t>(reject::count_));
     auto i = static_cast<std::size_t>(r);
     return i < std::size(names) ? names[i] : "unknown";
+}
+
+std::optional<reject> reject_named(std::string_view code) noexcept {
+    for (std::size_t r = 0; r < static_cast<std::size_t>(reject::count_); ++r)
+        if (code == to_string(static_cast<reject>(r))) return static_cast<reject>(r);
+    return std::nullopt;
 }
 
 registry::registry(unsigned workers) {

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <span>
 
+#include <sys/ioctl.h>
+
 namespace herald::net {
 
 chunk chunk::of_string(std::string s) {
@@ -104,7 +106,7 @@ void worker_context::tick(time_point now) {
     for (connection* c = head_; c;) {
         connection* next = c->next_;
         auto keep = c->shared_from_this();
-        if (now >= c->close_deadline_)
+        if (now >= c->close_deadline_ || (c->lingering_ && c->linger_done()))
             c->close_now();
         else
             c->on_tick(now);
@@ -159,9 +161,23 @@ void connection::set_transport(metrics::transport t) noexcept {
     w_.counters.connections_total[static_cast<std::size_t>(t)].add(1);
 }
 
+std::size_t connection::output_bytes() const noexcept {
+    return queued_bytes_ + (tls_ ? tls_->output_bytes() : 0);
+}
+
+std::size_t connection::held_bytes() const noexcept {
+    return output_bytes() + (tls_ ? tls_->input_bytes() : 0) + session_held_bytes();
+}
+
+std::size_t connection::budget() const noexcept {
+    const auto& c = w_.cfg;
+    return c.limits.max_queued_bytes + c.http.max_header_bytes + c.limits.max_message_bytes +
+           k_read_allowance;
+}
+
 bool connection::enqueue(chunk c, bool force) {
-    if (closed_ || (slow_ && !force)) return false;
-    if (!force && queued_bytes_ + c.size > w_.cfg.limits.max_queued_bytes) {
+    if (closed_ || lingering_ || (slow_ && !force)) return false;
+    if (!force && output_bytes() + c.size > w_.cfg.limits.max_queued_bytes) {
         slow_ = true;
         w_.counters.slow_consumers[static_cast<std::size_t>(transport_)].add(1);
         if (!flush_wanted_) {
@@ -190,6 +206,7 @@ bool connection::write_now(const Buffers& bufs, std::size_t& written) {
     w_.counters.write_calls.add(1);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
         do_wait_writable();
+        after_write();
         return false;
     }
     if (ec) {
@@ -203,6 +220,7 @@ bool connection::write_now(const Buffers& bufs, std::size_t& written) {
 }
 
 void connection::flush() {
+    on_flush_begin();
     if (closed_ || writing_) return;
     if (tls_) {
         flush_tls();
@@ -259,6 +277,7 @@ void connection::on_flushed() {
     head_sent_ = 0;
     if (queue_.capacity() > 64) queue_.shrink_to_fit();
     if (close_when_flushed_) {
+        if (lingering_) return;
         if (tls_ && !tls_shutdown_sent_) {
             // close_notify first, so the peer can tell our close from a truncation.
             tls_shutdown_sent_ = true;
@@ -270,8 +289,61 @@ void connection::on_flushed() {
         }
         error_code ec;
         socket_.shutdown(tcp::socket::shutdown_send, ec);
-        close_now();
+        start_linger();
+        return;
     }
+    after_write();
+}
+
+void connection::after_write() {
+    if (closed_) return;
+    if (read_parked_) resume_reading();
+    if (room_wanted_ && output_bytes() <= room_mark_) {
+        room_wanted_ = false;
+        asio::post(w_.ioc, [self = shared_from_this()] {
+            if (!self->closed_) self->on_output_room();
+        });
+    }
+}
+
+void connection::want_room(std::size_t mark) {
+    room_wanted_ = true;
+    room_mark_ = mark;
+    if (!writing_) after_write();  // already there: no write would come to say so
+}
+
+void connection::start_linger() {
+    lingering_ = true;
+    arm_close_deadline(k_linger_time);
+    read_parked_ = false;
+    if (!read_armed_) arm_read();
+    unhold(hold_parked);  // the read wait holds a reference from here on
+}
+
+void connection::linger_read() {
+    auto& buf = w_.scratch();
+    for (int i = 0; i < 4; ++i) {
+        error_code ec;
+        socket_.read_some(asio::buffer(buf.data(), buf.size()), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+        if (ec) {
+            close_now();  // EOF: the peer has read what it wanted
+            return;
+        }
+    }
+    if (linger_done()) {
+        close_now();
+        return;
+    }
+    arm_read();
+}
+
+bool connection::linger_done() noexcept {
+    // Everything we sent has been acknowledged by the peer's TCP: an RST caused by input we did
+    // not read can no longer destroy an answer (Linux hands queued data to the reader first).
+    int unsent = 0;
+    if (::ioctl(socket_.native_handle(), TIOCOUTQ, &unsent) != 0) return true;
+    return unsent == 0;
 }
 
 void connection::do_wait_writable() {
@@ -298,6 +370,8 @@ void connection::close_after_flush(milliseconds grace) {
 
 link connection::hand_over() {
     closed_ = true;
+    read_parked_ = false;
+    unhold(static_cast<hold_reason>(hold_parked | hold_session));
     w_.detach(*this);
     return {std::move(socket_), std::move(slot_), std::move(tls_)};
 }
@@ -315,22 +389,63 @@ void connection::close_now() {
     w_.detach(*this);
     queue_.clear();
     queued_bytes_ = 0;
+    read_parked_ = false;
+    unhold(static_cast<hold_reason>(hold_parked | hold_session));
     // The TLS session (about 12 KiB in OpenSSL 3.0) goes now, not when the last reference to this
     // connection does: a drain closes thousands within one flush pass.
     tls_.reset();
 }
 
 void connection::wait_readable() {
-    if (tls_ && tls_->has_input()) {
+    if (closed_ || read_armed_ || lingering_) return;
+    if (!may_read() || held_bytes() >= budget()) {
+        read_parked_ = true;
+        hold(hold_parked);
+        return;
+    }
+    read_parked_ = false;
+    arm_read();
+    unhold(hold_parked);
+}
+
+void connection::hold(hold_reason why) {
+    if (holds_ == 0) {
+        if (!hold_timer_) hold_timer_ = std::make_unique<asio::steady_timer>(w_.ioc);
+        hold_timer_->expires_at(asio::steady_timer::time_point::max());
+        hold_timer_->async_wait([self = shared_from_this()](error_code) {});
+    }
+    holds_ |= why;
+}
+
+void connection::unhold(hold_reason why) noexcept {
+    if (holds_ == 0) return;
+    holds_ &= ~static_cast<unsigned>(why);
+    // The wait completes (operation_aborted) on a later turn and drops its reference there,
+    // never inside the caller.
+    if (holds_ == 0) hold_timer_->cancel();
+}
+
+void connection::resume_reading() {
+    if (read_parked_) wait_readable();
+}
+
+void connection::arm_read() {
+    read_armed_ = true;
+    if (tls_ && tls_->has_input() && !lingering_) {
         // Records already inside the TLS session: the socket may never become readable again.
         asio::post(w_.ioc, [self = shared_from_this()] {
+            self->read_armed_ = false;
             if (!self->closed_) self->on_readable();
         });
         return;
     }
     socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](error_code ec) {
+        self->read_armed_ = false;
         if (ec || self->closed_) return;
-        self->on_readable();
+        if (self->lingering_)
+            self->linger_read();
+        else
+            self->on_readable();
     });
 }
 
@@ -399,6 +514,7 @@ std::size_t connection::read_tls(error_code& ec) {
             error_code ignored;
             socket_.write_some(asio::buffer(k_plain_answer), ignored);
             w_.counters.tls_errors.add(1);
+            w_.counters.inc(metrics::reject::tls_required);
             ec = asio::error::connection_aborted;
             return 0;
         }

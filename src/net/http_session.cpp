@@ -16,7 +16,16 @@ namespace http = boost::beast::http;
 using metrics::reject;
 
 namespace {
+// Requests dispatched and not yet answered, per connection; past it nothing more is parsed (or
+// read) until an answer comes.
 constexpr std::size_t k_max_pipelined = 32;
+// Requests parsed and dispatched per loop turn; the rest waits for a later turn (posted), so a
+// burst of pipelined requests on one connection cannot starve the others on its worker.
+constexpr std::size_t k_max_per_turn = 64;
+// Reads per readiness event (each up to the 64 KiB scratch buffer).
+constexpr int k_max_reads_per_turn = 16;
+// An idle connection gives back an input buffer grown by a burst.
+constexpr std::size_t k_keep_input_capacity = 16 * 1024;
 
 std::string_view trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -38,6 +47,27 @@ bool has_token(std::string_view list, std::string_view token) {
         list.remove_prefix(comma + 1);
     }
     return false;
+}
+
+// The HTTP answer to an authorization refusal (auth/access.hpp).
+void refuse(http_session& s, std::uint64_t seq, const auth::decision& d, bool keep_alive) {
+    switch (d.status) {
+        case auth::verdict::unauthorized:
+            s.fail_request(seq, reject::unauthorized, d.message, keep_alive,
+                           d.invalid_token ? "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n"
+                                           : "WWW-Authenticate: Bearer\r\n");
+            return;
+        case auth::verdict::forbidden:
+            // An anonymous client is told a credential might help.
+            s.fail_request(seq, reject::forbidden, d.message, keep_alive,
+                           d.anonymous ? "WWW-Authenticate: Bearer\r\n" : "");
+            return;
+        case auth::verdict::rate_limited:
+            s.fail_request(seq, reject::rate_limited, d.message, keep_alive,
+                           "Retry-After: " + std::to_string(d.retry_after_s) + "\r\n");
+            return;
+        case auth::verdict::ok: return;
+    }
 }
 }  // namespace
 
@@ -77,9 +107,27 @@ void http_session::arm_idle() {
     deadline_ = clock::now() + w_.cfg.http.idle_timeout;
 }
 
+std::size_t http_session::out_mark() const noexcept {
+    return w_.cfg.limits.max_queued_bytes / 2;
+}
+
+bool http_session::may_read() const noexcept {
+    if (stop_reading_) return true;  // input is read and dropped: holding none, it costs nothing
+    if (draining_ || peer_done_) return false;
+    // Enough input for the parser to finish a request head, and room for its answer.
+    // A posted process() means this turn's share of requests is used up.
+    return unparsed() <= w_.cfg.http.max_header_bytes && slots_.size() < k_max_pipelined &&
+           !waiting_room_ && !process_posted_ && output_bytes() + slot_bytes_ < out_mark();
+}
+
+std::size_t http_session::session_held_bytes() const noexcept {
+    return in_.capacity() + parsed_bytes_ + slot_bytes_;
+}
+
 void http_session::on_readable() {
-    // Drain what the socket holds (bounded), then parse.
-    for (int i = 0; i < 16; ++i) {
+    // Read (bounded per turn) and parse as the bytes come, so that unparsed input stays within
+    // one request head and one read (may_read()).
+    for (int i = 0; i < k_max_reads_per_turn; ++i) {
         error_code ec;
         std::size_t n = read_some(ec);
         if (ec) {
@@ -93,37 +141,82 @@ void http_session::on_readable() {
             deadline_ = clock::now() + w_.cfg.http.header_timeout;
         }
         in_.append(w_.scratch().data(), n);
-        // Bytes buffered beyond one request's limits mean a client that does not wait for us.
-        if (in_.size() > w_.cfg.http.max_header_bytes + w_.cfg.limits.max_message_bytes + 64 * 1024)
-            break;
+        process();
+        if (closed()) return;
+        if (!may_read()) break;
     }
-    process();
+    settle();
+}
+
+void http_session::settle() {
     if (closed()) return;
-    if (peer_done_) {
-        if (slots_.empty() && !poll_) {
-            close_after_flush();  // answers already queued still leave
+    if (peer_done_ || draining_) {
+        // Nothing more will be read: close once everything read is answered.
+        if (slots_.empty() && !poll_ && !process_posted_ && !waiting_room_) {
+            close_after_flush();  // answers already queued still leave, then a lingering close
+            release_hold();
             return;
         }
         // Nothing reads any more, so nothing keeps this session alive while the API or a poll
         // answers: hold a reference until the last answer is queued (release_hold()).
-        hold_ = std::static_pointer_cast<http_session>(shared_from_this());
+        hold(hold_session);
         return;
     }
-    wait_readable();
+    wait_readable();  // parked while may_read() says no; the answers leaving resume it
+}
+
+void http_session::schedule_process() {
+    if (processing_ || process_posted_ || closed()) return;
+    process_posted_ = true;
+    asio::post(w_.ioc, [self = std::static_pointer_cast<http_session>(shared_from_this())] {
+        self->process_posted_ = false;
+        if (self->closed()) return;
+        self->process();
+        self->settle();
+    });
+}
+
+void http_session::on_output_room() {
+    waiting_room_ = false;
+    process();
+    settle();
 }
 
 void http_session::process() {
+    // Answers completed while this runs only queue their bytes (complete() does not call back
+    // here), so the depth of the stack does not depend on the input.
+    if (processing_ || process_posted_) return;  // a posted one goes on where this would
+    processing_ = true;
+    draining_ = draining_ || w_.state.draining.load(std::memory_order_relaxed);
+    std::size_t dispatched = 0;
+    bool yield = false;
     while (!closed() && !stop_reading_ && !poll_ && slots_.size() < k_max_pipelined &&
-           !in_.empty()) {
+           unparsed() > 0) {
+        if (output_bytes() + slot_bytes_ >= out_mark()) {
+            // The client does not read its answers: parse (and read) nothing more until half
+            // of them have left.
+            waiting_room_ = true;
+            want_room(out_mark() / 2);
+            break;
+        }
+        if (dispatched == k_max_per_turn) {
+            yield = true;
+            break;
+        }
         if (!parser_) {
             parser_ = std::make_unique<parser_t>();
             parser_->header_limit(static_cast<std::uint32_t>(w_.cfg.http.max_header_bytes));
             parser_->body_limit(w_.cfg.limits.max_message_bytes);
             parser_->eager(true);
+            if (!reading_request_) {
+                reading_request_ = true;
+                deadline_ = clock::now() + w_.cfg.http.header_timeout;
+            }
         }
         error_code ec;
-        std::size_t used = parser_->put(asio::buffer(in_.data(), in_.size()), ec);
-        in_.erase(0, used);
+        std::size_t used = parser_->put(asio::buffer(in_.data() + in_head_, unparsed()), ec);
+        in_head_ += used;
+        parsed_bytes_ += used;
         if (ec == http::error::need_more) {
             if (used == 0) break;
             continue;
@@ -132,8 +225,7 @@ void http_session::process() {
             std::uint64_t seq = next_seq_++;
             slots_.push_back(slot{seq, false, true, {}});
             stop_reading_ = true;
-            in_.clear();
-            parser_.reset();
+            drop_input();
             if (ec == http::error::header_limit)
                 fail_request(seq, reject::headers_too_large,
                              "request headers exceed http.max_header_bytes", false);
@@ -143,15 +235,53 @@ void http_session::process() {
             else
                 fail_request(seq, reject::bad_request, "malformed HTTP request: " + ec.message(),
                              false);
-            return;
+            break;
         }
         if (parser_->is_done()) {
             auto req = parser_->release();
             parser_.reset();
-            handle(std::move(req));
+            parsed_bytes_ = 0;
+            arm_idle();  // the next request gets its own header_timeout from its first byte
+            ++dispatched;
+            if (draining_) {
+                answer_draining(unparsed() == 0);
+            } else {
+                handle(std::move(req));
+            }
         }
     }
-    if (in_.empty() && !parser_ && reading_request_ && slots_.empty() && !poll_) arm_idle();
+    const bool starved = !closed() && !stop_reading_ && !poll_ && !waiting_room_ && !yield &&
+                         slots_.size() < k_max_pipelined;
+    if (draining_ && starved && (parser_ || unparsed() > 0)) {
+        // Part of a request (a head, half a body): the rest is not waited for.
+        answer_draining(true);
+    }
+    if (!closed()) {
+        in_.erase(0, in_head_);
+        in_head_ = 0;
+        if (in_.empty() && in_.capacity() > k_keep_input_capacity) std::string().swap(in_);
+    }
+    processing_ = false;
+    if (yield) schedule_process();
+}
+
+void http_session::drop_input() {
+    in_.clear();
+    in_head_ = 0;
+    parser_.reset();
+    parsed_bytes_ = 0;
+}
+
+void http_session::answer_draining(bool last) {
+    std::uint64_t seq = next_seq_++;
+    slots_.push_back(slot{seq, false, true, {}});
+    if (last) {
+        stop_reading_ = true;
+        drop_input();
+    }
+    fail_request(seq, reject::draining,
+                 "the server is shutting down; this request was not processed, retry it", !last,
+                 "Retry-After: 1\r\n");
 }
 
 void http_session::fail_request(std::uint64_t seq, reject reason, std::string_view message,
@@ -165,8 +295,7 @@ void http_session::fail_request(std::uint64_t seq, reject reason, std::string_vi
 }
 
 void http_session::release_hold() {
-    // Released on the next loop turn: this may be the last reference, and the caller is a member.
-    if (hold_) asio::post(w_.ioc, [h = std::move(hold_)] {});
+    unhold(hold_session);
 }
 
 void http_session::complete(std::uint64_t seq, std::string response, bool keep_alive) {
@@ -175,6 +304,7 @@ void http_session::complete(std::uint64_t seq, std::string response, bool keep_a
             s.ready = true;
             s.keep_alive = keep_alive;
             s.response = std::move(response);
+            slot_bytes_ += s.response.size();
             break;
         }
     }
@@ -182,6 +312,7 @@ void http_session::complete(std::uint64_t seq, std::string response, bool keep_a
     std::size_t done = 0;
     while (done < slots_.size() && slots_[done].ready) {
         auto& s = slots_[done];
+        slot_bytes_ -= s.response.size();
         enqueue(chunk::of_string(std::move(s.response)));
         ++done;
         if (!s.keep_alive) {
@@ -190,20 +321,19 @@ void http_session::complete(std::uint64_t seq, std::string response, bool keep_a
         }
     }
     slots_.erase(slots_.begin(), slots_.begin() + static_cast<std::ptrdiff_t>(done));
-    if (close || w_.state.draining.load(std::memory_order_relaxed)) {
+    if (close) {
+        // Requests pipelined behind this one are not answered: Connection: close says so.
         stop_reading_ = true;
-        if (close || slots_.empty()) close_after_flush();
-        return;
-    }
-    if (slots_.empty() && peer_done_ && !poll_) {
+        for (const auto& s : slots_) slot_bytes_ -= s.response.size();
+        slots_.clear();
         close_after_flush();
-        release_hold();
         return;
     }
-    if (!closed() && !stop_reading_) {
-        process();
-        if (slots_.empty() && !parser_ && in_.empty() && !poll_) arm_idle();
-    }
+    // Never process() from here: an answer given synchronously inside process() would recurse
+    // once per pipelined request. process() goes on by itself, or on a later turn.
+    if (done == 0) return;
+    if (slots_.empty() && !parser_ && unparsed() == 0) arm_idle();  // idle from the last answer
+    schedule_process();
 }
 
 std::optional<std::vector<std::string>> http_session::query_topics(std::uint64_t seq, const url& u,
@@ -252,7 +382,6 @@ void http_session::handle(beast_request raw) {
     }
     http_request req{std::move(raw), std::move(*target), {}};
     const auto& path = req.target.path;
-    const bool is_get = req.method() == http::verb::get;
     cors_.clear();
     struct clear_cors {
         std::string& c;
@@ -266,30 +395,65 @@ void http_session::handle(beast_request raw) {
         }
         for (const auto& [k, v] : *h) cors_ += k + ": " + v + "\r\n";
     }
+    const auto* ep = find_endpoint(path);
+    if (!ep) {
+        fail_request(seq, reject::not_found, "no such endpoint: " + path, keep_alive);
+        return;
+    }
     if (req.method() == http::verb::options) {
         complete(seq, make_response(204, "text/plain", "", keep_alive, cors_), keep_alive);
         return;
     }
-
-    if (path == "/ws" || path == "/sse" || path == "/poll") {
-        if (!is_get) {
-            fail_request(seq, reject::method_not_allowed, "use GET", keep_alive, "Allow: GET\r\n");
-            return;
-        }
-        if (w_.state.draining.load(std::memory_order_relaxed)) {
-            fail_request(seq, reject::draining, "the server is shutting down; reconnect", false);
-            return;
-        }
-        if (path == "/ws") {
-            upgrade_websocket(seq, req);
-        } else if (path == "/sse") {
-            start_sse(seq, req);
-        } else {
-            start_poll(seq, req, keep_alive);
-        }
+    if (req.method() != ep->method) {
+        const auto m = http::to_string(ep->method);
+        const std::string verb(m.data(), m.size());
+        fail_request(seq, reject::method_not_allowed, "use " + verb, keep_alive,
+                     "Allow: " + verb + "\r\n");
         return;
     }
+    req.route = ep;
+    const bool stream = ep->id == endpoint_id::ws || ep->id == endpoint_id::sse;
+    const bool held = stream || ep->id == endpoint_id::poll;  // refusals close these
+    if (held && w_.state.draining.load(std::memory_order_relaxed)) {
+        fail_request(seq, reject::draining, "the server is shutting down; reconnect", false);
+        return;
+    }
+    // The topics the request would read, validated, then the row's authorization decision: no
+    // handler runs for a request its access class refuses.
+    std::vector<std::string> topics;
+    if (ep->topics == topic_source::path) {
+        topics.push_back(path.substr(ep->path.size()));
+        if (!hub::is_valid_topic(topics.back())) {
+            fail_request(seq, reject::bad_topic, std::string(hub::k_topic_rule), keep_alive);
+            return;
+        }
+    } else if (ep->topics != topic_source::none) {
+        auto t = query_topics(seq, req.target, stream ? false : keep_alive,
+                              ep->topics == topic_source::query);
+        if (!t) return;
+        topics = std::move(*t);
+    }
     req.client_ip = client_ip(req);
+    std::unique_ptr<auth::token_claims> reader;
+    if (w_.auth) {
+        const auth::credentials cred{req.header("Authorization"), req.header("Cookie"),
+                                     req.target.query};
+        auto d = w_.auth->authorize(ep->access, cred, topics, req.client_ip);
+        if (!d.ok()) {
+            // The one rate-limited verdict is the publish rate (auth::context::authorize_key).
+            if (d.status == auth::verdict::rate_limited)
+                w_.rejects.note(reject_log::reason::publish_rate, req.client_ip);
+            refuse(*this, seq, d, held ? false : keep_alive);
+            return;
+        }
+        reader = std::move(d.reader);
+    }
+    switch (ep->id) {
+        case endpoint_id::ws: upgrade_websocket(seq, req, topics, std::move(reader)); return;
+        case endpoint_id::sse: start_sse(seq, req, topics, std::move(reader)); return;
+        case endpoint_id::poll: start_poll(seq, req, topics, std::move(reader), keep_alive); return;
+        default: break;
+    }
     w_.api.handle(w_, req,
                   responder(std::static_pointer_cast<http_session>(shared_from_this()), seq,
                             keep_alive, cors_));
@@ -315,48 +479,21 @@ std::string http_session::client_ip(const http_request& req) {
     return auth::client_address(peer, xff, w_.auth->proxies).to_string();
 }
 
+// Per-address stream limits; authorization was decided by the router (handle()).
 bool http_session::admit_stream(std::uint64_t seq, const http_request& req,
-                                const std::vector<std::string>& topics,
-                                std::unique_ptr<auth::token_claims>& claims,
                                 std::string& stream_ip) {
     auto* a = w_.auth;
     if (!a) return true;
-    // The token: Authorization header, else the query parameter, else the cookie.
-    std::optional<std::string> token;
-    if (auto b = auth::parse_bearer(req.header("Authorization"))) {
-        token = std::string(*b);
-    } else if (auto q = req.target.get(a->cfg.auth.token_query_param); q && !q->empty()) {
-        token = *q;
-    } else if (!a->cfg.auth.token_cookie.empty()) {
-        if (auto c = auth::cookie_value(req.header("Cookie"), a->cfg.auth.token_cookie))
-            token = std::string(*c);
-    }
-    if (token) {
-        auto r = a->verify_token(*token);
-        if (!r.ok()) {
-            fail_request(seq, reject::unauthorized,
-                         "invalid token: " + std::string(auth::to_string(r.status)), false,
-                         "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
-            return false;
-        }
-        claims = std::make_unique<auth::token_claims>(std::move(r.claims));
-    }
-    for (const auto& t : topics) {
-        if (!a->policy.can_subscribe(claims.get(), t)) {
-            fail_request(
-                seq, reject::forbidden, "not allowed to subscribe to '" + t + "'", false,
-                claims ? std::string_view{} : std::string_view("WWW-Authenticate: Bearer\r\n"));
-            return false;
-        }
-    }
-    const std::string ip = client_ip(req);
+    const std::string& ip = req.client_ip;
     std::int64_t retry = 1;
     if (!a->allow_new_stream(ip, retry)) {
+        w_.rejects.note(reject_log::reason::new_connections_per_ip, ip);
         fail_request(seq, reject::rate_limited, "too many new connections from this address", false,
                      "Retry-After: " + std::to_string(retry) + "\r\n");
         return false;
     }
     if (!a->acquire_stream(ip)) {
+        w_.rejects.note(reject_log::reason::connections_per_ip, ip);
         fail_request(seq, reject::rate_limited, "too many connections from this address", false,
                      "Retry-After: 1\r\n");
         return false;
@@ -365,7 +502,9 @@ bool http_session::admit_stream(std::uint64_t seq, const http_request& req,
     return true;
 }
 
-bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req) {
+bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req,
+                                     const std::vector<std::string>& topics,
+                                     std::unique_ptr<auth::token_claims> claims) {
     if (!boost::beast::websocket::is_upgrade(req.raw)) {
         fail_request(seq, reject::bad_request,
                      "expected a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)",
@@ -382,34 +521,33 @@ bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req) {
                      "Sec-WebSocket-Version: 13\r\n");
         return false;
     }
-    auto topics = query_topics(seq, req.target, false, false);
-    if (!topics) return false;
     if (slots_.size() != 1 || !idle_output()) {
         fail_request(seq, reject::bad_request,
                      "an upgrade must not be pipelined behind other requests", false);
         return false;
     }
-    std::unique_ptr<auth::token_claims> claims;
     std::string stream_ip;
-    if (!admit_stream(seq, req, *topics, claims, stream_ip)) return false;
+    if (!admit_stream(seq, req, stream_ip)) return false;
     const bool subprotocol = has_token(req.header("Sec-WebSocket-Protocol"), "herald.v1");
     auto accept = ws::accept_key(key);
     slots_.clear();
     auto l = hand_over();
+    in_.erase(0, in_head_);
+    in_head_ = 0;
     auto s = std::make_shared<ws_session>(w_, std::move(l), std::move(in_), std::move(claims),
                                           std::move(stream_ip));
-    s->start(accept, subprotocol, *topics);
+    s->start(accept, subprotocol, topics);
     return true;
 }
 
-bool http_session::start_sse(std::uint64_t seq, http_request& req) {
-    auto topics = query_topics(seq, req.target, false, true);
-    if (!topics) return false;
+bool http_session::start_sse(std::uint64_t seq, http_request& req,
+                             const std::vector<std::string>& topics,
+                             std::unique_ptr<auth::token_claims> claims) {
     std::optional<std::vector<hub::stream_pos>> since;
     std::string last_id(req.header("Last-Event-ID"));
     if (last_id.empty()) last_id = req.target.get("last_event_id").value_or("");
     if (!last_id.empty()) {
-        since = broker::parse_event_id(last_id, topics->size());
+        since = broker::parse_event_id(last_id, topics.size());
         if (!since) {
             fail_request(seq, reject::bad_last_event_id,
                          "Last-Event-ID must be one epoch:offset per topic, joined by ',' in the "
@@ -423,23 +561,22 @@ bool http_session::start_sse(std::uint64_t seq, http_request& req) {
                      "a stream must not be pipelined behind other requests", false);
         return false;
     }
-    std::unique_ptr<auth::token_claims> claims;
     std::string stream_ip;
-    if (!admit_stream(seq, req, *topics, claims, stream_ip)) return false;
+    if (!admit_stream(seq, req, stream_ip)) return false;
     // Allowed origins get their CORS headers on the stream's response.
     std::string cors = cors_;
     slots_.clear();
     auto l = hand_over();
     auto s =
         std::make_shared<sse_session>(w_, std::move(l), std::move(claims), std::move(stream_ip));
-    s->start(*topics, since, cors);
+    s->start(topics, since, cors);
     return true;
 }
 
-void http_session::start_poll(std::uint64_t seq, http_request& req, bool keep_alive) {
-    auto topics = query_topics(seq, req.target, keep_alive, true);
-    if (!topics) return;
-    if (topics->size() != 1) {
+void http_session::start_poll(std::uint64_t seq, http_request& req,
+                              const std::vector<std::string>& topics,
+                              std::unique_ptr<auth::token_claims> claims, bool keep_alive) {
+    if (topics.size() != 1) {
         fail_request(seq, reject::bad_topic, "long-polling takes exactly one topic", keep_alive);
         return;
     }
@@ -452,9 +589,8 @@ void http_session::start_poll(std::uint64_t seq, http_request& req, bool keep_al
             return;
         }
     }
-    std::unique_ptr<auth::token_claims> claims;
     std::string stream_ip;
-    if (!admit_stream(seq, req, *topics, claims, stream_ip)) return;
+    if (!admit_stream(seq, req, stream_ip)) return;
     poll_ = std::make_unique<poll_state>();
     poll_->stream_ip = std::move(stream_ip);
     if (claims) poll_->user = claims->sub;
@@ -462,7 +598,7 @@ void http_session::start_poll(std::uint64_t seq, http_request& req, bool keep_al
     poll_->keep_alive = keep_alive;
     poll_->deadline = clock::now() + w_.cfg.poll.timeout;
     poll_->sub.owner = this;
-    poll_->sub.topic = (*topics)[0];
+    poll_->sub.topic = topics[0];
     poll_->sub.since = since;
     set_transport(metrics::transport::poll);
     w_.shard.subscribe(poll_->sub);
@@ -581,10 +717,16 @@ void http_session::on_tick(time_point now) {
         return;
     }
     if (!slots_.empty()) return;  // the API is answering
+    if (waiting_room_ || (output_bytes() > 0 && !stop_reading_)) {
+        // Answers are owed to a client that does not read them: it gets as long as an idle one.
+        if (now - last_write_ >= w_.cfg.http.idle_timeout) close_now();
+        return;
+    }
     if (now < deadline_) return;
     if (reading_request_) {
         w_.counters.inc(reject::header_timeout);
         stop_reading_ = true;
+        drop_input();
         auto spec = error_for(reject::header_timeout);
         enqueue(chunk::of_string(
             make_error(spec.status, spec.code, "request not received in time", false)));
@@ -596,15 +738,20 @@ void http_session::on_tick(time_point now) {
 }
 
 void http_session::on_drain() {
+    draining_ = true;
     if (poll_) {
         poll_->keep_alive = false;
         finish_poll();
+    }
+    if (closed() || stop_reading_) return;  // already answering its last request
+    if (slots_.empty() && !parser_ && unparsed() == 0 && idle_output() && !process_posted_) {
+        close_now();  // idle keep-alive connection: nothing is owed
         return;
     }
-    if (slots_.empty() && !parser_ && in_.empty())
-        close_now();
-    else
-        stop_reading_ = true;  // answer what is in flight with Connection: close, then close
+    // Dispatched requests get their answers; requests read but not dispatched (whole or in
+    // part) get 503 `draining`; then the connection closes (settle()).
+    process();
+    settle();
 }
 
 }  // namespace herald::net

@@ -6,8 +6,91 @@
 #include <spdlog/spdlog.h>
 
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <string>
 
 namespace herald::net {
+
+namespace {
+std::string to_text(const tcp::endpoint& ep) {
+    const auto a = ep.address().to_string();
+    const auto p = std::to_string(ep.port());
+    return ep.address().is_v6() ? "[" + a + "]:" + p : a + ":" + p;
+}
+
+[[noreturn]] void throw_errno(const char* what) {
+    throw boost::system::system_error(error_code(errno, boost::system::system_category()), what);
+}
+
+// Closes a descriptor on every path out of the constructor.
+struct fd_guard {
+    int fd;
+    ~fd_guard() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+}  // namespace
+
+port_claim::port_claim(tcp::endpoint& ep) {
+    // The probe: SO_REUSEADDR so that connections an old instance is still draining (it no
+    // longer listens) do not count, no SO_REUSEPORT so that any listener on the port does.
+    fd_guard probe{::socket(ep.protocol().family(), SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    if (probe.fd < 0) throw_errno("socket");
+    int one = 1;
+    if (::setsockopt(probe.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+        throw_errno("SO_REUSEADDR");
+    if (::bind(probe.fd, ep.data(), static_cast<socklen_t>(ep.size())) != 0) {
+        if (errno == EADDRINUSE)
+            throw port_in_use("cannot listen on " + to_text(ep) +
+                              ": another process listens there (another herald, or an old one "
+                              "that has not stopped listening yet); herald does not share its "
+                              "port with another process");
+        throw_errno("bind");
+    }
+    if (ep.port() == 0) {
+        tcp::endpoint bound;
+        socklen_t len = static_cast<socklen_t>(bound.capacity());
+        if (::getsockname(probe.fd, bound.data(), &len) != 0) throw_errno("getsockname");
+        bound.resize(len);
+        ep.port(bound.port());
+    }
+
+    // The lock, taken while the probe still holds the port: a second herald either fails the
+    // probe (until ours is closed) or, after that, fails the lock (until this process releases
+    // it). Abstract names need no file and vanish with the process, even on SIGKILL.
+    fd_guard lock{::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    if (lock.fd < 0) throw_errno("socket(AF_UNIX)");
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    const std::string name = "herald/listen/" + to_text(ep);
+    std::memcpy(addr.sun_path + 1, name.data(), std::min(name.size(), sizeof addr.sun_path - 2));
+    const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 +
+                                            std::min(name.size(), sizeof addr.sun_path - 2));
+    if (::bind(lock.fd, reinterpret_cast<const sockaddr*>(&addr), len) != 0) {
+        if (errno == EADDRINUSE)
+            throw port_in_use("cannot listen on " + to_text(ep) +
+                              ": another herald is claiming it at the same time; herald does not "
+                              "share its port with another process");
+        throw_errno("bind(AF_UNIX)");
+    }
+    lock_fd_ = lock.fd;
+    lock.fd = -1;
+}
+
+port_claim::~port_claim() {
+    release();
+}
+
+void port_claim::release() noexcept {
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+    lock_fd_ = -1;
+}
 
 tcp::acceptor open_acceptor(asio::io_context& ioc, const tcp::endpoint& ep) {
     tcp::acceptor a(ioc);
@@ -68,11 +151,19 @@ void listener::on_accept(error_code ec, tcp::socket socket) {
             return;  // the socket and its slot are released here
         }
     }
+    const bool over = open > w_.cfg.limits.max_connections;
+    if (over) {
+        // The socket's peer: behind a proxy this is the proxy, which is what holds the slots.
+        error_code e;
+        const auto peer = socket.remote_endpoint(e);
+        w_.rejects.note(reject_log::reason::max_connections,
+                        e ? std::string("?") : peer.address().to_string());
+    }
     auto session = std::make_shared<http_session>(
         w_, link{std::move(socket), std::move(slot), std::move(tls)});
     // Over the limit the connection is still read, so the client gets a clear 503 rather than
     // a reset; it is closed after that one answer.
-    if (open > w_.cfg.limits.max_connections) session->refuse_with(metrics::reject::over_capacity);
+    if (over) session->refuse_with(metrics::reject::over_capacity);
     session->start();
     do_accept();
 }

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace herald::net {
 
 using metrics::reject;
@@ -16,6 +18,9 @@ using json = nlohmann::json;
 namespace {
 // Frames every session sends; static, so queuing them costs no allocation.
 const std::string k_ping_frame = ws::make_frame(ws::opcode::ping, {});
+// How long a slow consumer's close frame may take to reach it, behind what the kernel already
+// holds for it: a client that reads slowly sees 1008, one that never reads is closed here.
+constexpr milliseconds k_slow_close_grace{2000};
 }  // namespace
 
 ws_session::ws_session(worker_context& w, link l, std::string leftover,
@@ -33,8 +38,7 @@ ws_session::~ws_session() {
 
 bool ws_session::revoke(std::string_view user) {
     if (!claims_ || claims_->sub != user || close_sent_) return false;
-    send_close(4002, "disconnected");
-    close_after_flush(milliseconds(1000));
+    end_with(4002, "disconnected");
     return true;
 }
 
@@ -52,6 +56,18 @@ bool ws_session::take_message_token(time_point now) {
     if (msg_tokens_ < 1) return false;
     msg_tokens_ -= 1;
     return true;
+}
+
+bool ws_session::admit_message(bool tell) {
+    if (take_message_token(clock::now())) return true;
+    w_.counters.inc(reject::rate_limited);
+    // A client that keeps going after being told is cut off.
+    if (++rate_strikes_ > 2 * w_.cfg.limits.ws_messages_per_s + 10) {
+        end_with(ws::close_code::policy, "rate limited");
+        return false;
+    }
+    if (tell) reply_error({}, "rate_limited", "too many messages; slow down");
+    return false;
 }
 
 void ws_session::start(std::string_view accept, bool subprotocol,
@@ -163,10 +179,43 @@ void ws_session::send_close(std::uint16_t code, std::string_view reason) {
 
 void ws_session::fail(std::uint16_t code, std::string_view reason, reject r) {
     w_.counters.inc(r);
-    in_.clear();
-    frag_.clear();
+    end_with(code, reason);
+}
+
+void ws_session::end_with(std::uint16_t code, std::string_view reason, milliseconds grace) {
     send_close(code, reason);
-    close_after_flush(milliseconds(1000));
+    close_after_flush(grace);
+    closing_ = true;
+    ping_pending_ = false;
+    // A message being assembled will never complete: its memory goes now.
+    std::string().swap(frag_);
+    in_frag_ = false;
+    frag_charge_ = 0;
+}
+
+void ws_session::answer_ping() {
+    if (close_sent_) {
+        ping_pending_ = false;
+        return;
+    }
+    // The queue still refers to the last pong (not all written): this ping waits for the next
+    // flush (or tick), and a newer ping replaces it meanwhile.
+    if (pong_ && pong_.use_count() > 1) return;
+    if (!pong_) pong_ = std::make_shared<std::string>();
+    pong_->clear();
+    ws::append_frame(*pong_, ws::opcode::pong, ping_payload_);
+    ping_pending_ = false;
+    // Forced past limits.max_queued_bytes: at most this one frame (<= 127 bytes) is ever queued.
+    enqueue(chunk::of_shared(pong_, *pong_), true);
+}
+
+void ws_session::on_flush_begin() {
+    if (ping_pending_ && !closed() && !writing()) answer_ping();
+}
+
+std::size_t ws_session::session_held_bytes() const noexcept {
+    return in_.capacity() + frag_.capacity() + ping_payload_.capacity() +
+           (pong_ ? pong_->capacity() : 0);
 }
 
 void ws_session::on_readable() {
@@ -182,10 +231,17 @@ void ws_session::on_readable() {
         awaiting_pong_ = false;
         consume(w_.scratch().data(), n);
     }
-    if (!closed()) wait_readable();
+    if (closed()) return;
+    // Pings read in this batch: answered by the flush already coming when output is pending,
+    // else now (which schedules one).
+    if (ping_pending_ && idle_output()) answer_ping();
+    wait_readable();
 }
 
 void ws_session::consume(char* data, std::size_t n) {
+    // Closing: nothing the client sends matters now. It is still read, so that the socket is
+    // not closed with unread bytes (which would reset it and discard our close frame).
+    if (closing_) return;
     bool stop = false;
     if (in_.empty()) {
         std::size_t used = parse_frames(data, n, stop);
@@ -193,7 +249,7 @@ void ws_session::consume(char* data, std::size_t n) {
     } else {
         in_.append(data, n);
         std::size_t used = parse_frames(in_.data(), in_.size(), stop);
-        if (stop)
+        if (stop || closing_)
             in_.clear();
         else
             in_.erase(0, used);
@@ -205,8 +261,8 @@ std::size_t ws_session::parse_frames(char* buf, std::size_t n, bool& stop) {
     std::size_t pos = 0;
     while (pos < n && !closed()) {
         ws::frame f;
-        const std::uint64_t room =
-            w_.cfg.limits.max_client_message_bytes - (in_frag_ ? frag_.size() : 0);
+        const std::uint64_t limit = w_.cfg.limits.max_client_message_bytes;
+        const std::uint64_t room = in_frag_ ? limit - std::min(limit, frag_charge_) : limit;
         auto r = ws::parse_client_frame(std::string_view(buf + pos, n - pos), room, f);
         if (r == ws::parse_result::incomplete) break;
         if (r == ws::parse_result::protocol_error) {
@@ -235,10 +291,13 @@ bool ws_session::on_frame(const ws::frame& f, char* payload) {
     const std::string_view data(payload, f.payload_bytes);
     switch (f.op) {
         case ws::opcode::ping:
-            if (!close_sent_)
-                enqueue(chunk::of_string(ws::make_frame(ws::opcode::pong, data)), true);
+            // Control frames count toward the message rate, so a ping or pong flood ends in a
+            // 1008 instead of costing CPU for as long as it lasts.
+            if (!admit_message(false)) return !closing_;
+            ping_payload_.assign(data);
+            ping_pending_ = true;
             return true;
-        case ws::opcode::pong: return true;
+        case ws::opcode::pong: admit_message(false); return !closing_;
         case ws::opcode::close: {
             auto ci = ws::parse_close_payload(data);
             if (!ci.valid) {
@@ -247,8 +306,7 @@ bool ws_session::on_frame(const ws::frame& f, char* payload) {
                 return false;
             }
             // Echo the code (RFC 6455 5.5.1), or end our own close handshake.
-            send_close(ci.code ? ci.code : ws::close_code::normal, {});
-            close_after_flush(milliseconds(1000));
+            end_with(ci.code ? ci.code : ws::close_code::normal, {});
             return false;
         }
         case ws::opcode::text:
@@ -262,6 +320,7 @@ bool ws_session::on_frame(const ws::frame& f, char* payload) {
                 in_frag_ = true;
                 frag_op_ = f.op;
                 frag_.assign(data);
+                frag_charge_ = f.header_bytes + f.payload_bytes;
                 return true;
             }
             break;
@@ -269,6 +328,12 @@ bool ws_session::on_frame(const ws::frame& f, char* payload) {
             if (!in_frag_) {
                 fail(ws::close_code::protocol_error, "continuation without a message",
                      reject::ws_protocol_error);
+                return false;
+            }
+            // Each fragment's header counts too, so empty continuations cannot go on forever.
+            frag_charge_ += f.header_bytes + f.payload_bytes;
+            if (frag_charge_ > w_.cfg.limits.max_client_message_bytes) {
+                fail(ws::close_code::too_big, "message too big", reject::ws_message_too_big);
                 return false;
             }
             frag_.append(data);
@@ -284,10 +349,12 @@ bool ws_session::on_frame(const ws::frame& f, char* payload) {
         assembled = std::move(frag_);
         frag_.clear();
         in_frag_ = false;
+        frag_charge_ = 0;
         message = assembled;
     }
     if (op == ws::opcode::binary) {
         w_.counters.inc(reject::ws_bad_op);
+        w_.counters.inc(reject::binary_not_supported);
         reply_error({}, "binary_not_supported", "ops are JSON text frames");
         return true;
     }
@@ -296,25 +363,16 @@ bool ws_session::on_frame(const ws::frame& f, char* payload) {
         return false;
     }
     on_text(message);
-    return !closed();
+    return !closed() && !closing_;
 }
 
 void ws_session::on_text(std::string_view text) {
     auto bad = [this](const std::string& id, std::string_view code, std::string_view message) {
         w_.counters.inc(reject::ws_bad_op);
+        if (auto r = metrics::reject_named(code)) w_.counters.inc(*r);  // and under its own code
         reply_error(id, code, message);
     };
-    if (!take_message_token(clock::now())) {
-        w_.counters.inc(reject::rate_limited);
-        // A client that keeps going after being told is cut off.
-        if (++rate_strikes_ > 2 * w_.cfg.limits.ws_messages_per_s + 10) {
-            send_close(ws::close_code::policy, "rate limited");
-            close_after_flush(milliseconds(1000));
-            return;
-        }
-        reply_error({}, "rate_limited", "too many messages; slow down");
-        return;
-    }
+    if (!admit_message(true)) return;
     json op = json::parse(text, nullptr, false);
     if (op.is_discarded()) {
         bad({}, "bad_json", "an op is one JSON object per text frame");
@@ -400,7 +458,7 @@ void ws_session::on_text(std::string_view text) {
             bad(id, "bad_request", "already subscribed to '" + topic + "'");
             return;
         }
-        if (w_.auth && !w_.auth->policy.can_subscribe(claims_.get(), topic)) {
+        if (w_.auth && !w_.auth->may_read(claims_.get(), topic)) {
             w_.counters.inc(reject::forbidden);
             reply_error(id, "forbidden", "not allowed to subscribe to '" + topic + "'");
             return;
@@ -418,7 +476,17 @@ void ws_session::on_text(std::string_view text) {
     if (name == "unsubscribe") {
         for (auto it = subs_.begin(); it != subs_.end(); ++it) {
             if ((*it)->topic != topic) continue;
-            w_.shard.unsubscribe(**it);
+            auto& s = **it;
+            // A subscribe not answered yet never will be (the owner's answer finds it gone):
+            // answer it here, before the unsubscribe's ok, so every op gets exactly one reply.
+            if (s.reply && !s.active) {
+                std::string o = "{\"type\":\"error\"";
+                if (!s.reply_id.empty()) o += ",\"id\":" + s.reply_id;
+                o += ",\"code\":\"unsubscribed\",\"topic\":\"" + topic +
+                     "\",\"message\":\"unsubscribed before the subscription was confirmed\"}";
+                send_json(std::move(o));
+            }
+            w_.shard.unsubscribe(s);
             w_.counters.subscriptions.add(-1);
             subs_.erase(it);
             send_json("{\"type\":\"ok\"" + (id.empty() ? std::string() : ",\"id\":" + id) +
@@ -497,16 +565,17 @@ void ws_session::on_text(std::string_view text) {
 void ws_session::on_tick(time_point now) {
     if (close_sent_) return;  // the close deadline governs
     if (claims_ && claims_->exp && std::chrono::system_clock::now() >= *claims_->exp) {
-        send_close(4001, "token expired");
-        close_after_flush(milliseconds(1000));
+        end_with(4001, "token expired");
         return;
     }
+    // A ping left pending because its predecessor's pong was still queued when the last flush
+    // began, and nothing has been written since.
+    if (ping_pending_ && idle_output()) answer_ping();
     if (awaiting_pong_) {
         // Any frame from the client clears awaiting_pong_ (on_readable).
         if (now - last_ping_ >= w_.cfg.ws.pong_timeout) {
             w_.counters.pong_timeouts.add();
-            send_close(ws::close_code::policy, "pong timeout");
-            close_after_flush(milliseconds(1000));
+            end_with(ws::close_code::policy, "pong timeout");
         }
         return;
     }
@@ -523,10 +592,18 @@ void ws_session::on_drain() {
 }
 
 void ws_session::on_slow_consumer() {
+    // Every later flush pass calls this again while the connection is slow: it must write the
+    // close frame then, not drop it again.
+    if (slow_closing_) {
+        flush();
+        return;
+    }
+    slow_closing_ = true;
+    // What is queued is dropped (a chunk partly on the wire finishes), so the close frame comes
+    // right after what the kernel already holds.
     drop_queue();
     close_sent_ = false;
-    send_close(ws::close_code::policy, "slow consumer");
-    close_after_flush(milliseconds(1000));
+    end_with(ws::close_code::policy, "slow consumer", k_slow_close_grace);
 }
 
 void ws_session::on_close() {

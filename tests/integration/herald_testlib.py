@@ -595,10 +595,11 @@ class RawWS:
             assert op == 0x1, f"expected a text frame, got opcode {op:#x} {payload[:80]!r}"
             return json.loads(payload)
 
-    def wait_close(self, timeout: float) -> tuple[int | None, str | None, str]:
+    def wait_close(self, timeout: float, frames: list | None = None) -> tuple[int | None, str | None, str]:
         """Read until the server ends the connection. Returns (close code, reason, how) where
         how is 'close' (a close frame came), 'eof' or 'rst'. Fails if the connection is still open
-        after `timeout` seconds."""
+        after `timeout` seconds. Frames before the close are appended to `frames` as
+        (opcode, payload) when given."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -617,6 +618,8 @@ class RawWS:
                 code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
                 reason = payload[2:].decode("utf-8", "replace") if len(payload) > 2 else ""
                 return code, reason, "close"
+            if frames is not None:
+                frames.append((op, payload))
 
     def close(self):
         try:

@@ -62,8 +62,13 @@ def wait_for_payload(subs, data: str, timeout: float):
     raise AssertionError(f"{data!r} did not reach every subscriber within {timeout}s")
 
 
+ADMIN_KEY = "liveness-admin-key-0123456789abcdef"
+
+
 def test_frozen_redis_is_noticed_within_command_timeout(redis1, herald_factory):
-    h = herald_factory(live_config([redis1.address]))
+    cfg = live_config([redis1.address])
+    cfg["auth"] = {"publish_keys": [ADMIN_KEY], "allow_unauthenticated_publish": True}
+    h = herald_factory(cfg)
     wait_ready(h)
     topic = unique("frozen")
     sse = SSECollector(h, topic)
@@ -103,7 +108,7 @@ def test_frozen_redis_is_noticed_within_command_timeout(redis1, herald_factory):
             assert took <= TIMEOUT + SLACK and r.status_code == 503, (took, r.text)
             assert error_of(r)[0] == "unavailable"
             r, took = timed(requests.post, h.url("/admin/disconnect"), json={"user": "nobody"},
-                            timeout=5)
+                            headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=5)
             assert took <= TIMEOUT + SLACK and r.status_code == 503, (took, r.text)
         # It comes back by itself.
         wait_ready(h, 10)

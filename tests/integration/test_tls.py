@@ -214,6 +214,8 @@ def test_plain_http_on_the_tls_port_gets_a_clear_400(server, certs):
     assert body["error"]["code"] == "tls_required", body
     _, errors_after = tls_metrics(server, certs["cafile"])
     assert errors_after >= errors_before + 1
+    text = curl(https(server, "/metrics"), "--cacert", certs["cafile"]).body.decode()
+    assert metric_sum(text, "herald_rejected_requests_total", reason="tls_required") >= 1
     assert curl(https(server, "/healthz"), "--cacert", certs["cafile"]).status == 200
 
 

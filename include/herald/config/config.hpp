@@ -29,6 +29,9 @@ struct settings {
     struct {
         std::string level = "info";
         std::string format = "text";
+        // Clients refused by a limit: the first refusal per address and reason is logged, the
+        // rest are counted and summarised once per interval.
+        milliseconds rejection_interval{60'000};
     } log;
 
     struct {
@@ -166,9 +169,27 @@ void set_workers(settings& s, long long value, const std::string& key = "workers
 void set_log_level(settings& s, std::string_view value, const std::string& key = "log.level");
 void set_log_format(settings& s, std::string_view value, const std::string& key = "log.format");
 
-// "250ms", "15s", "5m", "1h" or a plain number of seconds.
+// "250ms", "15s", "5m", "1h", "1d" or a plain number of seconds.
 [[nodiscard]] std::optional<milliseconds> parse_duration(std::string_view text);
 // "512", "64KiB", "1MiB", "2GiB" (also KB/MB/GB as powers of 1000).
 [[nodiscard]] std::optional<std::size_t> parse_size(std::string_view text);
+// The largest unit that is exact, in the syntax the parsers above read back: "1d", "250ms",
+// "64KiB", "1000".
+[[nodiscard]] std::string format_duration(milliseconds d);
+[[nodiscard]] std::string format_size(std::size_t bytes);
+
+// One key of the configuration as `herald --print-defaults` shows it: the value `s` holds for it,
+// written as YAML, and its accepted range in human units ("100ms..1d"; empty when it has none).
+struct key_doc {
+    std::string key;  // dotted: "ws.ping_interval"
+    std::string value;
+    std::string range;
+};
+// Every key the YAML schema accepts, in the order of config/herald.yaml.
+[[nodiscard]] std::vector<key_doc> describe(const settings& s);
+// Every key with its compiled default, as a YAML file herald reads back; ranges in comments.
+[[nodiscard]] std::string defaults_yaml();
+// The keys the YAML schema accepts (sections excluded), sorted.
+[[nodiscard]] std::vector<std::string> schema_keys();
 
 }  // namespace herald::config

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,12 +44,20 @@ enum class reject : std::uint8_t {
     ws_protocol_error,
     ws_invalid_utf8,
     ws_message_too_big,
-    ws_bad_op,
+    ws_bad_op,     // every malformed op, also counted under the code its error frame carries
+    tls_required,  // plain HTTP on a TLS port
+    // Codes only WebSocket error frames carry.
+    unknown_op,
+    not_subscribed,
+    bad_since,
+    binary_not_supported,
     count_
 };
 
 [[nodiscard]] const char* to_string(transport t) noexcept;
 [[nodiscard]] const char* to_string(reject r) noexcept;
+// The reason an error code is counted under (the inverse of to_string); nullopt for none.
+[[nodiscard]] std::optional<reject> reject_named(std::string_view code) noexcept;
 
 class counter {
 public:

@@ -16,6 +16,13 @@
 
 namespace herald::net {
 
+// One read's worth of input a session may hold beyond its request or message (see budget()).
+inline constexpr std::size_t k_read_allowance = 64 * 1024;
+// Lingering close: after the last answer and shutdown(send), input is read and discarded until
+// EOF, or until the peer acknowledged all our output, for at most this long (nginx's
+// lingering_close).
+inline constexpr milliseconds k_linger_time{2000};
+
 struct chunk {
     std::shared_ptr<const void> hold;  // keeps `data` alive; empty for static bytes
     const char* data = nullptr;
@@ -81,6 +88,20 @@ public:
 
     [[nodiscard]] bool closed() const noexcept { return closed_; }
 
+    // ---- Memory budget ------------------------------------------------------------------------
+    // Every byte the server holds for this connection: the send queue (messages, answers, control
+    // and close frames), TLS ciphertext in either direction, and what the session holds itself
+    // (session_held_bytes(): unparsed input, a request being parsed, partial frames and
+    // fragments, answers waiting for an earlier one).
+    [[nodiscard]] std::size_t held_bytes() const noexcept;
+    // Bytes waiting to leave: the send queue and TLS ciphertext not yet written. enqueue() keeps
+    // it within limits.max_queued_bytes (plus forced close frames: one per connection).
+    [[nodiscard]] std::size_t output_bytes() const noexcept;
+    // The bound on held_bytes(): limits.max_queued_bytes of output plus one request's or
+    // message's input (http.max_header_bytes + limits.max_message_bytes) plus one read (64 KiB).
+    // A read is not armed while held_bytes() is at the budget (see wait_readable()).
+    [[nodiscard]] std::size_t budget() const noexcept;
+
 protected:
     // Closes the socket at once; pending handlers complete with operation_aborted.
     void close_now();
@@ -90,6 +111,9 @@ protected:
     virtual void on_close() {}
     // Hook: the queue overflowed; runs from the flush pass, never inside a fan-out loop.
     virtual void on_slow_consumer() { close_now(); }
+    // Hook: flush() is about to write; a subclass may queue what it coalesced meanwhile (the
+    // WebSocket pong for the latest ping).
+    virtual void on_flush_begin() {}
     // Gives the socket, the slot and the TLS session to a new session; this one ends without
     // closing the socket. Only when nothing is queued or being written.
     link hand_over();
@@ -100,8 +124,28 @@ protected:
     void drop_queue() noexcept;
 
     // Waits for the socket to be readable, then calls on_readable() (unless closed).
+    // Back-pressure: while the connection holds its budget or may_read() says no, the read is
+    // parked instead (nothing more is taken from the socket, so TCP flow control slows the peer)
+    // and armed again by resume_reading(), which the write path calls whenever output leaves.
+    // A parked connection keeps itself alive until it reads again or closes.
     void wait_readable();
     virtual void on_readable() {}
+    // Whether the session takes more input now (HTTP: not while its requests' answers are owed
+    // past its bound). Checked when a read would be armed.
+    [[nodiscard]] virtual bool may_read() const noexcept { return true; }
+    // Arms a parked read if the budget and may_read() allow it now.
+    void resume_reading();
+    [[nodiscard]] bool read_parked() const noexcept { return read_parked_; }
+    // Asks for one on_output_room() call (posted, never nested in the caller) once a write
+    // leaves output_bytes() at or below `mark`.
+    void want_room(std::size_t mark);
+    virtual void on_output_room() {}
+    // Keeps this connection alive while no operation of its own is pending (see hold_timer_).
+    enum hold_reason : unsigned { hold_parked = 1, hold_session = 2 };
+    void hold(hold_reason why);
+    void unhold(hold_reason why) noexcept;
+    // What the session holds beyond the send queue (see held_bytes()).
+    [[nodiscard]] virtual std::size_t session_held_bytes() const noexcept { return 0; }
     // Non-blocking read into the worker's scratch buffer (plaintext, also on TLS). 0 bytes with
     // !ec: would block.
     std::size_t read_some(error_code& ec);
@@ -130,6 +174,16 @@ private:
     std::size_t read_tls(error_code& ec);
     void flush_tls();
     bool encrypt_queued();
+    // Output left: arm a parked read, call on_output_room() if asked for.
+    void after_write();
+    void arm_read();
+    // Lingering close (after shutdown(send)): read and discard until EOF, until the peer has
+    // acknowledged all our output (linger_done(), also checked by the worker's sweep) or the
+    // close deadline, so that the kernel does not answer unread input with an RST that destroys
+    // answers the peer has not received yet.
+    void start_linger();
+    void linger_read();
+    [[nodiscard]] bool linger_done() noexcept;
 
     connection_slot slot_;
     std::unique_ptr<tls::channel> tls_;
@@ -146,6 +200,16 @@ private:
     bool close_when_flushed_ = false;
     bool tls_established_ = false;
     bool tls_shutdown_sent_ = false;
+    bool read_armed_ = false;   // a read wait (or a posted on_readable) is pending
+    bool read_parked_ = false;  // a read was wanted but held back (see wait_readable())
+    bool room_wanted_ = false;
+    bool lingering_ = false;
+    std::size_t room_mark_ = 0;
+    // While held (a parked read, or a session that owes answers and reads no more), a wait on
+    // this timer that never expires owns the connection: cancelled when the hold ends, and
+    // destroyed with the io_context at exit, so a hold never outlives the loop (no leak).
+    std::unique_ptr<asio::steady_timer> hold_timer_;
+    unsigned holds_ = 0;
     // Intrusive list of the worker's live connections.
     connection* prev_ = nullptr;
     connection* next_ = nullptr;

@@ -1,6 +1,8 @@
 #pragma once
-// The seam between transport and application: the HTTP session parses requests and serves the
-// streaming endpoints (/ws, /sse, /poll) itself; every other path goes to an http_api.
+// The seam between transport and application: the HTTP session parses requests, routes them
+// through the endpoint table (authorization included) and serves the streaming endpoints
+// (/ws, /sse, /poll) itself; every other row goes to an http_api.
+#include "herald/net/endpoints.hpp"
 #include "herald/net/http_util.hpp"
 
 #include <boost/beast/http/message.hpp>
@@ -21,6 +23,7 @@ struct http_request {
     beast_request raw;
     url target;
     std::string client_ip;  // the TCP peer, or X-Forwarded-For's client behind a trusted proxy
+    const endpoint* route = nullptr;  // the table row, set (and authorized) before dispatch
 
     [[nodiscard]] boost::beast::http::verb method() const { return raw.method(); }
     [[nodiscard]] std::string_view header(std::string_view name) const;

@@ -62,35 +62,59 @@ private:
     void on_readable() override;
     void on_close() override;
     bool revoke(std::string_view user) override;
+    [[nodiscard]] bool may_read() const noexcept override;
+    [[nodiscard]] std::size_t session_held_bytes() const noexcept override;
+    void on_output_room() override;
     void end_poll(std::unique_ptr<poll_state>& p);
+    // Parses and answers what in_ holds, as a loop with bounds (requests per turn, unanswered
+    // requests, answers not yet written); never re-entered from an answer (see complete()).
     void process();
+    // Runs process() on a later loop turn (once, however often asked).
+    void schedule_process();
+    // After input was consumed or answers left: read on, or close once everything is answered.
+    void settle();
+    // Draining: a request read but not dispatched is answered 503 `draining`.
+    void answer_draining(bool last);
+    void drop_input();
+    // Answers queued or waiting past this stop parsing and reading (half of
+    // limits.max_queued_bytes, so that the answers already owed fit in the other half).
+    [[nodiscard]] std::size_t out_mark() const noexcept;
+    [[nodiscard]] std::size_t unparsed() const noexcept { return in_.size() - in_head_; }
     void handle(beast_request req);
-    bool upgrade_websocket(std::uint64_t seq, http_request& req);
-    bool start_sse(std::uint64_t seq, http_request& req);
-    void start_poll(std::uint64_t seq, http_request& req, bool keep_alive);
+    // The stream endpoints; `topics` are validated and `claims` (null: anonymous) authorized.
+    bool upgrade_websocket(std::uint64_t seq, http_request& req,
+                           const std::vector<std::string>& topics,
+                           std::unique_ptr<auth::token_claims> claims);
+    bool start_sse(std::uint64_t seq, http_request& req, const std::vector<std::string>& topics,
+                   std::unique_ptr<auth::token_claims> claims);
+    void start_poll(std::uint64_t seq, http_request& req, const std::vector<std::string>& topics,
+                    std::unique_ptr<auth::token_claims> claims, bool keep_alive);
     void finish_poll();
     std::optional<std::vector<std::string>> query_topics(std::uint64_t seq, const url& u,
                                                          bool keep_alive, bool required);
     void arm_idle();
     void release_hold();
     [[nodiscard]] std::string client_ip(const http_request& req);
-    // Token, topic permissions and per-address limits for a stream; answers the error itself.
-    bool admit_stream(std::uint64_t seq, const http_request& req,
-                      const std::vector<std::string>& topics,
-                      std::unique_ptr<auth::token_claims>& claims, std::string& stream_ip);
+    // Per-address limits for a stream; answers the error itself.
+    bool admit_stream(std::uint64_t seq, const http_request& req, std::string& stream_ip);
 
-    std::string in_;
+    std::string in_;  // input; bytes before in_head_ are parsed
+    std::size_t in_head_ = 0;
     std::unique_ptr<parser_t> parser_;
+    std::size_t parsed_bytes_ = 0;  // fed to parser_ for the request it holds
     std::vector<slot> slots_;
+    std::size_t slot_bytes_ = 0;  // answers in slots_, waiting for an earlier one
     std::uint64_t next_seq_ = 0;
+    bool processing_ = false;      // inside process(): answers must not start another
+    bool process_posted_ = false;  // a process() is posted
+    bool waiting_room_ = false;    // process() waits for answers to leave (want_room())
+    bool draining_ = false;
     std::unique_ptr<poll_state> poll_;
     time_point deadline_;
     bool reading_request_ = false;
     bool stop_reading_ = false;
     bool peer_done_ = false;
     std::optional<metrics::reject> refuse_;
-    std::shared_ptr<http_session>
-        hold_;                // self-reference while answers are owed to a closed reader
     std::string cors_;        // CORS headers of the request being handled
     asio::ip::address peer_;  // the TCP peer, looked up on first use
     std::string peer_text_;
@@ -120,13 +144,25 @@ private:
     void on_readable() override;
     void on_close() override;
     void on_slow_consumer() override;
+    void on_flush_begin() override;
+    // A partial frame, a fragmented message, the latest ping and its pong (see held_bytes()).
+    [[nodiscard]] std::size_t session_held_bytes() const noexcept override;
     void consume(char* data, std::size_t n);
     // Returns the bytes of `buf` used; sets `stop` when the connection must stop reading.
     std::size_t parse_frames(char* buf, std::size_t n, bool& stop);
     bool on_frame(const ws::frame& f, char* payload);
     void on_text(std::string_view text);
     void fail(std::uint16_t code, std::string_view reason, metrics::reject r);
+    // Queues a close frame and ends the connection once it is written (at `grace` at the
+    // latest); what the client sends meanwhile is read and dropped.
+    void end_with(std::uint16_t code, std::string_view reason,
+                  milliseconds grace = milliseconds(1000));
     void send_close(std::uint16_t code, std::string_view reason);
+    // Queues the pong for the latest ping, unless the previous pong is still queued.
+    void answer_ping();
+    // Counts one client message (op, ping or pong) against limits.ws_messages_per_s; false when
+    // over it (the caller drops it; `tell`: answer `error` `rate_limited`).
+    bool admit_message(bool tell);
     void send_json(std::string json);
     void reply_error(const std::string& id, std::string_view code, std::string_view message);
     void subscribe_topic(const std::string& topic, std::optional<hub::stream_pos> since,
@@ -138,9 +174,19 @@ private:
     std::vector<std::unique_ptr<ws_sub>> subs_;
     std::string in_;    // a partial frame carried to the next read
     std::string frag_;  // a fragmented message being assembled
+    // Wire bytes of the fragments so far, headers included: bounded by max_client_message_bytes.
+    std::uint64_t frag_charge_ = 0;
     ws::opcode frag_op_ = ws::opcode::text;
     bool in_frag_ = false;
     bool close_sent_ = false;
+    bool closing_ = false;       // end_with(): input is dropped until the socket closes
+    bool slow_closing_ = false;  // on_slow_consumer() ran: later passes only flush
+    // RFC 6455 5.5.3: only the latest ping is answered. Its payload waits here (<= 125 bytes)
+    // until the connection writes; pong_ holds the pong frame and is rewritten only when the
+    // queue no longer refers to it, so a client costs at most one pong, however fast it pings.
+    bool ping_pending_ = false;
+    std::string ping_payload_;
+    std::shared_ptr<std::string> pong_;
     bool awaiting_pong_ = false;
     time_point last_seen_;
     time_point last_ping_;

@@ -70,6 +70,9 @@ public:
     [[nodiscard]] bool has_output() const;
     // Plaintext or ciphertext already inside the channel: a read would not block.
     [[nodiscard]] bool has_input() const;
+    // Ciphertext held (counts toward the connection's memory budget).
+    [[nodiscard]] std::size_t input_bytes() const noexcept { return in_.size() - in_head_; }
+    [[nodiscard]] std::size_t output_bytes() const noexcept { return out_.size() - out_head_; }
 
     [[nodiscard]] bool handshake_done() const;
     // Any ciphertext received yet (the first byte of a TLS connection is 0x16, a handshake).

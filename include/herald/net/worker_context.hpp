@@ -8,6 +8,7 @@
 #include <boost/asio/buffer.hpp>
 #include "herald/config/config.hpp"
 #include "herald/metrics/metrics.hpp"
+#include "herald/net/reject_log.hpp"
 
 #include <atomic>
 #include <memory>
@@ -71,6 +72,8 @@ public:
     // The TLS certificate new connections get (null: plain TCP). Set by the server before the
     // loop starts and replaced on this worker's thread when the certificate is reloaded.
     std::shared_ptr<const tls::context> tls;
+    // Warnings for clients refused by a limit, rate-limited per address (this worker's share).
+    reject_log rejects{cfg.log.rejection_interval};
 
     // Closes every connection of `user` (a token's sub); returns how many.
     std::size_t revoke(std::string_view user);

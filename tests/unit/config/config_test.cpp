@@ -13,10 +13,7 @@ using namespace std::chrono_literals;
 namespace {
 
 std::string shipped_config_path() {
-    // tests/unit/config/config_test.cpp -> repository root
-    auto root =
-        std::filesystem::path(__FILE__).parent_path().parent_path().parent_path().parent_path();
-    return (root / "config" / "herald.yaml").string();
+    return (std::filesystem::path(HERALD_SOURCE_DIR) / "config" / "herald.yaml").string();
 }
 
 std::string read_file(const std::string& path) {
@@ -337,8 +334,8 @@ TEST(ConfigListen, AcceptedForms) {
     set_listen(s, "[::1]:80");
     EXPECT_EQ(s.listen_host, "::1");
     EXPECT_EQ(s.listen_port, 80);
-    set_listen(s, "localhost:65535");
-    EXPECT_EQ(s.listen_host, "localhost");
+    set_listen(s, "0.0.0.0:65535");
+    EXPECT_EQ(s.listen_host, "0.0.0.0");
     EXPECT_EQ(s.listen_port, 65535);
     set_listen(s, "[::]:8080");
     EXPECT_EQ(s.listen_host, "::");
@@ -348,7 +345,9 @@ TEST(ConfigListen, AcceptedForms) {
 TEST(ConfigListen, RejectedFormsKeepThePreviousValue) {
     for (std::string bad :
          {"127.0.0.1", ":80", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:http",
-          "127.0.0.1:80x", "[::1]:", "127.0.0.1:99999999999999999999"}) {
+          "127.0.0.1:80x", "[::1]:", "127.0.0.1:99999999999999999999",
+          // start-up binds an address, so a name is refused here, not at bind time
+          "localhost:8097", "example.com:80", "[localhost]:80", "127.0.0.256:80"}) {
         settings s;
         try {
             set_listen(s, bad, "my.key");

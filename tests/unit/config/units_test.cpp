@@ -10,6 +10,7 @@ TEST(Duration, Units) {
     EXPECT_EQ(parse_duration("15s"), 15s);
     EXPECT_EQ(parse_duration("5m"), 5min);
     EXPECT_EQ(parse_duration("1h"), 1h);
+    EXPECT_EQ(parse_duration("30d"), 720h);
     EXPECT_EQ(parse_duration("10"), 10s);  // a plain number is seconds
     EXPECT_EQ(parse_duration("0"), 0ms);
     EXPECT_EQ(parse_duration("0ms"), 0ms);
@@ -17,7 +18,7 @@ TEST(Duration, Units) {
 }
 
 TEST(Duration, Invalid) {
-    for (auto bad : {"", "ms", "s", "-1s", "+1s", "1.5s", "10d", "1H", "1sec", "15s15", "abc",
+    for (auto bad : {"", "ms", "s", "-1s", "+1s", "1.5s", "10D", "1H", "1sec", "15s15", "abc",
                      "1 0s", "99999999999999999999999s",
                      // overflows the int64 nanoseconds a steady_clock duration is held in
                      "18446744073709551615ms", "9223372036855h"}) {

@@ -24,8 +24,12 @@ TEST(Metrics, Names) {
     EXPECT_STREQ(to_string(reject::bad_topic), "bad_topic");
     EXPECT_STREQ(to_string(reject::ws_bad_op), "ws_bad_op");
     std::set<std::string> seen;
-    for (std::size_t r = 0; r < static_cast<std::size_t>(reject::count_); ++r)
+    for (std::size_t r = 0; r < static_cast<std::size_t>(reject::count_); ++r) {
         EXPECT_TRUE(seen.insert(to_string(static_cast<reject>(r))).second) << r;
+        EXPECT_EQ(reject_named(to_string(static_cast<reject>(r))), static_cast<reject>(r));
+    }
+    EXPECT_EQ(reject_named("tls_required"), reject::tls_required);
+    EXPECT_FALSE(reject_named("no_such_code").has_value());
 }
 
 TEST(Metrics, RenderHasEveryMetricAndLabel) {

@@ -5,6 +5,7 @@
 #include "herald/net/http_api.hpp"
 
 #include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
 
 #include <string>
@@ -33,6 +34,40 @@ private:
     }
 };
 
+// A session that decides when it may read and what it holds, and records what it got.
+class gated_connection final : public net::connection {
+public:
+    using connection::connection;
+    void on_tick(time_point) override {}
+    void on_drain() override {}
+
+    void start() { wait_readable(); }
+    void open_gate() {
+        gate = true;
+        resume_reading();
+    }
+    void ask_room(std::size_t mark) { want_room(mark); }
+    void finish() { close_after_flush(); }
+    // Ends what is pending, so that nothing outlives the test's io_context.
+    void stop() { close_now(); }
+    [[nodiscard]] bool parked() const noexcept { return read_parked(); }
+
+    bool gate = true;
+    std::size_t held = 0;
+    int rooms = 0;
+    std::string got;
+
+private:
+    [[nodiscard]] bool may_read() const noexcept override { return gate; }
+    [[nodiscard]] std::size_t session_held_bytes() const noexcept override { return held; }
+    void on_output_room() override { ++rooms; }
+    void on_readable() override {
+        error_code ec;
+        for (std::size_t n; (n = read_some(ec)) > 0;) got.append(w_.scratch().data(), n);
+        if (!ec) wait_readable();
+    }
+};
+
 // One worker's runtime and a connected socket pair over loopback.
 struct connection_test : ::testing::Test {
     connection_test()
@@ -43,7 +78,8 @@ struct connection_test : ::testing::Test {
         hub.set_broker(broker);
     }
 
-    std::shared_ptr<test_connection> connect(int client_rcvbuf = 0) {
+    template <class C = test_connection>
+    std::shared_ptr<C> connect(int client_rcvbuf = 0) {
         if (client_rcvbuf) {
             client.open(tcp::v4());
             client.set_option(asio::socket_base::receive_buffer_size(client_rcvbuf));
@@ -57,9 +93,9 @@ struct connection_test : ::testing::Test {
         if (!ctx)
             ctx = std::make_unique<net::worker_context>(0, ioc, cfg, hub.at(0), broker,
                                                         metrics.at(0), state, api);
-        return std::make_shared<test_connection>(
-            *ctx, net::link{std::move(server), net::connection_slot{}, nullptr},
-            metrics::transport::ws);
+        return std::make_shared<C>(*ctx,
+                                   net::link{std::move(server), net::connection_slot{}, nullptr},
+                                   metrics::transport::ws);
     }
 
     std::shared_ptr<test_connection> connect_again() {
@@ -85,6 +121,101 @@ struct connection_test : ::testing::Test {
 };
 
 }  // namespace
+
+// ---- memory budget, back-pressure and lingering close
+
+TEST_F(connection_test, HeldBytesCountTheQueueAndWhatTheSessionHolds) {
+    auto c = connect<gated_connection>();
+    c->held = 50;
+    ASSERT_TRUE(c->enqueue(net::chunk::of_string(std::string(100, 'x'))));
+    EXPECT_EQ(c->output_bytes(), 100u);
+    EXPECT_EQ(c->held_bytes(), 150u);
+    EXPECT_EQ(c->budget(), cfg.limits.max_queued_bytes + cfg.http.max_header_bytes +
+                               cfg.limits.max_message_bytes + net::k_read_allowance);
+    c->stop();
+    run();
+}
+
+TEST_F(connection_test, AReadParksWhileTheSessionSaysNoAndResumesWhenAsked) {
+    auto c = connect<gated_connection>();
+    c->gate = false;
+    c->start();
+    asio::write(client, asio::buffer(std::string_view("abc")));
+    run();
+    EXPECT_TRUE(c->parked());
+    EXPECT_EQ(c->got, "");
+    c->open_gate();
+    run();
+    EXPECT_FALSE(c->parked());
+    EXPECT_EQ(c->got, "abc");
+    c->stop();
+    run();
+}
+
+TEST_F(connection_test, AReadParksAtTheBudgetAndAWriteResumesIt) {
+    auto c = connect<gated_connection>();
+    c->held = c->budget();
+    c->start();
+    asio::write(client, asio::buffer(std::string_view("abc")));
+    run();
+    EXPECT_TRUE(c->parked());
+    EXPECT_EQ(c->got, "");
+    // The session let go of its bytes; the next write that leaves re-arms the read.
+    c->held = 0;
+    ASSERT_TRUE(c->enqueue(net::chunk::of_static("ok")));
+    run();
+    run();
+    EXPECT_EQ(c->got, "abc");
+    c->stop();
+    run();
+}
+
+TEST_F(connection_test, WantRoomCallsBackOnceWhenTheOutputHasLeft) {
+    auto c = connect<gated_connection>();
+    ASSERT_TRUE(c->enqueue(net::chunk::of_string(std::string(1000, 'x'))));
+    c->ask_room(0);
+    EXPECT_EQ(c->rooms, 0);  // never from inside the caller
+    run();
+    run();
+    EXPECT_EQ(c->rooms, 1);
+    run();
+    EXPECT_EQ(c->rooms, 1);
+    c->stop();
+    run();
+}
+
+TEST_F(connection_test, ALingeringCloseDeliversEveryByteDespiteUnreadInput) {
+    // The peer sent input that the session never read, and reads its answer slowly: a plain
+    // close() would make the kernel answer with an RST and drop what is still in the send
+    // buffer. The lingering close waits for the peer and ends with a FIN.
+    auto c = connect<gated_connection>(4096);
+    c->gate = false;
+    c->start();
+    asio::write(client, asio::buffer(std::string(64 * 1024, 'q')));
+    const std::string answer(256 * 1024, 'a');
+    ASSERT_TRUE(c->enqueue(net::chunk::of_string(answer)));
+    c->finish();
+    client.non_blocking(true);
+    std::string got;
+    error_code ec;
+    static char buf[8192];
+    for (int i = 0; i < 100000 && !ec; ++i) {
+        run();
+        const std::size_t n = client.read_some(asio::buffer(buf, 1024), ec);
+        if (ec == asio::error::would_block) ec = {};
+        got.append(buf, n);
+    }
+    EXPECT_EQ(ec, asio::error::eof) << ec.message();
+    EXPECT_EQ(got.size(), answer.size());
+    // The peer's close (EOF on the lingering read) ends it.
+    client.close();
+    run();
+    EXPECT_TRUE(c->closed());
+    c->stop();
+    run();
+}
+
+// ---- send queue
 
 TEST_F(connection_test, QueuedChunksLeaveInOrderInFewGatheredWrites) {
     auto c = connect();
