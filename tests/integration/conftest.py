@@ -3,10 +3,12 @@
 A module changes its server's config by overriding the module-scoped `herald_config` fixture.
 Tests that need a server of their own (special config, or one they will stop) use
 `herald_factory`. On teardown every server gets SIGTERM and must exit 0 within 15 s.
+`redis1` and `redis2` are redis-server processes of a test's own (herald_test.redis).
 """
 import pytest
 
-from herald_testlib import LIVE_SERVERS, Herald
+from herald_test.redis import redis1, redis2  # noqa: F401 (fixtures for every module)
+from herald_test.server import LIVE_SERVERS, Herald
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,14 @@ import select
 import signal
 import socket
 import ssl
-import threading
 import time
 
 import pytest
 import requests
 
-from herald_testlib import HOST, Herald, unique, wait_until
-from test_malformed import server_fds, server_rss_kib
-from test_tls import make_ca, make_cert
+from herald_test import HOST, unique, wait_until
+from herald_test.server import Herald, server_fds, server_rss_kib
+from herald_test.tls import make_test_certs
 
 # Under AddressSanitizer freed memory sits in its quarantine: `make test-asan` raises the slack.
 RSS_SLACK_KIB = int(os.environ.get("HERALD_TEST_RSS_SLACK_KIB", 16 * 1024))
@@ -166,10 +165,7 @@ def test_the_reported_crash_20000_healthz_in_one_write(herald_factory):
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("certs"))
-    ca = make_ca(d)
-    cert, key = make_cert(d, "server", ca)
-    return {"cafile": ca[0], "cert": cert, "key": key}
+    return make_test_certs(str(tmp_path_factory.mktemp("certs")))
 
 
 def test_burst_of_100000_pipelined_requests_over_tls(herald_factory, certs):

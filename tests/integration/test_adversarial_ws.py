@@ -16,9 +16,12 @@ import time
 import pytest
 import requests
 
-from herald_testlib import (HOST, METRICS, RawWS, finish_publisher, metric_sum, publish,
-                            start_publisher, unique, wait_until)
-from test_malformed import server_fds, server_rss_kib
+from herald_test import HOST, unique, wait_until
+from herald_test.http import finish_publisher, publish, start_publisher
+from herald_test.metrics import METRICS, metric_sum, metrics_text, rejected
+from herald_test.server import server_fds, server_rss_kib
+from herald_test.tls import make_ca, make_cert
+from herald_test.ws import RawWS
 
 MASK = b"\x11\x22\x33\x44"
 
@@ -58,14 +61,6 @@ def send_flood(ws: RawWS, block: bytes, times: int, tail: bytes = b"", timeout: 
     except (BrokenPipeError, ConnectionResetError):
         return "closed"
     return "sent"
-
-
-def metrics_text(server) -> str:
-    return requests.get(server.url("/metrics"), timeout=10).text
-
-
-def rejected(server, reason: str) -> float:
-    return metric_sum(metrics_text(server), METRICS["rejected"], reason=reason) or 0
 
 
 class Baseline:
@@ -144,7 +139,6 @@ def test_ping_flood_from_a_client_that_never_reads_costs_one_pong(server):
 
 def test_ping_flood_over_tls_costs_one_pong(herald_factory, tmp_path):
     """The same over TLS, where queued frames leave the queue when they are encrypted."""
-    from test_tls import make_ca, make_cert
     ca = make_ca(str(tmp_path))
     cert, key = make_cert(str(tmp_path), "server", ca)
     srv = herald_factory({"tls": {"cert": cert, "key": key}})

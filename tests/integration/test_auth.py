@@ -15,9 +15,12 @@ import pytest
 import requests
 from websockets.exceptions import InvalidStatusCode
 
-from auth_testlib import (AUDIENCE, ISSUER, TRUSTED_PROXIES_PATH, Keys, RawResponse, open_sse)
-from herald_testlib import (METRICS, RawWS, SSEClient, curl, error_of, metric_sum, unique, wait_until,
-                            ws_connect, ws_op, ws_recv_json)
+from herald_test import unique, wait_until
+from herald_test.http import RawResponse, assert_error, curl, error_of, open_sse
+from herald_test.metrics import METRICS, metric_sum
+from herald_test.sse import SSEClient
+from herald_test.tokens import AUDIENCE, ISSUER, Keys, TRUSTED_PROXIES_PATH
+from herald_test.ws import RawWS, ws_connect, ws_op, ws_recv_json
 
 PUB_KEY = "it-publish-key-" + "k" * 20
 ADMIN_HDR = {"Authorization": f"Bearer {PUB_KEY}"}
@@ -68,12 +71,6 @@ def _peek(r) -> str:
         r.close()
         return f"<event stream {dict(r.headers)}>"
     return r.text[:300]
-
-
-def check_requests_error(r, status, code):
-    assert r.status_code == status, f"expected {status} {code}, got {r.status_code} {_peek(r)}"
-    c, _ = error_of(r)
-    assert c == code, (c, r.text)
 
 
 async def expect_ws_refused(srv, status, query="", **kw):
@@ -181,12 +178,12 @@ def test_anonymous_sse_public_ok_private_forbidden(server):
     with SSEClient(server.url(f"/sse?topic={unique('news')}")) as c:
         c.wait_ready()
     r = requests.get(server.url(f"/sse?topic=private:{unique('x')}"), timeout=10, stream=True)
-    check_requests_error(r, 403, "forbidden")
+    assert_error(r, 403, "forbidden")
     assert "text/event-stream" not in r.headers.get("Content-Type", "")
     # a multi-topic stream with one private topic is refused as a whole
     r = requests.get(server.url(f"/sse?topic={unique('news')}&topic=private:{unique('y')}"),
                      timeout=10, stream=True)
-    check_requests_error(r, 403, "forbidden")
+    assert_error(r, 403, "forbidden")
 
 
 @pytest.mark.parametrize("how", ["query", "header", "cookie"])
@@ -211,7 +208,7 @@ def test_token_sse_private_ok_and_receives(server, keys, how):
 def test_token_topics_limit_what_sse_may_read(server, keys):
     tok = keys.token("user-1", topics=["private:a-*"])
     r = requests.get(server.url(f"/sse?topic=private:b-{unique('z')}&token={tok}"), timeout=10, stream=True)
-    check_requests_error(r, 403, "forbidden")
+    assert_error(r, 403, "forbidden")
     with SSEClient(server.url(f"/sse?topic=private:a-{unique('z')}&token={tok}")) as c:
         c.wait_ready()
 
@@ -226,7 +223,7 @@ def test_header_token_wins_over_query(server, keys):
 def test_long_poll_private(server, keys):
     topic = "private:" + unique("poll")
     r = requests.get(server.url(f"/poll?topic={topic}"), timeout=10)
-    check_requests_error(r, 403, "forbidden")
+    assert_error(r, 403, "forbidden")
     tok = keys.token("user-1", topics=["private:*"])
     t0 = time.monotonic()
     r = requests.get(server.url(f"/poll?topic={topic}&token={tok}"), timeout=10)
@@ -382,7 +379,7 @@ def test_leeway_applies(herald_factory, keys):
         with SSEClient(srv.url(f"/sse?topic=private:{unique('lw')}&token={tok}")) as c:
             c.wait_ready()
     r = requests.get(srv.url(f"/sse?topic=private:x&token={outside}"), timeout=10, stream=True)
-    check_requests_error(r, 401, "unauthorized")
+    assert_error(r, 401, "unauthorized")
 
 
 # =============================================================================== 4. expiry
@@ -486,10 +483,10 @@ def test_admin_disconnect_user(server, keys):
             # without the API key: 401, nobody is disconnected
             r = await asyncio.to_thread(requests.post, server.url("/admin/disconnect"),
                                         json={"user": "u1"}, timeout=10)
-            check_requests_error(r, 401, "unauthorized")
+            assert_error(r, 401, "unauthorized")
             r = await asyncio.to_thread(requests.post, server.url("/admin/disconnect"), json={"user": "u1"},
                                         headers={"Authorization": "Bearer wrong-wrong-wrong-wrong"}, timeout=10)
-            check_requests_error(r, 401, "unauthorized")
+            assert_error(r, 401, "unauthorized")
             assert (await ws_op(a, {"op": "ping", "id": 1}))["type"] == "ok"
 
             r = await asyncio.to_thread(requests.post, server.url("/admin/disconnect"), json={"user": "u1"},
@@ -549,7 +546,7 @@ def test_admin_disconnect_ends_the_users_long_polls(herald_factory, keys):
         assert r.status_code == 200 and r.json() == {"disconnected": 1, "instances": 1}, r.text
         r1 = await asyncio.wait_for(p1, 10)
         assert time.monotonic() - t0 < 5
-        check_requests_error(r1, 403, "disconnected")
+        assert_error(r1, 403, "disconnected")
         assert r1.headers.get("Connection", "").lower() == "close"
         assert not p2.done(), "u2's poll was ended too"
         r = await asyncio.to_thread(requests.post, srv.url(f"/publish/{topic}"), data="for-u2",
@@ -590,11 +587,11 @@ def test_origins(herald_factory):
 
     topic = unique("o")
     r = requests.get(srv.url(f"/sse?topic={topic}"), headers={"Origin": evil}, timeout=10, stream=True)
-    check_requests_error(r, 403, "forbidden")
+    assert_error(r, 403, "forbidden")
     r = requests.get(srv.url(f"/poll?topic={topic}"), headers={"Origin": evil}, timeout=10)
-    check_requests_error(r, 403, "forbidden")
+    assert_error(r, 403, "forbidden")
     r = requests.post(srv.url(f"/publish/{topic}"), data="x", headers={"Origin": evil, **ADMIN_HDR}, timeout=10)
-    check_requests_error(r, 403, "forbidden")
+    assert_error(r, 403, "forbidden")
 
     for o in (good, wild):
         with SSEClient(srv.url(f"/sse?topic={topic}"), headers={"Origin": o}) as c:
@@ -760,7 +757,7 @@ def test_publishes_per_key_per_s(herald_factory):
     ok = codes.count(200)
     assert 5 <= ok <= 10 + 5 * elapsed + 2, (ok, elapsed)
     for r in limited:
-        check_requests_error(r, 429, "rate_limited")
+        assert_error(r, 429, "rate_limited")
         assert r.headers.get("Retry-After", "").isdigit() and int(r.headers["Retry-After"]) >= 1, r.headers
     # per key: the other key is served
     r = s.post(srv.url(f"/publish/{topic}"), data="k2", headers={"Authorization": f"Bearer {key2}"}, timeout=10)

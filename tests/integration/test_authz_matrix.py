@@ -26,8 +26,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from auth_testlib import AUDIENCE, ISSUER, Keys
-from herald_testlib import HOST, WS_GUID, herald_bin, metric_sum
+from herald_test import HOST
+from herald_test.metrics import metric_sum
+from herald_test.server import herald_bin
+from herald_test.tokens import AUDIENCE, ISSUER, Keys
+from herald_test.ws import WS_GUID
 
 PUB_KEY = "authz-matrix-publish-key-" + "k" * 16
 WRONG_KEY = "authz-matrix-wrong-key-" + "w" * 16

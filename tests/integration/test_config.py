@@ -7,7 +7,8 @@ import subprocess
 import pytest
 import requests
 
-from herald_testlib import REPO_ROOT, herald_bin
+from herald_test import REPO_ROOT
+from herald_test.server import herald_bin
 
 
 def run_herald(*args, timeout=10):

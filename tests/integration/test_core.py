@@ -7,8 +7,10 @@ import time
 
 import requests
 
-from herald_testlib import (EPOCH_RE, SSEClient, curl, curl_publish, publish, unique, ws_connect,
-                            ws_op, ws_op_collect, ws_recv_json)
+from herald_test import EPOCH_RE, unique
+from herald_test.http import curl, curl_publish, publish
+from herald_test.sse import SSEClient
+from herald_test.ws import ws_connect, ws_op, ws_op_collect, ws_recv_json
 
 
 def test_ws_and_sse_subscribers_get_a_curl_publish_byte_exact(server):

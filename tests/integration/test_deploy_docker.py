@@ -16,7 +16,8 @@ import pytest
 import requests
 import yaml
 
-from herald_testlib import REPO_ROOT, wait_until
+from herald_test import REPO_ROOT, wait_until
+from herald_test.nginx import nginx_test
 
 DOCKERFILE = REPO_ROOT / "docker" / "Dockerfile"
 COMPOSE = REPO_ROOT / "docker" / "compose.yaml"
@@ -129,7 +130,7 @@ def test_every_package_the_image_installs_exists_in_apt(tmp_path):
 def test_runtime_packages_cover_every_library_the_binary_links():
     """ldd of the binary, each library mapped to its Debian package: the runtime stage installs
     it, or it comes with every Debian image (apt depends on it)."""
-    from herald_testlib import herald_bin
+    from herald_test.server import herald_bin
     out = subprocess.run(["ldd", herald_bin()], capture_output=True, text=True, check=True).stdout
     libs = [m.group(1) for m in re.finditer(r"=> (/\S+)", out)]
     owners = set()
@@ -288,6 +289,5 @@ def test_compose_matches_the_production_config_and_nginx_config(tmp_path):
     assert now == conf, "docker/nginx.conf is stale: run make docker-config"
     local = conf.replace("/var/cache/nginx", str(tmp_path)).replace("listen 8080;", "listen 127.0.0.1:1;")
     (tmp_path / "nginx.conf").write_text(local)
-    p = subprocess.run(["nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
-                        "-e", str(tmp_path / "e.log")], capture_output=True, text=True, timeout=20)
+    p = nginx_test(tmp_path / "nginx.conf", tmp_path, "-e", str(tmp_path / "e.log"))
     assert p.returncode == 0, p.stderr

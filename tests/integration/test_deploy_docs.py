@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from herald_testlib import REPO_ROOT, SSEClient, herald_bin, unique, wait_until
+from herald_test import REPO_ROOT, free_port, unique, wait_until
+from herald_test.server import herald_bin
+from herald_test.sse import SSEClient
 
 KEY = "docs-test-publish-key-0123456789"
 
@@ -51,12 +53,6 @@ def shell_blocks(doc: str, heading: str) -> list[str]:
         elif re.match(r"^#{1,%d} " % level, line):
             break
     return blocks
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Terminal:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from herald_testlib import REPO_ROOT, herald_bin
+from herald_test import REPO_ROOT
+from herald_test.server import herald_bin
 
 UNIT = REPO_ROOT / "config" / "herald.service"
 MAX_EXPOSURE = 3.0
@@ -150,8 +151,9 @@ def test_herald_uses_only_system_calls_the_unit_allows(tmp_path):
     import requests
     import websockets
 
-    from herald_testlib import SSEClient, wait_until
-    from redis_testlib import RedisServer
+    from herald_test import wait_until
+    from herald_test.redis import RedisServer
+    from herald_test.sse import SSEClient
 
     allowed = unit_syscall_filter(UNIT.read_text(), syscall_groups())
     redis = RedisServer()

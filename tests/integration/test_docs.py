@@ -5,7 +5,8 @@ import shutil
 import subprocess
 import sys
 
-from herald_testlib import REPO_ROOT, herald_bin
+from herald_test import REPO_ROOT
+from herald_test.server import herald_bin
 
 SCRIPT = REPO_ROOT / "scripts" / "check-docs.py"
 

@@ -2,14 +2,10 @@
 codes only WebSocket error frames carry (each malformed op also counts as ws_bad_op)."""
 import json
 
-import requests
 
-from herald_testlib import RawWS, metric_sum, unique
-
-
-def rejected(server, reason):
-    text = requests.get(server.url("/metrics"), timeout=5).text
-    return metric_sum(text, "herald_rejected_requests_total", reason=reason) or 0
+from herald_test import unique
+from herald_test.metrics import rejected
+from herald_test.ws import RawWS
 
 
 def test_websocket_only_codes_are_counted_under_their_code(server):

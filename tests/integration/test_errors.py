@@ -9,18 +9,14 @@ import time
 import pytest
 import requests
 
-from herald_testlib import HOST, curl, error_of, unique, ws_connect, ws_op, ws_recv_json
+from herald_test import HOST, unique
+from herald_test.http import assert_error, curl
+from herald_test.ws import ws_connect, ws_op, ws_recv_json
 
 
 @pytest.fixture(scope="module")
 def herald_config():
     return {"limits": {"max_message_bytes": "1KiB"}}
-
-
-def check_error(resp, status, code):
-    assert resp.status_code == status, f"want {status} {code}, got {resp.status_code} {resp.text[:300]!r}"
-    got, _ = error_of(resp)
-    assert got == code, f"want code {code!r}, got {got!r}: {resp.text[:300]!r}"
 
 
 @pytest.mark.parametrize("path", [
@@ -31,7 +27,7 @@ def check_error(resp, status, code):
     "/publish/caf%C3%A9",
 ])
 def test_publish_bad_topic_is_400(server, path):
-    check_error(requests.post(server.url(path), data="x", timeout=10), 400, "bad_topic")
+    assert_error(requests.post(server.url(path), data="x", timeout=10), 400, "bad_topic")
 
 
 def test_topic_of_255_bytes_is_fine(server):
@@ -50,56 +46,56 @@ def test_sse_bad_topic_is_400(server, query):
 
 def test_sse_too_many_topics_is_400(server):
     q = "&".join(f"topic=t{i}" for i in range(65))     # limits.max_topics_per_connection: 64
-    check_error(requests.get(server.url(f"/sse?{q}"), timeout=10), 400, "too_many_topics")
+    assert_error(requests.get(server.url(f"/sse?{q}"), timeout=10), 400, "too_many_topics")
 
 
 def test_ws_upgrade_with_bad_topic_is_400(server):
     r = requests.get(server.url("/ws?topic=bad%20topic"), timeout=10, headers={
         "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
-    check_error(r, 400, "bad_topic")
+    assert_error(r, 400, "bad_topic")
 
 
 def test_bad_json_is_400(server):
     r = requests.post(server.url("/publish"), data='{"topic": "a", "data": ', timeout=10,
                       headers={"Content-Type": "application/json"})
-    check_error(r, 400, "bad_json")
+    assert_error(r, 400, "bad_json")
     r = requests.post(server.url(f"/publish/{unique('j')}"), data="{nope", timeout=10,
                       headers={"Content-Type": "application/json"})
-    check_error(r, 400, "bad_json")
+    assert_error(r, 400, "bad_json")
 
 
 def test_json_publish_without_topic_is_400(server):
     r = requests.post(server.url("/publish"), json={"data": "x"}, timeout=10)
-    check_error(r, 400, "bad_request")
+    assert_error(r, 400, "bad_request")
     r = requests.post(server.url("/publish"), json={"topic": "bad topic", "data": "x"}, timeout=10)
-    check_error(r, 400, "bad_topic")
+    assert_error(r, 400, "bad_topic")
 
 
 def test_text_that_is_not_utf8_is_400(server):
     r = requests.post(server.url(f"/publish/{unique('enc')}"), data=b"\xff\xfe\xfd", timeout=10,
                       headers={"Content-Type": "text/plain"})
-    check_error(r, 400, "bad_encoding")
+    assert_error(r, 400, "bad_encoding")
 
 
 def test_bad_event_name_is_400(server):
     r = requests.post(server.url(f"/publish/{unique('ev')}?event=bad%20event"), data="x", timeout=10)
-    check_error(r, 400, "bad_event")
+    assert_error(r, 400, "bad_event")
     r = requests.post(server.url(f"/publish/{unique('ev')}?event=" + "e" * 65), data="x", timeout=10)
-    check_error(r, 400, "bad_event")
+    assert_error(r, 400, "bad_event")
 
 
 def test_unknown_path_is_404(server):
-    check_error(requests.get(server.url("/nope"), timeout=10), 404, "not_found")
-    check_error(requests.get(server.url("/publishx/a"), timeout=10), 404, "not_found")
+    assert_error(requests.get(server.url("/nope"), timeout=10), 404, "not_found")
+    assert_error(requests.get(server.url("/publishx/a"), timeout=10), 404, "not_found")
 
 
 def test_wrong_method_is_405_with_allow(server):
     r = requests.get(server.url("/publish/x"), timeout=10)
-    check_error(r, 405, "method_not_allowed")
+    assert_error(r, 405, "method_not_allowed")
     assert "POST" in r.headers.get("Allow", ""), r.headers
     r = requests.post(server.url("/healthz"), data="x", timeout=10)
-    check_error(r, 405, "method_not_allowed")
+    assert_error(r, 405, "method_not_allowed")
     assert "GET" in r.headers.get("Allow", ""), r.headers
 
 
@@ -108,9 +104,9 @@ def test_body_over_max_message_bytes_is_413(server):
     r = requests.post(server.url(f"/publish/{topic}"), data="x" * 1024, timeout=10)
     assert r.status_code == 200, r.text                # exactly the limit is fine
     r = requests.post(server.url(f"/publish/{topic}"), data="x" * 1025, timeout=10)
-    check_error(r, 413, "payload_too_large")
+    assert_error(r, 413, "payload_too_large")
     r = requests.post(server.url(f"/publish/{topic}"), data="y" * 4096, timeout=10)
-    check_error(r, 413, "payload_too_large")
+    assert_error(r, 413, "payload_too_large")
     # curl, which sends Expect: 100-continue for a body this size
     r = curl(server.url(f"/publish/{topic}"), "--data-binary", "z" * 3000)
     assert r.status == 413, (r.status, r.body)
@@ -119,12 +115,12 @@ def test_body_over_max_message_bytes_is_413(server):
 def test_unsupported_content_type_is_415(server):
     r = requests.post(server.url(f"/publish/{unique('png')}"), data=b"\x89PNG", timeout=10,
                       headers={"Content-Type": "image/png"})
-    check_error(r, 415, "unsupported_media_type")
+    assert_error(r, 415, "unsupported_media_type")
 
 
 def test_headers_too_large_is_431(server):
     r = requests.get(server.url("/healthz"), headers={"X-Big": "a" * 20480}, timeout=10)
-    check_error(r, 431, "headers_too_large")
+    assert_error(r, 431, "headers_too_large")
     r = curl(server.url("/healthz"), "-H", "X-Big: " + "b" * 20480)
     assert r.status == 431, (r.status, r.body)
 
@@ -136,7 +132,7 @@ def test_over_max_connections_is_503(herald_factory):
         held = [await ws_connect(srv, f"topic={unique('cap')}") for _ in range(5)]
         try:
             r = await asyncio.to_thread(requests.get, srv.url("/healthz"), timeout=10)
-            check_error(r, 503, "over_capacity")
+            assert_error(r, 503, "over_capacity")
             r = curl(srv.url("/sse?topic=x"))
             assert r.status == 503, (r.status, r.body)
             assert json.loads(r.body)["error"]["code"] == "over_capacity"

@@ -5,11 +5,12 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 
 import pytest
 
-from herald_testlib import HERE, HOST, finish_publisher, start_publisher, unique
+from herald_test import HERE, HOST, unique
+from herald_test.http import finish_publisher, start_publisher
+from herald_test.metrics import connections, wait_connections
 
 N = 3000
 CUT_AFTER = 30_000          # bytes from herald to the client before the proxy cuts the first connection
@@ -112,13 +113,16 @@ def test_eventsource_reconnects_through_a_cut_without_loss(server, node_client):
     topic = unique("es")
     proxy = CuttingProxy(server.port, CUT_AFTER)
     url = f"http://{HOST}:{proxy.port}/sse?topic={topic}"
+    streams = connections(server, "sse")
     node = subprocess.Popen(node_client + [url, str(N), "90000"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     pub = None
     try:
         first = node.stdout.readline()
         assert json.loads(first) == {"type": "open"}, (first, node.stderr.read() if node.poll() is not None else "")
-        time.sleep(0.3)       # 'open' fires on the response headers; let the retry block follow
+        # 'open' fires on the response headers; publish once herald counts the stream (its
+        # subscription is made in the same loop turn), or the first messages could pass it by
+        wait_connections(server, "sse", streams + 1)
         pub = start_publisher(server, topic, N)
         out, err = node.communicate(timeout=100)
         summary = finish_publisher(pub)

@@ -5,7 +5,9 @@ import time
 
 import requests
 
-from herald_testlib import METRICS, metric_sum, unique, ws_connect
+from herald_test import unique
+from herald_test.metrics import METRICS, metric_sum
+from herald_test.ws import ws_connect
 
 N_SUBSCRIBERS = 1000
 N_MESSAGES = 100

@@ -4,7 +4,10 @@ import re
 
 import requests
 
-from herald_testlib import METRICS, SSEClient, metric_sum, parse_metrics, unique, ws_connect
+from herald_test import unique
+from herald_test.metrics import METRICS, metric_sum, parse_metrics
+from herald_test.sse import SSEClient
+from herald_test.ws import ws_connect
 
 
 def test_healthz_and_readyz(server):

@@ -7,8 +7,10 @@ import time
 import pytest
 import requests
 
-from herald_testlib import (EPOCH_RE, curl, error_of, unique, ws_connect, ws_op_collect,
-                            ws_recv_json)
+from herald_test import EPOCH_RE, unique
+from herald_test.http import curl, error_of
+from herald_test.metrics import connections, wait_connections
+from herald_test.ws import ws_connect, ws_op_collect, ws_recv_json
 
 
 @pytest.fixture(scope="module")
@@ -123,9 +125,10 @@ def test_poll_waits_for_the_next_message(server):
         r = requests.get(server.url(f"/poll?topic={topic}"), timeout=10)
         result["r"], result["t"] = r, time.monotonic() - t0
 
+    polls = connections(server, "poll")
     t = threading.Thread(target=poll)
     t.start()
-    time.sleep(0.3)
+    wait_connections(server, "poll", polls + 1)   # the poll is waiting: publish now
     off = pub(server, topic, "wake")["offset"]
     t.join(10)
     r = result["r"]

@@ -8,8 +8,11 @@ import subprocess
 import time
 import requests
 
-from herald_testlib import HOST, REPO_ROOT, RawWS, SSEClient, herald_bin, publish, unique, \
-    wait_until
+from herald_test import HOST, REPO_ROOT, free_port, unique, wait_until
+from herald_test.http import publish
+from herald_test.server import herald_bin
+from herald_test.sse import SSEClient
+from herald_test.ws import RawWS
 
 
 def run_second(config_path: str, port: int, timeout: float = 10.0):
@@ -31,12 +34,6 @@ def minimal_config(tmp_path) -> str:
     cfg = tmp_path / "h.yaml"
     cfg.write_text("log:\n  level: info\n")
     return str(cfg)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def test_second_herald_on_the_same_port_exits_1_and_the_first_keeps_every_client(herald_factory):

@@ -12,7 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from herald_testlib import HOST, publish, unique, wait_until, ws_connect
+from herald_test import HOST, unique, wait_until
+from herald_test.http import publish
+from herald_test.server import server_fds, server_rss_kib
+from herald_test.ws import ws_connect
 
 N_HTTP = 6000
 N_WS = 4000
@@ -131,18 +134,6 @@ def send_ws(seed: int) -> str:
         return "closed"
     finally:
         s.close()
-
-
-def server_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def server_rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def test_random_malformed_input_leaves_the_server_up_and_clean(server):

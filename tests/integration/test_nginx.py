@@ -6,10 +6,7 @@ per-address limits as 10 clients, not one; the TLS + HTTP/2 lines multiplex SSE 
 import asyncio
 import http.server
 import json
-import os
 import re
-import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -20,61 +17,11 @@ import requests
 import websockets
 import yaml
 
-from herald_testlib import REPO_ROOT, SSEClient, metric_sum, unique, wait_until
-
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Nginx:
-    """The shipped config/nginx/herald.conf rendered by scripts/nginx-conf.sh, run by an nginx
-    this test starts with `-p <temp dir>` (pid, log and temp files there, no root paths)."""
-
-    def __init__(self, prefix, upstreams, render_args=()):
-        self.prefix = str(prefix)
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        conf = subprocess.run(
-            [str(REPO_ROOT / "scripts" / "nginx-conf.sh"), *render_args, f"127.0.0.1:{self.port}",
-             self.prefix, *upstreams], check=True, capture_output=True, text=True).stdout
-        self.conf_path = os.path.join(self.prefix, "nginx.conf")
-        with open(self.conf_path, "w") as f:
-            f.write(conf)
-        self.proc = subprocess.Popen([NGINX, "-p", self.prefix, "-c", self.conf_path,
-                                      "-e", os.path.join(self.prefix, "nginx-start.log"),
-                                      "-g", "daemon off;"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            wait_until(lambda: self.proc.poll() is not None or _up(self.base), 10,
-                       what="nginx answering /healthz")
-            assert self.proc.poll() is None, f"nginx exited: {self.error_log()}"
-        except BaseException:
-            self.stop()
-            raise
-
-    def error_log(self) -> str:
-        try:
-            with open(os.path.join(self.prefix, "nginx-herald-error.log")) as f:
-                return f.read()[-3000:]
-        except OSError:
-            return ""
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
+from herald_test import REPO_ROOT, free_port, unique, wait_until
+from herald_test.metrics import rejected
+from herald_test.nginx import Nginx, nginx_test, render_conf
+from herald_test.sse import SSEClient
+from herald_test.tls import make_ca, make_cert
 
 @pytest.fixture
 def proxied(herald_factory, tmp_path):
@@ -89,20 +36,9 @@ def proxied(herald_factory, tmp_path):
         ngx.stop()
 
 
-def _up(base: str) -> bool:
-    try:
-        return requests.get(base + "/healthz", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def test_shipped_nginx_config_is_valid(tmp_path):
-    conf = subprocess.run(
-        [str(REPO_ROOT / "scripts" / "nginx-conf.sh"), "127.0.0.1:1", str(tmp_path), "127.0.0.1:2"],
-        check=True, capture_output=True, text=True).stdout
-    (tmp_path / "nginx.conf").write_text(conf)
-    p = subprocess.run([NGINX, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
-                       capture_output=True, text=True, timeout=20)
+    (tmp_path / "nginx.conf").write_text(render_conf("127.0.0.1:1", tmp_path, ["127.0.0.1:2"]))
+    p = nginx_test(tmp_path / "nginx.conf", tmp_path)
     assert p.returncode == 0, p.stderr
 
 
@@ -335,11 +271,6 @@ async def _read_until(reader, needle: bytes, timeout: float) -> bool:
     return True
 
 
-def _rejected(server, reason: str = "rate_limited") -> float:
-    text = requests.get(server.url("/metrics"), timeout=5).text
-    return metric_sum(text, "herald_rejected_requests_total", reason=reason) or 0.0
-
-
 def test_per_address_limits_see_client_addresses_through_nginx(herald_factory, tmp_path):
     """1,500 SSE clients from 10 loopback addresses through nginx to one herald with the shipped
     per-address limits and trusted_proxies [127.0.0.1]: none is refused (from one address, the
@@ -361,7 +292,7 @@ def test_per_address_limits_see_client_addresses_through_nginx(herald_factory, t
         refused = [(s, r[1][:120]) for s, r in zip(srcs, results) if r[0] != 200]
         try:
             assert not refused, f"{len(refused)} of {CLIENTS} refused, e.g. {refused[:3]}"
-            assert _rejected(h) == 0
+            assert rejected(h, "rate_limited") == 0
             # Every stream is live: one publish through nginx reaches all of them.
             await asyncio.sleep(0.5)
             r = requests.post(f"{ngx.base}/publish/{topic}", data="to all", timeout=10,
@@ -381,7 +312,7 @@ def test_per_address_limits_see_client_addresses_through_nginx(herald_factory, t
             body = await asyncio.wait_for(limited[0][2].read(4096), 5)
             assert b"too many new connections from this address" in body, body
             assert codes.count(200) <= burst + NEW_PER_IP * 5, codes.count(200)
-            assert _rejected(h) == len(limited)
+            assert rejected(h, "rate_limited") == len(limited)
             # ...and only that address: another new one is admitted at once.
             status, _, _, w = await _open_sse(ngx.port, "127.0.0.21", topic, sem)
             w.close()
@@ -404,7 +335,6 @@ def test_sse_streams_multiplexed_over_one_http2_connection(herald_factory, tmp_p
     """The TLS + HTTP/2 lines of the shipped config switched on (test certificates made here with
     openssl): one curl --http2 --parallel opens 6 SSE streams, all over ONE TLS connection (curl
     says so), and every stream receives a message published through nginx over HTTPS."""
-    from test_tls import make_ca, make_cert
     certs = tmp_path / "certs"
     certs.mkdir()
     ca = make_ca(str(certs))

@@ -6,7 +6,11 @@ import json
 import pytest
 import requests
 
-from herald_testlib import METRICS, SSEClient, metric_sum, publish, unique, wait_until, ws_connect, ws_recv_json
+from herald_test import unique, wait_until
+from herald_test.http import publish
+from herald_test.metrics import METRICS, metric_sum
+from herald_test.sse import SSEClient
+from herald_test.ws import ws_connect, ws_recv_json
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,10 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from herald_testlib import SSEClient, error_of, unique, ws_connect, ws_op_collect, ws_recv_json
+from herald_test import unique
+from herald_test.http import error_of
+from herald_test.sse import SSEClient
+from herald_test.ws import ws_connect, ws_op_collect, ws_recv_json
 
 FOREIGN_EPOCH = "zzzzzzzz"
 

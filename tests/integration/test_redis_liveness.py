@@ -17,19 +17,12 @@ import pytest
 import requests
 
 from herald_testlib import error_of, unique
-from redis_testlib import (RedisServer, SSECollector, WSCollector, after, close_all, proc_fds,
-                           proc_rss_kib, redis_config, two_instances, wait_after, wait_ready,
-                           warm_up)
+from herald_test.server import server_fds, server_rss_kib
+from redis_testlib import (RedisServer, SSECollector, WSCollector, after, close_all, redis_config,
+                           two_instances, wait_after, wait_ready, warm_up)
 
 TIMEOUT = 1.0  # redis.command_timeout in these tests
 SLACK = 1.0    # scheduling, the HTTP round trip, a loaded 2-core machine
-
-
-@pytest.fixture
-def redis1():
-    r = RedisServer()
-    yield r
-    r.kill()
 
 
 def live_config(shards, **over) -> dict:
@@ -219,7 +212,7 @@ def test_stalled_redis_loses_and_doubles_nothing(fault, redis1, herald_factory):
 
     try:
         first = warm_up(a, topic, subs)
-        base = {srv: (proc_fds(srv.proc.pid), proc_rss_kib(srv.proc.pid)) for srv in (a, b)}
+        base = {srv: (server_fds(srv.proc.pid), server_rss_kib(srv.proc.pid)) for srv in (a, b)}
         t = threading.Thread(target=publisher)
         t.start()
         try:
@@ -270,7 +263,7 @@ def test_stalled_redis_loses_and_doubles_nothing(fault, redis1, herald_factory):
                 ref = got
             assert got == ref, f"{name} saw another sequence than the first subscriber"
         for srv, (fds0, rss0) in base.items():
-            fds, rss = proc_fds(srv.proc.pid), proc_rss_kib(srv.proc.pid)
+            fds, rss = server_fds(srv.proc.pid), server_rss_kib(srv.proc.pid)
             assert fds <= fds0 + 4, f"fds {fds0} -> {fds}"
             slack = int(os.environ.get("HERALD_TEST_RSS_SLACK_KIB", 32 * 1024))
             assert rss <= rss0 + slack, f"RSS {rss0} -> {rss} KiB"

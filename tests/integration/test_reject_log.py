@@ -7,7 +7,8 @@ import time
 
 import requests
 
-from herald_testlib import HOST, SSEClient, unique, wait_until
+from herald_test import HOST, unique, wait_until
+from herald_test.sse import SSEClient
 
 FIRST = re.compile(r"rejected 127\.0\.0\.1: (.*?); further rejections of this address")
 SUMMARY = re.compile(r"rejected 127\.0\.0\.1: (.*?): (\d+) more in the last 1 s")

@@ -11,8 +11,11 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from herald_testlib import (EPOCH_RE, SSEClient, finish_publisher, start_publisher, unique,
-                            ws_connect, ws_op_collect)
+from herald_test import EPOCH_RE, unique
+from herald_test.http import finish_publisher, start_publisher
+from herald_test.metrics import connections, wait_connections
+from herald_test.sse import SSEClient
+from herald_test.ws import ws_connect, ws_op_collect
 
 N = 10_000
 DISCONNECT_AT = (1500, 6000)     # received counts at which the subscriber drops off
@@ -131,15 +134,16 @@ def test_long_poll_resume_with_cursor(server):
     topic = unique("poll-resume")
     s = requests.Session()
     # the first poll has no cursor: it waits for the next new message; the publisher starts once
-    # that request has surely reached the server
+    # herald counts that poll as open (its subscription is made in the same loop turn)
     first = {}
+    polls = connections(server, "poll")
 
     def first_poll():
         first["r"] = s.get(server.url(f"/poll?topic={topic}"), timeout=30)
 
     t = threading.Thread(target=first_poll)
     t.start()
-    time.sleep(0.5)
+    wait_connections(server, "poll", polls + 1)
     pub = start_publisher(server, topic, N)
     received = []
     paused = set()

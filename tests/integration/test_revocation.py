@@ -14,19 +14,17 @@ import time
 import pytest
 import requests
 
-from auth_testlib import AUDIENCE, ISSUER, Keys
-from herald_testlib import RawWS, SSEClient, error_of, metric_sum, unique, wait_until
-from redis_testlib import RedisServer, redis_config, wait_ready
+from herald_test import unique, wait_until
+from herald_test.http import error_of
+from herald_test.metrics import metric_sum
+from herald_test.redis import redis_config
+from herald_test.server import wait_ready
+from herald_test.sse import SSEClient
+from herald_test.tokens import AUDIENCE, ISSUER, Keys
+from herald_test.ws import RawWS
 
 PUB_KEY = "it-revoke-key-" + "r" * 20
 ADMIN_HDR = {"Authorization": f"Bearer {PUB_KEY}"}
-
-
-@pytest.fixture
-def redis1():
-    r = RedisServer()
-    yield r
-    r.kill()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,9 @@ import time
 import requests
 import websockets
 
-from herald_testlib import RawWS, SSEClient, unique, ws_connect
+from herald_test import unique
+from herald_test.sse import SSEClient
+from herald_test.ws import RawWS, ws_connect
 
 DRAIN = 2.0
 

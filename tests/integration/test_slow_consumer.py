@@ -8,8 +8,10 @@ import time
 import pytest
 import requests
 
-from herald_testlib import (HOST, METRICS, RawWS, finish_publisher, metric_sum, start_publisher,
-                            unique, ws_connect)
+from herald_test import HOST, unique
+from herald_test.http import finish_publisher, start_publisher
+from herald_test.metrics import METRICS, metric_sum
+from herald_test.ws import RawWS, ws_connect
 
 N = 2000
 SIZE = 4096

@@ -2,9 +2,9 @@
 independent clients (curl, python3-websockets over Python's ssl, the npm EventSource over Node's
 TLS). The certificates are made by the tests with the `openssl` command."""
 import asyncio
-import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -15,48 +15,18 @@ import pytest
 import requests
 import websockets
 
-from herald_testlib import (HERE, HOST, REPO_ROOT, SSEClient, curl, herald_bin, metric_sum,
-                            unique, wait_until)
-
-
-def _openssl(*args):
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
-
-
-def make_ca(directory):
-    """A test certificate authority (P-256); returns (cert, key) paths."""
-    cert = os.path.join(directory, "ca.crt")
-    key = os.path.join(directory, "ca.key")
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=herald test CA",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    return cert, key
-
-
-def make_cert(directory, name, ca):
-    """A server certificate for localhost and 127.0.0.1 signed by `ca`; returns (cert, key)."""
-    cert = os.path.join(directory, f"{name}.crt")
-    key = os.path.join(directory, f"{name}.key")
-    csr = os.path.join(directory, f"{name}.csr")
-    ext = os.path.join(directory, f"{name}.ext")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-                "basicConstraints=CA:FALSE\n")
-    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=localhost")
-    _openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
-             "-out", cert, "-days", "2", "-extfile", ext)
-    return cert, key
+from herald_test import HERE, HOST, REPO_ROOT, unique, wait_until
+from herald_test.http import curl
+from herald_test.metrics import metric_sum
+from herald_test.server import herald_bin
+from herald_test.sse import SSEClient
+from herald_test.tls import (client_ctx, fingerprint_of, https, make_cert, make_test_certs,
+                             peer_fingerprint)
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("certs"))
-    ca = make_ca(d)
-    cert, key = make_cert(d, "server", ca)
-    _, other_key = make_cert(d, "other", ca)
-    return {"dir": d, "ca": ca, "cafile": ca[0], "cert": cert, "key": key, "other_key": other_key}
+    return make_test_certs(str(tmp_path_factory.mktemp("certs")))
 
 
 @pytest.fixture(scope="module")
@@ -65,27 +35,6 @@ def herald_config(certs):
             "http": {"header_timeout": "1s"},
             "ws": {"client_publish": ["tls-burst-*"]},
             "history": {"size": 1000}}
-
-
-def https(server, path):
-    return f"https://localhost:{server.port}{path}"
-
-
-def client_ctx(cafile):
-    ctx = ssl.create_default_context(cafile=cafile)
-    return ctx
-
-
-def peer_fingerprint(port, cafile):
-    ctx = client_ctx(cafile)
-    with socket.create_connection((HOST, port), timeout=5) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
-            return hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest()
-
-
-def fingerprint_of(cert_path):
-    der = ssl.PEM_cert_to_DER_cert(open(cert_path).read())
-    return hashlib.sha256(der).hexdigest()
 
 
 def tls_metrics(server, cafile):
@@ -339,19 +288,33 @@ def test_drain_over_tls_says_going_away(herald_factory, certs):
     assert rc == 0 and took < 6, (rc, took)
 
 
-@pytest.mark.parametrize("which", ["cert_only", "missing_key_file", "mismatch", "bad_version"])
+# Each broken TLS setting, the key the error must name, and a phrase of its explanation.
+BAD_TLS = {
+    "cert_only": ("tls:\n  cert: {cert}\n", "tls.key", "go together"),
+    "key_only": ("tls:\n  key: {key}\n", "tls.cert", "go together"),
+    "missing_key_file": ("tls:\n  cert: {cert}\n  key: {tmp}/nope.key\n", "tls.key",
+                         "cannot load the private key"),
+    "missing_cert_file": ("tls:\n  cert: {tmp}/nope.crt\n  key: {key}\n", "tls.cert",
+                          "cannot load the certificate"),
+    "mismatch": ("tls:\n  cert: {cert}\n  key: {other_key}\n", "tls.key", "does not match"),
+    "bad_version": ("tls:\n  cert: {cert}\n  key: {key}\n  min_version: \"1.1\"\n",
+                    "tls.min_version", "expected \"1.2\" or \"1.3\""),
+}
+
+
+@pytest.mark.parametrize("which", sorted(BAD_TLS))
 def test_bad_tls_config_exits_2_naming_the_key(tmp_path, certs, which):
-    tls = {"cert_only": f"tls:\n  cert: {certs['cert']}\n",
-           "missing_key_file": f"tls:\n  cert: {certs['cert']}\n  key: {tmp_path}/nope.key\n",
-           "mismatch": f"tls:\n  cert: {certs['cert']}\n  key: {certs['other_key']}\n",
-           "bad_version": f"tls:\n  cert: {certs['cert']}\n  key: {certs['key']}\n"
-                          "  min_version: \"1.1\"\n"}[which]
+    text, key, why = BAD_TLS[which]
     cfg = tmp_path / "tls.yaml"
-    cfg.write_text(tls)
+    cfg.write_text(text.format(cert=certs["cert"], key=certs["key"], other_key=certs["other_key"],
+                               tmp=tmp_path))
     for args in (["--check-config", str(cfg)], ["--config", str(cfg), "--listen", "127.0.0.1:0"]):
         p = subprocess.run([herald_bin(), *args], capture_output=True, timeout=10,
                            stdin=subprocess.DEVNULL, cwd=str(REPO_ROOT))
         err = p.stderr.decode() + p.stdout.decode()
         assert p.returncode == 2, (which, p.returncode, err)
-        assert ("tls.key" in err) or ("tls.cert" in err) or ("tls.min_version" in err), err
+        # "config error: <key>: <why>", naming exactly the key at fault
+        named = re.findall(r"config error: (tls\.[a-z_]+): ", err)
+        assert named and set(named) == {key}, (which, key, err)
+        assert why in err, (which, why, err)
         assert "listening on" not in err

@@ -1,0 +1,61 @@
+"""Helpers for herald's integration tests, one module per job:
+
+- `server`  the herald process (config YAML, port 0, logs, exit check) and /proc probes
+- `http`    curl, requests, publish, a raw HTTP request, and THE way to assert an error answer
+- `ws`      a raw-socket WebSocket client and python3-websockets helpers
+- `sse`     an SSE stream read with curl, parsed as EventSource does
+- `metrics` /metrics parsing and the exported names
+- `tls`     a test CA and server certificates made with `openssl`
+- `tokens`  JWTs: keys made here, valid and hand-crafted bad tokens
+- `redis`   redis-server processes and the redis broker's config
+- `nginx`   nginx running the shipped config
+
+Every wait is bounded in time; every target is 127.0.0.1. This module holds what they all use.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parents[1]       # tests/integration
+REPO_ROOT = HERE.parents[1]
+HOST = "127.0.0.1"
+EPOCH_RE = re.compile(r"^[0-9a-z]{8}$")
+
+
+def wait_until(pred, timeout: float, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+
+
+def wait_count(collectors, n: int, timeout: float, what: str = "messages"):
+    """Until every collector (sse.SSECollector, ws.WSCollector) holds `n` messages; fails at
+    once when one of them failed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = [len(c.messages()) for c in collectors]
+        if all(x >= n for x in counts):
+            return
+        errs = [c.error for c in collectors if c.error]
+        assert not errs, f"a subscriber failed: {errs}"
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {n} {what}; have {[len(c.messages()) for c in collectors]}")
+
+
+def free_port() -> int:
+    """A port free now on 127.0.0.1 (for servers that cannot bind port 0 themselves)."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
