@@ -12,27 +12,13 @@ import pytest
 import requests
 
 from herald_testlib import unique
-from redis_testlib import (RedisServer, SSECollector, WSCollector, after, check_same_sequence,
+from redis_testlib import (SSECollector, WSCollector, after, check_same_sequence,
                            close_all, redis_config, subscribers, two_instances, wait_after,
                            wait_count, wait_ready, warm_up)
 
 # 10,000 messages published alternately to both instances (about 12 s here);
 # HERALD_REDIS_N overrides it.
 N = int(os.environ.get("HERALD_REDIS_N", "10000"))
-
-
-@pytest.fixture
-def redis1():
-    r = RedisServer()
-    yield r
-    r.kill()
-
-
-@pytest.fixture
-def redis2():
-    r = RedisServer()
-    yield r
-    r.kill()
 
 
 def test_two_instances_deliver_one_order(redis1, herald_factory):
