@@ -17,6 +17,7 @@ packages=(
   # tests: independent clients and the servers tests start themselves
   curl openssl python3 python3-pytest python3-websockets python3-requests python3-yaml
   redis-server nginx libnginx-mod-nchan
+  prometheus  # promtool: /metrics is checked with `promtool check metrics`
   # tests of the deployment files: systemd-analyze rates and checks the unit (nothing is
   # started), strace lists the system calls herald makes against the unit's filter
   systemd strace

@@ -2,7 +2,19 @@
 // broker ready) and GET /metrics (Prometheus text).
 #include "api.hpp"
 
+#include "herald/wire/envelope.hpp"
+
 namespace herald::app {
+
+namespace {
+// /readyz while a broker link is down: {"status":"unavailable","error":{"code":"broker_down",...}}
+std::string broker_down_body(std::string reason) {
+    if (reason.empty()) reason = "the broker is not ready";  // it recovered meanwhile
+    return "{\"status\":\"unavailable\",\"error\":{\"code\":\"broker_down\",\"message\":" +
+           wire::json_quote(reason) + "}}";
+}
+
+}  // namespace
 
 void api::health(net::endpoint_id id, net::responder r) {
     if (id == net::endpoint_id::healthz) {
@@ -13,10 +25,12 @@ void api::health(net::endpoint_id id, net::responder r) {
         r.send(503, "application/json",
                "{\"status\":\"draining\",\"error\":{\"code\":\"draining\",\"message\":"
                "\"shutting down\"}}");
-    else if (!state_.ready.load(std::memory_order_relaxed) || !broker_.ready())
+    else if (!state_.ready.load(std::memory_order_relaxed))
         r.send(503, "application/json",
                "{\"status\":\"starting\",\"error\":{\"code\":\"not_ready\",\"message\":\"not "
                "ready\"}}");
+    else if (!broker_.ready())
+        r.send(503, "application/json", broker_down_body(broker_.not_ready_reason()));
     else
         r.send(200, "application/json", "{\"status\":\"ready\"}");
 }

@@ -46,20 +46,33 @@ std::string result_json(const broker::publish_result& r) {
     return o;
 }
 
+// A publish the broker did not apply, or may not have: the answer, or false when it was applied.
+bool refuse(const net::responder& r, broker::publish_status st) {
+    if (st == broker::publish_status::unavailable) {
+        r.error(reject::unavailable, "the broker is unavailable; retry", "Retry-After: 1\r\n");
+        return true;
+    }
+    if (st == broker::publish_status::unknown) {
+        r.error(reject::unknown,
+                "Redis did not answer in time: the message may or may not be published; retry "
+                "with the same Idempotency-Key, which publishes it at most once",
+                "Retry-After: 1\r\n");
+        return true;
+    }
+    return false;
+}
+
 // Collects the answers of a multi-topic publish; every callback runs on the same worker.
 struct batch {
     explicit batch(net::responder r) : resp(std::move(r)) {}
     net::responder resp;
     std::vector<broker::publish_result> results;
     std::size_t remaining = 0;
-    bool unavailable = false;
+    // The worst outcome: unknown (some may be applied) over unavailable (none of those was).
+    broker::publish_status failed = broker::publish_status::ok;
 
     void finish() {
-        if (unavailable) {
-            resp.error(reject::unavailable, "the broker is unavailable; retry",
-                       "Retry-After: 1\r\n");
-            return;
-        }
+        if (refuse(resp, failed)) return;
         std::string body = "{\"results\":[";
         for (std::size_t i = 0; i < results.size(); ++i) {
             if (i) body += ',';
@@ -125,10 +138,7 @@ void api::publish_one(net::worker_context& w, const net::http_request& req,
     }
     p.payload = req.body();
     broker_.publish(w.id, std::move(p), [&w, r](broker::publish_result res) {
-        if (res.status == broker::publish_status::unavailable) {
-            r.error(reject::unavailable, "the broker is unavailable; retry", "Retry-After: 1\r\n");
-            return;
-        }
+        if (refuse(r, res.status)) return;
         count_result(w, res);
         r.send(200, "application/json", result_json(res));
     });
@@ -244,10 +254,12 @@ void api::publish_json(net::worker_context& w, const net::http_request& req, net
     b->remaining = out.size();
     for (std::size_t i = 0; i < out.size(); ++i) {
         broker_.publish(w.id, std::move(out[i]), [&w, b, i](broker::publish_result res) {
-            if (res.status == broker::publish_status::unavailable)
-                b->unavailable = true;
-            else
+            if (res.status == broker::publish_status::unknown)
+                b->failed = res.status;
+            else if (res.status != broker::publish_status::unavailable)
                 count_result(w, res);
+            else if (b->failed == broker::publish_status::ok)
+                b->failed = res.status;
             b->results[i] = std::move(res);
             if (--b->remaining == 0) b->finish();
         });

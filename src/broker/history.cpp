@@ -1,5 +1,7 @@
 #include "herald/broker/history.hpp"
 
+#include <algorithm>
+
 namespace herald::broker {
 
 const char* to_string(recovery r) noexcept {
@@ -10,6 +12,30 @@ const char* to_string(recovery r) noexcept {
         case recovery::bad_offset: return "offset ahead of stream";
     }
     return "unknown";
+}
+
+offset_range history_window(std::uint64_t first, std::uint64_t top,
+                            std::optional<std::uint64_t> after, std::size_t limit) noexcept {
+    if (limit == 0 || first > top) return {};
+    offset_range r{first, top};
+    if (after) {
+        if (*after >= top) return {};
+        r.from = std::max(first, *after + 1);
+        if (top - r.from >= limit) r.to = r.from + limit - 1;
+    } else if (top - first >= limit) {
+        r.from = top - limit + 1;
+    }
+    return r;
+}
+
+recovery check_recovery(std::string_view epoch, std::uint64_t first, std::uint64_t top,
+                        const hub::stream_pos& pos, std::size_t max_messages) noexcept {
+    if (pos.epoch != epoch) return recovery::epoch_changed;
+    if (pos.offset > top) return recovery::bad_offset;
+    const std::uint64_t missing = top - pos.offset;
+    if (missing == 0) return recovery::ok;
+    if (missing > max_messages || pos.offset + 1 < first) return recovery::gap_too_large;
+    return recovery::ok;
 }
 
 history_store::history_store(std::size_t max_bytes, std::uint64_t seed)
@@ -94,19 +120,22 @@ void history_store::compact_fifo() {
     fifo_.swap(kept);
 }
 
+std::uint64_t history_store::first(const stream& s) noexcept {
+    return s.ring.empty() ? s.top + 1 : s.ring.front()->offset;
+}
+
+void history_store::copy(const stream& s, offset_range r, std::vector<hub::message_ptr>& out) {
+    if (r.empty()) return;
+    // Offsets in a ring are consecutive, so the wanted ones sit at known indexes.
+    const auto base = first(s);
+    for (auto o = r.from; o <= r.to; ++o) out.push_back(s.ring[static_cast<std::size_t>(o - base)]);
+}
+
 recovery history_store::since(const stream& s, const hub::stream_pos& pos, std::size_t max_messages,
                               std::vector<hub::message_ptr>& out) const {
-    if (pos.epoch != s.epoch) return recovery::epoch_changed;
-    if (pos.offset > s.top) return recovery::bad_offset;
-    const std::uint64_t missing = s.top - pos.offset;
-    if (missing == 0) return recovery::ok;
-    if (missing > max_messages || s.ring.empty()) return recovery::gap_too_large;
-    const std::uint64_t first = s.ring.front()->offset;
-    if (pos.offset + 1 < first) return recovery::gap_too_large;
-    // Offsets in a ring are consecutive, so the first wanted one is at a known index.
-    for (std::size_t i = static_cast<std::size_t>(pos.offset + 1 - first); i < s.ring.size(); ++i)
-        out.push_back(s.ring[i]);
-    return recovery::ok;
+    const auto rec = check_recovery(s.epoch, first(s), s.top, pos, max_messages);
+    if (rec == recovery::ok) copy(s, {pos.offset + 1, s.top}, out);
+    return rec;
 }
 
 std::optional<std::uint64_t> history_store::seen_key(stream& s, const std::string& key,

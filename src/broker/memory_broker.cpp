@@ -95,12 +95,9 @@ void memory_broker::history(unsigned from, const std::string& topic,
         if (since && !since->epoch.empty() && since->epoch != s.epoch) {
             r.epoch_mismatch = true;
         } else {
-            const std::uint64_t after = since ? since->offset : 0;
-            for (const auto& m : s.ring) {
-                if (m->offset <= after) continue;
-                if (r.messages.size() >= limit) break;
-                r.messages.push_back(m);
-            }
+            const auto after = since ? std::optional(since->offset) : std::nullopt;
+            history_store::copy(s, history_window(history_store::first(s), s.top, after, limit),
+                                r.messages);
         }
         hub_.post(from,
                   [r = std::move(r), done = std::move(done)]() mutable { done(std::move(r)); });

@@ -36,6 +36,9 @@ redis_broker::redis_broker(hub::hub& h, const config::settings& cfg,
       control_shard_(redis::pick_shard(control_channel_, shard_names_)) {
     std::random_device rd;
     instance_id_ = fmt::format("{:08x}{:08x}", rd(), rd());
+    shard_down_ = std::make_unique<std::atomic<std::int64_t>[]>(shard_names_.size());
+    shard_seen_ = std::make_unique<std::atomic<bool>[]>(shard_names_.size());
+    const auto heartbeat = redis::heartbeat_pattern(cfg.redis.key_prefix);
     for (unsigned w = 0; w < contexts.size(); ++w) {
         auto ws = std::make_unique<worker_state>();
         ws->rng.seed((static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ (w * 0x9E3779B97F4A7C15ULL));
@@ -45,33 +48,35 @@ redis_broker::redis_broker(hub::hub& h, const config::settings& cfg,
             if (!ep) throw std::invalid_argument("redis.shards: bad address " + shard_names_[s]);
             opt.endpoint = *ep;
             opt.connect_timeout = cfg.redis.connect_timeout;
+            opt.command_timeout = cfg.redis.command_timeout;
+            opt.ping_interval = cfg.redis.ping_interval;
             opt.max_backoff = cfg.redis.reconnect_max_backoff;
             shard_links l;
             const auto base = "herald-" + std::to_string(::getpid()) + "-w" + std::to_string(w);
             opt.client_name = base + "-cmd";
             l.cmd = std::make_unique<redis_link>(*contexts[w], opt, ws->rng());
             opt.client_name = base + "-sub";
+            opt.heartbeat_pattern = heartbeat;
             l.sub = std::make_unique<redis_link>(*contexts[w], opt, ws->rng());
             auto* cmd = l.cmd.get();
             auto* sub = l.sub.get();
             cmd->on_up = [this, w, s, cmd] {
-                if (cmd->reconnects() > 0) reconnects_.fetch_add(1, std::memory_order_relaxed);
-                link_changed(true);
+                on_link_up(w, s, *cmd);
                 on_cmd_up(w, s);
             };
-            cmd->on_down = [this] { link_changed(false); };
+            cmd->on_down = [this, s, cmd] { on_link_down(s, *cmd); };
             sub->on_up = [this, w, s, sub] {
-                if (sub->reconnects() > 0) reconnects_.fetch_add(1, std::memory_order_relaxed);
-                link_changed(true);
+                on_link_up(w, s, *sub);
                 on_sub_up(w, s);
             };
-            sub->on_down = [this, w, s] {
-                link_changed(false);
+            sub->on_down = [this, w, s, sub] {
+                on_link_down(s, *sub);
                 on_sub_down(w, s);
             };
             sub->on_push = [this, w, s](redisReply* r) { on_push(w, s, r); };
             ws->shards.push_back(std::move(l));
             links_down_.fetch_add(2, std::memory_order_relaxed);
+            shard_down_[s].fetch_add(2, std::memory_order_relaxed);
         }
         workers_.push_back(std::move(ws));
     }
@@ -94,8 +99,43 @@ bool redis_broker::ready() const noexcept {
     return links_down_.load(std::memory_order_relaxed) == 0;
 }
 
-void redis_broker::link_changed(bool up) {
+std::string redis_broker::not_ready_reason() const {
+    for (std::size_t s = 0; s < shard_names_.size(); ++s) {
+        if (shard_down_[s].load(std::memory_order_relaxed) == 0) continue;
+        return "redis shard " + shard_names_[s] +
+               (shard_seen_[s].load(std::memory_order_relaxed) ? " is down"
+                                                               : " is not connected yet");
+    }
+    return {};
+}
+
+void redis_broker::link_changed(std::size_t shard, bool up) {
     links_down_.fetch_add(up ? -1 : 1, std::memory_order_relaxed);
+    shard_down_[shard].fetch_add(up ? -1 : 1, std::memory_order_relaxed);
+}
+
+void redis_broker::on_link_up(unsigned w, std::size_t shard, const redis_link& link) {
+    if (link.reconnects() > 0) reconnects_.fetch_add(1, std::memory_order_relaxed);
+    shard_seen_[shard].store(true, std::memory_order_relaxed);
+    link_changed(shard, true);
+    // The shard answers again: every other link to it, on every worker, tries now rather than
+    // at the end of its own backoff, so publishing and /readyz come back together.
+    for (unsigned v = 0; v < workers_.size(); ++v) {
+        if (v == w) {
+            workers_[v]->shards[shard].cmd->retry_now();
+            workers_[v]->shards[shard].sub->retry_now();
+            continue;
+        }
+        hub_.post(v, [this, v, shard] {
+            workers_[v]->shards[shard].cmd->retry_now();
+            workers_[v]->shards[shard].sub->retry_now();
+        });
+    }
+}
+
+void redis_broker::on_link_down(std::size_t shard, const redis_link& link) {
+    link_changed(shard, false);
+    if (link.timed_out()) command_timeouts_.fetch_add(1, std::memory_order_relaxed);
 }
 
 redis_broker::stats redis_broker::snapshot() const noexcept {
@@ -105,6 +145,8 @@ redis_broker::stats redis_broker::snapshot() const noexcept {
     s.reconnects = reconnects_.load(std::memory_order_relaxed);
     s.publishes = publishes_.load(std::memory_order_relaxed);
     s.publish_failures = publish_failures_.load(std::memory_order_relaxed);
+    s.publish_unknown = publish_unknown_.load(std::memory_order_relaxed);
+    s.command_timeouts = command_timeouts_.load(std::memory_order_relaxed);
     s.publish_latency_us_sum = publish_latency_us_.load(std::memory_order_relaxed);
     s.gaps_filled = gaps_filled_.load(std::memory_order_relaxed);
     s.gap_messages = gap_messages_.load(std::memory_order_relaxed);
@@ -156,22 +198,22 @@ void redis_broker::eval(unsigned w, redis_link& link, bool publish, std::vector<
         return v;
     };
     auto fail = [this, w](reply_fn& d) {
-        hub_.post(w, [d = std::move(d)]() mutable { d(nullptr); });
+        hub_.post(w, [d = std::move(d)]() mutable { d(nullptr, no_reply::not_sent); });
     };
-    auto on_reply = [&link, argv, fail, done](redisReply* r) mutable {
+    auto on_reply = [&link, argv, fail, done](redisReply* r, no_reply why) mutable {
         // A restarted or flushed Redis forgot the script: send it once by body (which loads it).
         if (redis::is_error(r, "NOSCRIPT")) {
             auto d = std::move(done);
-            if (!link.command(argv(true), [d](redisReply* r2) mutable { d(r2); })) fail(d);
+            if (!link.command(argv(true), d)) fail(d);
             return;
         }
-        done(r);
+        done(r, why);
     };
     if (!link.command(argv(false), std::move(on_reply))) fail(done);
 }
 
 void redis_broker::read(unsigned w, std::size_t shard, const std::string& topic,
-                        std::uint64_t after, std::size_t limit, reply_fn done) {
+                        std::uint64_t after, std::size_t limit, bool newest, reply_fn done) {
     auto& ws = *workers_[w];
     auto& link = *ws.shards[shard].cmd;
     const auto pol = policy_for(topic);
@@ -181,7 +223,9 @@ void redis_broker::read(unsigned w, std::size_t shard, const std::string& topic,
                                   new_epoch(ws),
                                   std::to_string(after),
                                   std::to_string(limit),
-                                  std::to_string(meta_ttl_ms(pol))};
+                                  std::to_string(meta_ttl_ms(pol)),
+                                  newest ? "1" : "0",
+                                  std::to_string(pol.ttl.count())};
     eval(w, link, false, std::move(args), 2, std::move(done));
 }
 
@@ -222,11 +266,17 @@ void redis_broker::publish(unsigned from, hub::publish_request req, publish_hand
     args.push_back(std::to_string(meta_ttl_ms(pol)));
     const auto t0 = clock::now();
     eval(from, link, true, std::move(args), idem ? 3 : 2,
-         [this, topic = std::move(req.topic), t0, done = std::move(done)](redisReply* r) mutable {
+         [this, topic = std::move(req.topic), t0, done = std::move(done)](redisReply* r,
+                                                                          no_reply why) mutable {
              publish_result res;
              res.topic = std::move(topic);
              auto p = redis::parse_publish_reply(r);
-             if (!p) {
+             if (!p && r == nullptr && why == no_reply::lost) {
+                 // Sent, and the link timed out or broke before the answer: Redis may run it
+                 // yet (a frozen server wakes up and reads its socket).
+                 publish_unknown_.fetch_add(1, std::memory_order_relaxed);
+                 res.status = publish_status::unknown;
+             } else if (!p) {
                  if (r && r->type == REDIS_REPLY_ERROR)
                      spdlog::warn("redis publish to '{}': {}", res.topic,
                                   std::string_view(r->str, r->len));
@@ -239,14 +289,19 @@ void redis_broker::publish(unsigned from, hub::publish_request req, publish_hand
                  // Instances (pub/sub links) that follow the topic, not local subscribers.
                  res.subscribers = static_cast<std::size_t>(p->receivers);
                  publishes_.fetch_add(1, std::memory_order_relaxed);
-                 publish_latency_us_.fetch_add(
-                     static_cast<std::uint64_t>(
-                         std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - t0)
-                             .count()),
-                     std::memory_order_relaxed);
+                 observe_latency(clock::now() - t0);
              }
              done(std::move(res));
          });
+}
+
+void redis_broker::observe_latency(clock::duration d) {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+    publish_latency_us_.fetch_add(static_cast<std::uint64_t>(us), std::memory_order_relaxed);
+    const double sec = static_cast<double>(us) / 1e6;
+    std::size_t b = 0;
+    while (b < k_latency_bounds.size() && sec > k_latency_bounds[b]) ++b;
+    latency_buckets_[b].fetch_add(1, std::memory_order_relaxed);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -295,8 +350,8 @@ void redis_broker::answer_resolve(unsigned w, const std::string& topic, pending_
         after = p.since->offset;
         limit = cfg_.history.max_recovery;
     }
-    read(w, st.shard, topic, after, limit,
-         [this, w, topic, p = std::move(p)](redisReply* reply) mutable {
+    read(w, st.shard, topic, after, limit, false,
+         [this, w, topic, p = std::move(p)](redisReply* reply, no_reply) mutable {
              auto r = redis::parse_read_reply(reply);
              if (!r || r->epoch.empty()) {
                  if (reply && reply->type == REDIS_REPLY_ERROR)
@@ -313,19 +368,7 @@ void redis_broker::answer_resolve(unsigned w, const std::string& topic, pending_
              res.top = r->top;
              if (p.since) {
                  res.resume_requested = true;
-                 recovery rec = recovery::ok;
-                 const auto& pos = *p.since;
-                 const auto ttl = policy_for(topic).ttl.count();
-                 if (pos.epoch != r->epoch) {
-                     rec = recovery::epoch_changed;
-                 } else if (pos.offset > r->top) {
-                     rec = recovery::bad_offset;
-                 } else if (const auto missing = r->top - pos.offset; missing > 0) {
-                     if (missing > cfg_.history.max_recovery || r->entries.size() != missing ||
-                         r->entries.front().offset != pos.offset + 1 ||
-                         unix_ms_now() - r->entries.front().unix_ms >= ttl)
-                         rec = recovery::gap_too_large;
-                 }
+                 const auto rec = recover_from(*r, *p.since, cfg_.history.max_recovery);
                  res.recovered = rec == recovery::ok;
                  if (res.recovered) {
                      res.replay.reserve(r->entries.size());
@@ -432,8 +475,8 @@ void redis_broker::catch_up(unsigned w, const std::string& topic, topic_state& s
     const auto pol = policy_for(topic);
     // History never holds more than its size, so a larger gap cannot be filled anyway.
     const std::size_t limit = std::max<std::size_t>(pol.size, 1);
-    read(w, st.shard, topic, st.last, limit,
-         [this, w, topic, gen = st.gen, ttl = pol.ttl.count()](redisReply* reply) {
+    read(w, st.shard, topic, st.last, limit, false,
+         [this, w, topic, gen = st.gen, limit](redisReply* reply, no_reply) {
              auto it = workers_[w]->topics.find(topic);
              if (it == workers_[w]->topics.end() || it->second.gen != gen) return;
              auto& st = it->second;
@@ -443,12 +486,10 @@ void redis_broker::catch_up(unsigned w, const std::string& topic, topic_state& s
                  st.need_catch_up = true;
                  return;
              }
-             bool ok = st.known && r->epoch == st.epoch && r->top >= st.last;
-             const std::uint64_t missing = ok ? r->top - st.last : 0;
-             if (ok && missing > 0)
-                 ok = r->entries.size() == missing && r->entries.front().offset == st.last + 1 &&
-                      unix_ms_now() - r->entries.front().unix_ms < ttl;
-             if (ok) {
+             const auto rec =
+                 st.known ? recover_from(*r, {st.epoch, st.last}, limit) : recovery::epoch_changed;
+             if (rec == recovery::ok) {
+                 const std::uint64_t missing = r->top - st.last;
                  for (auto& e : r->entries) {
                      auto m = to_message(topic, std::move(e));
                      st.last = m->offset;
@@ -461,16 +502,25 @@ void redis_broker::catch_up(unsigned w, const std::string& topic, topic_state& s
                                   topic, missing);
                  }
              } else {
-                 const char* reason = r->epoch != st.epoch ? "epoch changed" : "gap too large";
                  spdlog::warn(
                      "redis: topic '{}': cannot fill a gap after {}:{} ({}); reset to {}:{}", topic,
-                     st.epoch, st.last, reason, r->epoch, r->top);
-                 send_reset(w, topic, st, r->epoch, r->top, reason);
+                     st.epoch, st.last, to_string(rec), r->epoch, r->top);
+                 send_reset(w, topic, st, r->epoch, r->top, to_string(rec));
              }
              auto held = std::move(st.held);
              st.held.clear();
              for (auto& m : held) relay(w, topic, st, std::move(m));
          });
+}
+
+recovery redis_broker::recover_from(const redis::read_reply& r, const hub::stream_pos& pos,
+                                    std::size_t max_messages) {
+    auto rec = check_recovery(r.epoch, r.first, r.top, pos, max_messages);
+    // The read asked for what follows pos; anything but exactly pos + 1 .. top cannot be used.
+    if (rec == recovery::ok && (r.entries.size() != r.top - pos.offset ||
+                                (!r.entries.empty() && r.entries.front().offset != pos.offset + 1)))
+        rec = recovery::gap_too_large;
+    return rec;
 }
 
 void redis_broker::send_reset(unsigned w, const std::string& topic, topic_state& st,
@@ -495,7 +545,8 @@ void redis_broker::broadcast_disconnect(unsigned from, std::string user, broadca
     };
     // PUBLISH answers how many subscribers got the message: one per instance, this one included.
     const bool sent = link.command(
-        {"PUBLISH", control_channel_, payload}, [this, fail, done](redisReply* r) mutable {
+        {"PUBLISH", control_channel_, payload},
+        [this, fail, done](redisReply* r, no_reply) mutable {
             if (r == nullptr || r->type != REDIS_REPLY_INTEGER || r->integer < 0) {
                 if (redis::is_error(r))
                     spdlog::warn("redis control publish: {}", std::string_view(r->str, r->len));
@@ -618,8 +669,8 @@ void redis_broker::on_cmd_up(unsigned w, std::size_t shard) {
     auto& ws = *workers_[w];
     auto& link = *ws.shards[shard].cmd;
     // Load the scripts at once; EVALSHA falls back to EVAL should Redis forget them later.
-    link.command({"SCRIPT", "LOAD", redis::publish_script}, [](redisReply*) {});
-    link.command({"SCRIPT", "LOAD", redis::read_script}, [](redisReply*) {});
+    link.command({"SCRIPT", "LOAD", redis::publish_script}, [](redisReply*, no_reply) {});
+    link.command({"SCRIPT", "LOAD", redis::read_script}, [](redisReply*, no_reply) {});
     for (auto& [topic, st] : ws.topics) {
         if (st.shard != shard) continue;
         if (st.need_catch_up && !st.fetching) catch_up(w, topic, st);
@@ -638,7 +689,7 @@ void redis_broker::on_tick(unsigned w, time_point) {
             auto& link = *ws.shards[st.shard].cmd;
             link.command({"PEXPIRE", redis::meta_key(cfg_.redis.key_prefix, topic),
                           std::to_string(meta_ttl_ms(policy_for(topic)))},
-                         [](redisReply*) {});
+                         [](redisReply*, no_reply) {});
         }
     }
 }
@@ -658,36 +709,52 @@ void redis_broker::history(unsigned from, const std::string& topic,
         });
         return;
     }
-    const std::uint64_t after = since ? since->offset : 0;
-    read(
-        from, shard, topic, after, limit,
-        [this, topic, since = std::move(since), done = std::move(done)](redisReply* reply) mutable {
-            history_result res;
-            if (!reply || reply->type == REDIS_REPLY_ERROR) {  // link lost, or a script error
-                res.unavailable = true;
-                done(std::move(res));
-                return;
-            }
-            auto r = redis::parse_read_reply(reply);
-            if (!r || r->epoch.empty()) {
-                done(std::move(res));
-                return;
-            }
-            res.found = true;
-            res.epoch = r->epoch;
-            res.top = r->top;
-            if (since && !since->epoch.empty() && since->epoch != r->epoch) {
-                res.epoch_mismatch = true;
-            } else {
-                const auto ttl = policy_for(topic).ttl.count();
-                const auto now = unix_ms_now();
-                for (auto& e : r->entries) {
-                    if (now - e.unix_ms >= ttl) continue;
-                    res.messages.push_back(to_message(topic, std::move(e)));
-                }
-            }
-            done(std::move(res));
-        });
+    const auto after = since ? std::optional(since->offset) : std::nullopt;
+    read(from, shard, topic, after.value_or(0), limit, !after,
+         [topic, since = std::move(since), after, limit, done = std::move(done)](redisReply* reply,
+                                                                                 no_reply) mutable {
+             history_result res;
+             if (!reply || reply->type == REDIS_REPLY_ERROR) {  // link lost, or a script error
+                 res.unavailable = true;
+                 done(std::move(res));
+                 return;
+             }
+             auto r = redis::parse_read_reply(reply);
+             if (!r || r->epoch.empty()) {
+                 done(std::move(res));
+                 return;
+             }
+             res.found = true;
+             res.epoch = r->epoch;
+             res.top = r->top;
+             if (since && !since->epoch.empty() && since->epoch != r->epoch) {
+                 res.epoch_mismatch = true;
+             } else {
+                 // The script selected by the same rule; this keeps the answer to the rule.
+                 const auto win = history_window(r->first, r->top, after, limit);
+                 for (auto& e : r->entries)
+                     if (e.offset >= win.from && e.offset <= win.to)
+                         res.messages.push_back(to_message(topic, std::move(e)));
+             }
+             done(std::move(res));
+         });
+}
+
+metrics::registry::gauge redis_broker::latency_histogram() const {
+    metrics::registry::gauge g{"herald_redis_publish_latency_seconds",
+                               "Time from sending a publish to Redis to its confirmation.", 0,
+                               "histogram"};
+    std::uint64_t cumulative = 0;
+    for (std::size_t b = 0; b <= k_latency_bounds.size(); ++b) {
+        cumulative += latency_buckets_[b].load(std::memory_order_relaxed);
+        const auto le = b < k_latency_bounds.size() ? fmt::format("{}", k_latency_bounds[b])
+                                                    : std::string("+Inf");
+        g.samples.emplace_back("_bucket{le=\"" + le + "\"}", static_cast<double>(cumulative));
+    }
+    g.samples.emplace_back(
+        "_sum", static_cast<double>(publish_latency_us_.load(std::memory_order_relaxed)) / 1e6);
+    g.samples.emplace_back("_count", static_cast<double>(cumulative));
+    return g;
 }
 
 std::vector<metrics::registry::gauge> redis_broker::metrics() const {
@@ -703,11 +770,13 @@ std::vector<metrics::registry::gauge> redis_broker::metrics() const {
          "counter"},
         {"herald_redis_publish_failures_total", "Publishes Redis did not confirm (answered 503).",
          d(s.publish_failures), "counter"},
-        {"herald_redis_publish_latency_seconds_sum",
-         "Time from sending a publish to Redis to its confirmation.",
-         d(s.publish_latency_us_sum) / 1e6, "counter"},
-        {"herald_redis_publish_latency_seconds_count", "Publishes timed in the sum above.",
-         d(s.publishes), "counter"},
+        {"herald_redis_publish_unknown_total",
+         "Publishes sent to Redis whose answer never came (answered 504 unknown).",
+         d(s.publish_unknown), "counter"},
+        {"herald_redis_command_timeouts_total",
+         "Redis links declared down because an answer missed redis.command_timeout.",
+         d(s.command_timeouts), "counter"},
+        latency_histogram(),
         {"herald_redis_gaps_filled_total", "Gaps in a topic's stream filled from Redis history.",
          d(s.gaps_filled), "counter"},
         {"herald_redis_gap_messages_total", "Messages delivered by filling gaps.",

@@ -111,6 +111,15 @@ std::string control_channel(std::string_view prefix) {
     return std::string(prefix) + "control";
 }
 
+std::string heartbeat_pattern(std::string_view prefix) {
+    std::string p;
+    for (char c : prefix) {
+        if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') p += '\\';
+        p += c;
+    }
+    return p + "ping";
+}
+
 std::string encode_control(const control& c) {
     return join_fields({"disconnect", c.origin}, c.user);
 }
@@ -188,11 +197,22 @@ if not epoch then
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 local top = tonumber(redis.call('HGET', KEYS[1], 't'))
+local t = redis.call('TIME')
+local oldest = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[6])
 local n = redis.call('LLEN', KEYS[2])
+while n > 0 do
+  local head = redis.call('LINDEX', KEYS[2], 0)
+  local ms = tonumber(string.match(head, '^[^\n]*\n[^\n]*\n[^\n]*\n[^\n]*\n(%d+)\n'))
+  if not ms or ms > oldest then break end
+  redis.call('LPOP', KEYS[2])
+  n = n - 1
+end
 local first = top - n + 1
 local res = {epoch, top, first}
+local limit = tonumber(ARGV[3])
 local from = math.max(tonumber(ARGV[2]) + 1, first)
-local to = math.min(tonumber(ARGV[2]) + tonumber(ARGV[3]), top)
+if ARGV[5] == '1' then from = math.max(first, top - limit + 1) end
+local to = math.min(from + limit - 1, top)
 if n > 0 and from <= to then
   local items = redis.call('LRANGE', KEYS[2], from - first, to - first)
   for i = 1, #items do res[#res + 1] = items[i] end

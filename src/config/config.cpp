@@ -75,6 +75,8 @@ const std::map<std::string, bounds, std::less<>>& numeric_bounds() {
         {"history.namespaces[].ttl", {unit::duration, 1000, 30 * k_day_ms}},
         {"publish.idempotency_window", {unit::duration, 0, k_day_ms}},
         {"redis.connect_timeout", {unit::duration, 10, 600'000}},
+        {"redis.command_timeout", {unit::duration, 50, 600'000}},
+        {"redis.ping_interval", {unit::duration, 100, 600'000}},
         {"redis.reconnect_max_backoff", {unit::duration, 100, 600'000}},
         {"shutdown.drain_timeout", {unit::duration, 0, 3'600'000}},
     };
@@ -495,6 +497,14 @@ const std::map<std::string, handler>& schema() {
          [](settings& c, const YAML::Node& n, const std::string& k) {
              c.redis.connect_timeout = duration(n, k, bounds_of(k));
          }},
+        {"redis.command_timeout",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.redis.command_timeout = duration(n, k, bounds_of(k));
+         }},
+        {"redis.ping_interval",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.redis.ping_interval = duration(n, k, bounds_of(k));
+         }},
         {"redis.reconnect_max_backoff",
          [](settings& c, const YAML::Node& n, const std::string& k) {
              c.redis.reconnect_max_backoff = duration(n, k, bounds_of(k));
@@ -725,6 +735,8 @@ std::vector<key_doc> describe(const settings& s) {
     add("redis.shards", yaml_strings(s.redis.shards));
     add("redis.key_prefix", yaml_string(s.redis.key_prefix));
     add("redis.connect_timeout", ms(s.redis.connect_timeout));
+    add("redis.command_timeout", ms(s.redis.command_timeout));
+    add("redis.ping_interval", ms(s.redis.ping_interval));
     add("redis.reconnect_max_backoff", ms(s.redis.reconnect_max_backoff));
     add("auth.jwt.keys", yaml_list(s.auth.jwt.keys, [](const settings::jwt_key& k) {
             std::string o = "{alg: " + yaml_string(k.alg);

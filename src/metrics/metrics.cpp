@@ -35,6 +35,7 @@ const char* to_string(reject r) noexcept {
         "over_capacity",
         "draining",
         "unavailable",
+        "unknown",
         "forbidden",
         "unauthorized",
         "rate_limited",
@@ -133,15 +134,25 @@ std::string registry::render(const std::vector<gauge>& extra) const {
     scalar("herald_tls_errors_total", "counter",
            "TLS failures: bad handshakes or records, peers gone before finishing the handshake.",
            &worker_counters::tls_errors);
+    // Integral values (bytes, counts) print every digit, not a rounded exponent form.
+    auto number = [&o](double v) {
+        if (v == static_cast<double>(static_cast<std::int64_t>(v)))
+            o << static_cast<std::int64_t>(v);
+        else
+            o << v;
+    };
     for (const auto& g : extra) {
         header(g.name.c_str(), g.type.c_str(), g.help.c_str());
-        o << g.name << ' ';
-        // Integral gauges (bytes, counts) print every digit, not a rounded exponent form.
-        if (g.value == static_cast<double>(static_cast<std::int64_t>(g.value)))
-            o << static_cast<std::int64_t>(g.value);
-        else
-            o << g.value;
-        o << '\n';
+        if (g.samples.empty()) {
+            o << g.name << ' ';
+            number(g.value);
+            o << '\n';
+        }
+        for (const auto& [suffix, v] : g.samples) {
+            o << g.name << suffix << ' ';
+            number(v);
+            o << '\n';
+        }
     }
     return o.str();
 }

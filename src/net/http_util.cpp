@@ -137,6 +137,7 @@ error_spec error_for(metrics::reject r) noexcept {
         case reject::over_capacity:
         case reject::draining:
         case reject::unavailable: status = 503; break;
+        case reject::unknown: status = 504; break;
         case reject::forbidden:
         case reject::disconnected: status = 403; break;
         case reject::unauthorized: status = 401; break;

@@ -537,6 +537,12 @@ void ws_session::on_text(std::string_view text) {
             self->reply_error(id, "unavailable", "the broker is unavailable; retry");
             return;
         }
+        if (r.status == broker::publish_status::unknown) {
+            self->reply_error(id, "unknown",
+                              "Redis did not answer in time: the message may or may not be "
+                              "published");
+            return;
+        }
         self->w_.counters.messages_published.add();
         self->send_json("{\"type\":\"ok\"" + (id.empty() ? std::string() : ",\"id\":" + id) +
                         ",\"op\":\"publish\",\"topic\":\"" + r.topic + "\",\"epoch\":\"" + r.epoch +

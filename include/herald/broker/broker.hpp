@@ -12,7 +12,10 @@
 
 namespace herald::broker {
 
-enum class publish_status { ok, duplicate, unavailable };
+// unavailable: not applied (the broker could not be asked), retry. unknown: the request reached
+// Redis but its answer did not come back in time; it may still be applied: retry with the
+// same idempotency key, which makes the retry count once.
+enum class publish_status { ok, duplicate, unavailable, unknown };
 
 struct publish_result {
     publish_status status = publish_status::ok;
@@ -71,6 +74,8 @@ public:
     [[nodiscard]] virtual std::vector<metrics::registry::gauge> metrics() const { return {}; }
 
     [[nodiscard]] virtual bool ready() const noexcept = 0;
+    // Why ready() is false, for /readyz ("redis shard 127.0.0.1:6379 is down"); any thread.
+    [[nodiscard]] virtual std::string not_ready_reason() const { return {}; }
     [[nodiscard]] virtual std::size_t history_bytes() const noexcept = 0;
 
 protected:

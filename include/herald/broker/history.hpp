@@ -11,6 +11,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -23,6 +24,29 @@ struct history_policy {
 
 enum class recovery { ok, epoch_changed, gap_too_large, bad_offset };
 [[nodiscard]] const char* to_string(recovery r) noexcept;
+
+// The rules every broker follows, whoever holds the stream (a worker's ring, a Redis list).
+// A stream holds offsets first..top, consecutive (first = top + 1 when it holds none).
+
+// Offsets from..to (inclusive); empty when from > to.
+struct offset_range {
+    std::uint64_t from = 1;
+    std::uint64_t to = 0;
+    [[nodiscard]] bool empty() const noexcept { return from > to; }
+    [[nodiscard]] std::uint64_t size() const noexcept { return empty() ? 0 : to - from + 1; }
+};
+
+// What GET /history answers: with `after`, the oldest `limit` held messages after it (a reader
+// pages forward from its position); without, the newest `limit` held messages.
+[[nodiscard]] offset_range history_window(std::uint64_t first, std::uint64_t top,
+                                          std::optional<std::uint64_t> after,
+                                          std::size_t limit) noexcept;
+
+// Whether a reader at `pos` can be brought up to `top` with the held messages, at most
+// `max_messages` of them; when ok it gets exactly pos.offset + 1 .. top.
+[[nodiscard]] recovery check_recovery(std::string_view epoch, std::uint64_t first,
+                                      std::uint64_t top, const hub::stream_pos& pos,
+                                      std::size_t max_messages) noexcept;
 
 class history_store {
 public:
@@ -48,10 +72,13 @@ public:
 
     void append(stream& s, hub::message_ptr m);
 
-    // Messages after `since_offset`, all or nothing. Fills `out` only when the result is ok.
+    // Messages after `pos`, all or nothing (check_recovery). Fills `out` only when ok.
     [[nodiscard]] recovery since(const stream& s, const hub::stream_pos& pos,
                                  std::size_t max_messages,
                                  std::vector<hub::message_ptr>& out) const;
+    // The oldest offset the stream holds (top + 1 when none), and the held messages of `r`.
+    [[nodiscard]] static std::uint64_t first(const stream& s) noexcept;
+    static void copy(const stream& s, offset_range r, std::vector<hub::message_ptr>& out);
 
     // Idempotency: the offset of an earlier publish with `key`, if within the window.
     [[nodiscard]] std::optional<std::uint64_t> seen_key(stream& s, const std::string& key,

@@ -25,6 +25,7 @@
 #include "herald/broker/redis_codec.hpp"
 #include "herald/config/config.hpp"
 
+#include <array>
 #include <atomic>
 #include <memory>
 #include <random>
@@ -49,6 +50,7 @@ public:
     void on_topic_idle(unsigned owner, const std::string& topic) override;
     void broadcast_disconnect(unsigned from, std::string user, broadcast_handler done) override;
     [[nodiscard]] bool ready() const noexcept override;
+    [[nodiscard]] std::string not_ready_reason() const override;
     [[nodiscard]] std::size_t history_bytes() const noexcept override { return 0; }
 
     // For metrics; any thread.
@@ -57,6 +59,8 @@ public:
         std::uint64_t reconnects = 0;
         std::uint64_t publishes = 0;
         std::uint64_t publish_failures = 0;
+        std::uint64_t publish_unknown = 0;
+        std::uint64_t command_timeouts = 0;
         std::uint64_t publish_latency_us_sum = 0;
         std::uint64_t gaps_filled = 0;
         std::uint64_t gap_messages = 0;
@@ -111,9 +115,15 @@ private:
     // Runs a script by SHA; on NOSCRIPT (a restarted or flushed Redis) runs it by body once.
     void eval(unsigned w, redis_link& link, bool publish_script, std::vector<std::string> args,
               std::size_t numkeys, reply_fn done);
-    // The read script: epoch (created when missing), top and entries after `after`.
+    // The read script: epoch (created when missing), top, first, and the entries
+    // history_window() selects (`newest`: the newest `limit`; else the oldest after `after`).
     void read(unsigned w, std::size_t shard, const std::string& topic, std::uint64_t after,
-              std::size_t limit, reply_fn done);
+              std::size_t limit, bool newest, reply_fn done);
+
+    // check_recovery() on a read of what follows `pos`.
+    [[nodiscard]] static recovery recover_from(const redis::read_reply& r,
+                                               const hub::stream_pos& pos,
+                                               std::size_t max_messages);
 
     topic_state& state_of(unsigned w, const std::string& topic);
     void ensure_subscribed(unsigned w, topic_state& st);
@@ -129,7 +139,11 @@ private:
     void on_sub_up(unsigned w, std::size_t shard);
     void on_sub_down(unsigned w, std::size_t shard);
     void on_cmd_up(unsigned w, std::size_t shard);
-    void link_changed(bool up);
+    void link_changed(std::size_t shard, bool up);
+    void on_link_up(unsigned w, std::size_t shard, const redis_link& link);
+    void on_link_down(std::size_t shard, const redis_link& link);
+    void observe_latency(clock::duration d);
+    [[nodiscard]] metrics::registry::gauge latency_histogram() const;
 
     hub::hub& hub_;
     const config::settings& cfg_;
@@ -142,9 +156,19 @@ private:
     std::vector<std::unique_ptr<worker_state>> workers_;
 
     std::atomic<std::int64_t> links_down_{0};
+    // Per shard: links down, and whether any link ever came up (for /readyz's message).
+    std::unique_ptr<std::atomic<std::int64_t>[]> shard_down_;
+    std::unique_ptr<std::atomic<bool>[]> shard_seen_;
     std::atomic<std::uint64_t> publishes_{0};
     std::atomic<std::uint64_t> publish_failures_{0};
+    std::atomic<std::uint64_t> publish_unknown_{0};
+    std::atomic<std::uint64_t> command_timeouts_{0};
     std::atomic<std::uint64_t> publish_latency_us_{0};
+    // herald_redis_publish_latency_seconds: upper bounds (seconds), and counts per bucket
+    // (not cumulative; the last is +Inf).
+    static constexpr std::array<double, 12> k_latency_bounds{
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+    std::array<std::atomic<std::uint64_t>, k_latency_bounds.size() + 1> latency_buckets_{};
     std::atomic<std::uint64_t> gaps_filled_{0};
     std::atomic<std::uint64_t> gap_messages_{0};
     std::atomic<std::uint64_t> resets_sent_{0};

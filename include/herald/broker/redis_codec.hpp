@@ -52,6 +52,11 @@ struct control {
 };
 
 [[nodiscard]] std::string control_channel(std::string_view prefix);
+
+// The pattern every pub/sub link PSUBSCRIBEs for its heartbeat (see redis_asio.hpp):
+// `<prefix>ping` with glob characters escaped, so it matches only that channel, where nobody
+// publishes.
+[[nodiscard]] std::string heartbeat_pattern(std::string_view prefix);
 [[nodiscard]] std::string encode_control(const control& c);
 // nullopt for an unknown kind (a newer instance's) or a malformed message.
 [[nodiscard]] std::optional<control> decode_control(std::string_view bytes);
@@ -68,8 +73,12 @@ struct control {
 // history_size, history_ttl_ms, window_ms, channel, meta_ttl_ms.
 // Returns {1|0 (0 = duplicate), epoch, offset, receivers}.
 extern const char* const publish_script;
-// read: KEYS meta, history; ARGV new_epoch ('' = do not create), after, limit, meta_ttl_ms.
-// Returns {epoch ('' = no stream), top, first offset held, entries after `after` (at most limit)}.
+// read: KEYS meta, history; ARGV new_epoch ('' = do not create), after, limit, meta_ttl_ms,
+// newest ('1': the newest `limit`, else the oldest `limit` after `after`), ttl_ms. Messages older
+// than ttl_ms (by Redis's clock, as they were stamped) first leave the list, so what it holds
+// is what a reader may get. The selection is history_window()'s rule (history.hpp), which the
+// broker applies again to the answer.
+// Returns {epoch ('' = no stream), top, first offset held, the selected entries}.
 extern const char* const read_script;
 // SHA1 hex of a script, for EVALSHA.
 [[nodiscard]] std::string script_sha(std::string_view script);

@@ -137,6 +137,8 @@ struct settings {
         std::vector<std::string> shards{"127.0.0.1:6379"};  // host:port, topics spread by HRW hash
         std::string key_prefix = "herald:";
         milliseconds connect_timeout{2'000};
+        milliseconds command_timeout{2'000};  // unanswered this long: the link is down
+        milliseconds ping_interval{1'000};    // an idle link PINGs this often
         milliseconds reconnect_max_backoff{5'000};
     } redis;
 

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string_view>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace herald::metrics {
@@ -34,6 +35,7 @@ enum class reject : std::uint8_t {
     over_capacity,
     draining,
     unavailable,  // the broker (Redis) cannot be reached
+    unknown,      // a publish reached Redis but its answer did not come back (504)
     forbidden,
     unauthorized,
     rate_limited,
@@ -105,7 +107,10 @@ public:
         std::string name;
         std::string help;
         double value;
-        std::string type = "gauge";  // or "counter"
+        std::string type = "gauge";  // or "counter", "histogram"
+        // A histogram: the series under its one TYPE line as (suffix with labels, value), e.g.
+        // {"_bucket{le=\"0.005\"}", 12}, {"_sum", 0.3}, {"_count", 40}; `value` is then unused.
+        std::vector<std::pair<std::string, double>> samples{};
     };
     [[nodiscard]] std::string render(const std::vector<gauge>& extra) const;
 

@@ -354,3 +354,60 @@ TEST(History, AccountingAcrossTopicsWithByteEvictionAndTtl) {
     EXPECT_EQ(store.bytes(), 0u);
     EXPECT_EQ(store.streams(), 0u);
 }
+
+// The one window rule both brokers use for GET /history.
+TEST(HistoryWindow, WithoutAfterTheNewestLimitHeld) {
+    auto w = history_window(51, 150, std::nullopt, 100);
+    EXPECT_EQ(w.from, 51u);
+    EXPECT_EQ(w.to, 150u);
+    w = history_window(51, 150, std::nullopt, 5);
+    EXPECT_EQ(w.from, 146u);
+    EXPECT_EQ(w.to, 150u);
+    w = history_window(59'163, 79'162, std::nullopt, 20'000);
+    EXPECT_EQ(w.from, 59'163u);
+    EXPECT_EQ(w.to, 79'162u);
+    EXPECT_EQ(w.size(), 20'000u);
+}
+
+TEST(HistoryWindow, WithAfterTheOldestLimitHeldAfterIt) {
+    auto w = history_window(51, 150, 0, 5);  // since=0: from the oldest held
+    EXPECT_EQ(w.from, 51u);
+    EXPECT_EQ(w.to, 55u);
+    w = history_window(51, 150, 120, 5);
+    EXPECT_EQ(w.from, 121u);
+    EXPECT_EQ(w.to, 125u);
+    w = history_window(51, 150, 148, 100);
+    EXPECT_EQ(w.from, 149u);
+    EXPECT_EQ(w.to, 150u);
+    EXPECT_TRUE(history_window(51, 150, 150, 100).empty());
+    EXPECT_TRUE(history_window(51, 150, 9'999, 100).empty());  // ahead of the stream
+}
+
+TEST(HistoryWindow, EmptyStreamOrLimitZero) {
+    EXPECT_TRUE(history_window(1, 0, std::nullopt, 100).empty());  // never published
+    EXPECT_TRUE(history_window(8, 7, 3, 100).empty());             // all expired
+    EXPECT_TRUE(history_window(1, 10, std::nullopt, 0).empty());
+    EXPECT_EQ(history_window(1, 10, std::nullopt, 0).size(), 0u);
+}
+
+TEST(HistoryWindow, MemoryStoreFollowsIt) {
+    history_store store(1 << 20, 1);
+    auto& s = store.open("t", {100, 1h}, t0);
+    for (int i = 0; i < 150; ++i) publish(store, s, "x");
+    EXPECT_EQ(history_store::first(s), 51u);
+    std::vector<hub::message_ptr> out;
+    history_store::copy(s, history_window(history_store::first(s), s.top, 0, 5), out);
+    EXPECT_EQ(offsets(out), (std::vector<std::uint64_t>{51, 52, 53, 54, 55}));
+}
+
+TEST(CheckRecovery, Rules) {
+    const hub::stream_pos at_40{"e", 40};
+    EXPECT_EQ(check_recovery("e", 31, 50, at_40, 300), recovery::ok);
+    EXPECT_EQ(check_recovery("f", 31, 50, at_40, 300), recovery::epoch_changed);
+    EXPECT_EQ(check_recovery("e", 31, 39, at_40, 300), recovery::bad_offset);
+    EXPECT_EQ(check_recovery("e", 41, 40, at_40, 300), recovery::ok);  // up to date, none held
+    EXPECT_EQ(check_recovery("e", 41, 50, at_40, 300), recovery::ok);  // first missed is held
+    EXPECT_EQ(check_recovery("e", 42, 50, at_40, 300), recovery::gap_too_large);
+    EXPECT_EQ(check_recovery("e", 31, 50, at_40, 9), recovery::gap_too_large);
+    EXPECT_EQ(check_recovery("e", 31, 50, at_40, 10), recovery::ok);
+}

@@ -281,3 +281,12 @@ TEST(RedisEndpoint, Parse) {
     for (const char* bad : {"", "host", ":6379", "h:", "h:0", "h:65536", "h:12x"})
         EXPECT_FALSE(parse_endpoint(bad)) << bad;
 }
+
+TEST(RedisCodec, HeartbeatPatternMatchesOnlyItsOwnChannel) {
+    EXPECT_EQ(redis::heartbeat_pattern("herald:"), "herald:ping");
+    // Glob characters of the prefix are escaped: the pattern stays literal.
+    EXPECT_EQ(redis::heartbeat_pattern("a*b?[c]\\:"), "a\\*b\\?\\[c\\]\\\\:ping");
+    // Never a topic channel or the control channel.
+    EXPECT_NE(redis::heartbeat_pattern("h:"), redis::channel("h:", "ping"));
+    EXPECT_NE(redis::heartbeat_pattern("h:"), redis::control_channel("h:"));
+}
