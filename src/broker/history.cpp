@@ -1,8 +1,16 @@
 #include "herald/broker/history.hpp"
 
+#include "herald/wire/topic.hpp"
+
 #include <algorithm>
 
 namespace herald::broker {
+
+history_policy policy_for(const config::settings& cfg, std::string_view topic) {
+    for (const auto& rule : cfg.history.namespaces)
+        if (wire::pattern_match(rule.pattern, topic)) return {rule.size, rule.ttl};
+    return {cfg.history.size, cfg.history.ttl};
+}
 
 const char* to_string(recovery r) noexcept {
     switch (r) {

@@ -17,16 +17,10 @@ memory_broker::memory_broker(hub::hub& h, const config::settings& cfg)
     }
 }
 
-history_policy memory_broker::policy_for(const std::string& topic) const {
-    for (const auto& rule : cfg_.history.namespaces)
-        if (wire::pattern_match(rule.pattern, topic)) return {rule.size, rule.ttl};
-    return {cfg_.history.size, cfg_.history.ttl};
-}
-
 publish_result memory_broker::publish_on_owner(unsigned owner, hub::publish_request& req) {
     auto& store = *stores_[owner];
     const auto now = clock::now();
-    auto& s = store.open(req.topic, policy_for(req.topic), now);
+    auto& s = store.open(req.topic, policy_for(cfg_, req.topic), now);
     publish_result res;
     res.topic = req.topic;
     res.epoch = s.epoch;
@@ -63,7 +57,7 @@ void memory_broker::publish(unsigned from, hub::publish_request req, publish_han
 void memory_broker::resolve(unsigned owner, const std::string& topic,
                             const std::optional<hub::stream_pos>& since, subscribe_handler done) {
     auto& store = *stores_[owner];
-    auto& s = store.open(topic, policy_for(topic), clock::now());
+    auto& s = store.open(topic, policy_for(cfg_, topic), clock::now());
     hub::subscribe_result r;
     r.epoch = s.epoch;
     r.top = s.top;
@@ -88,7 +82,7 @@ void memory_broker::history(unsigned from, const std::string& topic,
         history_result r;
         // Opening the stream fixes its epoch, so a client may start from `epoch:0` (an idle
         // stream expires as usual).
-        auto& s = stores_[owner]->open(topic, policy_for(topic), clock::now());
+        auto& s = stores_[owner]->open(topic, policy_for(cfg_, topic), clock::now());
         r.found = true;
         r.epoch = s.epoch;
         r.top = s.top;

@@ -1,28 +1,19 @@
 #include "herald/broker/redis_asio.hpp"
 
+#include "herald/common/text.hpp"
+
 #include <boost/asio/posix/stream_descriptor.hpp>
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <spdlog/spdlog.h>
 
-#include <charconv>
-
 namespace herald::broker {
 
 std::optional<redis_endpoint> parse_endpoint(std::string_view text) {
-    auto colon = text.rfind(':');
-    if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size())
-        return std::nullopt;
-    auto host = text.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-        host = host.substr(1, host.size() - 2);
-    auto port = text.substr(colon + 1);
-    unsigned p = 0;
-    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
-    if (ec != std::errc{} || end != port.data() + port.size() || p == 0 || p > 65535)
-        return std::nullopt;
-    return redis_endpoint{std::string(host), static_cast<std::uint16_t>(p)};
+    auto hp = parse_host_port(text);
+    if (!hp || hp->port == 0) return std::nullopt;
+    return redis_endpoint{std::move(hp->host), hp->port};
 }
 
 namespace {

@@ -157,12 +157,6 @@ redis_broker::stats redis_broker::snapshot() const noexcept {
     return s;
 }
 
-history_policy redis_broker::policy_for(const std::string& topic) const {
-    for (const auto& rule : cfg_.history.namespaces)
-        if (wire::pattern_match(rule.pattern, topic)) return {rule.size, rule.ttl};
-    return {cfg_.history.size, cfg_.history.ttl};
-}
-
 // A topic's epoch and top outlive its messages and its idempotency keys, as in memory.
 std::int64_t redis_broker::meta_ttl_ms(const history_policy& p) const {
     return std::max<std::int64_t>({p.ttl.count(), cfg_.publish.idempotency_window.count(), 1000});
@@ -216,7 +210,7 @@ void redis_broker::read(unsigned w, std::size_t shard, const std::string& topic,
                         std::uint64_t after, std::size_t limit, bool newest, reply_fn done) {
     auto& ws = *workers_[w];
     auto& link = *ws.shards[shard].cmd;
-    const auto pol = policy_for(topic);
+    const auto pol = policy_for(cfg_, topic);
     const auto& prefix = cfg_.redis.key_prefix;
     std::vector<std::string> args{redis::meta_key(prefix, topic),
                                   redis::history_key(prefix, topic),
@@ -246,7 +240,7 @@ void redis_broker::publish(unsigned from, hub::publish_request req, publish_hand
         });
         return;
     }
-    const auto pol = policy_for(req.topic);
+    const auto pol = policy_for(cfg_, req.topic);
     const auto window = cfg_.publish.idempotency_window;
     const bool idem = !req.idempotency_key.empty() && window.count() > 0;
     const auto& prefix = cfg_.redis.key_prefix;
@@ -472,7 +466,7 @@ void redis_broker::catch_up(unsigned w, const std::string& topic, topic_state& s
     }
     st.need_catch_up = false;
     st.fetching = true;
-    const auto pol = policy_for(topic);
+    const auto pol = policy_for(cfg_, topic);
     // History never holds more than its size, so a larger gap cannot be filled anyway.
     const std::size_t limit = std::max<std::size_t>(pol.size, 1);
     read(w, st.shard, topic, st.last, limit, false,
@@ -688,7 +682,7 @@ void redis_broker::on_tick(unsigned w, time_point) {
         if (refresh && st.confirmed) {
             auto& link = *ws.shards[st.shard].cmd;
             link.command({"PEXPIRE", redis::meta_key(cfg_.redis.key_prefix, topic),
-                          std::to_string(meta_ttl_ms(policy_for(topic)))},
+                          std::to_string(meta_ttl_ms(policy_for(cfg_, topic)))},
                          [](redisReply*, no_reply) {});
         }
     }

@@ -4,6 +4,8 @@
 // Describe.ListsEveryKeyOfTheSchemaOnce checks the tables against each other.
 #include "herald/config/config.hpp"
 
+#include "herald/common/text.hpp"
+
 #include "herald/wire/topic.hpp"
 
 #include <yaml-cpp/yaml.h>
@@ -206,24 +208,13 @@ std::vector<std::string> patterns(const YAML::Node& n, const std::string& key) {
     return out;
 }
 
-// "host:port" or "[v6]:port", the syntax of listen and redis.shards.
-std::pair<std::string, std::uint16_t> split_host_port(std::string_view v, const std::string& key) {
-    auto colon = v.rfind(':');
+// "host:port" or "[v6]:port" (common/text.hpp), or an error naming the key.
+host_port split_host_port(std::string_view v, const std::string& key) {
+    if (auto hp = parse_host_port(v)) return std::move(*hp);
+    const auto colon = v.rfind(':');
     if (colon == std::string_view::npos || colon == 0)
         throw config_error(key, "expected host:port, got '" + std::string(v) + "'");
-    auto host = v.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-        host = host.substr(1, host.size() - 2);
-    auto port = v.substr(colon + 1);
-    long p = -1;
-    try {
-        std::size_t pos = 0;
-        p = std::stol(std::string(port), &pos);
-        if (pos != port.size()) p = -1;
-    } catch (const std::exception&) {
-    }
-    if (p < 0 || p > 65535) throw config_error(key, "invalid port in '" + std::string(v) + "'");
-    return {std::string(host), static_cast<std::uint16_t>(p)};
+    throw config_error(key, "invalid port in '" + std::string(v) + "'");
 }
 
 bool is_ip_address(const std::string& host) {
@@ -475,7 +466,7 @@ const std::map<std::string, handler>& schema() {
                  auto ik = k + "[" + std::to_string(i) + "]";
                  auto v = scalar(n[i], ik);
                  // Same host:port syntax as listen; a host name is fine here.
-                 if (split_host_port(v, ik).second == 0)
+                 if (split_host_port(v, ik).port == 0)
                      throw config_error(ik, "port 0 is not a server");
                  for (const auto& seen : out)
                      if (seen == v) throw config_error(ik, "shard '" + v + "' is listed twice");

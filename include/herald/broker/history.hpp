@@ -3,6 +3,7 @@
 // Bounded per topic by count and TTL, and as a whole by bytes (the oldest message goes first).
 // Touched only by its worker's thread.
 #include "herald/common/net.hpp"
+#include "herald/config/config.hpp"
 #include "herald/hub/message.hpp"
 
 #include <deque>
@@ -21,6 +22,11 @@ struct history_policy {
     std::size_t size = 100;
     std::chrono::milliseconds ttl{300'000};
 };
+
+// A topic's history policy: the first history.namespaces rule whose pattern matches it, else
+// history.size and history.ttl. Every broker asks this, so a topic keeps the same history
+// whichever broker runs.
+[[nodiscard]] history_policy policy_for(const config::settings& cfg, std::string_view topic);
 
 enum class recovery { ok, epoch_changed, gap_too_large, bad_offset };
 [[nodiscard]] const char* to_string(recovery r) noexcept;

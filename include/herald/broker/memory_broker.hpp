@@ -27,7 +27,6 @@ public:
     [[nodiscard]] std::size_t history_bytes() const noexcept override;
 
 private:
-    [[nodiscard]] history_policy policy_for(const std::string& topic) const;
     publish_result publish_on_owner(unsigned owner, hub::publish_request& req);
 
     hub::hub& hub_;

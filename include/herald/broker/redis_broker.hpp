@@ -107,7 +107,6 @@ private:
 
     using reply_fn = redis_link::reply_fn;
 
-    [[nodiscard]] history_policy policy_for(const std::string& topic) const;
     [[nodiscard]] std::int64_t meta_ttl_ms(const history_policy& p) const;
     [[nodiscard]] std::string new_epoch(worker_state& ws);
     [[nodiscard]] static hub::message_ptr to_message(const std::string& topic, redis::entry e);

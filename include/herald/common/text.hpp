@@ -31,4 +31,12 @@ void append_json_string(std::string& out, std::string_view s);
 // Parses a decimal uint64 with no sign, spaces or leading '+'; rejects overflow.
 [[nodiscard]] std::optional<std::uint64_t> parse_u64(std::string_view s) noexcept;
 
+// "host:port" or "[v6]:port" (the syntax of listen and redis.shards): a non-empty host and a
+// decimal port 0..65535 (callers that need a server refuse 0). nullopt when malformed.
+struct host_port {
+    std::string host;
+    std::uint16_t port = 0;
+};
+[[nodiscard]] std::optional<host_port> parse_host_port(std::string_view text);
+
 }  // namespace herald

@@ -68,3 +68,17 @@ TEST(Base64Url, RoundTripAndStrictness) {
     EXPECT_TRUE(base64url_decode("QQ"));
     EXPECT_FALSE(base64url_decode(std::string("QQ\0", 3)));
 }
+
+TEST(HostPort, OneSyntaxForListenAndRedis) {
+    auto a = parse_host_port("127.0.0.1:6379");
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->host, "127.0.0.1");
+    EXPECT_EQ(a->port, 6379);
+    auto v6 = parse_host_port("[::1]:0");
+    ASSERT_TRUE(v6);
+    EXPECT_EQ(v6->host, "::1");
+    EXPECT_EQ(v6->port, 0);
+    for (const char* bad : {"", "6379", ":6379", "host:", "host:65536", "host:+80", "host: 80",
+                            "host:80x", "host:-1"})
+        EXPECT_FALSE(parse_host_port(bad)) << bad;
+}
