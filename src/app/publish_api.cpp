@@ -3,6 +3,7 @@
 
 #include "herald/auth/context.hpp"
 #include "herald/common/text.hpp"
+#include "herald/wire/payload.hpp"
 #include "herald/wire/topic.hpp"
 
 #include <nlohmann/json.hpp>
@@ -184,22 +185,12 @@ void api::publish_json(net::worker_context& w, const net::http_request& req, net
         }
         if (topics.empty()) return problem = "a message needs topic or topics", false;
         hub::publish_request base;
-        if (auto d = m.find("data_base64"); d != m.end()) {
-            auto bytes =
-                d->is_string() ? base64_decode(d->get_ref<const std::string&>()) : std::nullopt;
-            if (!bytes) return problem = "data_base64 must be standard base64", false;
-            base.kind = hub::payload_kind::binary;
-            base.payload = std::move(*bytes);
-        } else if (auto d2 = m.find("data"); d2 != m.end()) {
-            if (d2->is_string()) {
-                base.kind = hub::payload_kind::text;
-                base.payload = d2->get<std::string>();
-            } else {
-                base.kind = hub::payload_kind::json;
-                base.payload = d2->dump(-1, ' ', false, json::error_handler_t::replace);
-            }
-        } else {
-            return problem = "a message needs data or data_base64", false;
+        switch (wire::read_payload(m, base.kind, base.payload)) {
+            case wire::payload_status::ok: break;
+            case wire::payload_status::bad_base64:
+                return problem = "data_base64 must be standard base64", false;
+            case wire::payload_status::missing:
+                return problem = "a message needs data or data_base64", false;
         }
         if (base.payload.size() > cfg_.limits.max_message_bytes) {
             problem_kind = reject::payload_too_large;

@@ -5,6 +5,7 @@
 #include "herald/wire/topic.hpp"
 #include "sessions.hpp"
 #include "herald/wire/envelope.hpp"
+#include "herald/wire/payload.hpp"
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -502,26 +503,14 @@ void ws_session::on_text(std::string_view text) {
         }
         req.event = eit->get<std::string>();
     }
-    if (auto dit = op.find("data_base64"); dit != op.end()) {
-        auto bytes =
-            dit->is_string() ? base64_decode(dit->get_ref<const std::string&>()) : std::nullopt;
-        if (!bytes) {
+    switch (wire::read_payload(op, req.kind, req.payload)) {
+        case wire::payload_status::ok: break;
+        case wire::payload_status::bad_base64:
             bad(id, "bad_request", "data_base64 must be standard base64");
             return;
-        }
-        req.kind = hub::payload_kind::binary;
-        req.payload = std::move(*bytes);
-    } else if (auto dit2 = op.find("data"); dit2 != op.end()) {
-        if (dit2->is_string()) {
-            req.kind = hub::payload_kind::text;
-            req.payload = dit2->get<std::string>();
-        } else {
-            req.kind = hub::payload_kind::json;
-            req.payload = dit2->dump(-1, ' ', false, json::error_handler_t::replace);
-        }
-    } else {
-        bad(id, "bad_request", "publish needs data or data_base64");
-        return;
+        case wire::payload_status::missing:
+            bad(id, "bad_request", "publish needs data or data_base64");
+            return;
     }
     if (req.payload.size() > w_.cfg.limits.max_message_bytes) {
         w_.counters.inc(reject::payload_too_large);
