@@ -1,8 +1,7 @@
 #include "herald/app/server.hpp"
 
 #include "herald/auth/context.hpp"
-#include "herald/broker/memory_broker.hpp"
-#include "herald/broker/redis_broker.hpp"
+#include "herald/broker/broker.hpp"
 #include "herald/hub/hub.hpp"
 #include "herald/metrics/metrics.hpp"
 #include "herald/net/listener.hpp"
@@ -124,10 +123,7 @@ int server::run() {
             rules.push_back({q.pattern, q.max_topics, q.max_subscribers_per_topic});
         s.hub->set_quotas(std::move(rules));
     }
-    if (s.cfg.broker == "redis")
-        s.broker = std::make_unique<broker::redis_broker>(*s.hub, s.cfg, contexts);
-    else
-        s.broker = std::make_unique<broker::memory_broker>(*s.hub, s.cfg);
+    s.broker = broker::make_broker(*s.hub, s.cfg, contexts);
     s.hub->set_broker(*s.broker);
     s.api = std::make_unique<app::api>(s.cfg, s.metrics, *s.broker, s.state);
     try {

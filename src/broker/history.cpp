@@ -1,4 +1,4 @@
-#include "herald/broker/history.hpp"
+#include "history.hpp"
 
 #include "herald/wire/topic.hpp"
 

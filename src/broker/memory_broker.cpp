@@ -1,4 +1,4 @@
-#include "herald/broker/memory_broker.hpp"
+#include "memory_broker.hpp"
 
 #include "herald/wire/topic.hpp"
 

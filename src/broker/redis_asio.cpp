@@ -1,4 +1,4 @@
-#include "herald/broker/redis_asio.hpp"
+#include "redis_asio.hpp"
 
 #include "herald/common/text.hpp"
 

@@ -1,4 +1,4 @@
-#include "herald/broker/redis_broker.hpp"
+#include "redis_broker.hpp"
 
 #include "herald/wire/topic.hpp"
 

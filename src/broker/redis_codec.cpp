@@ -1,4 +1,4 @@
-#include "herald/broker/redis_codec.hpp"
+#include "redis_codec.hpp"
 #include "herald/wire/topic.hpp"
 
 #include <hiredis/hiredis.h>

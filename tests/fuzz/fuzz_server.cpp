@@ -2,7 +2,7 @@
 // an http_session on a loopback socket pair, polled on this thread until the session is done.
 #include "../../src/app/api.hpp"
 #include "herald/auth/context.hpp"
-#include "herald/broker/memory_broker.hpp"
+#include "../../src/broker/memory_broker.hpp"
 #include "herald/hub/hub.hpp"
 #include "../../src/net/sessions.hpp"
 

@@ -1,11 +1,13 @@
 #pragma once
 // The broker orders and stores messages; the hub only routes them. Nothing outside broker/ knows
 // which implementation runs (memory today; redis shares this interface).
+#include "herald/config/config.hpp"
 #include "herald/hub/hub.hpp"
 #include "herald/hub/message.hpp"
 #include "herald/metrics/metrics.hpp"
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -81,5 +83,10 @@ public:
 protected:
     disconnect_handler on_disconnect_;
 };
+
+// The broker the configuration names (`broker: memory` or `redis`), for these workers' contexts.
+// Throws std::invalid_argument on a redis.shards address it cannot use.
+[[nodiscard]] std::unique_ptr<broker> make_broker(hub::hub& h, const config::settings& cfg,
+                                                  const std::vector<asio::io_context*>& contexts);
 
 }  // namespace herald::broker

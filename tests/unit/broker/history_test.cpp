@@ -1,4 +1,4 @@
-#include "herald/broker/history.hpp"
+#include "broker/history.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
-#include "herald/broker/redis_codec.hpp"
+#include "broker/redis_codec.hpp"
 
-#include "herald/broker/redis_asio.hpp"
+#include "broker/redis_asio.hpp"
 
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>

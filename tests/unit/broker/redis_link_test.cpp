@@ -1,4 +1,4 @@
-#include "herald/broker/redis_asio.hpp"
+#include "broker/redis_asio.hpp"
 
 #include <gtest/gtest.h>
 

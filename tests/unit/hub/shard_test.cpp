@@ -1,6 +1,6 @@
 #include "herald/hub/hub.hpp"
 
-#include "herald/broker/memory_broker.hpp"
+#include "broker/memory_broker.hpp"
 #include "herald/wire/topic.hpp"
 
 #include <gtest/gtest.h>

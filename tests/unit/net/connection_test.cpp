@@ -1,6 +1,6 @@
 #include "net/connection.hpp"
 
-#include "herald/broker/memory_broker.hpp"
+#include "broker/memory_broker.hpp"
 #include "herald/hub/hub.hpp"
 #include "herald/net/http_api.hpp"
 

@@ -3,7 +3,7 @@
 // keeps history and hands every message to the hub once. One instance only; nothing survives a
 // restart (every epoch changes).
 #include "herald/broker/broker.hpp"
-#include "herald/broker/history.hpp"
+#include "history.hpp"
 #include "herald/config/config.hpp"
 
 #include <memory>

@@ -20,9 +20,9 @@
 // Per worker and shard: one command link (publishes pipeline on it) and one pub/sub link. All
 // per-worker state is touched only on that worker's thread.
 #include "herald/broker/broker.hpp"
-#include "herald/broker/history.hpp"
-#include "herald/broker/redis_asio.hpp"
-#include "herald/broker/redis_codec.hpp"
+#include "history.hpp"
+#include "redis_asio.hpp"
+#include "redis_codec.hpp"
 #include "herald/config/config.hpp"
 
 #include <array>
