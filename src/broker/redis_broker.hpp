@@ -151,6 +151,7 @@ private:
     std::string sha_read_;
     std::string instance_id_;  // random per process: tells this instance's control messages apart
     std::string control_channel_;
+    static constexpr unsigned k_control_worker = 0;  // the worker following the control channel
     std::size_t control_shard_ = 0;
     std::vector<std::unique_ptr<worker_state>> workers_;
 
