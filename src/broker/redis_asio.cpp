@@ -1,3 +1,7 @@
+// One cohesive thing, so one file (about 500 lines): the Redis link, a state machine over one
+// hiredis connection (connect, handshake, command deadlines and PINGs, reconnect with back-off),
+// and the five-hook hiredis adapter it installs on the worker's io_context, which nothing else
+// uses.
 #include "redis_asio.hpp"
 
 #include "herald/common/text.hpp"

@@ -1,0 +1,204 @@
+// The WebSocket session's client ops (docs/protocol.md): one JSON object per text frame —
+// ping, subscribe, unsubscribe, publish — and their replies. Framing, control frames, delivery
+// and timers are ws_session.cpp.
+#include "herald/auth/context.hpp"
+#include "herald/broker/broker.hpp"
+#include "herald/common/text.hpp"
+#include "herald/wire/envelope.hpp"
+#include "herald/wire/payload.hpp"
+#include "herald/wire/position.hpp"
+#include "herald/wire/topic.hpp"
+#include "sessions.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace herald::net {
+
+using metrics::reject;
+using json = nlohmann::json;
+
+void ws_session::on_text(std::string_view text) {
+    auto bad = [this](const std::string& id, std::string_view code, std::string_view message) {
+        w_.counters.inc(reject::ws_bad_op);
+        if (auto r = metrics::reject_named(code)) w_.counters.inc(*r);  // and under its own code
+        reply_error(id, code, message);
+    };
+    if (!admit_message(true)) return;
+    json op = json::parse(text, nullptr, false);
+    if (op.is_discarded()) {
+        bad({}, "bad_json", "an op is one JSON object per text frame");
+        return;
+    }
+    if (!op.is_object()) {
+        bad({}, "bad_request", "an op is a JSON object, e.g. {\"op\":\"ping\"}");
+        return;
+    }
+    std::string id;
+    if (auto it = op.find("id"); it != op.end()) {
+        if (!it->is_number() && !it->is_string()) {
+            bad({}, "bad_request", "id must be a number or a string");
+            return;
+        }
+        id = it->dump(-1, ' ', false, json::error_handler_t::replace);
+    }
+    auto opit = op.find("op");
+    if (opit == op.end() || !opit->is_string()) {
+        bad(id, "bad_request", "missing op");
+        return;
+    }
+    const auto& name = opit->get_ref<const std::string&>();
+    if (name == "ping") {
+        send_json("{\"type\":\"ok\"" + (id.empty() ? std::string() : ",\"id\":" + id) +
+                  ",\"op\":\"ping\"}");
+        return;
+    }
+    if (name == "refresh") {
+        auto tok = op.find("token");
+        if (tok == op.end() || !tok->is_string() || !w_.auth) {
+            bad(id, "bad_request", "refresh needs a token (a string)");
+            return;
+        }
+        auto r = w_.auth->verify_token(tok->get_ref<const std::string&>());
+        if (!r.ok() || (claims_ && r.claims.sub != claims_->sub)) {
+            w_.counters.inc(reject::unauthorized);
+            reply_error(id, "unauthorized",
+                        r.ok() ? "the token is for another user"
+                               : "invalid token: " + std::string(auth::to_string(r.status)));
+            return;
+        }
+        claims_ = std::make_unique<auth::token_claims>(std::move(r.claims));
+        std::string o = "{\"type\":\"ok\"" + (id.empty() ? std::string() : ",\"id\":" + id) +
+                        ",\"op\":\"refresh\"";
+        if (claims_->exp)
+            o += ",\"exp\":" + std::to_string(claims_->exp->time_since_epoch().count());
+        send_json(o + "}");
+        return;
+    }
+    if (name != "subscribe" && name != "unsubscribe" && name != "publish") {
+        bad(id, "unknown_op",
+            "unknown op '" + name + "' (subscribe, unsubscribe, publish, ping, refresh)");
+        return;
+    }
+    auto tit = op.find("topic");
+    if (tit == op.end() || !tit->is_string()) {
+        bad(id, "bad_request", name + " needs a topic (a string)");
+        return;
+    }
+    if (!wire::is_valid_topic(tit->get_ref<const std::string&>())) {
+        w_.counters.inc(reject::bad_topic);
+        reply_error(id, "bad_topic", wire::k_topic_rule);
+        return;
+    }
+    const auto& topic = tit->get_ref<const std::string&>();
+
+    if (name == "subscribe") {
+        std::optional<wire::stream_pos> since;
+        if (auto sit = op.find("since"); sit != op.end() && !sit->is_null()) {
+            const auto e = sit->is_object() ? sit->find("epoch") : sit->end();
+            const auto o = sit->is_object() ? sit->find("offset") : sit->end();
+            if (!sit->is_object() || e == sit->end() || o == sit->end() || !e->is_string() ||
+                !wire::is_valid_epoch(e->get_ref<const std::string&>()) ||
+                !o->is_number_unsigned()) {
+                bad(id, "bad_since",
+                    "since must be {\"epoch\": \"...\", \"offset\": <unsigned integer>}");
+                return;
+            }
+            since = wire::stream_pos{e->get<std::string>(), o->get<std::uint64_t>()};
+        }
+        if (find(topic)) {
+            bad(id, "bad_request", "already subscribed to '" + topic + "'");
+            return;
+        }
+        if (w_.auth && !w_.auth->may_read(claims_.get(), topic)) {
+            w_.counters.inc(reject::forbidden);
+            reply_error(id, "forbidden", "not allowed to subscribe to '" + topic + "'");
+            return;
+        }
+        if (subs_.size() >= w_.cfg.limits.max_topics_per_connection) {
+            w_.counters.inc(reject::too_many_topics);
+            reply_error(id, "too_many_topics",
+                        "at most " + std::to_string(w_.cfg.limits.max_topics_per_connection) +
+                            " topics per connection");
+            return;
+        }
+        subscribe_topic(topic, std::move(since), id, true);
+        return;
+    }
+    if (name == "unsubscribe") {
+        for (auto it = subs_.begin(); it != subs_.end(); ++it) {
+            if ((*it)->topic != topic) continue;
+            auto& s = **it;
+            // A subscribe not answered yet never will be (the owner's answer finds it gone):
+            // answer it here, before the unsubscribe's ok, so every op gets exactly one reply.
+            if (s.reply && !s.active) {
+                std::string o = "{\"type\":\"error\"";
+                if (!s.reply_id.empty()) o += ",\"id\":" + s.reply_id;
+                o += ",\"code\":\"unsubscribed\",\"topic\":\"" + topic +
+                     "\",\"message\":\"unsubscribed before the subscription was confirmed\"}";
+                send_json(std::move(o));
+            }
+            w_.shard.unsubscribe(s);
+            w_.counters.subscriptions.add(-1);
+            subs_.erase(it);
+            send_json("{\"type\":\"ok\"" + (id.empty() ? std::string() : ",\"id\":" + id) +
+                      ",\"op\":\"unsubscribe\",\"topic\":\"" + topic + "\"}");
+            return;
+        }
+        bad(id, "not_subscribed", "not subscribed to '" + topic + "'");
+        return;
+    }
+    // publish
+    // ws.client_publish opens a topic to every client; a token's publish patterns to its holder.
+    const bool token_may = w_.auth && claims_ && w_.auth->policy.can_publish(claims_.get(), topic);
+    if (!token_may && !wire::any_match(w_.cfg.ws.client_publish, topic)) {
+        w_.counters.inc(reject::forbidden);
+        reply_error(id, "forbidden",
+                    "clients may not publish to '" + topic + "' (see ws.client_publish)");
+        return;
+    }
+    hub::publish_request req;
+    req.topic = topic;
+    if (auto eit = op.find("event"); eit != op.end()) {
+        if (!eit->is_string() || !wire::is_valid_event_name(eit->get_ref<const std::string&>())) {
+            bad(id, "bad_event", "event must be 1..64 bytes of [A-Za-z0-9_.:-]");
+            return;
+        }
+        req.event = eit->get<std::string>();
+    }
+    switch (wire::read_payload(op, req.kind, req.payload)) {
+        case wire::payload_status::ok: break;
+        case wire::payload_status::bad_base64:
+            bad(id, "bad_request", "data_base64 must be standard base64");
+            return;
+        case wire::payload_status::missing:
+            bad(id, "bad_request", "publish needs data or data_base64");
+            return;
+    }
+    if (req.payload.size() > w_.cfg.limits.max_message_bytes) {
+        w_.counters.inc(reject::payload_too_large);
+        reply_error(id, "payload_too_large", "message exceeds limits.max_message_bytes");
+        return;
+    }
+    w_.counters.publish_requests.add();
+    std::weak_ptr<connection> weak = shared_from_this();
+    w_.broker.publish(w_.id, std::move(req), [weak, id](broker::publish_result r) {
+        auto self = std::static_pointer_cast<ws_session>(weak.lock());
+        if (!self || self->closed()) return;
+        if (r.status == broker::publish_status::unavailable) {
+            self->reply_error(id, "unavailable", "the broker is unavailable; retry");
+            return;
+        }
+        if (r.status == broker::publish_status::unknown) {
+            self->reply_error(id, "unknown",
+                              "Redis did not answer in time: the message may or may not be "
+                              "published");
+            return;
+        }
+        self->w_.counters.messages_published.add();
+        self->send_json("{\"type\":\"ok\"" + (id.empty() ? std::string() : ",\"id\":" + id) +
+                        ",\"op\":\"publish\",\"topic\":\"" + r.topic + "\",\"epoch\":\"" + r.epoch +
+                        "\",\"offset\":" + std::to_string(r.offset) + "}");
+    });
+}
+
+}  // namespace herald::net
