@@ -104,6 +104,19 @@ async function endFromResponse(res) {
   return new End("refused", { error: err });
 }
 
+// A new subscription on SSE or poll starts from the topic's top, read from /history: then a
+// reconnect before its first message resumes from there instead of missing what came between.
+async function startPosition(c, topic, signal) {
+  if (c.pos.get(topic)) return;
+  const headers = {};
+  if (c.token) headers.Authorization = "Bearer " + c.token;
+  const res = await c.fetch(`${c.base}/history/${encodeURIComponent(topic)}?limit=0`, { headers, signal, cache: "no-store" });
+  if (res.status !== 200) return; // the stream itself reports the refusal
+  const b = await res.json();
+  if (!c.pos.get(topic) && typeof b.epoch === "string" && Number.isSafeInteger(b.offset))
+    c.pos.set(topic, { epoch: b.epoch, offset: b.offset });
+}
+
 // ---------------------------------------------------------------------------------- transports
 // A transport receives the client (`c`) and reports through c.tp* methods, each with itself as
 // the first argument so that a superseded transport's late reports are ignored.
@@ -240,15 +253,16 @@ class SseStream {
   }
   async run() {
     const t = this.t, c = t.c;
-    const u = new URL(c.base + "/sse");
-    u.searchParams.set("topic", this.topic);
-    const pos = c.pos.get(this.topic);
-    if (pos) u.searchParams.set("last_event_id", pos.epoch + ":" + pos.offset);
-    const headers = { Accept: "text/event-stream" };
-    if (c.token) headers.Authorization = "Bearer " + c.token;
     this.ctl = new AbortController();
     let res;
     try {
+      await startPosition(c, this.topic, this.ctl.signal);
+      const u = new URL(c.base + "/sse");
+      u.searchParams.set("topic", this.topic);
+      const pos = c.pos.get(this.topic);
+      if (pos) u.searchParams.set("last_event_id", pos.epoch + ":" + pos.offset);
+      const headers = { Accept: "text/event-stream" };
+      if (c.token) headers.Authorization = "Bearer " + c.token;
       res = await c.fetch(u.toString(), { headers, signal: this.ctl.signal, cache: "no-store" });
     } catch (e) {
       if (!this.ctl.signal.aborted) c.tpEnd(t, new End("network", { error: e, unreachable: true }));
@@ -388,6 +402,9 @@ class PollTransport {
         if (c.token) headers.Authorization = "Bearer " + c.token;
         let res;
         try {
+          if (!pos) await startPosition(c, topic, ctl.signal);
+          const p2 = c.pos.get(topic);
+          if (p2) u.searchParams.set("since", p2.epoch + ":" + p2.offset);
           res = await c.fetch(u.toString(), { headers, signal: ctl.signal, cache: "no-store" });
         } catch (e) {
           if (this.loops.get(topic) === ctl) c.tpEnd(this, new End("network", { error: e, unreachable: true }));
