@@ -31,6 +31,13 @@ export class Proxy {
       if (pair.first) {
         pair.first = false;
         const head = d.toString("latin1");
+        if (this.page && head.startsWith("GET /test.html ")) {
+          // The browser tests' page, from this origin (so /client/herald.js is same-origin).
+          const body = Buffer.from(this.page);
+          client.end(`HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: ${body.length}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n` + this.page);
+          upstream.destroy();
+          return;
+        }
         if (this.mode.refuseUpgrades && /^upgrade:\s*websocket/im.test(head)) {
           // What a proxy that does not pass upgrades answers.
           client.end("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
