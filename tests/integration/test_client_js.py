@@ -2,7 +2,8 @@
 (tests/client/state.test.mjs, fake transports and clock) and the live tests against this real
 herald binary through a TCP proxy that cuts, refuses upgrades, buffers and loses
 acknowledgements (tests/client/live.test.mjs): exactly-once in order over each transport,
-fallback and return, offline publish, backoff spread; and a page in headless Chromium
+fallback and return, offline publish, backoff spread; tokens that expire in 5 s
+(tests/client/token.test.mjs, a herald of its own that checks JWTs); and a page in headless Chromium
 (tests/client/browser.test.mjs, Debian's chromium driven by playwright-core) that loads
 /client/herald.js from herald and receives through cuts, a restart and fallback."""
 import os
@@ -40,6 +41,10 @@ def test_client_state_machine(server):
 
 def test_client_live(server):
     node_test(server, "live.test.mjs")
+
+
+def test_client_tokens(server):
+    node_test(server, "token.test.mjs")
 
 
 def test_client_in_chromium(server):
