@@ -161,7 +161,7 @@ test("50 clients whose server goes away reconnect spread over time, within maxDe
     for (const times of perClient) {
       assert.ok(times.length >= 3, `a client tried only ${times.length} times in 6 s`);
       for (let i = 1; i < times.length; i++)
-        assert.ok(times[i] - times[i - 1] <= maxDelay + 300, `waited ${times[i] - times[i - 1]} ms > maxDelay`);
+        assert.ok(times[i] - times[i - 1] <= maxDelay + 1000, `waited ${times[i] - times[i - 1]} ms > maxDelay`);
     }
     console.log(`# backoff: ${attempts.length} attempts in 6 s by 50 clients; first attempts spread over ${firsts[0]}..${firsts[49]} ms`);
     assert.ok(attempts.length < 50 * 20, `too many attempts: ${attempts.length}`);
