@@ -176,3 +176,37 @@ test("50 clients whose server goes away reconnect spread over time, within maxDe
     await proxy.close();
   }
 });
+
+for (const transport of ["websocket", "sse", "poll"]) {
+  test(`${transport}: binary as ArrayBuffer, JSON, two topics on one client, unsubscribe`, { timeout: 30000 }, async () => {
+    const h = new Herald(HERALD, { ...base, transports: [transport] });
+    const a = unique("kinds-a"), b = unique("kinds-b");
+    const got = { a: [], b: [] };
+    const subA = h.subscribe(a, { onMessage: (m) => got.a.push(m) });
+    h.subscribe(b, { onMessage: (m) => got.b.push(m) });
+    try {
+      await waitFor(() => h.state === "connected", 5000, "connected");
+      await sleep(transport === "poll" ? 1200 : 200);
+      const bytes = Uint8Array.from([0, 1, 2, 250, 255]);
+      await fetch(`${HERALD}/publish/${a}`, { method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: bytes });
+      await fetch(`${HERALD}/publish/${a}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: '{"p":1}' });
+      await publish(b, "to b");
+      await waitFor(() => got.a.length === 2 && got.b.length === 1, 10000, "three messages");
+      assert.ok(got.a[0].data instanceof ArrayBuffer, `binary arrived as ${Object.prototype.toString.call(got.a[0].data)}`);
+      assert.deepEqual([...new Uint8Array(got.a[0].data)], [...bytes]);
+      // SSE cannot tell JSON from text: it delivers the JSON text.
+      assert.deepEqual(transport === "sse" ? JSON.parse(got.a[1].data) : got.a[1].data, { p: 1 });
+      assert.equal(got.b[0].data, "to b");
+      assert.equal(got.b[0].transport, transport);
+      subA.unsubscribe();
+      await sleep(300);
+      await publish(a, "after unsubscribe");
+      await publish(b, "still here");
+      await waitFor(() => got.b.length === 2, 10000, "the second message of b");
+      await sleep(200);
+      assert.equal(got.a.length, 2, "a message of an unsubscribed topic was delivered");
+    } finally {
+      h.close();
+    }
+  });
+}
