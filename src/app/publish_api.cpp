@@ -1,5 +1,7 @@
 #include "publish_api.hpp"
 
+#include "client_js.hpp"
+
 #include "herald/auth/context.hpp"
 #include "herald/broker/cursor.hpp"
 #include "herald/common/text.hpp"
@@ -32,11 +34,6 @@ std::string media_type(std::string_view content_type) {
     while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
     while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
     return lower(t);
-}
-
-bool valid_idempotency_key(std::string_view k) {
-    if (k.empty() || k.size() > 128) return false;
-    return std::all_of(k.begin(), k.end(), [](char c) { return c >= 0x21 && c <= 0x7E; });
 }
 
 std::string result_json(const broker::publish_result& r) {
@@ -160,6 +157,12 @@ void publish_api::handle(net::worker_context& w, const net::http_request& req, n
             publish_one(w, req, path.substr(req.route->path.size()), r);
             return;
         case endpoint_id::history: history(w, req, path.substr(req.route->path.size()), r); return;
+        case endpoint_id::client_js:
+            // The ETag names the client's version and content; a page may cache it for an hour.
+            r.send(200, "text/javascript; charset=utf-8", client_js(),
+                   "Cache-Control: public, max-age=3600\r\nETag: " + std::string(client_js_etag()) +
+                       "\r\n");
+            return;
         case endpoint_id::ws:
         case endpoint_id::sse:
         case endpoint_id::poll: break;  // served by the HTTP session
@@ -232,7 +235,7 @@ void publish_api::publish_one(net::worker_context& w, const net::http_request& r
         p.event = *e;
     }
     if (auto k = req.header("Idempotency-Key"); !k.empty()) {
-        if (!valid_idempotency_key(k)) {
+        if (!hub::is_valid_idempotency_key(k)) {
             r.error(reject::bad_idempotency_key,
                     "Idempotency-Key must be 1..128 printable ASCII bytes");
             return;
@@ -264,7 +267,7 @@ void publish_api::publish_json(net::worker_context& w, const net::http_request& 
     std::string problem;
     reject problem_kind = reject::bad_request;
     std::string header_key(req.header("Idempotency-Key"));
-    if (!header_key.empty() && !valid_idempotency_key(header_key)) {
+    if (!header_key.empty() && !hub::is_valid_idempotency_key(header_key)) {
         r.error(reject::bad_idempotency_key,
                 "Idempotency-Key must be 1..128 printable ASCII bytes");
         return;
@@ -317,7 +320,8 @@ void publish_api::publish_json(net::worker_context& w, const net::http_request& 
             base.event = e->get<std::string>();
         }
         if (auto k = m.find("idempotency_key"); k != m.end()) {
-            if (!k->is_string() || !valid_idempotency_key(k->get_ref<const std::string&>())) {
+            if (!k->is_string() ||
+                !hub::is_valid_idempotency_key(k->get_ref<const std::string&>())) {
                 problem_kind = reject::bad_idempotency_key;
                 return problem = "idempotency_key must be 1..128 printable ASCII bytes", false;
             }
