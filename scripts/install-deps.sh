@@ -25,6 +25,8 @@ packages=(
   clang libclang-rt-14-dev
   # benchmarks: charts
   gnuplot-nox procps iproute2
+  # the JavaScript client's browser tests (driven by playwright-core from npm)
+  chromium
 )
 
 # Choose the list first: what is missing is computed from the list this profile installs.

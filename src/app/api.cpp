@@ -2,6 +2,8 @@
 // handlers live in publish_api.cpp, history_api.cpp, admin_api.cpp and health_api.cpp.
 #include "api.hpp"
 
+#include "client_js.hpp"
+
 namespace herald::app {
 
 using metrics::reject;
@@ -28,6 +30,12 @@ void api::handle(net::worker_context& w, const net::http_request& req, net::resp
             publish_one(w, req, path.substr(req.route->path.size()), r);
             return;
         case endpoint_id::history: history(w, req, path.substr(req.route->path.size()), r); return;
+        case endpoint_id::client_js:
+            // The ETag names the client's version and content; a page may cache it for an hour.
+            r.send(200, "text/javascript; charset=utf-8", client_js(),
+                   "Cache-Control: public, max-age=3600\r\nETag: " + std::string(client_js_etag()) +
+                       "\r\n");
+            return;
         case endpoint_id::ws:
         case endpoint_id::sse:
         case endpoint_id::poll: break;  // served by the HTTP session

@@ -33,11 +33,6 @@ std::string media_type(std::string_view content_type) {
     return lower(t);
 }
 
-bool valid_idempotency_key(std::string_view k) {
-    if (k.empty() || k.size() > 128) return false;
-    return std::all_of(k.begin(), k.end(), [](char c) { return c >= 0x21 && c <= 0x7E; });
-}
-
 std::string result_json(const broker::publish_result& r) {
     std::string o = "{\"topic\":\"" + r.topic + "\",\"epoch\":\"" + r.epoch +
                     "\",\"offset\":" + std::to_string(r.offset) +
@@ -130,7 +125,7 @@ void api::publish_one(net::worker_context& w, const net::http_request& req,
         p.event = *e;
     }
     if (auto k = req.header("Idempotency-Key"); !k.empty()) {
-        if (!valid_idempotency_key(k)) {
+        if (!wire::is_valid_idempotency_key(k)) {
             r.error(reject::bad_idempotency_key,
                     "Idempotency-Key must be 1..128 printable ASCII bytes");
             return;
@@ -161,7 +156,7 @@ void api::publish_json(net::worker_context& w, const net::http_request& req, net
     std::string problem;
     reject problem_kind = reject::bad_request;
     std::string header_key(req.header("Idempotency-Key"));
-    if (!header_key.empty() && !valid_idempotency_key(header_key)) {
+    if (!header_key.empty() && !wire::is_valid_idempotency_key(header_key)) {
         r.error(reject::bad_idempotency_key,
                 "Idempotency-Key must be 1..128 printable ASCII bytes");
         return;
@@ -204,7 +199,8 @@ void api::publish_json(net::worker_context& w, const net::http_request& req, net
             base.event = e->get<std::string>();
         }
         if (auto k = m.find("idempotency_key"); k != m.end()) {
-            if (!k->is_string() || !valid_idempotency_key(k->get_ref<const std::string&>())) {
+            if (!k->is_string() ||
+                !wire::is_valid_idempotency_key(k->get_ref<const std::string&>())) {
                 problem_kind = reject::bad_idempotency_key;
                 return problem = "idempotency_key must be 1..128 printable ASCII bytes", false;
             }

@@ -111,7 +111,9 @@ std::string make_response(int status, std::string_view content_type, std::string
     r += "\r\nContent-Length: ";
     r += std::to_string(body.size());
     r += keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n";
-    r += "Cache-Control: no-store\r\n";
+    // Answers are not cached, unless the handler says otherwise (GET /client/herald.js).
+    if (extra_headers.find("Cache-Control:") == std::string_view::npos)
+        r += "Cache-Control: no-store\r\n";
     r += extra_headers;
     r += "\r\n";
     r += body;

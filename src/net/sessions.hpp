@@ -210,12 +210,15 @@ private:
     void on_close() override;
     void send_message(sse_sub& s, const hub::message_ptr& m);
     void send_reset(sse_sub& s);
+    // The stream's first block, `retry:`, once every topic is answered (or one is refused).
+    void send_retry();
     [[nodiscard]] std::string stream_id() const;
     bool revoke(std::string_view user) override;
     void end_with(std::string_view event);
 
     std::vector<std::unique_ptr<sse_sub>> subs_;
     std::size_t answered_ = 0;
+    bool retry_sent_ = false;
     // Until every topic is answered, a multi-topic stream cannot write complete ids: hold events.
     std::vector<std::pair<sse_sub*, hub::message_ptr>> held_;
     std::unique_ptr<auth::token_claims> claims_;

@@ -51,9 +51,7 @@ void sse_session::start(const std::vector<std::string>& topics,
         "HTTP/1.1 200 OK\r\nServer: herald\r\nContent-Type: text/event-stream\r\n"
         "Cache-Control: no-cache, no-transform\r\nX-Accel-Buffering: no\r\n";
     h += extra_headers;
-    h += "\r\nretry: ";
-    h += std::to_string(w_.cfg.sse.retry.count());
-    h += "\n\n";
+    h += "\r\n";
     enqueue(chunk::of_string(std::move(h)), true);
     wait_readable();
 }
@@ -110,6 +108,10 @@ void sse_session::on_subscribed(hub::subscription& sub, const hub::subscribe_res
         }
     }
     if (answered_ < subs_.size()) return;
+    // The stream's first block says that every topic is subscribed (with broker: redis, that this
+    // instance follows each topic's channel): a message published after a client read `retry:`
+    // reaches it.
+    send_retry();
     auto held = std::move(held_);
     held_.clear();
     for (auto& [hs, m] : held) {
@@ -133,8 +135,15 @@ void sse_session::on_reset(hub::subscription& sub, const hub::message_ptr& m) {
 void sse_session::on_refused(hub::subscription& s, const std::string& reason) {
     // The stream already started, so the refusal is its last event.
     w_.counters.inc(metrics::reject::quota_exceeded);
+    send_retry();  // the client's reconnection delay, then why it must go
     end_with("event: error\ndata: {\"code\":\"quota_exceeded\",\"topic\":\"" + s.topic +
              "\",\"message\":" + wire::json_quote(reason) + "}\n\n");
+}
+
+void sse_session::send_retry() {
+    if (retry_sent_) return;
+    retry_sent_ = true;
+    enqueue(chunk::of_string("retry: " + std::to_string(w_.cfg.sse.retry.count()) + "\n\n"), true);
 }
 
 void sse_session::on_readable() {

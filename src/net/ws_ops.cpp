@@ -165,6 +165,16 @@ void ws_session::on_text(std::string_view text) {
         }
         req.event = eit->get<std::string>();
     }
+    // A client retrying a publish whose acknowledgement it lost sends the same key (see
+    // clients/js): the broker answers the first publish's offset and does not deliver it again.
+    if (auto kit = op.find("idempotency_key"); kit != op.end()) {
+        if (!kit->is_string() ||
+            !wire::is_valid_idempotency_key(kit->get_ref<const std::string&>())) {
+            bad(id, "bad_idempotency_key", "idempotency_key must be 1..128 printable ASCII bytes");
+            return;
+        }
+        req.idempotency_key = kit->get<std::string>();
+    }
     switch (wire::read_payload(op, req.kind, req.payload)) {
         case wire::payload_status::ok: break;
         case wire::payload_status::bad_base64:
@@ -189,15 +199,21 @@ void ws_session::on_text(std::string_view text) {
             return;
         }
         if (r.status == broker::publish_status::unknown) {
+            // With an idempotency_key, sending the same publish again is the safe retry.
             self->reply_error(id, "unknown",
                               "Redis did not answer in time: the message may or may not be "
-                              "published");
+                              "published; retry with the same idempotency_key");
             return;
         }
-        self->w_.counters.messages_published.add();
+        const bool duplicate = r.status == broker::publish_status::duplicate;
+        if (duplicate)
+            self->w_.counters.duplicates.add();
+        else
+            self->w_.counters.messages_published.add();
         self->send_json("{\"type\":\"ok\"" + (id.empty() ? std::string() : ",\"id\":" + id) +
                         ",\"op\":\"publish\",\"topic\":\"" + r.topic + "\",\"epoch\":\"" + r.epoch +
-                        "\",\"offset\":" + std::to_string(r.offset) + "}");
+                        "\",\"offset\":" + std::to_string(r.offset) +
+                        (duplicate ? ",\"duplicate\":true}" : "}"));
     });
 }
 

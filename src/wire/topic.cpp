@@ -59,6 +59,13 @@ bool is_valid_event_name(std::string_view e) noexcept {
     return true;
 }
 
+bool is_valid_idempotency_key(std::string_view k) noexcept {
+    if (k.empty() || k.size() > 128) return false;
+    for (char c : k)
+        if (c < 0x21 || c > 0x7E) return false;
+    return true;
+}
+
 std::uint64_t topic_hash(std::string_view t) noexcept {
     std::uint64_t h = 14695981039346656037ULL;
     for (unsigned char c : t) {

@@ -376,6 +376,7 @@ ENDPOINTS = {
     ("/publish", "exact", "POST"): ("publish", probe_publish_json),
     ("/publish/", "prefix", "POST"): ("publish", probe_publish_topic),
     ("/admin/disconnect", "exact", "POST"): ("admin", probe_admin),
+    ("/client/herald.js", "exact", "GET"): ("public", probe_get("/client/herald.js")),
 }
 
 

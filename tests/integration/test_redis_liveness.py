@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from herald_testlib import error_of, unique
+from herald_testlib import SSEClient, error_of, unique
 from herald_test.server import server_fds, server_rss_kib
 from redis_testlib import (RedisServer, SSECollector, WSCollector, after, close_all, redis_config,
                            two_instances, wait_after, wait_ready, warm_up)
@@ -363,3 +363,27 @@ def test_history_window_is_one_rule_on_both_brokers(broker, herald_factory):
     finally:
         if redis:
             redis.kill()
+
+
+def test_sse_retry_means_this_instance_follows_the_topic(redis1, herald_factory):
+    """An SSE stream's first block, `retry:`, comes only once the instance follows the topic's
+    channel in Redis, so a message published anywhere after the client read it reaches it. (Before,
+    `retry:` left at once and a publish on another instance in the next milliseconds was lost.)"""
+    cfg = live_config([redis1.address])
+    a, b = two_instances(herald_factory, [redis1.address], config=cfg)
+    topic = unique("follow")
+    sse = None
+    try:
+        with redis1.frozen():
+            sse = SSEClient(a.url(f"/sse?topic={topic}"), max_time=30)
+            # (curl prints the headers with the first body bytes, so none are seen here either.)
+            time.sleep(0.5)  # well inside command_timeout: the SUBSCRIBE is unanswered
+            assert sse.body_bytes() == b"", \
+                f"a block left before the subscription could be live: {sse.body_bytes()!r}"
+        sse.wait_ready(10)
+        r = requests.post(b.url(f"/publish/{topic}"), data="first", timeout=5)
+        assert r.status_code == 200, r.text
+        assert sse.next_event(5).data == "first"
+    finally:
+        if sse:
+            sse.close()

@@ -29,6 +29,7 @@ enum class endpoint_id : std::uint8_t {
     publish,
     publish_topic,
     admin_disconnect,
+    client_js,
 };
 
 // Where a read endpoint names the topics it delivers (they are validated, then authorized, by

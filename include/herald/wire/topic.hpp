@@ -23,6 +23,10 @@ inline constexpr std::string_view k_topic_rule =
 // Event names for SSE `event:` fields: 1..64 bytes of [A-Za-z0-9_.:-].
 [[nodiscard]] bool is_valid_event_name(std::string_view e) noexcept;
 
+// Idempotency keys of publishes (HTTP `Idempotency-Key`, `idempotency_key` in JSON and in the
+// WebSocket publish op): 1..128 printable ASCII bytes.
+[[nodiscard]] bool is_valid_idempotency_key(std::string_view k) noexcept;
+
 // Stable 64-bit FNV-1a, used to pick a topic's owner worker.
 [[nodiscard]] std::uint64_t topic_hash(std::string_view t) noexcept;
 

@@ -1,0 +1,844 @@
+// herald-client: subscribe to a herald push server over WebSocket, SSE or long-polling, with
+// reconnect, resume and fallback. ES module, no dependencies; browsers and Node 20+.
+// Served by herald itself at GET /client/herald.js. API and resume rules: docs/client.md.
+export const VERSION = "0.1.0";
+
+const ORDER = ["websocket", "sse", "poll"];
+const DEFAULTS = {
+  transports: ORDER,
+  minDelay: 500, // ms, first reconnect delay's upper bound (full jitter)
+  maxDelay: 20000, // ms, the largest delay
+  stableAfter: 10000, // ms connected before the backoff starts again from minDelay
+  connectTimeout: 8000, // ms for a WebSocket's first frame or an SSE stream's first bytes
+  upgradeAfter: 60000, // ms on a fallback transport before trying the preferred one again
+  tokenMargin: 30000, // ms before exp to fetch a new token (at most a fifth of its lifetime)
+  pingInterval: 25000, // ms of WebSocket silence before the client asks (only on a visible page)
+  idleTimeout: 45000, // ms without bytes on an SSE stream (heartbeats count) before reconnecting
+  maxOutbox: 100,
+};
+
+// Full jitter (AWS architecture blog, "Exponential Backoff And Jitter"): uniform in
+// [0, min(maxDelay, minDelay * 2^attempt)], so clients that lost the same server spread out.
+export function backoffDelay(attempt, minDelay, maxDelay, random = Math.random) {
+  const cap = Math.min(maxDelay, minDelay * 2 ** Math.min(attempt, 30));
+  return Math.floor(random() * cap);
+}
+
+// The `exp` claim of a JWT in ms since the epoch, or null.
+export function tokenExpiry(token) {
+  try {
+    const part = String(token).split(".")[1];
+    if (!part) return null;
+    let b64 = part.replace(/-/g, "+").replace(/_/g, "/");
+    while (b64.length % 4) b64 += "=";
+    const claims = JSON.parse(atob(b64));
+    return typeof claims.exp === "number" ? claims.exp * 1000 : null;
+  } catch {
+    return null;
+  }
+}
+
+function b64ToBuffer(s) {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out.buffer;
+}
+
+function bufferToB64(data) {
+  const bytes = data instanceof ArrayBuffer ? new Uint8Array(data)
+    : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000)
+    bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(bin);
+}
+
+function randomKey() {
+  if (globalThis.crypto && globalThis.crypto.randomUUID) return globalThis.crypto.randomUUID();
+  return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
+}
+
+function parsePos(s) {
+  const i = typeof s === "string" ? s.lastIndexOf(":") : -1;
+  if (i <= 0) return null;
+  const offset = Number(s.slice(i + 1));
+  return Number.isSafeInteger(offset) ? { epoch: s.slice(0, i), offset } : null;
+}
+
+export class HeraldError extends Error {
+  constructor(code, message, extra = {}) {
+    super(message || code);
+    this.name = "HeraldError";
+    this.code = code;
+    Object.assign(this, extra);
+  }
+}
+
+// Why a transport ended: `confirmed` says it worked before (then only a reconnect is needed);
+// `kind` selects the reaction (see Herald#onTransportEnd).
+class End {
+  constructor(kind, info = {}) {
+    this.kind = kind; // "network" | "timeout" | "refused" | "auth" | "retry" | "going_away" | "fatal" | "token_expired" | "closed"
+    Object.assign(this, info);
+  }
+}
+
+async function httpError(res) {
+  let body = null;
+  try { body = await res.json(); } catch { /* not JSON */ }
+  const e = body && body.error ? body.error : {};
+  return new HeraldError(e.code || "http_" + res.status, e.message || "HTTP " + res.status,
+    { status: res.status });
+}
+
+async function endFromResponse(res) {
+  const err = await httpError(res);
+  if (res.status === 401) return new End("auth", { error: err });
+  if (res.status === 429 || res.status === 503) {
+    const ra = Number(res.headers.get("Retry-After"));
+    return new End("retry", { error: err, retryAfter: Number.isFinite(ra) && ra >= 0 ? ra * 1000 : null });
+  }
+  if (res.status === 403 && err.code === "disconnected") return new End("fatal", { error: err });
+  if (res.status === 403 || res.status === 400) return new End("topic", { error: err });
+  return new End("refused", { error: err });
+}
+
+// A new subscription on SSE or poll starts from the topic's top, read from /history: then a
+// reconnect before its first message resumes from there instead of missing what came between.
+async function startPosition(c, topic, signal) {
+  if (c.pos.get(topic)) return;
+  const headers = {};
+  if (c.token) headers.Authorization = "Bearer " + c.token;
+  const res = await c.fetch(`${c.base}/history/${encodeURIComponent(topic)}?limit=0`, { headers, signal, cache: "no-store" });
+  if (res.status !== 200) return; // the stream itself reports the refusal
+  const b = await res.json();
+  if (!c.pos.get(topic) && typeof b.epoch === "string" && Number.isSafeInteger(b.offset))
+    c.pos.set(topic, { epoch: b.epoch, offset: b.offset });
+}
+
+// ---------------------------------------------------------------------------------- transports
+// A transport receives the client (`c`) and reports through c.tp* methods, each with itself as
+// the first argument so that a superseded transport's late reports are ignored.
+
+class WsTransport {
+  constructor(c) {
+    this.c = c;
+    this.name = "websocket";
+    this.pending = new Map(); // op id -> {op, topic}
+    this.header = null; // a binary message's header, waiting for its binary frame
+    this.open = false;
+    this.lastFrame = 0;
+    this.pingId = null;
+  }
+  start() {
+    const c = this.c;
+    const WS = c.opts.WebSocket || globalThis.WebSocket;
+    if (!WS) throw new HeraldError("no_websocket", "no WebSocket constructor (pass options.WebSocket)");
+    const u = new URL(c.base + "/ws");
+    u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+    if (c.token) u.searchParams.set("token", c.token);
+    const ws = (this.ws = new WS(u.toString(), ["herald.v1"]));
+    ws.binaryType = "arraybuffer";
+    ws.onopen = () => {
+      this.open = true;
+      for (const t of c.subs.keys()) this.subscribe(t);
+      if (c.subs.size === 0) this.ping();
+      c.flushOutbox(this);
+    };
+    ws.onmessage = (ev) => this.frame(ev.data);
+    ws.onerror = () => {};
+    ws.onclose = (ev) => {
+      this.ws = null;
+      const code = ev.code;
+      if (code === 4002) c.tpEnd(this, new End("fatal", { error: new HeraldError("disconnected", ev.reason || "disconnected", { closeCode: code }) }));
+      else if (code === 4001) c.tpEnd(this, new End("token_expired"));
+      else if (code === 1001) c.tpEnd(this, new End("going_away"));
+      else c.tpEnd(this, new End(this.open ? "network" : "refused", { closeCode: code }));
+    };
+  }
+  send(obj) {
+    if (!this.ws || !this.open) return false;
+    try { this.ws.send(JSON.stringify(obj)); return true; } catch { return false; }
+  }
+  op(obj, meta) {
+    const id = ++this.c.opSeq;
+    this.pending.set(id, meta || { op: obj.op, topic: obj.topic });
+    return this.send({ ...obj, id }) ? id : null;
+  }
+  subscribe(topic) {
+    const pos = this.c.pos.get(topic);
+    const o = { op: "subscribe", topic };
+    if (pos) o.since = { epoch: pos.epoch, offset: pos.offset };
+    this.op(o);
+  }
+  unsubscribe(topic) { this.op({ op: "unsubscribe", topic }); }
+  ping() { this.pingId = this.op({ op: "ping" }); }
+  refresh(token) { this.op({ op: "refresh", token }); }
+  publish(item) {
+    const o = { op: "publish", topic: item.topic, idempotency_key: item.key };
+    if (item.binary) o.data_base64 = item.binary; else o.data = item.data;
+    if (item.event) o.event = item.event;
+    item.opId = this.op(o, { op: "publish", item });
+    return item.opId !== null;
+  }
+  frame(data) {
+    this.lastFrame = this.c.now();
+    this.c.tpConfirm(this);
+    if (typeof data !== "string") {
+      const h = this.header;
+      this.header = null;
+      if (h) this.c.tpMessage(this, h.topic, h.epoch, h.offset, data instanceof ArrayBuffer ? data : new Uint8Array(data).buffer, h.event);
+      return;
+    }
+    let m;
+    try { m = JSON.parse(data); } catch { return; }
+    const c = this.c;
+    switch (m.type) {
+      case "message":
+        if (m.binary) this.header = m;
+        else c.tpMessage(this, m.topic, m.epoch, m.offset, m.data, m.event);
+        return;
+      case "reset":
+        c.tpReset(this, m.topic, { epoch: m.epoch, offset: m.offset, reason: m.reason });
+        return;
+      case "ok": {
+        const meta = this.pending.get(m.id);
+        this.pending.delete(m.id);
+        if (m.op === "subscribe") c.tpSubscribed(this, m.topic, m.epoch, m.offset, m.recovered);
+        else if (m.op === "publish" && meta && meta.item) c.tpPublished(this, meta.item, m);
+        return;
+      }
+      case "error": {
+        const meta = this.pending.get(m.id) || {};
+        this.pending.delete(m.id);
+        const err = new HeraldError(m.code, m.message, { topic: m.topic || meta.topic });
+        if (meta.op === "publish") c.tpPublishFailed(this, meta.item, err);
+        else if (meta.op === "subscribe" && m.code !== "unsubscribed") c.tpTopicError(this, meta.topic, err);
+        else if (meta.op === "refresh") c.tpEnd(this, new End("auth", { error: err }));
+        else c.emit("error", err);
+        return;
+      }
+    }
+  }
+  tick(now, visible) {
+    // A silent connection (a stalled proxy) is found by asking; a hidden page asks nothing.
+    if (!this.open) return;
+    if (this.pingId !== null && !this.pending.has(this.pingId)) this.pingId = null;
+    if (this.pingId !== null && now - this.lastFrame > this.c.opts.pingInterval * 1.5) {
+      this.c.tpEnd(this, new End("network", { reason: "no answer to ping" }));
+      this.stop();
+      return;
+    }
+    if (visible && this.pingId === null && now - this.lastFrame > this.c.opts.pingInterval) this.ping();
+  }
+  stop() {
+    const ws = this.ws;
+    this.ws = null;
+    this.open = false;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = null;
+      ws.onerror = () => {};
+      try { ws.close(1000); } catch { /* not open yet */ }
+    }
+  }
+}
+
+// One fetch-based SSE stream per topic: a stream's ids are then exactly its messages' positions.
+class SseStream {
+  constructor(t, topic) {
+    this.t = t;
+    this.topic = topic;
+    this.ctl = null;
+  }
+  async run() {
+    const t = this.t, c = t.c;
+    this.ctl = new AbortController();
+    let res;
+    try {
+      await startPosition(c, this.topic, this.ctl.signal);
+      const u = new URL(c.base + "/sse");
+      u.searchParams.set("topic", this.topic);
+      const pos = c.pos.get(this.topic);
+      if (pos) u.searchParams.set("last_event_id", pos.epoch + ":" + pos.offset);
+      const headers = { Accept: "text/event-stream" };
+      if (c.token) headers.Authorization = "Bearer " + c.token;
+      res = await c.fetch(u.toString(), { headers, signal: this.ctl.signal, cache: "no-store" });
+    } catch (e) {
+      if (!this.ctl.signal.aborted) c.tpEnd(t, new End("network", { error: e, unreachable: true }));
+      return;
+    }
+    if (res.status !== 200) {
+      const end = await endFromResponse(res);
+      if (end.kind === "topic") { c.tpTopicError(t, this.topic, end.error); t.streams.delete(this.topic); t.ready(); return; }
+      c.tpEnd(t, end);
+      return;
+    }
+    const reader = res.body.getReader();
+    const dec = new TextDecoder();
+    let buf = "", ev = { data: [], event: "", id: null };
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (this.t.streams.get(this.topic) !== this) return; // stopped
+        if (done) break;
+        this.last = c.now();
+        this.confirmed = true;
+        t.ready();
+        buf += dec.decode(value, { stream: true });
+        // Lines end at CR, LF or CRLF; a CR at the end of the buffer may be half of a CRLF.
+        for (;;) {
+          const m = /\r\n|\r|\n/.exec(buf);
+          if (!m || (m[0] === "\r" && m.index === buf.length - 1)) break;
+          const line = buf.slice(0, m.index);
+          buf = buf.slice(m.index + m[0].length);
+          if (line === "") {
+            if (ev.data.length || ev.event) this.dispatch(ev);
+            ev = { data: [], event: "", id: null };
+            if (this.t.streams.get(this.topic) !== this) return;
+            continue;
+          }
+          if (line[0] === ":") continue;
+          const i = line.indexOf(":");
+          const field = i < 0 ? line : line.slice(0, i);
+          let val = i < 0 ? "" : line.slice(i + 1);
+          if (val[0] === " ") val = val.slice(1);
+          if (field === "data") ev.data.push(val);
+          else if (field === "event") ev.event = val;
+          else if (field === "id") ev.id = val;
+        }
+      }
+    } catch (e) {
+      if (this.t.streams.get(this.topic) !== this) return;
+      c.tpEnd(t, new End("network", { error: e }));
+      return;
+    }
+    if (this.t.streams.get(this.topic) === this) c.tpEnd(t, new End(this.confirmed ? "network" : "refused"));
+  }
+  dispatch(ev) {
+    const t = this.t, c = t.c, data = ev.data.join("\n");
+    if (ev.event === "shutdown") { c.tpEnd(t, new End("going_away")); return; }
+    if (ev.event === "disconnect") { c.tpEnd(t, new End("fatal", { error: new HeraldError("disconnected", "disconnected by the server") })); return; }
+    if (ev.event === "error") {
+      let e = {};
+      try { e = JSON.parse(data); } catch { /* keep {} */ }
+      c.tpTopicError(t, this.topic, new HeraldError(e.code || "error", e.message, { topic: this.topic }));
+      return;
+    }
+    if (ev.event === "reset") {
+      let r = {};
+      try { r = JSON.parse(data); } catch { return; }
+      c.tpReset(t, this.topic, { epoch: r.epoch, offset: r.offset, reason: r.reason });
+      return;
+    }
+    const pos = parsePos(ev.id);
+    if (!pos) return;
+    if (ev.event === "binary") c.tpMessage(t, this.topic, pos.epoch, pos.offset, b64ToBuffer(data), undefined);
+    else c.tpMessage(t, this.topic, pos.epoch, pos.offset, data, ev.event || undefined);
+  }
+  stop() { if (this.ctl) this.ctl.abort(); }
+}
+
+class SseTransport {
+  constructor(c) { this.c = c; this.name = "sse"; this.streams = new Map(); }
+  start() {
+    for (const t of this.c.subs.keys()) this.subscribe(t);
+    this.ready();
+  }
+  ready() {
+    // Confirmed once every stream has bytes (the `retry:` block comes at once, unless a proxy
+    // buffers the response); no topics: nothing to wait for.
+    for (const s of this.streams.values()) if (!s.confirmed) return;
+    this.c.tpConfirm(this);
+  }
+  subscribe(topic) {
+    if (this.streams.has(topic)) return;
+    const s = new SseStream(this, topic);
+    this.streams.set(topic, s);
+    s.run();
+  }
+  unsubscribe(topic) {
+    const s = this.streams.get(topic);
+    this.streams.delete(topic);
+    if (s) s.stop();
+  }
+  tick(now) {
+    for (const s of this.streams.values())
+      if (s.confirmed && now - s.last > this.c.opts.idleTimeout) {
+        this.c.tpEnd(this, new End("network", { reason: "SSE stream silent" }));
+        return;
+      }
+  }
+  stop() {
+    const all = [...this.streams.values()];
+    this.streams.clear();
+    for (const s of all) s.stop();
+  }
+}
+
+class PollTransport {
+  constructor(c) { this.c = c; this.name = "poll"; this.loops = new Map(); }
+  start() {
+    for (const t of this.c.subs.keys()) this.subscribe(t);
+    if (this.c.subs.size === 0) this.c.tpConfirm(this);
+  }
+  subscribe(topic) {
+    if (this.loops.has(topic)) return;
+    const ctl = new AbortController();
+    this.loops.set(topic, ctl);
+    this.loop(topic, ctl);
+  }
+  async loop(topic, ctl) {
+    const c = this.c;
+    // A held request is a working one: confirmed after a second without failure.
+    const confirm = c.timers.setTimeout(() => { if (this.loops.get(topic) === ctl) c.tpConfirm(this); }, 1000);
+    try {
+      while (this.loops.get(topic) === ctl) {
+        const u = new URL(c.base + "/poll");
+        u.searchParams.set("topic", topic);
+        const pos = c.pos.get(topic);
+        if (pos) u.searchParams.set("since", pos.epoch + ":" + pos.offset);
+        const headers = {};
+        if (c.token) headers.Authorization = "Bearer " + c.token;
+        let res;
+        try {
+          if (!pos) await startPosition(c, topic, ctl.signal);
+          const p2 = c.pos.get(topic);
+          if (p2) u.searchParams.set("since", p2.epoch + ":" + p2.offset);
+          res = await c.fetch(u.toString(), { headers, signal: ctl.signal, cache: "no-store" });
+        } catch (e) {
+          if (this.loops.get(topic) === ctl) c.tpEnd(this, new End("network", { error: e, unreachable: true }));
+          return;
+        }
+        if (this.loops.get(topic) !== ctl) return;
+        if (res.status !== 200) {
+          const end = await endFromResponse(res);
+          if (end.kind === "topic") { this.loops.delete(topic); c.tpTopicError(this, topic, end.error); return; }
+          c.tpEnd(this, end);
+          return;
+        }
+        let body;
+        try { body = await res.json(); } catch (e) { c.tpEnd(this, new End("network", { error: e })); return; }
+        if (this.loops.get(topic) !== ctl) return;
+        c.tpConfirm(this);
+        const cur = parsePos(body.cursor);
+        if (body.recovered === false && cur) {
+          c.tpReset(this, topic, { epoch: cur.epoch, offset: cur.offset, reason: body.reason });
+        }
+        for (const m of body.messages || []) {
+          const data = m.data_base64 !== undefined ? b64ToBuffer(m.data_base64) : m.data;
+          c.tpMessage(this, topic, body.epoch, m.offset, data, m.event);
+          if (this.loops.get(topic) !== ctl) return;
+        }
+        // A first poll without `since` returns the next message; its cursor is the position.
+        if (cur && !c.pos.get(topic)) c.pos.set(topic, cur);
+      }
+    } finally {
+      c.timers.clearTimeout(confirm);
+    }
+  }
+  unsubscribe(topic) {
+    const ctl = this.loops.get(topic);
+    this.loops.delete(topic);
+    if (ctl) ctl.abort();
+  }
+  tick() {}
+  stop() {
+    const all = [...this.loops.values()];
+    this.loops.clear();
+    for (const ctl of all) ctl.abort();
+  }
+}
+
+const FACTORIES = { websocket: WsTransport, sse: SseTransport, poll: PollTransport };
+
+// ---------------------------------------------------------------------------------- the client
+
+export class Subscription {
+  constructor(client, topic, handlers) {
+    this.client = client;
+    this.topic = topic;
+    this.handlers = handlers || {};
+    this.active = true;
+  }
+  unsubscribe() {
+    if (!this.active) return;
+    this.active = false;
+    this.client._unsubscribe(this);
+  }
+}
+
+export class Herald {
+  constructor(url, options = {}) {
+    this.base = String(url || (globalThis.location ? globalThis.location.origin : "")).replace(/\/+$/, "");
+    this.opts = { ...DEFAULTS, ...options };
+    this.order = this.opts.transports.filter((t) => ORDER.includes(t));
+    if (!this.order.length) throw new HeraldError("bad_option", "transports: none of websocket, sse, poll");
+    this.timers = this.opts.timers || { setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: (h) => clearTimeout(h) };
+    this.now = this.opts.now || (() => Date.now());
+    this.random = this.opts.random || Math.random;
+    this.fetch = this.opts.fetch || ((...a) => globalThis.fetch(...a));
+    this.factories = { ...FACTORIES, ...(this.opts.transportFactories || {}) };
+    this.storage = this.opts.storage !== undefined ? this.opts.storage : safeSessionStorage();
+    this.storageKey = "herald:transport:" + this.base;
+    this.listeners = new Map();
+    this.subs = new Map(); // topic -> Set<Subscription>
+    this.pos = new Map(); // topic -> {epoch, offset}: the last position delivered to the application
+    this.outbox = [];
+    this.opSeq = 0;
+    this.state = "disconnected";
+    this.transport = null;
+    this.tp = null; // the running transport
+    this.attempt = 0; // failed attempts since the last stable connection
+    this.authRetried = false;
+    this.token = null;
+    this.tokenExp = null;
+    this.timer = null; // the reconnect timer
+    this.stableTimer = null;
+    this.tokenTimer = null;
+    this.upgradeTimer = null;
+    this.connectTimer = null;
+    this.upgradeDelay = this.opts.upgradeAfter;
+    // The transport that worked last (this page, or this tab's earlier pages).
+    const saved = this.storage ? safeGet(this.storage, this.storageKey) : null;
+    this.preferred = saved && this.order.includes(saved) ? this.order.indexOf(saved) : 0;
+    this.level = this.preferred; // the transport this attempt tries
+    this.tickHandle = this.timers.setTimeout(() => this._tick(), 1000);
+    this._watchPage();
+    this._connectSoon(0);
+  }
+
+  on(event, fn) {
+    if (!this.listeners.has(event)) this.listeners.set(event, new Set());
+    this.listeners.get(event).add(fn);
+    return () => this.listeners.get(event).delete(fn);
+  }
+  emit(event, ...args) {
+    for (const fn of [...(this.listeners.get(event) || [])]) {
+      try { fn(...args); } catch (e) { queueMicrotask(() => { throw e; }); }
+    }
+  }
+
+  subscribe(topic, handlers = {}) {
+    if (this.state === "closed") throw new HeraldError("closed", "the client is closed");
+    const sub = new Subscription(this, topic, handlers);
+    let set = this.subs.get(topic);
+    if (!set) {
+      this.subs.set(topic, (set = new Set()));
+      set.add(sub);
+      if (this.tp) this.tp.subscribe(topic);
+    } else set.add(sub);
+    return sub;
+  }
+
+  _unsubscribe(sub) {
+    const set = this.subs.get(sub.topic);
+    if (!set) return;
+    set.delete(sub);
+    if (set.size) return;
+    this.subs.delete(sub.topic);
+    this.pos.delete(sub.topic);
+    if (this.tp && this.tp.unsubscribe) this.tp.unsubscribe(sub.topic);
+  }
+
+  // Resolves with {topic, epoch, offset, duplicate?} once herald acknowledged the message.
+  publish(topic, data, { event } = {}) {
+    if (this.state === "closed") return Promise.reject(new HeraldError("closed", "the client is closed"));
+    if (!this.order.includes("websocket"))
+      return Promise.reject(new HeraldError("no_websocket", "publishing needs the websocket transport"));
+    if (this.outbox.length >= this.opts.maxOutbox)
+      return Promise.reject(new HeraldError("outbox_full", `more than ${this.opts.maxOutbox} publishes waiting`));
+    return new Promise((resolve, reject) => {
+      const item = { topic, event, key: randomKey(), resolve, reject };
+      if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) item.binary = bufferToB64(data);
+      else item.data = data;
+      this.outbox.push(item);
+      if (this.tp && this.tp.name === "websocket" && this.tp.open) this.tp.publish(item);
+    });
+  }
+
+  close() {
+    if (this.state === "closed") return;
+    this._stopTransport();
+    for (const h of [this.timer, this.stableTimer, this.tokenTimer, this.upgradeTimer, this.connectTimer, this.tickHandle])
+      if (h) this.timers.clearTimeout(h);
+    const err = new HeraldError("closed", "the client is closed");
+    for (const item of this.outbox.splice(0)) item.reject(err);
+    if (this.unwatch) this.unwatch();
+    this._setState("closed");
+  }
+
+  // ------------------------------------------------------------------ connection life cycle
+
+  _setState(s) {
+    if (this.state === s) return;
+    this.state = s;
+    this.emit("state", s);
+  }
+
+  _connectSoon(delay) {
+    if (this.state === "closed") return;
+    if (this.timer) this.timers.clearTimeout(this.timer);
+    this.timer = this.timers.setTimeout(() => { this.timer = null; this._connect(); }, delay);
+  }
+
+  async _connect() {
+    if (this.state === "closed" || this.tp) return;
+    this._setState("connecting");
+    if (this.opts.getToken && (!this.token || this._tokenDue())) {
+      try {
+        await this._fetchToken();
+      } catch (e) {
+        this.emit("error", new HeraldError("token", "getToken failed: " + (e && e.message), { cause: e }));
+        this._setState("disconnected");
+        this._backoff();
+        return;
+      }
+      if (this.state === "closed" || this.tp) return;
+    }
+    const name = this.order[this.level];
+    let tp;
+    try {
+      tp = new this.factories[name](this);
+    } catch (e) {
+      this.emit("error", e);
+      this._backoff();
+      return;
+    }
+    this.tp = tp;
+    this.confirmed = false;
+    if (this.connectTimer) this.timers.clearTimeout(this.connectTimer);
+    this.connectTimer = this.timers.setTimeout(() => {
+      this.connectTimer = null;
+      if (this.tp === tp && !this.confirmed) this.tpEnd(tp, new End("timeout"));
+    }, this.opts.connectTimeout);
+    try {
+      tp.start();
+    } catch (e) {
+      this.tpEnd(tp, new End("refused", { error: e }));
+    }
+  }
+
+  _stopTransport() {
+    const tp = this.tp;
+    this.tp = null;
+    if (tp) tp.stop();
+    if (this.stableTimer) { this.timers.clearTimeout(this.stableTimer); this.stableTimer = null; }
+    if (this.connectTimer) { this.timers.clearTimeout(this.connectTimer); this.connectTimer = null; }
+    if (this.upgradeTimer) { this.timers.clearTimeout(this.upgradeTimer); this.upgradeTimer = null; }
+  }
+
+  _backoff(minimum = 0) {
+    const d = Math.max(minimum, backoffDelay(this.attempt, this.opts.minDelay, this.opts.maxDelay, this.random));
+    this.attempt++;
+    this.emit("retry", { delay: d, attempt: this.attempt });
+    this._connectSoon(d);
+  }
+
+  tpConfirm(tp) {
+    if (tp !== this.tp || this.confirmed) return;
+    this.confirmed = true;
+    this.authRetried = false;
+    if (this.connectTimer) { this.timers.clearTimeout(this.connectTimer); this.connectTimer = null; }
+    if (this.level !== this.preferred) {
+      this.preferred = this.level;
+      if (this.storage) safeSet(this.storage, this.storageKey, tp.name);
+    } else if (this.level === 0 && this.storage) safeSet(this.storage, this.storageKey, tp.name);
+    if (this.transport !== tp.name) {
+      this.transport = tp.name;
+      this.emit("transport", tp.name);
+    }
+    this._setState("connected");
+    this.stableTimer = this.timers.setTimeout(() => { this.stableTimer = null; this.attempt = 0; }, this.opts.stableAfter);
+    if (this.level > 0) {
+      // A fallback is remembered, and the preferred transport tried again later.
+      this.upgradeTimer = this.timers.setTimeout(() => {
+        this.upgradeTimer = null;
+        if (this.tp !== tp || this.state !== "connected") return;
+        this.upgradeDelay = Math.min(this.upgradeDelay * 2, 600000);
+        this.upgrading = true;
+        this._stopTransport();
+        this.level = 0;
+        this._connectSoon(0);
+      }, this.upgradeDelay);
+    } else this.upgradeDelay = this.opts.upgradeAfter;
+    this._scheduleToken();
+  }
+
+  tpEnd(tp, end) {
+    if (tp !== this.tp) return;
+    const wasConfirmed = this.confirmed;
+    this._stopTransport();
+    if (this.state === "closed") return;
+    if (end.kind === "fatal") {
+      this.emit("error", end.error);
+      this.close();
+      return;
+    }
+    this._setState("disconnected");
+    if (end.error) this.emit("error", end.error);
+    // Only a lower transport that worked moves the choice down (tpConfirm); a server's answer
+    // (401, 429, draining) is no reason to leave the remembered one.
+    const fallback = this.level;
+    this.level = this.preferred;
+    if (end.kind === "auth" || end.kind === "token_expired") {
+      this.token = null; // getToken again before the next attempt
+      if (end.kind === "token_expired" || !this.authRetried) {
+        this.authRetried = end.kind === "auth";
+        this._connectSoon(0);
+      } else this._backoff();
+      return;
+    }
+    if (end.kind === "going_away") {
+      // Draining: another instance may take us at once; jitter spreads the herd.
+      this._connectSoon(Math.floor(this.random() * this.opts.minDelay));
+      return;
+    }
+    if (end.kind === "retry") {
+      this._backoff(end.retryAfter || 0);
+      return;
+    }
+    if (!wasConfirmed && (end.kind === "timeout" || end.kind === "refused" || (end.kind === "network" && !end.unreachable))
+        && fallback + 1 < this.order.length) {
+      // This transport cannot reach herald from here (a proxy refusing upgrades, or buffering):
+      // the next one, now.
+      this.level = fallback + 1;
+      this._connectSoon(0);
+      return;
+    }
+    // Nothing works (or the server is away): the remembered transport, after a backoff.
+    this.level = this.preferred;
+    this.upgrading = false;
+    this._backoff();
+  }
+
+  tpSubscribed(tp, topic, epoch, offset, recovered) {
+    if (tp !== this.tp || !this.subs.has(topic)) return;
+    const pos = this.pos.get(topic);
+    if (!pos) this.pos.set(topic, { epoch, offset });
+    else if (recovered === false) this._reset(topic, { epoch, offset, reason: "not recovered" });
+  }
+
+  tpReset(tp, topic, info) {
+    if (tp !== this.tp || !this.subs.has(topic)) return;
+    this._reset(topic, info);
+  }
+
+  _reset(topic, info) {
+    this.pos.set(topic, { epoch: info.epoch, offset: info.offset });
+    for (const s of [...(this.subs.get(topic) || [])])
+      if (s.handlers.onReset) call(() => s.handlers.onReset(topic, info));
+    this.emit("reset", topic, info);
+  }
+
+  tpMessage(tp, topic, epoch, offset, data, event) {
+    if (tp !== this.tp || !this.subs.has(topic)) return;
+    const pos = this.pos.get(topic);
+    if (pos && pos.epoch === epoch && offset <= pos.offset) return; // a replay's overlap
+    if (pos && (pos.epoch !== epoch || offset > pos.offset + 1)) {
+      // A hole nobody announced: the application must know before it sees what follows.
+      this._reset(topic, { epoch, offset: offset - 1, reason: pos.epoch !== epoch ? "epoch changed" : "gap" });
+    }
+    this.pos.set(topic, { epoch, offset });
+    const msg = { topic, data, event, epoch, offset, transport: tp.name };
+    for (const s of [...(this.subs.get(topic) || [])])
+      if (s.handlers.onMessage) call(() => s.handlers.onMessage(msg));
+  }
+
+  tpTopicError(tp, topic, err) {
+    if (tp !== this.tp) return;
+    for (const s of [...(this.subs.get(topic) || [])])
+      if (s.handlers.onError) call(() => s.handlers.onError(err));
+    this.emit("error", err);
+  }
+
+  flushOutbox(tp) {
+    for (const item of this.outbox) tp.publish(item);
+  }
+
+  tpPublished(tp, item, reply) {
+    const i = this.outbox.indexOf(item);
+    if (i < 0) return;
+    this.outbox.splice(i, 1);
+    item.resolve({ topic: reply.topic, epoch: reply.epoch, offset: reply.offset, duplicate: !!reply.duplicate });
+  }
+
+  tpPublishFailed(tp, item, err) {
+    if (err.code === "unavailable" || err.code === "rate_limited") return; // sent again after the next reconnect
+    const i = this.outbox.indexOf(item);
+    if (i < 0) return;
+    this.outbox.splice(i, 1);
+    item.reject(err);
+  }
+
+  // ------------------------------------------------------------------ tokens
+
+  _tokenDue() {
+    return this.tokenExp !== null && this.now() >= this.tokenExp - this._margin();
+  }
+  _margin() {
+    const life = this.tokenExp - (this.tokenAt || this.now());
+    return Math.max(0, Math.min(this.opts.tokenMargin, life / 5));
+  }
+  async _fetchToken() {
+    const t = await this.opts.getToken();
+    this.token = t ? String(t).trim() : null;
+    this.tokenAt = this.now();
+    this.tokenExp = this.token ? tokenExpiry(this.token) : null;
+  }
+  _scheduleToken() {
+    if (this.tokenTimer) { this.timers.clearTimeout(this.tokenTimer); this.tokenTimer = null; }
+    if (!this.opts.getToken || this.tokenExp === null) return;
+    const due = Math.max(0, this.tokenExp - this._margin() - this.now());
+    const tp = this.tp;
+    this.tokenTimer = this.timers.setTimeout(async () => {
+      this.tokenTimer = null;
+      if (this.tp !== tp || this.state !== "connected") return;
+      try {
+        await this._fetchToken();
+      } catch (e) {
+        this.emit("error", new HeraldError("token", "getToken failed: " + (e && e.message), { cause: e }));
+        // The server ends the stream at exp; the reconnect asks again with backoff.
+        return;
+      }
+      if (this.tp !== tp) return;
+      if (tp.name === "websocket") {
+        tp.refresh(this.token);
+        this._scheduleToken();
+      } else if (tp.name === "sse") {
+        // A new stream with the new token resumes from the last delivered position: no loss.
+        this._stopTransport();
+        this._connectSoon(0);
+      } else this._scheduleToken(); // each poll request carries the current token
+    }, due);
+  }
+
+  // ------------------------------------------------------------------ page and liveness
+
+  _tick() {
+    this.tickHandle = this.timers.setTimeout(() => this._tick(), 1000);
+    if (this.tp && this.confirmed && this.tp.tick) this.tp.tick(this.now(), !this.hidden);
+  }
+
+  _watchPage() {
+    const w = globalThis.window, d = globalThis.document;
+    if (this.opts.watchPage === false || !w || !w.addEventListener) return;
+    const online = () => { if (!this.tp && this.state !== "closed") { this.attempt = 0; this._connectSoon(0); } };
+    const vis = () => { this.hidden = d && d.visibilityState === "hidden"; };
+    w.addEventListener("online", online);
+    if (d) d.addEventListener("visibilitychange", vis);
+    vis();
+    this.unwatch = () => { w.removeEventListener("online", online); if (d) d.removeEventListener("visibilitychange", vis); };
+  }
+}
+
+function call(fn) {
+  try { fn(); } catch (e) { queueMicrotask(() => { throw e; }); }
+}
+function safeSessionStorage() {
+  try { return globalThis.sessionStorage || null; } catch { return null; }
+}
+function safeGet(s, k) { try { return s.getItem(k); } catch { return null; } }
+function safeSet(s, k, v) { try { s.setItem(k, v); } catch { /* full or denied */ } }
+
+export default Herald;

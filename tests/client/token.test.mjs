@@ -1,0 +1,105 @@
+// Tokens against a herald of its own that checks JWTs (HS256, leeway 0): tokens that expire in
+// 5 s, renewed by getToken, over each transport; and a getToken that fails for a while.
+import test from "node:test";
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Herald } from "../../clients/js/herald.js";
+import { HeraldProcess, WebSocket, sleep, unique, waitFor } from "./common.mjs";
+
+const SECRET = crypto.randomBytes(32).toString("hex");
+const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+function mint(lifetimeS) {
+  const head = b64({ alg: "HS256", typ: "JWT" });
+  const body = b64({ sub: "alice", exp: Math.floor(Date.now() / 1000) + lifetimeS, topics: ["priv:*"] });
+  const sig = crypto.createHmac("sha256", SECRET).update(`${head}.${body}`).digest("base64url");
+  return `${head}.${body}.${sig}`;
+}
+const AUTH = `  jwt: {keys: [{alg: HS256, secret: "${SECRET}"}], leeway: 0s}
+  namespaces: [{pattern: "priv:*", anonymous: none}]
+`;
+
+async function withHerald(fn) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "herald-token-"));
+  // CONFIG's `auth:` line is the last of its section: the keys are appended under it.
+  const h = new HeraldProcess(dir, "");
+  fs.writeFileSync(h.config, fs.readFileSync(h.config, "utf8").replace(/^auth: \{allow_unauthenticated_publish: true\}$/m,
+    "auth:\n  allow_unauthenticated_publish: true\n" + AUTH));
+  await h.start();
+  try { return await fn(h); } finally { await h.stop(); fs.rmSync(dir, { recursive: true, force: true }); }
+}
+
+async function publishEvery(h, topics, ms, count) {
+  for (let i = 1; i <= count; i++) {
+    await Promise.all(topics.map((t) => fetch(`${h.url}/publish/${t}`, { method: "POST", body: String(i) })));
+    await sleep(ms);
+  }
+}
+
+test("tokens with exp in 5 s, renewed by getToken: nothing lost on any transport; WebSocket never drops", { timeout: 60000 }, async () => {
+  await withHerald(async (h) => {
+    // The topics need a token: without one the client would not get far.
+    const anon = await fetch(`${h.url}/poll?topic=priv:x`);
+    assert.ok([401, 403].includes(anon.status), `anonymous poll: ${anon.status}`);
+    const runs = ["websocket", "sse", "poll"].map((transport) => {
+      const r = { transport, topic: unique(`priv:tok-${transport}`), got: [], resets: 0, calls: 0, states: [] };
+      r.client = new Herald(h.url, {
+        WebSocket, storage: null, transports: [transport], minDelay: 100, maxDelay: 1000,
+        getToken: async () => { r.calls++; return mint(5); },
+      });
+      r.client.on("state", (s) => r.states.push(s));
+      r.client.subscribe(r.topic, { onMessage: (m) => r.got.push(Number(m.data)), onReset: () => r.resets++ });
+      return r;
+    });
+    try {
+      await waitFor(() => runs.every((r) => r.client.state === "connected"), 10000, "connected");
+      await sleep(300);
+      const n = 240; // 12 s: two expiries and more
+      await publishEvery(h, runs.map((r) => r.topic), 50, n);
+      await waitFor(() => runs.every((r) => r.got.length >= n), 15000, "every message");
+      await sleep(200);
+      for (const r of runs) {
+        assert.deepEqual(r.got, Array.from({ length: n }, (_, i) => i + 1), `${r.transport}: lost or doubled`);
+        assert.equal(r.resets, 0, r.transport);
+        assert.ok(r.calls >= 3, `${r.transport}: getToken called ${r.calls} times`);
+        console.log(`# ${r.transport}: ${n} messages over ${r.calls} tokens, states ${r.states.join(" ")}`);
+      }
+      const ws = runs[0];
+      assert.ok(!ws.states.includes("disconnected"), `the WebSocket dropped: ${ws.states}`);
+    } finally {
+      for (const r of runs) r.client.close();
+    }
+  });
+});
+
+test("a getToken that fails: backoff, then recovery without loss", { timeout: 60000 }, async () => {
+  await withHerald(async (h) => {
+    const topic = unique("priv:tokfail");
+    let calls = 0;
+    const got = [], errors = [];
+    const client = new Herald(h.url, {
+      WebSocket, storage: null, transports: ["websocket"], minDelay: 200, maxDelay: 1000,
+      // The 2nd to 4th calls fail: the refresh before exp, then the reconnects after 4001.
+      getToken: async () => { calls++; if (calls >= 2 && calls <= 4) throw new Error("token service down"); return mint(3); },
+    });
+    const states = [];
+    client.on("error", (e) => errors.push(e.code));
+    client.on("state", (s) => states.push(s));
+    client.subscribe(topic, { onMessage: (m) => got.push(Number(m.data)) });
+    try {
+      await waitFor(() => client.state === "connected", 10000, "connected");
+      await sleep(200);
+      const n = 120;
+      await publishEvery(h, [topic], 50, n);
+      await waitFor(() => got.length >= n, 15000, "every message");
+      assert.deepEqual(got, Array.from({ length: n }, (_, i) => i + 1));
+      assert.ok(errors.filter((c) => c === "token").length >= 3, `errors: ${errors}`);
+      assert.ok(states.includes("disconnected"), "the token never expired: the test tested nothing");
+      console.log(`# failing getToken: ${calls} calls, errors ${errors.join(",")}`);
+    } finally {
+      client.close();
+    }
+  });
+});
