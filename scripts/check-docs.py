@@ -335,7 +335,9 @@ def code_literals() -> tuple[set[str], set[str]]:
     for f in (ROOT / "src").rglob("*.cpp"):
         text = f.read_text()
         literal |= set(re.findall(r'\\"code\\":\\"([a-z_]+)\\"', text))
-    ws_src = (ROOT / "src" / "net" / "ws_session.cpp").read_text()
+    # The WebSocket session and its client ops (ws_ops.cpp).
+    ws_src = "".join((ROOT / "src" / "net" / f).read_text()
+                     for f in ("ws_session.cpp", "ws_ops.cpp"))
     ws |= set(re.findall(r'\b(?:bad|reply_error)\(\s*(?:\{\}|id)\s*,\s*"([a-z_]+)"', ws_src))
     ws |= set(re.findall(r'\\"code\\":\\"([a-z_]+)\\"', ws_src))
     return literal, ws
