@@ -53,7 +53,7 @@ check-format:
 # The docs say what the binary does: config keys with defaults and ranges, metric names, error
 # codes (scripts/check-docs.py; tests/integration/test_docs.py runs it too).
 check-docs: build
-	$(PYTHON) scripts/check-docs.py --herald $(abspath $(BUILD))/herald
+	$(PYTHON) scripts/check-docs.py --herald $(abspath $(BUILD))/herald --promtool
 
 bench: build
 	bench/run.sh

@@ -204,11 +204,24 @@ private:
     struct sse_sub : hub::subscription {
         bool reset = false;
         std::string reason;
+        // The position the client was last told of (what the stream's ids name). The hub's
+        // last_offset runs ahead of it while events are held (see held_).
+        std::string sent_epoch;
+        std::uint64_t sent_epoch_key = 0;
+        std::uint64_t sent_offset = 0;
+        void sent(const hub::message& m) {
+            if (m.epoch_key != sent_epoch_key) {
+                sent_epoch = m.epoch;
+                sent_epoch_key = m.epoch_key;
+            }
+            sent_offset = m.offset;
+        }
     };
 
     void on_readable() override;
     void on_close() override;
     void send_message(sse_sub& s, const hub::message_ptr& m);
+    // A reset at the subscription's sent position (set by the caller).
     void send_reset(sse_sub& s);
     // The stream's first block, `retry:`, once every topic is answered (or one is refused).
     void send_retry();
@@ -219,7 +232,8 @@ private:
     std::vector<std::unique_ptr<sse_sub>> subs_;
     std::size_t answered_ = 0;
     bool retry_sent_ = false;
-    // Until every topic is answered, a multi-topic stream cannot write complete ids: hold events.
+    // Until every topic is answered, a multi-topic stream cannot write complete ids: hold events
+    // (a message, a reset message, or null for a failed resume's reset).
     std::vector<std::pair<sse_sub*, hub::message_ptr>> held_;
     std::unique_ptr<auth::token_claims> claims_;
     std::string stream_ip_;

@@ -60,14 +60,15 @@ std::string sse_session::stream_id() const {
     std::string id;
     for (const auto& s : subs_) {
         if (!id.empty()) id += ',';
-        id += s->epoch;
+        id += s->sent_epoch;
         id += ':';
-        id += std::to_string(s->last_offset);
+        id += std::to_string(s->sent_offset);
     }
     return id;
 }
 
-void sse_session::send_message(sse_sub&, const hub::message_ptr& m) {
+void sse_session::send_message(sse_sub& s, const hub::message_ptr& m) {
+    s.sent(*m);  // a held event's id names the positions up to it, not the hub's latest
     bool ok;
     if (subs_.size() == 1) {
         ok = enqueue(chunk::of_shared(m, m->sse_event));
@@ -81,8 +82,8 @@ void sse_session::send_message(sse_sub&, const hub::message_ptr& m) {
 
 void sse_session::send_reset(sse_sub& s) {
     std::string e = sse::encode_id_line(stream_id());
-    e += "event: reset\ndata: {\"topic\":\"" + s.topic + "\",\"epoch\":\"" + s.epoch +
-         "\",\"offset\":" + std::to_string(s.last_offset) +
+    e += "event: reset\ndata: {\"topic\":\"" + s.topic + "\",\"epoch\":\"" + s.sent_epoch +
+         "\",\"offset\":" + std::to_string(s.sent_offset) +
          ",\"reason\":" + wire::json_quote(s.reason) + "}\n\n";
     enqueue(chunk::of_string(std::move(e)));
 }
@@ -99,6 +100,10 @@ void sse_session::on_message(hub::subscription& sub, const hub::message_ptr& m) 
 void sse_session::on_subscribed(hub::subscription& sub, const hub::subscribe_result& r) {
     auto& s = static_cast<sse_sub&>(sub);
     ++answered_;
+    // The shard set the position the client starts from: its own when recovered, else the top.
+    s.sent_epoch = s.epoch;
+    s.sent_epoch_key = s.epoch_key;
+    s.sent_offset = s.last_offset;
     if (r.resume_requested) {
         (r.recovered ? w_.counters.resumes_recovered : w_.counters.resumes_failed).add();
         if (!r.recovered) {
@@ -115,21 +120,28 @@ void sse_session::on_subscribed(hub::subscription& sub, const hub::subscribe_res
     auto held = std::move(held_);
     held_.clear();
     for (auto& [hs, m] : held) {
-        if (m)
-            send_message(*hs, m);
-        else
+        if (!m) {
             send_reset(*hs);
+        } else if (m->reset) {
+            hs->sent(*m);
+            hs->reason = m->reset_reason;
+            send_reset(*hs);
+        } else {
+            send_message(*hs, m);
+        }
     }
 }
 
 void sse_session::on_reset(hub::subscription& sub, const hub::message_ptr& m) {
     auto& s = static_cast<sse_sub&>(sub);
     s.reset = true;
+    if (answered_ < subs_.size()) {
+        held_.emplace_back(&s, m);
+        return;
+    }
+    s.sent(*m);
     s.reason = m->reset_reason;
-    if (answered_ < subs_.size())
-        held_.emplace_back(&s, nullptr);
-    else
-        send_reset(s);
+    send_reset(s);
 }
 
 void sse_session::on_refused(hub::subscription& s, const std::string& reason) {

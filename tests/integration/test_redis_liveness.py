@@ -387,3 +387,46 @@ def test_sse_retry_means_this_instance_follows_the_topic(redis1, herald_factory)
     finally:
         if sse:
             sse.close()
+
+
+def test_held_sse_events_carry_the_positions_up_to_themselves(redis1, redis2, herald_factory):
+    """A two-topic SSE stream holds a topic's messages until the other topic is answered (its shard
+    is frozen here). When they leave, each event's id must name the positions up to that event,
+    not the latest: a client cut after the first held event resumes from it and misses nothing.
+    (Before, every held event carried the last one's position: resuming after the first skipped
+    the others.)"""
+    shards = [redis1.address, redis2.address]
+    h = herald_factory(live_config(shards))
+    wait_ready(h)
+
+    def shard_of(topic: str):
+        with SSEClient(h.url(f"/sse?topic={topic}"), max_time=10) as s:
+            s.wait_ready(5)
+            for r in (redis1, redis2):
+                if topic in r.cli("PUBSUB", "CHANNELS", "*"):
+                    return r
+        raise AssertionError(f"no shard follows {topic}")
+
+    on = {}
+    for i in range(40):
+        t = unique(f"held{i}")
+        on.setdefault(id(shard_of(t)), t)
+        if len(on) == 2:
+            break
+    assert len(on) == 2, "no pair of topics on different shards in 40 tries"
+    a, b = on[id(redis1)], on[id(redis2)]  # a on redis1, b on redis2
+    sse = None
+    try:
+        with redis2.frozen():
+            sse = SSEClient(h.url(f"/sse?topic={a}&topic={b}"), max_time=30)
+            time.sleep(0.3)  # a is answered, b waits for redis2
+            offsets = [requests.post(h.url(f"/publish/{a}"), data=f"m{n}", timeout=5).json()["offset"]
+                       for n in range(3)]
+            time.sleep(0.3)  # the three reach the stream and are held
+        sse.wait_ready(10)
+        ids = [sse.next_event(5).id for _ in range(3)]
+    finally:
+        if sse:
+            sse.close()
+    got = [int(i.split(",")[0].split(":")[1]) for i in ids]
+    assert got == offsets, f"ids {ids} name positions {got}, not each event's own {offsets}"
