@@ -34,7 +34,10 @@ void api::history(net::worker_context& w, const net::http_request& req, const st
         limit = std::min<std::size_t>(*v, limit);
     }
     (void)w;
-    broker_.history(w.id, topic, since, limit, [r, topic](broker::history_result h) {
+    // An answer stays within half the connection's output budget (the other half is room for
+    // answers already owed); the client pages on with since=<the last offset>.
+    const std::size_t max_body = cfg_.limits.max_queued_bytes / 2;
+    broker_.history(w.id, topic, since, limit, [r, topic, max_body](broker::history_result h) {
         if (h.unavailable) {
             r.error(reject::unavailable, "the broker is unavailable; retry", "Retry-After: 1\r\n");
             return;
@@ -46,7 +49,8 @@ void api::history(net::worker_context& w, const net::http_request& req, const st
         }
         std::string body = "{\"topic\":\"" + topic + "\",\"epoch\":\"" + h.epoch +
                            "\",\"offset\":" + std::to_string(h.top) + ",\"messages\":";
-        hub::append_messages_json(body, h.messages);
+        if (hub::append_messages_json(body, h.messages, max_body) < h.messages.size())
+            body += ",\"more\":true";
         body += '}';
         r.send(200, "application/json", body);
     });

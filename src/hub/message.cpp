@@ -17,14 +17,22 @@ std::size_t message::footprint() const noexcept {
            ws_frames.size() + sse_event.size();
 }
 
-void append_messages_json(std::string& out, const std::vector<message_ptr>& messages) {
+std::size_t append_messages_json(std::string& out, const std::vector<message_ptr>& messages,
+                                 std::size_t max_bytes) {
     out += '[';
-    for (std::size_t i = 0; i < messages.size(); ++i) {
-        const auto& m = *messages[i];
-        if (i) out += ',';
+    std::size_t taken = 0;
+    for (; taken < messages.size(); ++taken) {
+        const auto& m = *messages[taken];
+        const std::size_t before = out.size();
+        if (taken) out += ',';
         wire::append_list_entry(out, m.offset, m.event, m.data_json_member());
+        if (taken > 0 && out.size() + 1 > max_bytes) {
+            out.resize(before);
+            break;
+        }
     }
     out += ']';
+    return taken;
 }
 
 message_ptr make_message(std::string topic, std::string epoch, std::uint64_t offset,

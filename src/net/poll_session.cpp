@@ -42,14 +42,21 @@ std::string poll_session::finish() {
     const auto& s = sub_;
     // Read the position before unsubscribing (which deactivates the subscription).
     const std::string epoch = s.epoch.empty() && s.since ? s.since->epoch : s.epoch;
-    const std::uint64_t cursor = s.active ? s.last_offset : (s.since ? s.since->offset : 0);
+    std::uint64_t cursor = s.active ? s.last_offset : (s.since ? s.since->offset : 0);
     cancel();
+    // The messages first: an answer stays within half the connection's output budget, and the
+    // cursor then names the last message it carries (the next poll continues from there).
+    std::string list;
+    const std::size_t taken =
+        hub::append_messages_json(list, messages_, w_.cfg.limits.max_queued_bytes / 2);
+    if (taken < messages_.size()) cursor = messages_[taken - 1]->offset;
     std::string body = "{\"topic\":\"" + s.topic + "\",\"epoch\":\"" + epoch + "\"";
     if (s.since || resume_failed_)
         body += std::string(",\"recovered\":") + (resume_failed_ ? "false" : "true");
     if (resume_failed_) body += ",\"reason\":" + wire::json_quote(reason_);
     body += ",\"cursor\":\"" + epoch + ":" + std::to_string(cursor) + "\",\"messages\":";
-    hub::append_messages_json(body, messages_);
+    body += list;
+    if (taken < messages_.size()) body += ",\"more\":true";
     body += '}';
     return body;
 }

@@ -200,3 +200,48 @@ def test_bad_idempotency_key_is_400(server):
     r = requests.post(server.url(f"/publish/{topic}"), data="x", headers={"Idempotency-Key": "k" * 128},
                       timeout=10)
     assert r.status_code == 200, r.text
+
+
+# ---------------------------------------------------------------- answers past the output budget
+
+def test_history_and_poll_page_answers_larger_than_the_output_budget(herald_factory):
+    """Ten 60 KB messages do not fit one answer under a 256 KiB output budget: /history and /poll
+    answer what fits (at most half the budget), say `"more": true`, and the client pages on from
+    the last offset; every message arrives once, in order. (Before, the answer overflowed the
+    connection's queue and the connection closed without any answer.)"""
+    budget = 256 * 1024
+    h = herald_factory({"limits": {"max_queued_bytes": "256KiB", "max_message_bytes": "64KiB"},
+                        "history": {"size": 100}, "poll": {"timeout": "1s"}})
+    topic = unique("page")
+    big = [f"{i:02d}" + "x" * 60000 for i in range(1, 11)]
+    for d in big:
+        pub(h, topic, d)
+
+    got, since, pages = [], None, 0
+    while pages < 20:
+        r = requests.get(h.url(f"/history/{topic}"), timeout=10,
+                         params={} if since is None else {"since": since})
+        assert r.status_code == 200, r.text
+        assert len(r.content) <= budget // 2 + 512, f"an answer of {len(r.content)} bytes"
+        body = r.json()
+        pages += 1
+        got += [(m["offset"], m["data"]) for m in body["messages"]]
+        if not body.get("more"):
+            break
+        since = body["messages"][-1]["offset"]
+    assert pages > 1, "everything fit in one answer: the test does not exercise paging"
+    assert got == list(zip(range(1, 11), big))
+
+    got, cursor, pages = [], None, 0
+    epoch = requests.get(h.url(f"/history/{topic}"), params={"limit": 0}, timeout=10).json()["epoch"]
+    cursor = f"{epoch}:0"
+    while len(got) < 10 and pages < 20:
+        r = requests.get(h.url("/poll"), params={"topic": topic, "since": cursor}, timeout=10)
+        assert r.status_code == 200, r.text
+        assert len(r.content) <= budget // 2 + 512, f"an answer of {len(r.content)} bytes"
+        body = r.json()
+        pages += 1
+        got += [(m["offset"], m["data"]) for m in body["messages"]]
+        cursor = body["cursor"]
+    assert pages > 1
+    assert got == list(zip(range(1, 11), big))

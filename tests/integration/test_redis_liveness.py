@@ -324,9 +324,21 @@ def batch_publish(h, topic: str, n: int):
 
 
 def offsets(h, topic: str, query: str = "") -> list[int]:
-    r = requests.get(h.url(f"/history/{topic}{query}"), timeout=30)
-    assert r.status_code == 200, r.text
-    return [m["offset"] for m in r.json()["messages"]]
+    """The offsets of one /history window, following `"more": true` pages (an answer holds at
+    most half of limits.max_queued_bytes) with `since` = the last offset received."""
+    got, q = [], query
+    for _ in range(100):
+        r = requests.get(h.url(f"/history/{topic}{q}"), timeout=30)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        got += [m["offset"] for m in body["messages"]]
+        if not body.get("more"):
+            return got
+        # The window's rest: the next page starts after the last offset received, up to the
+        # window's end (its size is what is still due).
+        due = int(dict(p.split("=") for p in query.lstrip("?").split("&") if p).get("limit", 0) or 0)
+        q = f"?since={got[-1]}" + (f"&limit={due - len(got)}" if due else "")
+    raise AssertionError(f"/history/{topic}{query}: more than 100 pages")
 
 
 @pytest.mark.parametrize("broker", ["memory", "redis"])

@@ -60,8 +60,11 @@ using message_ptr = std::shared_ptr<const message>;
                                        payload_kind kind, std::string payload, std::string event,
                                        time_point created);
 
-// Appends `[{"offset":..,"data":..},...]`: the message list of history and poll answers.
-void append_messages_json(std::string& out, const std::vector<message_ptr>& messages);
+// Appends `[{"offset":..,"data":..},...]`: the message list of history and poll answers. Stops
+// before an entry that would take `out` past `max_bytes` (but always takes the first), so that an
+// answer fits the connection's output budget; returns how many messages it took.
+std::size_t append_messages_json(std::string& out, const std::vector<message_ptr>& messages,
+                                 std::size_t max_bytes = static_cast<std::size_t>(-1));
 
 // {"type":"reset",...} for WebSocket, `event: reset` for SSE; see docs/protocol.md.
 [[nodiscard]] message_ptr make_reset(std::string topic, std::string epoch, std::uint64_t offset,

@@ -208,3 +208,21 @@ TEST(Message, FootprintCoversEncodedForms) {
     auto small = make(payload_kind::text, "p");
     EXPECT_LT(small->footprint(), m->footprint());
 }
+
+TEST(MessageList, StopsBeforeTheEntryThatPassesTheBound) {
+    std::vector<message_ptr> ms;
+    for (std::uint64_t i = 1; i <= 3; ++i)
+        ms.push_back(make(payload_kind::text, std::string(100, 'a'), "", "news", "k3v9x0aa", i));
+    std::string all;
+    EXPECT_EQ(append_messages_json(all, ms), 3u);
+    std::string two;
+    const std::size_t bound = all.size() - 10;  // the third entry does not fit
+    EXPECT_EQ(append_messages_json(two, ms, bound), 2u);
+    EXPECT_LE(two.size(), bound);
+    EXPECT_EQ(two.back(), ']');
+    EXPECT_NE(two.find("\"offset\":2"), std::string::npos);
+    EXPECT_EQ(two.find("\"offset\":3"), std::string::npos);
+    std::string one;  // the first entry is always taken, whatever the bound
+    EXPECT_EQ(append_messages_json(one, ms, 1), 1u);
+    EXPECT_NE(one.find("\"offset\":1"), std::string::npos);
+}
