@@ -31,7 +31,8 @@ integration: build
 
 # Every test CI runs: the Release build's unit and integration tests, the same tests under
 # AddressSanitizer + UndefinedBehaviorSanitizer, each fuzz target briefly, and the same tests under
-# ThreadSanitizer. About 15 minutes on 2 cores from a cold cache; `make check` is the first part.
+# ThreadSanitizer. About 21 minutes on 2 cores (each integration pass about 5); `make check` is
+# the first part.
 test: check test-asan fuzz-smoke test-tsan
 
 check: check-layers check-format unit integration check-docs
