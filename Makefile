@@ -76,7 +76,7 @@ asan-build: deps
 test-asan: asan-build
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS)
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 HERALD_BIN=$(abspath $(ASAN_BUILD))/herald \
-	  HERALD_TEST_RSS_SLACK_KIB=262144 $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider
+	  HERALD_TEST_RSS_SLACK_KIB=262144 $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider -m "not scenario"
 
 # Unit and integration tests under ThreadSanitizer: every server runs 2 workers, so the
 # cross-worker paths (posts between io_contexts, shared counters, limiters, the Redis control
@@ -89,7 +89,7 @@ test-tsan: deps
 	$(TSAN_BUILD)/tests/herald_unit_tests --gtest_brief=1
 	rm -f $(TSAN_BUILD)/tsan.*
 	TSAN_OPTIONS="log_path=$(abspath $(TSAN_BUILD))/tsan" HERALD_BIN=$(abspath $(TSAN_BUILD))/herald \
-	  HERALD_TEST_RSS_SLACK_KIB=1048576 $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider
+	  HERALD_TEST_RSS_SLACK_KIB=1048576 $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider -m "not scenario"
 	@if ls $(TSAN_BUILD)/tsan.* >/dev/null 2>&1; then cat $(TSAN_BUILD)/tsan.*; exit 1; fi
 
 # libFuzzer targets for every parser and for the raw server path, each for FUZZ_SECONDS, starting

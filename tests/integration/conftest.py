@@ -11,6 +11,14 @@ from herald_test.redis import redis1, redis2  # noqa: F401 (fixtures for every m
 from herald_test.server import LIVE_SERVERS, Herald
 
 
+def pytest_configure(config):
+    # Long fault-injection scenarios (failovers, browser runs of thousands of messages, storms of
+    # reconnects) run once, in the Release pass of `make test`; the ASan and TSan passes deselect
+    # them with -m "not scenario" because their figures mean nothing under a sanitizer's 5-20x
+    # slowdown. Every other test runs in all three passes.
+    config.addinivalue_line("markers", "scenario: a long fault-injection scenario (Release pass only)")
+
+
 @pytest.fixture(scope="module")
 def herald_config():
     return {}
