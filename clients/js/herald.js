@@ -106,15 +106,17 @@ async function endFromResponse(res) {
 
 // A new subscription on SSE or poll starts from the topic's top, read from /history: then a
 // reconnect before its first message resumes from there instead of missing what came between.
+// Returns null, or why herald refused (an End: `topic` for this topic only).
 async function startPosition(c, topic, signal) {
-  if (c.pos.get(topic)) return;
+  if (c.pos.get(topic)) return null;
   const headers = {};
   if (c.token) headers.Authorization = "Bearer " + c.token;
   const res = await c.fetch(`${c.base}/history/${encodeURIComponent(topic)}?limit=0`, { headers, signal, cache: "no-store" });
-  if (res.status !== 200) return; // the stream itself reports the refusal
+  if (res.status !== 200) return endFromResponse(res);
   const b = await res.json();
   if (!c.pos.get(topic) && typeof b.epoch === "string" && Number.isSafeInteger(b.offset))
     c.pos.set(topic, { epoch: b.epoch, offset: b.offset });
+  return null;
 }
 
 // ---------------------------------------------------------------------------------- transports
@@ -244,33 +246,48 @@ class WsTransport {
   }
 }
 
-// One fetch-based SSE stream per topic: a stream's ids are then exactly its messages' positions.
+// SSE: ONE fetch-based stream carries every topic (`/sse?topic=a&topic=b`), so a page does not
+// spend one of the browser's six HTTP/1.1 connections per host on each topic. Its event ids hold
+// every topic's position in URL order (`e1:17,e2:4`, docs/protocol.md); the client keeps the
+// last id as `ids` and tells a message's topic by the position that moved. Adding or removing a
+// topic, or a new token, opens a new stream resuming every topic from its delivered position.
 class SseStream {
-  constructor(t, topic) {
+  constructor(t, topics) {
     this.t = t;
-    this.topic = topic;
-    this.ctl = null;
-  }
-  async run() {
-    const t = this.t, c = t.c;
+    this.topics = topics; // URL order
+    this.ids = null; // the stream's positions per topic, as its last id said (or as sent)
     this.ctl = new AbortController();
+  }
+  live() { return this.t.stream === this; }
+  async run() {
+    const t = this.t, c = t.c, signal = this.ctl.signal;
     let res;
     try {
-      await startPosition(c, this.topic, this.ctl.signal);
+      // A resume names every topic's position or none; a new topic's is its top (/history).
+      for (const topic of this.topics) {
+        const end = await startPosition(c, topic, signal);
+        if (!this.live()) return;
+        if (end && end.kind === "topic") { t.refuse(topic, end.error); return; }
+        if (end) { c.tpEnd(t, end); return; }
+        if (!c.pos.get(topic)) { c.tpEnd(t, new End("network", { reason: "no position for " + topic })); return; }
+      }
+      this.ids = this.topics.map((topic) => ({ ...c.pos.get(topic) }));
       const u = new URL(c.base + "/sse");
-      u.searchParams.set("topic", this.topic);
-      const pos = c.pos.get(this.topic);
-      if (pos) u.searchParams.set("last_event_id", pos.epoch + ":" + pos.offset);
+      for (const topic of this.topics) u.searchParams.append("topic", topic);
+      u.searchParams.set("last_event_id", this.ids.map((p) => p.epoch + ":" + p.offset).join(","));
       const headers = { Accept: "text/event-stream" };
       if (c.token) headers.Authorization = "Bearer " + c.token;
-      res = await c.fetch(u.toString(), { headers, signal: this.ctl.signal, cache: "no-store" });
+      res = await c.fetch(u.toString(), { headers, signal, cache: "no-store" });
     } catch (e) {
-      if (!this.ctl.signal.aborted) c.tpEnd(t, new End("network", { error: e, unreachable: true }));
+      if (this.live()) c.tpEnd(t, new End("network", { error: e, unreachable: true }));
       return;
     }
+    if (!this.live()) return;
     if (res.status !== 200) {
       const end = await endFromResponse(res);
-      if (end.kind === "topic") { c.tpTopicError(t, this.topic, end.error); t.streams.delete(this.topic); t.ready(); return; }
+      if (!this.live()) return;
+      // With one topic the refusal is that topic's; with several, /history named the culprit.
+      if (end.kind === "topic" && this.topics.length === 1) { t.refuse(this.topics[0], end.error); return; }
       c.tpEnd(t, end);
       return;
     }
@@ -280,11 +297,12 @@ class SseStream {
     try {
       for (;;) {
         const { value, done } = await reader.read();
-        if (this.t.streams.get(this.topic) !== this) return; // stopped
+        if (!this.live()) return;
         if (done) break;
         this.last = c.now();
+        // The first bytes (the `retry:` block, sent once every topic is subscribed) confirm it.
         this.confirmed = true;
-        t.ready();
+        c.tpConfirm(t);
         buf += dec.decode(value, { stream: true });
         // Lines end at CR, LF or CRLF; a CR at the end of the buffer may be half of a CRLF.
         for (;;) {
@@ -295,7 +313,7 @@ class SseStream {
           if (line === "") {
             if (ev.data.length || ev.event) this.dispatch(ev);
             ev = { data: [], event: "", id: null };
-            if (this.t.streams.get(this.topic) !== this) return;
+            if (!this.live()) return;
             continue;
           }
           if (line[0] === ":") continue;
@@ -309,11 +327,24 @@ class SseStream {
         }
       }
     } catch (e) {
-      if (this.t.streams.get(this.topic) !== this) return;
-      c.tpEnd(t, new End("network", { error: e }));
+      if (this.live()) c.tpEnd(t, new End("network", { error: e }));
       return;
     }
-    if (this.t.streams.get(this.topic) === this) c.tpEnd(t, new End(this.confirmed ? "network" : "refused"));
+    if (this.live()) c.tpEnd(t, new End(this.confirmed ? "network" : "refused"));
+  }
+  // The topic a message belongs to: the one whose position moved to the next offset of its epoch.
+  // (Another may have moved too: a topic whose resume failed carries its new start in the ids of
+  // events held before its `reset`; that one does not continue its old position.)
+  topicOf(ids) {
+    let moved = -1, count = 0;
+    for (let i = 0; i < ids.length; i++) {
+      const a = this.ids[i], b = ids[i];
+      if (a.epoch === b.epoch && a.offset === b.offset) continue;
+      if (a.epoch === b.epoch && b.offset === a.offset + 1) return i;
+      moved = i;
+      count++;
+    }
+    return count === 1 ? moved : -1;
   }
   dispatch(ev) {
     const t = this.t, c = t.c, data = ev.data.join("\n");
@@ -322,57 +353,77 @@ class SseStream {
     if (ev.event === "error") {
       let e = {};
       try { e = JSON.parse(data); } catch { /* keep {} */ }
-      c.tpTopicError(t, this.topic, new HeraldError(e.code || "error", e.message, { topic: this.topic }));
+      const topic = this.topics.includes(e.topic) ? e.topic : this.topics[0];
+      t.refuse(topic, new HeraldError(e.code || "error", e.message, { topic }));
       return;
     }
+    const ids = ev.id === null ? null : ev.id.split(",").map(parsePos);
+    if (!ids || ids.length !== this.topics.length || ids.some((p) => !p)) return; // not a message
     if (ev.event === "reset") {
       let r = {};
       try { r = JSON.parse(data); } catch { return; }
-      c.tpReset(t, this.topic, { epoch: r.epoch, offset: r.offset, reason: r.reason });
+      const i = this.topics.indexOf(r.topic);
+      if (i < 0) return;
+      this.ids[i] = ids[i];
+      c.tpReset(t, r.topic, { epoch: r.epoch, offset: r.offset, reason: r.reason });
       return;
     }
-    const pos = parsePos(ev.id);
-    if (!pos) return;
-    if (ev.event === "binary") c.tpMessage(t, this.topic, pos.epoch, pos.offset, b64ToBuffer(data), undefined);
-    else c.tpMessage(t, this.topic, pos.epoch, pos.offset, data, ev.event || undefined);
+    const i = this.topicOf(ids);
+    if (i < 0) {
+      // Cannot happen with herald's ids; resuming from what was delivered is always safe.
+      c.tpEnd(t, new End("network", { reason: "an SSE id that names no topic" }));
+      return;
+    }
+    this.ids[i] = ids[i];
+    const topic = this.topics[i], pos = ids[i];
+    if (ev.event === "binary") c.tpMessage(t, topic, pos.epoch, pos.offset, b64ToBuffer(data), undefined);
+    else c.tpMessage(t, topic, pos.epoch, pos.offset, data, ev.event || undefined);
   }
-  stop() { if (this.ctl) this.ctl.abort(); }
+  stop() { this.ctl.abort(); }
 }
 
 class SseTransport {
-  constructor(c) { this.c = c; this.name = "sse"; this.streams = new Map(); }
-  start() {
-    for (const t of this.c.subs.keys()) this.subscribe(t);
-    this.ready();
+  constructor(c) {
+    this.c = c;
+    this.name = "sse";
+    this.stream = null;
+    this.refused = new Set(); // topics herald refused on this transport (onError said so)
+    this.pending = false;
   }
-  ready() {
-    // Confirmed once every stream has bytes (the `retry:` block comes at once, unless a proxy
-    // buffers the response); no topics: nothing to wait for.
-    for (const s of this.streams.values()) if (!s.confirmed) return;
-    this.c.tpConfirm(this);
+  start() { this.reopen(); }
+  // Several subscribe/unsubscribe calls in one turn open one new stream.
+  reopenSoon() {
+    if (this.pending) return;
+    this.pending = true;
+    queueMicrotask(() => { if (this.pending) this.reopen(); });
   }
-  subscribe(topic) {
-    if (this.streams.has(topic)) return;
-    const s = new SseStream(this, topic);
-    this.streams.set(topic, s);
+  reopen() {
+    this.pending = false;
+    if (this.stream) this.stream.stop();
+    this.stream = null;
+    const topics = [...this.c.subs.keys()].filter((t) => !this.refused.has(t));
+    if (!topics.length) { this.c.tpConfirm(this); return; } // nothing to stream
+    const s = (this.stream = new SseStream(this, topics));
     s.run();
   }
-  unsubscribe(topic) {
-    const s = this.streams.get(topic);
-    this.streams.delete(topic);
-    if (s) s.stop();
+  refuse(topic, err) {
+    this.refused.add(topic);
+    this.c.tpTopicError(this, topic, err);
+    if (this.c.tp === this) this.reopen();
   }
+  subscribe(topic) { this.refused.delete(topic); this.reopenSoon(); }
+  unsubscribe() { this.reopenSoon(); }
   tick(now) {
-    for (const s of this.streams.values())
-      if (s.confirmed && now - s.last > this.c.opts.idleTimeout) {
-        this.c.tpEnd(this, new End("network", { reason: "SSE stream silent" }));
-        return;
-      }
+    const s = this.stream;
+    if (s && s.confirmed && now - s.last > this.c.opts.idleTimeout) {
+      this.c.tpEnd(this, new End("network", { reason: "SSE stream silent" }));
+    }
   }
   stop() {
-    const all = [...this.streams.values()];
-    this.streams.clear();
-    for (const s of all) s.stop();
+    this.pending = false;
+    const s = this.stream;
+    this.stream = null;
+    if (s) s.stop();
   }
 }
 
@@ -563,7 +614,10 @@ export class Herald {
     for (const h of [this.timer, this.stableTimer, this.tokenTimer, this.upgradeTimer, this.connectTimer, this.tickHandle])
       if (h) this.timers.clearTimeout(h);
     const err = new HeraldError("closed", "the client is closed");
-    for (const item of this.outbox.splice(0)) item.reject(err);
+    for (const item of this.outbox.splice(0)) {
+      if (item.retryTimer) this.timers.clearTimeout(item.retryTimer);
+      item.reject(err);
+    }
     if (this.unwatch) this.unwatch();
     this._setState("closed");
   }
@@ -753,7 +807,10 @@ export class Herald {
   }
 
   flushOutbox(tp) {
-    for (const item of this.outbox) tp.publish(item);
+    for (const item of this.outbox) {
+      if (item.retryTimer) { this.timers.clearTimeout(item.retryTimer); item.retryTimer = null; }
+      tp.publish(item);
+    }
   }
 
   tpPublished(tp, item, reply) {
@@ -764,7 +821,18 @@ export class Herald {
   }
 
   tpPublishFailed(tp, item, err) {
-    if (err.code === "unavailable" || err.code === "rate_limited") return; // sent again after the next reconnect
+    if (err.code === "unavailable" || err.code === "rate_limited" || err.code === "unknown") {
+      // Not published, or (`unknown`: Redis did not answer in time) perhaps published: the same
+      // publish with the same idempotency_key again, after a backoff, on this connection or the
+      // next one (flushOutbox); herald answers a repeat that did land `duplicate: true`.
+      if (this.outbox.indexOf(item) < 0 || item.retryTimer) return;
+      const d = backoffDelay(item.tries = (item.tries || 0) + 1, this.opts.minDelay, this.opts.maxDelay, this.random);
+      item.retryTimer = this.timers.setTimeout(() => {
+        item.retryTimer = null;
+        if (this.tp === tp && tp.open && this.outbox.includes(item)) tp.publish(item);
+      }, Math.max(d, this.opts.minDelay / 2));
+      return;
+    }
     const i = this.outbox.indexOf(item);
     if (i < 0) return;
     this.outbox.splice(i, 1);
@@ -805,11 +873,12 @@ export class Herald {
       if (tp.name === "websocket") {
         tp.refresh(this.token);
         this._scheduleToken();
-      } else if (tp.name === "sse") {
-        // A new stream with the new token resumes from the last delivered position: no loss.
-        this._stopTransport();
-        this._connectSoon(0);
-      } else this._scheduleToken(); // each poll request carries the current token
+      } else {
+        // SSE: a new stream with the new token resumes every topic from its delivered position
+        // (no loss, and the client stays connected); each poll request carries the current token.
+        if (tp.name === "sse") tp.reopen();
+        this._scheduleToken();
+      }
     }, due);
   }
 

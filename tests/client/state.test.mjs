@@ -238,3 +238,33 @@ test("outbox: bounded, sent on connect in order, resolved by the acknowledgement
   assert.deepEqual((await Promise.all(p)).map((r) => r.offset), [1, 2, 3]);
   h.close();
 });
+
+test("a publish answered `unknown` (or `unavailable`) is sent again with the same key after a backoff", async () => {
+  const { h, clock, last } = client({ minDelay: 500, maxDelay: 4000, random: () => 0.5 });
+  await clock.advance(0);
+  const tp = last();
+  tp.open = true;
+  h.tpConfirm(tp);
+  const p = h.publish("c", "once");
+  assert.equal(tp.sent.length, 1);
+  const item = tp.sent[0];
+  h.tpPublishFailed(tp, item, { code: "unknown" });
+  await clock.advance(100);
+  assert.equal(tp.sent.length, 1, "retried without a backoff");
+  await clock.advance(2000);
+  assert.equal(tp.sent.length, 2, "not retried");
+  assert.equal(tp.sent[1], item);
+  assert.equal(tp.sent[1].key, item.key);
+  h.tpPublishFailed(tp, item, { code: "unavailable" });
+  await clock.advance(4000);
+  assert.equal(tp.sent.length, 3);
+  h.tpPublished(tp, item, { topic: "c", epoch: "e", offset: 7, duplicate: true });
+  assert.deepEqual(await p, { topic: "c", epoch: "e", offset: 7, duplicate: true });
+  await clock.advance(30000);
+  assert.equal(tp.sent.length, 3, "sent after its acknowledgement");
+  // Any other error rejects.
+  const q = h.publish("c", "no");
+  h.tpPublishFailed(tp, tp.sent[3], { code: "forbidden" });
+  await assert.rejects(q, (e) => e.code === "forbidden");
+  h.close();
+});
