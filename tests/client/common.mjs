@@ -45,7 +45,10 @@ export class HeraldProcess {
     if (!this.proc || this.proc.exitCode !== null) return;
     const done = new Promise((r) => this.proc.once("exit", r));
     this.proc.kill("SIGTERM");
-    await Promise.race([done, sleep(15000)]);
+    // A timer that is cleared: a pending one would keep node (and the test file) alive for 15 s.
+    let timer;
+    await Promise.race([done, new Promise((r) => { timer = setTimeout(r, 15000); })]);
+    clearTimeout(timer);
     if (this.proc.exitCode === null) this.proc.kill("SIGKILL");
   }
 }
