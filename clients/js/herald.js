@@ -286,8 +286,26 @@ class SseStream {
     if (res.status !== 200) {
       const end = await endFromResponse(res);
       if (!this.live()) return;
-      // With one topic the refusal is that topic's; with several, /history named the culprit.
+      // With one topic the refusal is that topic's; with several, /history names the culprits
+      // (a token that lost a topic since its position was read).
       if (end.kind === "topic" && this.topics.length === 1) { t.refuse(this.topics[0], end.error); return; }
+      if (end.kind === "topic") {
+        const refused = [];
+        for (const topic of this.topics) {
+          const saved = c.pos.get(topic);
+          c.pos.delete(topic);
+          let why = null;
+          try { why = await startPosition(c, topic, signal); } catch { /* as below */ }
+          if (saved) c.pos.set(topic, saved);
+          if (!this.live()) return;
+          if (why && why.kind === "topic") refused.push([topic, why.error]);
+        }
+        if (refused.length) {
+          for (const [topic, err] of refused) { t.refused.add(topic); c.tpTopicError(t, topic, err); }
+          if (c.tp === t) t.reopen();
+          return;
+        }
+      }
       c.tpEnd(t, end);
       return;
     }

@@ -1,6 +1,6 @@
 // A page in headless Chromium loads /client/herald.js from herald (through the test's TCP proxy,
 // same origin) and subscribes with the issue's three lines; the proxy refuses upgrades and buffers
-// SSE. HERALD_BIN: the binary (tests/integration/test_client_js.py). The long browser runs:
+// SSE; publishes made offline, one of them with its acknowledgement lost, arrive once. HERALD_BIN: the binary (tests/integration/test_client_js.py). The long browser runs:
 // browser_long.test.mjs and (nginx, Redis, two instances) test_client_deploy.py.
 import test from "node:test";
 import assert from "node:assert/strict";
@@ -8,7 +8,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Proxy } from "./proxy.mjs";
-import { HeraldProcess, unique } from "./common.mjs";
+import { HeraldProcess, WebSocket, sleep, unique, waitFor } from "./common.mjs";
 import { FAST as fast, openPage, publishRetrying as publish, withBrowser } from "./chromium.mjs";
 
 test("a page falls back to SSE when upgrades are refused, to poll when SSE is buffered, and back", { timeout: 90000 }, async () => {
@@ -39,6 +39,51 @@ test("a page falls back to SSE when upgrades are refused, to poll when SSE is bu
       assert.equal(await page.evaluate(() => sessionStorage.getItem("herald:transport:" + location.origin)), "websocket");
     });
   } finally {
+    await proxy.close();
+    await herald.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a page's offline publishes arrive once each, also when the first acknowledgement is lost", { timeout: 60000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "herald-browser-"));
+  const herald = new HeraldProcess(dir, 'ws: {client_publish: ["chat:*"]}\n');
+  await herald.start();
+  const proxy = await new Proxy({ host: "127.0.0.1", port: herald.port }).listen();
+  const topic = unique("chat:boffline");
+  // An independent subscriber, straight to herald: what was delivered, and how often.
+  const got = [];
+  const watcher = new WebSocket(`ws://127.0.0.1:${herald.port}/ws?topic=${topic}`, ["herald.v1"]);
+  watcher.on("message", (d) => { const m = JSON.parse(d.toString()); if (m.type === "message") got.push(m.data); });
+  try {
+    await new Promise((r, j) => { watcher.once("open", r); watcher.once("error", j); });
+    await withBrowser(async (browser) => {
+      const { page, pageErrors } = await openPage(browser, proxy, unique("unused"), { ...fast, transports: ["websocket"] });
+      await page.evaluate(() => { window.results = []; });
+      const pub = (data) => page.evaluate((d) => {
+        window.h.publish(d.topic, d.data).then((r) => window.results.push([d.data, r]), (e) => window.results.push([d.data, e.code]));
+      }, { topic, data });
+      // The first publish reaches herald, its acknowledgement does not; then the proxy goes down.
+      proxy.mode.swallow = true;
+      await pub("p0");
+      await waitFor(() => got.length === 1, 5000, "p0 at the watcher");
+      proxy.mode.down = true;
+      proxy.cutAll();
+      await page.waitForFunction(() => window.h.state !== "connected", null, { timeout: 5000 });
+      for (const d of ["p1", "p2", "p3", "p4"]) await pub(d);
+      await sleep(300);
+      proxy.mode.swallow = false;
+      proxy.mode.down = false;
+      await page.waitForFunction(() => window.results.length === 5, null, { timeout: 15000 });
+      await sleep(300);
+      assert.deepEqual(got, ["p0", "p1", "p2", "p3", "p4"], "lost or doubled at the subscriber");
+      const results = Object.fromEntries(await page.evaluate(() => window.results));
+      assert.equal(results.p0.duplicate, true, "the retry of p0 was not answered as a duplicate");
+      assert.deepEqual(["p0", "p1", "p2", "p3", "p4"].map((d) => results[d].offset), [1, 2, 3, 4, 5]);
+      assert.deepEqual(pageErrors, []);
+    });
+  } finally {
+    watcher.close();
     await proxy.close();
     await herald.stop();
     fs.rmSync(dir, { recursive: true, force: true });

@@ -1,5 +1,6 @@
-// A herald of the test's own that checks JWTs (HS256, leeway 0; topics `priv:*` need a token)
-// and tokens for it that expire in a few seconds.
+// A herald of the test's own that checks JWTs (HS256, leeway 0), and tokens for it that expire in
+// a few seconds. Topics `priv:*` need a token (these tokens name them); `secret:*` ones no token
+// here may read.
 import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
@@ -17,7 +18,7 @@ export function mint(lifetimeS) {
 }
 
 const AUTH = `  jwt: {keys: [{alg: HS256, secret: "${SECRET}"}], leeway: 0s}
-  namespaces: [{pattern: "priv:*", anonymous: none}]
+  namespaces: [{pattern: "priv:*", anonymous: none}, {pattern: "secret:*", anonymous: none}]
 `;
 
 export async function withJwtHerald(fn) {

@@ -5,7 +5,8 @@ acknowledgements (live.test.mjs: fallback and return, offline publish, one SSE s
 several topics; chaos.test.mjs: exactly-once in order over each transport through 20 cuts, 50
 clients' backoff); tokens that expire in 5 s (token.test.mjs, a herald of its own that checks
 JWTs); and pages in headless Chromium (Debian's chromium driven by playwright-core) that load
-/client/herald.js from herald (browser.test.mjs: fallback and back; browser_long.test.mjs: cuts
+/client/herald.js from herald (browser.test.mjs: fallback and back, offline publishes with a lost
+acknowledgement; browser_long.test.mjs: cuts
 and a restart, token expiry, a failing getToken). The headline run, Chromium through nginx with
 two instances and Redis, is tests/integration/test_client_deploy.py. The long ones are
 `scenario` tests (the Release pass of make test only)."""
