@@ -90,8 +90,12 @@ test("50 clients whose server goes away reconnect spread over time, within maxDe
     await waitFor(() => clients.every((h) => h.state === "connected"), 10000, "50 reconnected");
     // Not synchronized: the first retries spread over the first backoff window.
     const firsts = attempts.slice(0, 50).sort((a, b) => a - b);
-    const buckets = new Set(firsts.map((t) => Math.floor(t / 100)));
+    const buckets = new Map();
+    for (const t of firsts) buckets.set(Math.floor(t / 100), (buckets.get(Math.floor(t / 100)) || 0) + 1);
     assert.ok(buckets.size >= 4, `50 first attempts in only ${buckets.size} 100-ms buckets: ${firsts}`);
+    // Full jitter over [0, 500 ms]: about 10 per bucket; a herd would put most in one.
+    const crowd = Math.max(...buckets.values());
+    assert.ok(crowd <= 20, `${crowd} of 50 first attempts in one 100-ms bucket: ${firsts}`);
     // Per client, no wait between attempts longer than maxDelay (plus the refusal's round trip).
     for (const times of perClient) {
       assert.ok(times.length >= 3, `a client tried only ${times.length} times in 6 s`);
