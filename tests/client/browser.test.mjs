@@ -8,8 +8,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Proxy } from "./proxy.mjs";
-import { HeraldProcess, WebSocket, sleep, unique, waitFor } from "./common.mjs";
-import { FAST as fast, openPage, publishRetrying as publish, withBrowser } from "./chromium.mjs";
+import { HeraldProcess, WebSocket, sleep, unique, waitFor, publishRetrying as publish } from "./common.mjs";
+import { FAST as fast, openPage, withBrowser } from "./chromium.mjs";
 
 test("a page falls back to SSE when upgrades are refused, to poll when SSE is buffered, and back", { timeout: 90000 }, async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "herald-browser-"));

@@ -8,9 +8,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Proxy } from "./proxy.mjs";
-import { HeraldProcess, sleep, unique } from "./common.mjs";
+import { HeraldProcess, sleep, unique, publishRetrying as publish } from "./common.mjs";
 import { mint, publishEvery, withJwtHerald } from "./jwt.mjs";
-import { FAST as fast, openPage, publishRetrying as publish, withBrowser } from "./chromium.mjs";
+import { FAST as fast, openPage, withBrowser } from "./chromium.mjs";
 
 // Each of 1..n once, in order; a jump only right after an onReset.
 function check(events, n) {

@@ -1,11 +1,15 @@
 // The long runs of the client against the real herald binary (HERALD_URL, started by
 // tests/integration/test_client_js.py, a scenario test): exactly once through 20 cuts per
-// transport, and 50 clients reconnecting after their server went away.
+// transport and for three topics on one SSE stream, those three across a restart (a herald of
+// its own), and 50 clients reconnecting after their server went away.
 import test from "node:test";
 import assert from "node:assert/strict";
 import { Herald } from "../../clients/js/herald.js";
 import { Proxy } from "./proxy.mjs";
-import { HERALD_PORT, WebSocket, publish, sleep, unique, waitFor } from "./common.mjs";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { HERALD_PORT, HeraldProcess, WebSocket, publish, publishRetrying, sleep, unique, waitFor } from "./common.mjs";
 
 const base = { WebSocket, storage: null, minDelay: 100, maxDelay: 1000, connectTimeout: 1500 };
 
@@ -23,17 +27,20 @@ function checkStream(events, n) {
   return resets;
 }
 
-for (const [transport, n, cuts] of [["websocket", 2000, 20], ["sse", 2000, 20], ["poll", 1000, 10]]) {
-  test(`exactly once, in order, over ${transport} through ${cuts} cuts`, { timeout: 60000 }, async () => {
+// [transport, messages per topic, cuts, topics]: the last row is three topics on one SSE stream,
+// where the client tells each message's topic from the positions in the event id.
+for (const [transport, n, cuts, k] of [["websocket", 2000, 20, 1], ["sse", 2000, 20, 1], ["poll", 1000, 10, 1], ["sse", 700, 10, 3]]) {
+  test(`exactly once, in order, over ${transport} through ${cuts} cuts (${k} topic${k > 1 ? "s on one stream" : ""})`, { timeout: 60000 }, async () => {
     const proxy = await new Proxy({ host: "127.0.0.1", port: HERALD_PORT }).listen();
-    const topic = unique(`eo-${transport}`);
+    const topics = Array.from({ length: k }, (_, j) => unique(`eo-${transport}-${j}`));
     // stableAfter 50 ms: the backoff starts from minDelay again between cuts.
     const h = new Herald(proxy.url, { ...base, transports: [transport], stableAfter: 50 });
-    const events = [];
-    h.subscribe(topic, {
-      onMessage: (m) => events.push(["msg", m.offset, m.data]),
-      onReset: (t, info) => events.push(["reset", info.offset]),
-    });
+    const events = topics.map(() => []);
+    topics.forEach((topic, j) => h.subscribe(topic, {
+      onMessage: (m) => events[j].push(["msg", m.offset, m.data]),
+      onReset: (t, info) => events[j].push(["reset", info.offset]),
+    }));
+    const streams = () => [...proxy.conns].filter((p) => p.request && p.request.startsWith("GET /sse")).length;
     try {
       await waitFor(() => h.state === "connected", 5000, "connected");
       // Cuts at random moments: after random messages. A cut due while the client is away waits
@@ -41,24 +48,27 @@ for (const [transport, n, cuts] of [["websocket", 2000, 20], ["sse", 2000, 20], 
       // connection; between cuts, publishing goes on while the client reconnects.
       const cutAt = new Set();
       while (cutAt.size < cuts) cutAt.add(1 + Math.floor(Math.random() * (n - 1)));
-      let made = 0;
+      let made = 0, most = 0;
       for (let i = 1; i <= n; i++) {
-        await publish(topic, i);
+        for (const topic of topics) await publish(topic, i);
         if (cutAt.has(i)) {
           await waitFor(() => h.state === "connected" && proxy.conns.size, 10000,
             `connected again for cut ${made + 1}`);
+          if (transport === "sse") most = Math.max(most, streams());
           proxy.cutAll();
           made++;
         }
         if (i % 2 === 0) await sleep(4); // about 3.5 s per 1,000 messages
       }
-      await waitFor(() => events.length && events[events.length - 1][1] === n, 30000,
-        `message ${n} (have ${events.length} events)`);
+      const lastIs = (e) => e.length && e[e.length - 1][1] === n;
+      await waitFor(() => events.every(lastIs), 30000,
+        `message ${n} (have ${events.map((e) => e.length)} events)`);
       await sleep(200); // nothing may follow
-      const resets = checkStream(events, n);
-      console.log(`# ${transport}: ${n} messages, ${made} cuts of a live connection, ${proxy.accepted} connections, ${resets} resets`);
+      const resets = events.reduce((sum, e) => sum + checkStream(e, n), 0);
+      console.log(`# ${transport}, ${k} topic(s): ${n} messages each, ${made} cuts of a live connection, ${proxy.accepted} connections, ${resets} resets`);
       assert.equal(made, cuts);
       assert.equal(h.transport, transport);
+      if (transport === "sse") assert.equal(most, 1, "more than one SSE stream at a cut");
     } finally {
       h.close();
       await proxy.close();
@@ -110,3 +120,50 @@ test("50 clients whose server goes away reconnect spread over time, within maxDe
   }
 });
 
+
+test("sse, three topics on one stream, across a restart that loses history: one onReset per topic, then each message to its topic", { timeout: 60000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "herald-sse-restart-"));
+  const herald = new HeraldProcess(dir);
+  await herald.start();
+  const proxy = await new Proxy({ host: "127.0.0.1", port: herald.port }).listen();
+  const topics = [0, 1, 2].map((j) => unique(`restart-${j}`));
+  const h = new Herald(proxy.url, { ...base, transports: ["sse"], stableAfter: 50 });
+  const events = topics.map(() => []);
+  topics.forEach((topic, j) => h.subscribe(topic, {
+    onMessage: (m) => events[j].push(["msg", m.offset, m.data]),
+    onReset: (t, info) => events[j].push(["reset", info.offset, info.reason]),
+  }));
+  const pub = (topic, data) => publishRetrying(herald, topic, data);
+  try {
+    await waitFor(() => h.state === "connected", 5000, "connected");
+    for (let i = 1; i <= 5; i++) for (const [j, t] of topics.entries()) await pub(t, `${j}:${i}`);
+    await waitFor(() => events.every((e) => e.length === 5), 5000, "5 each");
+    await herald.stop();
+    await herald.start();
+    proxy.target.port = herald.port;
+    // A new epoch; topic 1 gets messages before the client is back (they are its reset's gap or
+    // follow it), the others after.
+    await pub(topics[1], "1:new1");
+    await waitFor(() => h.state === "connected" && events.every((e) => e.some((x) => x[0] === "reset")), 15000, "a reset per topic");
+    for (let i = 2; i <= 4; i++) for (const [j, t] of topics.entries()) await pub(t, `${j}:new${i}`);
+    await waitFor(() => events.every((e) => e[e.length - 1][0] === "msg" && e[e.length - 1][2].endsWith(":new4")), 10000, `new4 on each: ${JSON.stringify(events)}`);
+    await sleep(200);
+    for (const [j, e] of events.entries()) {
+      // 1..5 of the old epoch, one reset, then the new messages of this topic only, in order.
+      assert.deepEqual(e.slice(0, 5).map((x) => x[2]), [1, 2, 3, 4, 5].map((i) => `${j}:${i}`));
+      assert.equal(e[5][0], "reset");
+      const after = e.slice(6);
+      assert.ok(after.every((x) => x[0] === "msg" && x[2].startsWith(`${j}:new`)), `topic ${j}: ${JSON.stringify(e)}`);
+      const nums = after.map((x) => Number(x[2].split(":new")[1]));
+      assert.deepEqual(nums, nums.slice().sort((a, b) => a - b));
+      assert.deepEqual(nums.slice(-3), [2, 3, 4]);
+      assert.deepEqual(after.map((x) => x[1]), after.map((x, i) => e[5][1] + 1 + i), `topic ${j}: offsets after the reset`);
+    }
+    assert.equal(h.transport, "sse");
+  } finally {
+    h.close();
+    await proxy.close();
+    await herald.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

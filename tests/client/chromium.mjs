@@ -12,18 +12,6 @@ const { chromium } = require("../integration/node_modules/playwright-core");
 // A page's options: a short backoff and timeouts, so that many cuts and fallbacks fit in a test.
 export const FAST = { minDelay: 100, maxDelay: 1000, stableAfter: 50, connectTimeout: 2000, upgradeAfter: 2000 };
 
-// POST /publish to a herald `h` ({url}) that may be restarting: retried for up to 10 s.
-export async function publishRetrying(h, topic, data) {
-  for (let i = 0; i < 200; i++) {
-    try {
-      const r = await fetch(`${h.url}/publish/${topic}`, { method: "POST", body: String(data) });
-      if (r.status === 200) return;
-    } catch { /* restarting */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error("publish kept failing");
-}
-
 export const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 
 // `extra` is script text run before the client starts (e.g. a getToken that fetches /token).

@@ -13,6 +13,18 @@ export async function publish(topic, data) {
   if (r.status !== 200) throw new Error(`publish ${r.status} ${await r.text()}`);
   return r.json();
 }
+// POST /publish to a herald `h` ({url}) that may be restarting: retried for up to 10 s.
+export async function publishRetrying(h, topic, data) {
+  for (let i = 0; i < 200; i++) {
+    try {
+      const r = await fetch(`${h.url}/publish/${topic}`, { method: "POST", body: String(data) });
+      if (r.status === 200) return;
+    } catch { /* restarting */ }
+    await sleep(50);
+  }
+  throw new Error("publish kept failing");
+}
+
 export async function waitFor(pred, ms, what) {
   const end = Date.now() + ms;
   while (Date.now() < end) { if (pred()) return; await sleep(20); }
