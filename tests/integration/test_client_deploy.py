@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from herald_testlib import herald_bin, unique, wait_until
-from redis_testlib import RedisServer, redis_config
+from herald_testlib import herald_bin, metric_sum, unique, wait_until
+from redis_testlib import RedisServer, WSCollector, redis_config
 from herald_test.nginx import Nginx
 
 RECEIVE = Path(__file__).resolve().parents[1] / "client" / "receive.mjs"
+PUBLISHER = Path(__file__).resolve().parents[1] / "client" / "publisher.mjs"
 N = 2000
 
 
@@ -116,3 +117,61 @@ def test_client_exactly_once_through_nginx_cuts_and_restarts(herald_factory, tmp
         for r in restarted:
             r.stop()
         redis.kill()
+
+
+def test_client_publish_answered_unknown_is_retried_with_its_key(herald_factory):
+    """Redis freezes while the client's WebSocket publish is in flight: herald answers `unknown`
+    (redis.command_timeout), the client sends the same publish again with the same
+    idempotency_key after a backoff until Redis is back, and the message is delivered once."""
+    redis = RedisServer()
+    node = sub = None
+    try:
+        cfg = redis_config([redis.address], ws={"client_publish": ["chat:*"]})
+        cfg["redis"] = {**cfg["redis"], "command_timeout": "1s", "ping_interval": "200ms"}
+        h = herald_factory(cfg)
+        topic = unique("chat:unknown")
+        sub = WSCollector(h, topic)
+        node = subprocess.Popen(["node", str(PUBLISHER), h.url("").rstrip("/")],
+                                cwd=str(PUBLISHER.parent), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines = []
+        threading.Thread(target=lambda: lines.extend(node.stdout), daemon=True).start()
+        results = lambda: [json.loads(x) for x in lines if '"data"' in x]
+        wait_until(lambda: any('"ready"' in x for x in lines) or node.poll() is not None, 20,
+                   what="the client connected")
+
+        def send(data):
+            node.stdin.write(f"{topic} {data}\n")
+            node.stdin.flush()
+
+        send("p1")
+        wait_until(lambda: len(results()) == 1, 10, what="p1 acknowledged")
+        before = unknown_total(h)
+        with redis.frozen():
+            send("p2")
+            time.sleep(2.5)  # answered unknown after 1 s; retries meanwhile fail too
+            assert len(results()) == 1, f"p2 settled while Redis was frozen: {results()}"
+        wait_until(lambda: len(results()) == 2, 20, what="p2 acknowledged after Redis woke")
+        node.stdin.close()
+        assert node.wait(15) == 0, node.stderr.read()[-2000:]
+        p1, p2 = results()
+        assert "ok" in p2, f"the client gave up on p2: {p2}"
+        assert p2["ok"]["offset"] == p1["ok"]["offset"] + 1, (p1, p2)
+        assert unknown_total(h) > before, "herald never answered unknown: the test tested nothing"
+        r = requests.post(h.url(f"/publish/{topic}"), data="marker", timeout=5)
+        assert r.status_code == 200, r.text
+        wait_until(lambda: "marker" in [d for _, _, d in sub.messages()], 10, what="the marker")
+        assert [d for _, _, d in sub.messages()] == ["p1", "p2", "marker"], sub.messages()
+        print(f"unknown retried: p2 {p2['ok']}, {unknown_total(h) - before} unknown answers")
+    finally:
+        if sub:
+            sub.close()
+        if node and node.poll() is None:
+            node.kill()
+            node.wait()
+        redis.kill()
+
+
+def unknown_total(h) -> float:
+    text = requests.get(h.url("/metrics"), timeout=10).text
+    return metric_sum(text, "herald_redis_publish_unknown_total") or 0
