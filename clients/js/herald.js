@@ -257,6 +257,7 @@ class SseStream {
     this.topics = topics; // URL order
     this.ids = null; // the stream's positions per topic, as its last id said (or as sent)
     this.ctl = new AbortController();
+    this.started = t.c.now();
   }
   live() { return this.t.stream === this; }
   async run() {
@@ -435,6 +436,9 @@ class SseTransport {
     const s = this.stream;
     if (s && s.confirmed && now - s.last > this.c.opts.idleTimeout) {
       this.c.tpEnd(this, new End("network", { reason: "SSE stream silent" }));
+    } else if (s && !s.confirmed && now - s.started > this.c.opts.connectTimeout) {
+      // A stream reopened (a topic added, a new token) that shows nothing: a buffering proxy.
+      this.c.tpEnd(this, new End("timeout"));
     }
   }
   stop() {
