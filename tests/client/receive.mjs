@@ -3,8 +3,9 @@
 // times at random moments (100..300 ms apart, each one a connected client), and prints one JSON
 // line per event: {"ready":true} once connected, then {"msg":<data>} / {"reset":<reason>}, and
 // {"done":...} with the figures. <client>: `websocket`, `sse` or `poll` (the client in Node,
-// that transport only), or `chromium` (a page in headless Chromium with the issue's three lines,
-// every transport, loading /client/herald.js through the proxy). Exits 0 after message <n>
+// that transport only), `chromium` (a page in headless Chromium with the issue's three lines,
+// every transport, loading /client/herald.js through the proxy) or `chromium:<transport>` (that
+// page on that transport only). Exits 0 after message <n>
 // arrived, 1 after 100 s without it. tests/integration/test_client_deploy.py.
 import { Herald } from "../../clients/js/herald.js";
 import { Proxy } from "./proxy.mjs";
@@ -41,9 +42,11 @@ async function run(client) {
   return { done: last === n, cuts: cut, connections: proxy.accepted, transport: await client.transport() };
 }
 
-if (kind === "chromium") {
+if (kind.startsWith("chromium")) {
+  const only = kind.split(":")[1];
   await withBrowser(async (browser) => {
-    const { page, pageErrors } = await openPage(browser, proxy, topic, { ...fast, connectTimeout: 3000 });
+    const { page, pageErrors } = await openPage(browser, proxy, topic,
+      { ...fast, connectTimeout: 3000, ...(only ? { transports: [only] } : {}) });
     const done = await run({
       state: () => page.evaluate(() => window.h.state),
       transport: () => page.evaluate(() => window.h.transport),

@@ -5,7 +5,8 @@ instances are restarted one after the other (SIGTERM, then a new process on the 
 client receives 1..2,000 exactly once, in order (an onReset would excuse a gap; with Redis
 holding the history none is expected). The client is the package in Node on one transport, or
 (`chromium`, the issue's headline test) a page in headless Chromium that loads
-/client/herald.js through the proxy and nginx and uses only the three lines of the README."""
+/client/herald.js through the proxy and nginx and uses only the three lines of the README (on
+every transport, or forced to SSE or long-polling: `chromium:sse`, `chromium:poll`)."""
 import json
 import os
 import subprocess
@@ -53,9 +54,10 @@ def up(port):
 
 
 @pytest.mark.scenario
-@pytest.mark.parametrize("transport", ["websocket", "sse", "chromium"])
+@pytest.mark.parametrize("transport", ["websocket", "sse", "chromium", "chromium:sse",
+                                       "chromium:poll"])
 def test_client_exactly_once_through_nginx_cuts_and_restarts(herald_factory, tmp_path, transport):
-    if transport == "chromium" and not Path(os.environ.get("CHROMIUM", "/usr/bin/chromium")).exists():
+    if transport.startswith("chromium") and not Path(os.environ.get("CHROMIUM", "/usr/bin/chromium")).exists():
         pytest.fail("/usr/bin/chromium is missing (scripts/install-deps.sh installs it)")
     started = time.monotonic()
     redis = RedisServer()
@@ -65,7 +67,7 @@ def test_client_exactly_once_through_nginx_cuts_and_restarts(herald_factory, tmp
         a = herald_factory(redis_config([redis.address]))
         b = herald_factory(redis_config([redis.address]))
         ngx = Nginx(tmp_path, [f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"])
-        topic = unique(f"deploy-{transport}")
+        topic = unique(f"deploy-{transport.replace(':', '-')}")
         node = subprocess.Popen(["node", str(RECEIVE), ngx.base, topic, str(N), transport, "20"],
                                 cwd=str(RECEIVE.parent), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
@@ -108,6 +110,8 @@ def test_client_exactly_once_through_nginx_cuts_and_restarts(herald_factory, tmp
         assert "pageErrors" not in "".join(lines), [x for x in lines if "pageErrors" in x]
         assert not resets, f"history in Redis covers every gap, yet: {resets}"
         assert done["cuts"] >= 15, f"only {done['cuts']} of 20 cuts found a connected client"
+        want = transport.split(":")[-1] if transport != "chromium" else "websocket"
+        assert done["transport"] == want, done
     finally:
         if ngx:
             ngx.stop()
