@@ -155,22 +155,22 @@ bool http_session::start_sse(std::uint64_t seq, http_request& req,
 void http_session::start_poll(std::uint64_t seq, http_request& req,
                               const std::vector<std::string>& topics,
                               std::unique_ptr<auth::token_claims> claims, bool keep_alive) {
-    if (topics.size() != 1) {
-        fail_request(seq, reject::bad_topic, "long-polling takes exactly one topic", keep_alive);
-        return;
-    }
-    std::optional<wire::stream_pos> since;
+    // One cursor for one topic; for several, one epoch:offset per topic joined by ',' (as an SSE
+    // stream's Last-Event-ID).
+    std::optional<std::vector<wire::stream_pos>> since;
     if (auto s = req.target.get("since"); s && !s->empty()) {
-        since = wire::parse_position(*s);
+        since = wire::parse_event_id(*s, topics.size());
         if (!since) {
             fail_request(seq, reject::bad_cursor,
-                         "since must be a cursor epoch:offset from an earlier answer", keep_alive);
+                         "since must be the cursor of an earlier answer (epoch:offset), one per "
+                         "topic joined by ',' in the order of the topics",
+                         keep_alive);
             return;
         }
     }
     std::string stream_ip;
     if (!admit_stream(seq, req, stream_ip)) return;
-    poll_ = std::make_unique<poll_session>(*this, w_, seq, keep_alive, topics[0], std::move(since),
+    poll_ = std::make_unique<poll_session>(*this, w_, seq, keep_alive, topics, since,
                                            std::move(stream_ip), claims ? claims->sub : "");
     set_transport(metrics::transport::poll);
     poll_->start();

@@ -6,7 +6,8 @@
 namespace herald::net {
 
 poll_session::poll_session(poll_owner& owner, worker_context& w, std::uint64_t seq, bool keep_alive,
-                           std::string topic, std::optional<wire::stream_pos> since,
+                           const std::vector<std::string>& topics,
+                           const std::optional<std::vector<wire::stream_pos>>& since,
                            std::string stream_ip, std::string user)
     : owner_(owner),
       w_(w),
@@ -15,9 +16,14 @@ poll_session::poll_session(poll_owner& owner, worker_context& w, std::uint64_t s
       deadline_(clock::now() + w.cfg.poll.timeout),
       stream_ip_(std::move(stream_ip)),
       user_(std::move(user)) {
-    sub_.owner = this;
-    sub_.topic = std::move(topic);
-    sub_.since = std::move(since);
+    for (std::size_t i = 0; i < topics.size(); ++i) {
+        auto t = std::make_unique<poll_topic>();
+        t->owner = this;
+        t->topic = topics[i];
+        t->tag = static_cast<std::uint32_t>(i);
+        if (since) t->since = (*since)[i];
+        topics_.push_back(std::move(t));
+    }
 }
 
 poll_session::~poll_session() {
@@ -25,7 +31,7 @@ poll_session::~poll_session() {
 }
 
 void poll_session::start() {
-    w_.shard.subscribe(sub_);
+    for (auto& t : topics_) w_.shard.subscribe(*t);
 }
 
 void poll_session::release_stream() noexcept {
@@ -34,56 +40,83 @@ void poll_session::release_stream() noexcept {
 }
 
 void poll_session::cancel() noexcept {
-    w_.shard.unsubscribe(sub_);  // a no-op when not subscribed
+    for (auto& t : topics_) w_.shard.unsubscribe(*t);  // a no-op when not subscribed
     release_stream();
 }
 
-std::string poll_session::finish() {
-    const auto& s = sub_;
-    // Read the position before unsubscribing (which deactivates the subscription).
-    const std::string epoch = s.epoch.empty() && s.since ? s.since->epoch : s.epoch;
-    std::uint64_t cursor = s.active ? s.last_offset : (s.since ? s.since->offset : 0);
-    cancel();
+std::string poll_session::topic_answer(const poll_topic& t, const std::string& epoch,
+                                       std::uint64_t cursor, std::size_t& budget) {
     // The messages first: an answer stays within half the connection's output budget, and the
     // cursor then names the last message it carries (the next poll continues from there).
-    std::string list;
-    const std::size_t taken =
-        hub::append_messages_json(list, messages_, w_.cfg.limits.max_queued_bytes / 2);
-    if (taken < messages_.size()) cursor = messages_[taken - 1]->offset;
-    std::string body = "{\"topic\":\"" + s.topic + "\",\"epoch\":\"" + epoch + "\"";
-    if (s.since || resume_failed_)
-        body += std::string(",\"recovered\":") + (resume_failed_ ? "false" : "true");
-    if (resume_failed_) body += ",\"reason\":" + wire::json_quote(reason_);
+    std::string list = "[]";
+    std::size_t taken = 0;
+    if (budget > 0) {
+        list.clear();
+        taken = hub::append_messages_json(list, t.messages, budget);
+        budget -= std::min(budget, list.size());
+    }
+    if (taken < t.messages.size())
+        cursor = taken > 0 ? t.messages[taken - 1]->offset : t.messages[0]->offset - 1;
+    std::string body = "{\"topic\":\"" + t.topic + "\",\"epoch\":\"" + epoch + "\"";
+    if (t.since || t.resume_failed)
+        body += std::string(",\"recovered\":") + (t.resume_failed ? "false" : "true");
+    if (t.resume_failed) body += ",\"reason\":" + wire::json_quote(t.reason);
     body += ",\"cursor\":\"" + epoch + ":" + std::to_string(cursor) + "\",\"messages\":";
     body += list;
-    if (taken < messages_.size()) body += ",\"more\":true";
+    if (taken < t.messages.size()) body += ",\"more\":true";
     body += '}';
     return body;
 }
 
+std::string poll_session::finish() {
+    // Read the positions before unsubscribing (which deactivates the subscriptions).
+    std::vector<std::pair<std::string, std::uint64_t>> at;
+    at.reserve(topics_.size());
+    for (const auto& t : topics_)
+        at.emplace_back(t->epoch.empty() && t->since ? t->since->epoch : t->epoch,
+                        t->active ? t->last_offset : (t->since ? t->since->offset : 0));
+    cancel();
+    std::size_t budget = w_.cfg.limits.max_queued_bytes / 2;
+    if (topics_.size() == 1) return topic_answer(*topics_[0], at[0].first, at[0].second, budget);
+    std::string body = "{\"topics\":[";
+    for (std::size_t i = 0; i < topics_.size(); ++i) {
+        if (i) body += ',';
+        body += topic_answer(*topics_[i], at[i].first, at[i].second, budget);
+    }
+    body += "]}";
+    return body;
+}
+
 void poll_session::answer_soon() {
-    if (answer_asked_) return;
+    // Not before every topic is subscribed: a resume of several topics then gets every replay in
+    // one answer (each replay follows its topic's on_subscribed in the same loop turn).
+    want_answer_ = true;
+    if (answer_asked_ || answered_ < topics_.size()) return;
     answer_asked_ = true;
     owner_.on_poll_due();
 }
 
-void poll_session::on_subscribed(hub::subscription&, const hub::subscribe_result& r) {
+void poll_session::on_subscribed(hub::subscription& s, const hub::subscribe_result& r) {
+    ++answered_;
+    if (want_answer_) answer_soon();
     if (!r.resume_requested) return;
     if (r.recovered) {
         w_.counters.resumes_recovered.add();
         return;
     }
     w_.counters.resumes_failed.add();
-    resume_failed_ = true;
-    reason_ = r.reason;
+    auto& t = static_cast<poll_topic&>(s);
+    t.resume_failed = true;
+    t.reason = r.reason;
     answer_soon();  // at once, from the top of the stream
 }
 
-void poll_session::on_reset(hub::subscription&, const hub::message_ptr& m) {
+void poll_session::on_reset(hub::subscription& s, const hub::message_ptr& m) {
     // Whatever was collected is older than the reset: answer the reset alone, from its position.
-    messages_.clear();
-    resume_failed_ = true;
-    reason_ = m->reset_reason;
+    auto& t = static_cast<poll_topic&>(s);
+    t.messages.clear();
+    t.resume_failed = true;
+    t.reason = m->reset_reason;
     answer_soon();
 }
 
@@ -92,9 +125,10 @@ void poll_session::on_refused(hub::subscription&, const std::string& reason) {
     owner_.on_poll_refused(reason);  // may destroy this poll: nothing after this line
 }
 
-void poll_session::on_message(hub::subscription&, const hub::message_ptr& m) {
-    if (resume_failed_) return;
-    messages_.push_back(m);
+void poll_session::on_message(hub::subscription& s, const hub::message_ptr& m) {
+    auto& t = static_cast<poll_topic&>(s);
+    if (t.resume_failed) return;
+    t.messages.push_back(m);
     w_.counters.frames_delivered.add();
     answer_soon();
 }

@@ -1,13 +1,15 @@
 #pragma once
-// A long-poll (GET /poll): one subscription that an HTTP connection holds until messages, a reset,
-// a failed resume, the deadline (poll.timeout) or the drain give it its answer. Owned by its
-// http_session and touched only on that session's worker; the shard points at the subscription
-// only while it is subscribed (cancel() and finish() unsubscribe).
+// A long-poll (GET /poll): one subscription per topic that an HTTP connection holds until
+// messages, a reset, a failed resume, the deadline (poll.timeout) or the drain give it its answer
+// (the first topic that has one answers for all). Owned by its http_session and touched only on
+// that session's worker; the shard points at the subscriptions only while they are subscribed
+// (cancel() and finish() unsubscribe).
 #include "herald/hub/hub.hpp"
 #include "herald/net/worker_context.hpp"
 #include "herald/wire/position.hpp"
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,19 +30,29 @@ protected:
     ~poll_owner() = default;
 };
 
+// One topic of a poll: its subscription and what it collected for the answer.
+struct poll_topic : hub::subscription {
+    bool resume_failed = false;
+    std::string reason;
+    std::vector<hub::message_ptr> messages;
+};
+
 class poll_session final : public hub::subscriber {
 public:
-    // `stream_ip`: the per-address stream slot the poll holds (released by finish()/cancel());
-    // `user`: the token's sub, for revocation (empty: anonymous).
+    // `since`: none, or one position per topic in `topics`' order; `stream_ip`: the per-address
+    // stream slot the poll holds (released by finish()/cancel()); `user`: the token's sub, for
+    // revocation (empty: anonymous).
     poll_session(poll_owner& owner, worker_context& w, std::uint64_t seq, bool keep_alive,
-                 std::string topic, std::optional<wire::stream_pos> since, std::string stream_ip,
+                 const std::vector<std::string>& topics,
+                 const std::optional<std::vector<wire::stream_pos>>& since, std::string stream_ip,
                  std::string user);
     poll_session(const poll_session&) = delete;
     poll_session& operator=(const poll_session&) = delete;
     ~poll_session();
 
     void start();
-    // Unsubscribes and builds the answer's JSON body (docs/protocol.md, "Long-polling").
+    // Unsubscribes and builds the answer's JSON body (docs/protocol.md, "Long-polling"): one
+    // topic's answer, or {"topics":[...]} with one per topic in the URL's order.
     [[nodiscard]] std::string finish();
     // Unsubscribes without an answer (connection closed, revoked, refused).
     void cancel() noexcept;
@@ -63,17 +75,20 @@ private:
     // a burst leave in one answer.
     void answer_soon();
     void release_stream() noexcept;
+    // One topic's answer object; its messages take at most `budget` bytes (at least one message
+    // while `budget` is not 0), and `budget` shrinks by what they took.
+    [[nodiscard]] static std::string topic_answer(const poll_topic& t, const std::string& epoch,
+                                                  std::uint64_t cursor, std::size_t& budget);
 
     poll_owner& owner_;
     worker_context& w_;
     std::uint64_t seq_;
     bool keep_alive_;
     time_point deadline_;
-    hub::subscription sub_;
-    bool resume_failed_ = false;
-    std::string reason_;
+    std::vector<std::unique_ptr<poll_topic>> topics_;  // the shard holds their addresses
+    std::size_t answered_ = 0;                         // subscriptions the shard answered
+    bool want_answer_ = false;  // something to answer, once every topic is subscribed
     bool answer_asked_ = false;
-    std::vector<hub::message_ptr> messages_;
     std::string stream_ip_;
     std::string user_;
 };
