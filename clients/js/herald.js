@@ -246,32 +246,108 @@ class WsTransport {
   }
 }
 
-// SSE: ONE fetch-based stream carries every topic (`/sse?topic=a&topic=b`), so a page does not
-// spend one of the browser's six HTTP/1.1 connections per host on each topic. Its event ids hold
-// every topic's position in URL order (`e1:17,e2:4`, docs/protocol.md); the client keeps the
-// last id as `ids` and tells a message's topic by the position that moved. Adding or removing a
-// topic, or a new token, opens a new stream resuming every topic from its delivered position.
-class SseStream {
+// SSE and long-polling: ONE request carries every topic, so a page does not spend one of the
+// browser's six HTTP/1.1 connections per host on each topic. Adding or removing a topic opens a
+// new request that resumes every topic from its delivered position (calls made in one turn open
+// one); a topic herald refuses gets onError and is left out, the others go on.
+class TopicsTransport {
+  constructor(c, name) {
+    this.c = c;
+    this.name = name;
+    this.run = null; // the current request (an SseStream or a PollRun)
+    this.refused = new Set(); // topics herald refused on this transport (onError said so)
+    this.pending = false;
+  }
+  start() { this.reopen(); }
+  reopenSoon() {
+    if (this.pending) return;
+    this.pending = true;
+    queueMicrotask(() => { if (this.pending) this.reopen(); });
+  }
+  reopen() {
+    this.pending = false;
+    if (this.run) this.run.stop();
+    this.run = null;
+    const topics = [...this.c.subs.keys()].filter((t) => !this.refused.has(t));
+    if (!topics.length) { this.c.tpConfirm(this); return; } // nothing to ask for
+    const r = (this.run = new this.Run(this, topics));
+    r.go();
+  }
+  // [[topic, error], ...]: onError for each, and a new request without them.
+  refuse(list) {
+    for (const [topic, err] of list) { this.refused.add(topic); this.c.tpTopicError(this, topic, err); }
+    if (this.c.tp === this) this.reopen();
+  }
+  subscribe(topic) { this.refused.delete(topic); this.reopenSoon(); }
+  unsubscribe() { this.reopenSoon(); }
+  stop() {
+    this.pending = false;
+    const r = this.run;
+    this.run = null;
+    if (r) r.stop();
+  }
+}
+
+class TopicsRun {
   constructor(t, topics) {
     this.t = t;
     this.topics = topics; // URL order
-    this.ids = null; // the stream's positions per topic, as its last id said (or as sent)
     this.ctl = new AbortController();
     this.started = t.c.now();
   }
-  live() { return this.t.stream === this; }
-  async run() {
+  live() { return this.t.run === this; }
+  stop() { this.ctl.abort(); }
+  // A resume names every topic's position (a new topic's is its top, from /history). False: this
+  // run is over (refused topics left out, or the transport ended).
+  async positions() {
+    const t = this.t, c = t.c;
+    for (const topic of this.topics) {
+      const end = await startPosition(c, topic, this.ctl.signal);
+      if (!this.live()) return false;
+      if (end && end.kind === "topic") { t.refuse([[topic, end.error]]); return false; }
+      if (end) { c.tpEnd(t, end); return false; }
+      if (!c.pos.get(topic)) { c.tpEnd(t, new End("network", { reason: "no position for " + topic })); return false; }
+    }
+    return true;
+  }
+  // A request answered other than 200. A refusal of one topic is that topic's; of several,
+  // /history names the culprits (a token that lost a topic after its position was read).
+  async refused(res) {
+    const t = this.t, c = t.c;
+    const end = await endFromResponse(res);
+    if (!this.live()) return;
+    if (end.kind === "topic" && this.topics.length === 1) { t.refuse([[this.topics[0], end.error]]); return; }
+    if (end.kind === "topic") {
+      const list = [];
+      for (const topic of this.topics) {
+        const saved = c.pos.get(topic);
+        c.pos.delete(topic);
+        let why = null;
+        try { why = await startPosition(c, topic, this.ctl.signal); } catch { /* not this one */ }
+        if (saved) c.pos.set(topic, saved);
+        if (!this.live()) return;
+        if (why && why.kind === "topic") list.push([topic, why.error]);
+      }
+      if (list.length) { t.refuse(list); return; }
+    }
+    c.tpEnd(t, end);
+  }
+}
+
+// SSE: one fetch-based stream for every topic (`/sse?topic=a&topic=b&last_event_id=e1:17,e2:4`).
+// Its event ids hold every topic's position in URL order (docs/protocol.md); the client keeps the
+// last id as `ids` and tells a message's topic by the position that moved. A new token also opens
+// a new stream.
+class SseStream extends TopicsRun {
+  constructor(t, topics) {
+    super(t, topics);
+    this.ids = null; // the stream's positions per topic, as its last id said (or as sent)
+  }
+  async go() {
     const t = this.t, c = t.c, signal = this.ctl.signal;
     let res;
     try {
-      // A resume names every topic's position or none; a new topic's is its top (/history).
-      for (const topic of this.topics) {
-        const end = await startPosition(c, topic, signal);
-        if (!this.live()) return;
-        if (end && end.kind === "topic") { t.refuse(topic, end.error); return; }
-        if (end) { c.tpEnd(t, end); return; }
-        if (!c.pos.get(topic)) { c.tpEnd(t, new End("network", { reason: "no position for " + topic })); return; }
-      }
+      if (!(await this.positions())) return;
       this.ids = this.topics.map((topic) => ({ ...c.pos.get(topic) }));
       const u = new URL(c.base + "/sse");
       for (const topic of this.topics) u.searchParams.append("topic", topic);
@@ -284,32 +360,7 @@ class SseStream {
       return;
     }
     if (!this.live()) return;
-    if (res.status !== 200) {
-      const end = await endFromResponse(res);
-      if (!this.live()) return;
-      // With one topic the refusal is that topic's; with several, /history names the culprits
-      // (a token that lost a topic since its position was read).
-      if (end.kind === "topic" && this.topics.length === 1) { t.refuse(this.topics[0], end.error); return; }
-      if (end.kind === "topic") {
-        const refused = [];
-        for (const topic of this.topics) {
-          const saved = c.pos.get(topic);
-          c.pos.delete(topic);
-          let why = null;
-          try { why = await startPosition(c, topic, signal); } catch { /* as below */ }
-          if (saved) c.pos.set(topic, saved);
-          if (!this.live()) return;
-          if (why && why.kind === "topic") refused.push([topic, why.error]);
-        }
-        if (refused.length) {
-          for (const [topic, err] of refused) { t.refused.add(topic); c.tpTopicError(t, topic, err); }
-          if (c.tp === t) t.reopen();
-          return;
-        }
-      }
-      c.tpEnd(t, end);
-      return;
-    }
+    if (res.status !== 200) { await this.refused(res); return; }
     const reader = res.body.getReader();
     const dec = new TextDecoder();
     let buf = "", ev = { data: [], event: "", id: null };
@@ -373,7 +424,7 @@ class SseStream {
       let e = {};
       try { e = JSON.parse(data); } catch { /* keep {} */ }
       const topic = this.topics.includes(e.topic) ? e.topic : this.topics[0];
-      t.refuse(topic, new HeraldError(e.code || "error", e.message, { topic }));
+      t.refuse([[topic, new HeraldError(e.code || "error", e.message, { topic })]]);
       return;
     }
     const ids = ev.id === null ? null : ev.id.split(",").map(parsePos);
@@ -398,42 +449,12 @@ class SseStream {
     if (ev.event === "binary") c.tpMessage(t, topic, pos.epoch, pos.offset, b64ToBuffer(data), undefined);
     else c.tpMessage(t, topic, pos.epoch, pos.offset, data, ev.event || undefined);
   }
-  stop() { this.ctl.abort(); }
 }
 
-class SseTransport {
-  constructor(c) {
-    this.c = c;
-    this.name = "sse";
-    this.stream = null;
-    this.refused = new Set(); // topics herald refused on this transport (onError said so)
-    this.pending = false;
-  }
-  start() { this.reopen(); }
-  // Several subscribe/unsubscribe calls in one turn open one new stream.
-  reopenSoon() {
-    if (this.pending) return;
-    this.pending = true;
-    queueMicrotask(() => { if (this.pending) this.reopen(); });
-  }
-  reopen() {
-    this.pending = false;
-    if (this.stream) this.stream.stop();
-    this.stream = null;
-    const topics = [...this.c.subs.keys()].filter((t) => !this.refused.has(t));
-    if (!topics.length) { this.c.tpConfirm(this); return; } // nothing to stream
-    const s = (this.stream = new SseStream(this, topics));
-    s.run();
-  }
-  refuse(topic, err) {
-    this.refused.add(topic);
-    this.c.tpTopicError(this, topic, err);
-    if (this.c.tp === this) this.reopen();
-  }
-  subscribe(topic) { this.refused.delete(topic); this.reopenSoon(); }
-  unsubscribe() { this.reopenSoon(); }
+class SseTransport extends TopicsTransport {
+  constructor(c) { super(c, "sse"); this.Run = SseStream; }
   tick(now) {
-    const s = this.stream;
+    const s = this.run;
     if (s && s.confirmed && now - s.last > this.c.opts.idleTimeout) {
       this.c.tpEnd(this, new End("network", { reason: "SSE stream silent" }));
     } else if (s && !s.confirmed && now - s.started > this.c.opts.connectTimeout) {
@@ -441,86 +462,57 @@ class SseTransport {
       this.c.tpEnd(this, new End("timeout"));
     }
   }
-  stop() {
-    this.pending = false;
-    const s = this.stream;
-    this.stream = null;
-    if (s) s.stop();
-  }
 }
 
-class PollTransport {
-  constructor(c) { this.c = c; this.name = "poll"; this.loops = new Map(); }
-  start() {
-    for (const t of this.c.subs.keys()) this.subscribe(t);
-    if (this.c.subs.size === 0) this.c.tpConfirm(this);
-  }
-  subscribe(topic) {
-    if (this.loops.has(topic)) return;
-    const ctl = new AbortController();
-    this.loops.set(topic, ctl);
-    this.loop(topic, ctl);
-  }
-  async loop(topic, ctl) {
-    const c = this.c;
+// Long-polling: one held request for every topic (`/poll?topic=a&topic=b&since=e1:17,e2:4`),
+// answered {"topics":[...]} for several, the single answer for one (docs/protocol.md). Each
+// request carries the current token.
+class PollRun extends TopicsRun {
+  async go() {
+    const t = this.t, c = t.c, signal = this.ctl.signal;
     // A held request is a working one: confirmed after a second without failure.
-    const confirm = c.timers.setTimeout(() => { if (this.loops.get(topic) === ctl) c.tpConfirm(this); }, 1000);
+    const confirm = c.timers.setTimeout(() => { if (this.live()) c.tpConfirm(t); }, 1000);
     try {
-      while (this.loops.get(topic) === ctl) {
+      while (this.live()) {
+        if (!(await this.positions())) return;
         const u = new URL(c.base + "/poll");
-        u.searchParams.set("topic", topic);
-        const pos = c.pos.get(topic);
-        if (pos) u.searchParams.set("since", pos.epoch + ":" + pos.offset);
+        for (const topic of this.topics) u.searchParams.append("topic", topic);
+        u.searchParams.set("since", this.topics.map((x) => { const p = c.pos.get(x); return p.epoch + ":" + p.offset; }).join(","));
         const headers = {};
         if (c.token) headers.Authorization = "Bearer " + c.token;
-        let res;
+        let res, body;
         try {
-          if (!pos) await startPosition(c, topic, ctl.signal);
-          const p2 = c.pos.get(topic);
-          if (p2) u.searchParams.set("since", p2.epoch + ":" + p2.offset);
-          res = await c.fetch(u.toString(), { headers, signal: ctl.signal, cache: "no-store" });
+          res = await c.fetch(u.toString(), { headers, signal, cache: "no-store" });
+          if (!this.live()) return;
+          if (res.status !== 200) { await this.refused(res); return; }
+          body = await res.json();
         } catch (e) {
-          if (this.loops.get(topic) === ctl) c.tpEnd(this, new End("network", { error: e, unreachable: true }));
+          if (this.live()) c.tpEnd(t, new End("network", { error: e, unreachable: !res }));
           return;
         }
-        if (this.loops.get(topic) !== ctl) return;
-        if (res.status !== 200) {
-          const end = await endFromResponse(res);
-          if (end.kind === "topic") { this.loops.delete(topic); c.tpTopicError(this, topic, end.error); return; }
-          c.tpEnd(this, end);
-          return;
+        if (!this.live()) return;
+        c.tpConfirm(t);
+        const answers = this.topics.length === 1 ? [body] : body.topics || [];
+        for (const a of answers) {
+          if (!this.topics.includes(a.topic)) continue;
+          const cur = parsePos(a.cursor);
+          if (a.recovered === false && cur) c.tpReset(t, a.topic, { epoch: cur.epoch, offset: cur.offset, reason: a.reason });
+          for (const m of a.messages || []) {
+            const data = m.data_base64 !== undefined ? b64ToBuffer(m.data_base64) : m.data;
+            c.tpMessage(t, a.topic, a.epoch, m.offset, data, m.event);
+            if (!this.live()) return;
+          }
         }
-        let body;
-        try { body = await res.json(); } catch (e) { c.tpEnd(this, new End("network", { error: e })); return; }
-        if (this.loops.get(topic) !== ctl) return;
-        c.tpConfirm(this);
-        const cur = parsePos(body.cursor);
-        if (body.recovered === false && cur) {
-          c.tpReset(this, topic, { epoch: cur.epoch, offset: cur.offset, reason: body.reason });
-        }
-        for (const m of body.messages || []) {
-          const data = m.data_base64 !== undefined ? b64ToBuffer(m.data_base64) : m.data;
-          c.tpMessage(this, topic, body.epoch, m.offset, data, m.event);
-          if (this.loops.get(topic) !== ctl) return;
-        }
-        // A first poll without `since` returns the next message; its cursor is the position.
-        if (cur && !c.pos.get(topic)) c.pos.set(topic, cur);
       }
     } finally {
       c.timers.clearTimeout(confirm);
     }
   }
-  unsubscribe(topic) {
-    const ctl = this.loops.get(topic);
-    this.loops.delete(topic);
-    if (ctl) ctl.abort();
-  }
+}
+
+class PollTransport extends TopicsTransport {
+  constructor(c) { super(c, "poll"); this.Run = PollRun; }
   tick() {}
-  stop() {
-    const all = [...this.loops.values()];
-    this.loops.clear();
-    for (const ctl of all) ctl.abort();
-  }
 }
 
 const FACTORIES = { websocket: WsTransport, sse: SseTransport, poll: PollTransport };

@@ -27,10 +27,10 @@ function checkStream(events, n) {
   return resets;
 }
 
-// [transport, messages per topic, cuts, topics]: the last row is three topics on one SSE stream,
-// where the client tells each message's topic from the positions in the event id.
-for (const [transport, n, cuts, k] of [["websocket", 2000, 20, 1], ["sse", 2000, 20, 1], ["poll", 1000, 10, 1], ["sse", 700, 10, 3]]) {
-  test(`exactly once, in order, over ${transport} through ${cuts} cuts (${k} topic${k > 1 ? "s on one stream" : ""})`, { timeout: 60000 }, async () => {
+// [transport, messages per topic, cuts, topics]: the last rows are three topics on one SSE stream
+// (the client tells each message's topic from the positions in the event id) and on one poll.
+for (const [transport, n, cuts, k] of [["websocket", 2000, 20, 1], ["sse", 2000, 20, 1], ["poll", 1000, 10, 1], ["sse", 700, 10, 3], ["poll", 500, 10, 3]]) {
+  test(`exactly once, in order, over ${transport} through ${cuts} cuts (${k} topic${k > 1 ? "s on one request" : ""})`, { timeout: 60000 }, async () => {
     const proxy = await new Proxy({ host: "127.0.0.1", port: HERALD_PORT }).listen();
     const topics = Array.from({ length: k }, (_, j) => unique(`eo-${transport}-${j}`));
     // stableAfter 50 ms: the backoff starts from minDelay again between cuts.
@@ -69,6 +69,8 @@ for (const [transport, n, cuts, k] of [["websocket", 2000, 20, 1], ["sse", 2000,
       assert.equal(made, cuts);
       assert.equal(h.transport, transport);
       if (transport === "sse") assert.equal(most, 1, "more than one SSE stream at a cut");
+      if (k > 1) assert.ok(proxy.requests.filter((r) => r.startsWith(`GET /${transport}?`)).every((r) => (r.match(/topic=/g) || []).length === k),
+        "a request without every topic");
     } finally {
       h.close();
       await proxy.close();

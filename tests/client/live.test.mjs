@@ -119,52 +119,62 @@ for (const transport of ["websocket", "sse", "poll"]) {
   });
 }
 
-test("sse: several topics share one stream; adding a topic reopens it with every position", { timeout: 30000 }, async () => {
-  const proxy = await new Proxy({ host: "127.0.0.1", port: HERALD_PORT }).listen();
-  const a = unique("one-a"), b = unique("one-b"), c = unique("one-c");
-  const got = { [a]: [], [b]: [], [c]: [] };
-  const h = new Herald(proxy.url, { ...base, transports: ["sse"] });
-  const on = (t) => ({ onMessage: (m) => got[t].push([m.offset, m.data]), onReset: (t2, i) => got[t].push(["reset", i.reason]) });
-  const streams = () => [...proxy.conns].filter((p) => p.request && p.request.startsWith("GET /sse")).length;
-  const sseRequests = () => proxy.requests.filter((r) => r.startsWith("GET /sse"));
-  const want = (t, n) => Array.from({ length: n }, (_, i) => [i + 1, `${t}#${i + 1}`]);
-  try {
-    h.subscribe(a, on(a));
-    await waitFor(() => h.state === "connected", 5000, "connected");
-    for (let i = 1; i <= 3; i++) await publish(a, `${a}#${i}`);
-    await waitFor(() => got[a].length === 3, 5000, "a 1..3");
-    assert.equal(sseRequests().length, 1);
-    // Two topics added in one turn: one new stream naming all three, resuming a from 3; what a
-    // gets meanwhile is neither lost nor doubled.
-    h.subscribe(b, on(b));
-    h.subscribe(c, on(c));
-    const racing = (async () => { for (let i = 4; i <= 10; i++) { await publish(a, `${a}#${i}`); await sleep(5); } })();
-    await waitFor(() => sseRequests().length === 2 && h.state === "connected", 5000, "the second stream");
-    await racing;
-    const second = decodeURIComponent(sseRequests()[1]);
-    assert.match(second, new RegExp(`topic=${a}&topic=${b}&topic=${c}&last_event_id=[^:]+:3,[^:]+:0,[^:]+:0 `), second);
-    await sleep(300); // the stream has sent retry:, every topic is subscribed
-    for (let i = 1; i <= 5; i++) {
-      await publish(c, `${c}#${i}`);
-      await publish(b, `${b}#${i}`);
-      if (i <= 2) await publish(a, `${a}#${10 + i}`);
+for (const transport of ["sse", "poll"]) {
+  test(`${transport}: several topics share one request; adding a topic reopens it with every position`, { timeout: 30000 }, async () => {
+    const proxy = await new Proxy({ host: "127.0.0.1", port: HERALD_PORT }).listen();
+    const a = unique("one-a"), b = unique("one-b"), c = unique("one-c");
+    const got = { [a]: [], [b]: [], [c]: [] };
+    const h = new Herald(proxy.url, { ...base, transports: [transport] });
+    const on = (t) => ({ onMessage: (m) => got[t].push([m.offset, m.data]), onReset: (t2, i) => got[t].push(["reset", i.reason]) });
+    // SSE: open streams; poll: requests not answered yet (a kept-alive connection may idle).
+    const held = () => [...proxy.conns].filter((p) => p.request && p.request.startsWith(`GET /${transport}`)
+      && (transport === "sse" || !p.answered)).length;
+    const requests = () => proxy.requests.filter((r) => r.startsWith(`GET /${transport}?`)).map(decodeURIComponent);
+    const want = (t, n) => Array.from({ length: n }, (_, i) => [i + 1, `${t}#${i + 1}`]);
+    const resume = transport === "sse" ? "last_event_id" : "since";
+    try {
+      h.subscribe(a, on(a));
+      await waitFor(() => h.state === "connected", 5000, "connected");
+      for (let i = 1; i <= 3; i++) await publish(a, `${a}#${i}`);
+      await waitFor(() => got[a].length === 3, 5000, "a 1..3");
+      const before = requests().length;
+      if (transport === "sse") assert.equal(before, 1);
+      // Two topics added in one turn: one new request naming all three, resuming a from 3; what
+      // a gets meanwhile is neither lost nor doubled.
+      h.subscribe(b, on(b));
+      h.subscribe(c, on(c));
+      const racing = (async () => { for (let i = 4; i <= 10; i++) { await publish(a, `${a}#${i}`); await sleep(5); } })();
+      // (A poll for a alone may still leave before: its answer had just come.)
+      const first = () => requests().findIndex((r) => r.includes(b));
+      await waitFor(() => first() >= 0, 5000, "the new request");
+      await racing;
+      const after = requests().slice(first());
+      assert.match(after[0], new RegExp(`topic=${a}&topic=${b}&topic=${c}&${resume}=[^:]+:3,[^:]+:0,[^:]+:0 `), after[0]);
+      await sleep(transport === "poll" ? 1200 : 300); // every topic is subscribed
+      for (let i = 1; i <= 5; i++) {
+        await publish(c, `${c}#${i}`);
+        await publish(b, `${b}#${i}`);
+        if (i <= 2) await publish(a, `${a}#${10 + i}`);
+      }
+      await waitFor(() => got[a].length === 12 && got[b].length === 5 && got[c].length === 5, 5000, "every message");
+      await sleep(200);
+      assert.deepEqual(got[a], want(a, 12));
+      assert.deepEqual(got[b], want(b, 5));
+      assert.deepEqual(got[c], want(c, 5));
+      assert.ok(held() <= 1, `${held()} ${transport} requests open`);
+      for (const r of requests().slice(first()))
+        assert.match(r, new RegExp(`topic=${a}&topic=${b}&topic=${c}&`), `a request without every topic: ${r}`);
+      if (transport === "sse") assert.equal(requests().length, 2, `streams opened: ${requests().join(" | ")}`);
+      // A cut: one request again, resuming all three.
+      proxy.cutAll();
+      await publish(b, `${b}#6`);
+      await waitFor(() => got[b].length === 6 && h.state === "connected", 5000, "b 6 after the cut");
+      assert.deepEqual(got[b], want(b, 6));
+      assert.ok(held() <= 1);
+      assert.equal(h.state, "connected");
+    } finally {
+      h.close();
+      await proxy.close();
     }
-    await waitFor(() => got[a].length === 12 && got[b].length === 5 && got[c].length === 5, 5000, "every message");
-    await sleep(200);
-    assert.deepEqual(got[a], want(a, 12));
-    assert.deepEqual(got[b], want(b, 5));
-    assert.deepEqual(got[c], want(c, 5));
-    assert.equal(streams(), 1, "more than one SSE stream open");
-    assert.equal(sseRequests().length, 2, `streams opened: ${sseRequests().join(" | ")}`);
-    // A cut: one stream again, resuming all three.
-    proxy.cutAll();
-    await publish(b, `${b}#6`);
-    await waitFor(() => got[b].length === 6 && h.state === "connected", 5000, "b 6 after the cut");
-    assert.deepEqual(got[b], want(b, 6));
-    assert.equal(streams(), 1);
-    assert.equal(h.state, "connected");
-  } finally {
-    h.close();
-    await proxy.close();
-  }
-});
+  });
+}

@@ -31,7 +31,7 @@ export class Proxy {
     client.on("data", (d) => {
       // A request on a kept-alive connection starts a chunk of its own (fetch writes it at once).
       const line = /^(GET|POST|PUT|DELETE|OPTIONS|HEAD) [^\r\n]* HTTP\/1\.1\r\n/.exec(d.toString("latin1", 0, Math.min(d.length, 4096)));
-      if (line) { pair.request = line[0].trim(); this.requests.push(pair.request); }
+      if (line) { pair.request = line[0].trim(); pair.answered = false; this.requests.push(pair.request); }
       const route = line && this.route(pair.request.split(" ")[1]);
       if (route) {
         // Answered here, on this origin (so the page's /client/herald.js is same-origin).
@@ -56,6 +56,7 @@ export class Proxy {
       upstream.write(d);
     });
     upstream.on("data", (d) => {
+      pair.answered = true; // the response began: a kept-alive connection is idle after it
       if (pair.buffer || this.mode.swallow) return; // held (a buffering proxy) or lost
       client.write(d);
     });

@@ -73,27 +73,29 @@ test("a getToken that fails: backoff, then recovery without loss", { timeout: 60
   });
 });
 
-test("sse: a topic the token may not read gets onError; the others go on in one stream", { timeout: 30000 }, async () => {
-  await withHerald(async (h) => {
-    const ok1 = unique("priv:ok1"), ok2 = unique("priv:ok2"), no = unique("secret:no");
-    const got = [], errors = [];
-    const client = new Herald(h.url, { WebSocket, storage: null, transports: ["sse"], minDelay: 100, maxDelay: 1000, getToken: async () => mint(60) });
-    const states = [];
-    client.on("state", (s) => states.push(s));
-    client.subscribe(ok1, { onMessage: (m) => got.push([ok1, m.data]) });
-    client.subscribe(no, { onMessage: (m) => got.push([no, m.data]), onError: (e) => errors.push([no, e.code]) });
-    try {
-      await waitFor(() => client.state === "connected" && errors.length === 1, 5000, "connected, and the refusal");
-      client.subscribe(ok2, { onMessage: (m) => got.push([ok2, m.data]) });
-      await sleep(500);
-      for (const t of [ok1, no, ok2]) await fetch(`${h.url}/publish/${t}`, { method: "POST", body: "x" });
-      await waitFor(() => got.length === 2, 5000, "the two readable topics");
-      await sleep(300);
-      assert.deepEqual(got, [[ok1, "x"], [ok2, "x"]]);
-      assert.deepEqual(errors, [[no, "forbidden"]]);
-      assert.ok(!states.includes("disconnected"), `states: ${states}`);
-    } finally {
-      client.close();
-    }
+for (const transport of ["sse", "poll"]) {
+  test(`${transport}: a topic the token may not read gets onError; the others go on in one request`, { timeout: 30000 }, async () => {
+    await withHerald(async (h) => {
+      const ok1 = unique("priv:ok1"), ok2 = unique("priv:ok2"), no = unique("secret:no");
+      const got = [], errors = [];
+      const client = new Herald(h.url, { WebSocket, storage: null, transports: [transport], minDelay: 100, maxDelay: 1000, getToken: async () => mint(60) });
+      const states = [];
+      client.on("state", (s) => states.push(s));
+      client.subscribe(ok1, { onMessage: (m) => got.push([ok1, m.data]) });
+      client.subscribe(no, { onMessage: (m) => got.push([no, m.data]), onError: (e) => errors.push([no, e.code]) });
+      try {
+        await waitFor(() => client.state === "connected" && errors.length === 1, 5000, "connected, and the refusal");
+        client.subscribe(ok2, { onMessage: (m) => got.push([ok2, m.data]) });
+        await sleep(transport === "poll" ? 1200 : 500);
+        for (const t of [ok1, no, ok2]) await fetch(`${h.url}/publish/${t}`, { method: "POST", body: "x" });
+        await waitFor(() => got.length === 2, 5000, "the two readable topics");
+        await sleep(300);
+        assert.deepEqual(got, [[ok1, "x"], [ok2, "x"]]);
+        assert.deepEqual(errors, [[no, "forbidden"]]);
+        assert.ok(!states.includes("disconnected"), `states: ${states}`);
+      } finally {
+        client.close();
+      }
+    });
   });
-});
+}
