@@ -1,6 +1,7 @@
 // A page in headless Chromium loads /client/herald.js from herald (through the test's TCP proxy,
 // same origin) and subscribes with the issue's three lines; the proxy refuses upgrades and buffers
-// SSE; publishes made offline, one of them with its acknowledgement lost, arrive once. HERALD_BIN: the binary (tests/integration/test_client_js.py). The long browser runs:
+// SSE; publishes made offline, one of them with its acknowledgement lost, arrive once; eight
+// topics on SSE and on long-polling need one request, not eight. HERALD_BIN: the binary (tests/integration/test_client_js.py). The long browser runs:
 // browser_long.test.mjs and (nginx, Redis, two instances) test_client_deploy.py.
 import test from "node:test";
 import assert from "node:assert/strict";
@@ -84,6 +85,45 @@ test("a page's offline publishes arrive once each, also when the first acknowled
     });
   } finally {
     watcher.close();
+    await proxy.close();
+    await herald.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// A browser opens at most six HTTP/1.1 connections per host: with a request per topic, a page of
+// eight topics on SSE or long-polling would leave two waiting for a free connection.
+test("a page with eight topics on SSE, then on long-polling, gets each topic's messages over one request", { timeout: 60000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "herald-browser-"));
+  const herald = new HeraldProcess(dir);
+  await herald.start();
+  const proxy = await new Proxy({ host: "127.0.0.1", port: herald.port }).listen();
+  try {
+    await withBrowser(async (browser) => {
+      for (const transport of ["sse", "poll"]) {
+        const topics = Array.from({ length: 8 }, (_, i) => unique(`eight-${transport}-${i}`));
+        proxy.page = `<!doctype html><meta charset="utf-8"><script type="module">
+import { Herald } from "/client/herald.js";
+window.got = {};
+const h = new Herald(location.origin, ${JSON.stringify({ ...fast, transports: [transport] })});
+for (const t of ${JSON.stringify(topics)}) h.subscribe(t, { onMessage: (m) => { (window.got[t] = window.got[t] || []).push(m.data); } });
+window.h = h;
+</script>`;
+        const page = await browser.newPage();
+        await page.goto(`${proxy.url}/test.html`);
+        await page.waitForFunction(() => window.h && window.h.state === "connected", null, { timeout: 20000 });
+        await sleep(transport === "poll" ? 1200 : 300);
+        for (const t of topics) await publish(herald, t, `to ${t}`);
+        await page.waitForFunction((n) => Object.keys(window.got).length === n, topics.length, { timeout: 10000 })
+          .catch(async () => assert.fail(`${transport}: only ${JSON.stringify(await page.evaluate(() => window.got))}`));
+        const got = await page.evaluate(() => window.got);
+        for (const t of topics) assert.deepEqual(got[t], [`to ${t}`], transport);
+        const opened = proxy.requests.filter((r) => r.startsWith(`GET /${transport}?`));
+        assert.ok(opened.every((r) => (r.match(/topic=/g) || []).length === 8), `${transport}: ${opened.join(" | ")}`);
+        await page.close();
+      }
+    });
+  } finally {
     await proxy.close();
     await herald.stop();
     fs.rmSync(dir, { recursive: true, force: true });
