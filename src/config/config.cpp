@@ -518,6 +518,7 @@ const std::map<std::string, handler>& schema() {
         {"redis.password_env",
          [](settings& c, const YAML::Node& n, const std::string& k) {
              const auto name = scalar(n, k);
+             if (name.empty()) return;  // unset (as --print-defaults shows it)
              const char* v = std::getenv(name.c_str());
              if (v == nullptr || *v == '\0')
                  throw config_error(k, "environment variable '" + name + "' is not set");
@@ -785,11 +786,14 @@ std::vector<key_doc> describe(const settings& s) {
     add("tls.min_version", yaml_string(s.tls.min_version));
     add("redis.shards", yaml_list(s.redis.shards, [&](const std::string& name) {
             const auto i = static_cast<std::size_t>(&name - s.redis.shards.data());
-            if (i >= s.redis.sentinels.size() || s.redis.sentinels[i].empty()) return yaml_string(name);
-            return "{sentinels: " + yaml_strings(s.redis.sentinels[i]) + ", master: " + yaml_string(name) + "}";
+            if (i >= s.redis.sentinels.size() || s.redis.sentinels[i].empty())
+                return yaml_string(name);
+            return "{sentinels: " + yaml_strings(s.redis.sentinels[i]) +
+                   ", master: " + yaml_string(name) + "}";
         }));
     add("redis.username", yaml_string(s.redis.username));
     add("redis.password", yaml_string(s.redis.password.empty() ? "" : "<redacted>"));
+    add("redis.password_env", yaml_string(""));
     add("redis.replicas_ack", n(s.redis.replicas_ack));
     add("redis.replicas_ack_timeout", ms(s.redis.replicas_ack_timeout));
     add("redis.key_prefix", yaml_string(s.redis.key_prefix));

@@ -170,4 +170,8 @@ class SubscriberSwarm:
 
 
 if __name__ == "__main__":
+    import resource
+    # One descriptor per subscriber: raise the soft limit (often 1024) to the hard one.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))
     asyncio.run(main(json.loads(sys.argv[1])))
