@@ -348,7 +348,7 @@ void redis_broker::publish(unsigned from, hub::publish_request req, publish_hand
                  }
                  publish_failures_.fetch_add(1, std::memory_order_relaxed);
                  res.status = publish_status::unavailable;
-             } else if (ack && !p->duplicate) {
+             } else if (ack) {
                  confirm(from, shard, std::move(res.topic), std::move(*p), t0, std::move(done));
                  return;
              } else {
@@ -373,7 +373,8 @@ void redis_broker::finish_publish(std::size_t shard, publish_result& res, redis:
 // replicas_ack: the entry is in the master's history but was not PUBLISHed. WAIT (on the same
 // link, so it covers this write) says how many replicas have it; only then does confirm_script
 // make it visible (raise the confirmed top, PUBLISH). Fewer replicas in time: 503, and the entry
-// stays invisible until a later confirmed publish of the topic raises the top past it.
+// stays invisible until its retry (same Idempotency-Key, answered as the duplicate) is confirmed
+// or a later confirmed publish of the topic raises the top past it.
 void redis_broker::confirm(unsigned from, std::size_t shard, std::string topic,
                            redis::publish_reply p, time_point t0, publish_handler done) {
     auto& link = *workers_[from]->shards[shard].cmd;
@@ -404,10 +405,10 @@ void redis_broker::confirm(unsigned from, std::size_t shard, std::string topic,
             return;
         }
         const auto& prefix = cfg_.redis.key_prefix;
-        std::vector<std::string> args{redis::meta_key(prefix, topic), p.epoch,
-                                      std::to_string(p.offset), redis::channel(prefix, topic),
-                                      std::move(p.entry)};
-        eval(from, link, script::confirm, std::move(args), 1,
+        std::vector<std::string> args{
+            redis::meta_key(prefix, topic), redis::history_key(prefix, topic), p.epoch,
+            std::to_string(p.offset),       redis::channel(prefix, topic),     std::move(p.entry)};
+        eval(from, link, script::confirm, std::move(args), 2,
              [this, shard, fail, topic, p, t0, done](redisReply* c, no_reply) mutable {
                  if (c == nullptr || c->type != REDIS_REPLY_INTEGER || c->integer < 0) {
                      done(fail(publish_status::unknown));

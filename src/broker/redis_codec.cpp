@@ -219,12 +219,24 @@ return {1, epoch, off, n}
 )lua";
 
 // After WAIT: the confirmed tail moves up to the entry (never down: confirmations of one topic
-// may come back out of order from several links), then the entry is PUBLISHed.
+// may come back out of order from several links), then the entry is PUBLISHed. A duplicate
+// (an Idempotency-Key retry, entry '') of a publish that never got confirmed (its WAIT fell
+// short) is published from history now; one already visible is not published again.
 const char* const confirm_script = R"lua(
 if redis.call('HGET', KEYS[1], 'e') ~= ARGV[1] then return -1 end
+local off = tonumber(ARGV[2])
 local c = tonumber(redis.call('HGET', KEYS[1], 'c') or '0')
-if tonumber(ARGV[2]) > c then redis.call('HSET', KEYS[1], 'c', ARGV[2]) end
-return redis.call('PUBLISH', ARGV[3], ARGV[4])
+local entry = ARGV[4]
+if entry == '' then
+  if off <= c then return 0 end
+  local top = tonumber(redis.call('HGET', KEYS[1], 't'))
+  local idx = off - (top - redis.call('LLEN', KEYS[2]) + 1)
+  if idx < 0 then return -1 end
+  entry = redis.call('LINDEX', KEYS[2], idx)
+  if not entry then return -1 end
+end
+if off > c then redis.call('HSET', KEYS[1], 'c', ARGV[2]) end
+return redis.call('PUBLISH', ARGV[3], entry)
 )lua";
 
 // With ack = '1' only the confirmed tail (c) is visible: top is c, entries after it wait.

@@ -75,8 +75,10 @@ struct control {
 // Returns {1|0 (0 = duplicate), epoch, offset, receivers}, and with ack = '1' the entry as a
 // fifth element, not yet PUBLISHed. Meta hash fields: e epoch, t top, r replid, c confirmed top.
 extern const char* const publish_script;
-// confirm: KEYS meta; ARGV epoch, offset, channel, entry. Raises the confirmed top to offset and
-// PUBLISHes the entry; returns the receivers, or -1 when the stream is in another epoch now.
+// confirm: KEYS meta, history; ARGV epoch, offset, channel, entry ('' for a duplicate: taken
+// from history unless already visible). Raises the confirmed top to offset and PUBLISHes the
+// entry; returns the receivers, or -1 when the stream is in another epoch now (or the entry left
+// history).
 extern const char* const confirm_script;
 // read: KEYS meta, history; ARGV new_epoch ('' = do not create), after, limit, meta_ttl_ms,
 // newest ('1': the newest `limit`, else the oldest `limit` after `after`), ttl_ms, replid, ack.
