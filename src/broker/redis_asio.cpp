@@ -541,6 +541,13 @@ void redis_link::on_push_cb(redisAsyncContext*, void* reply, void* privdata) {
 void redis_link::on_heartbeat_cb(redisAsyncContext*, void* reply, void* privdata) {
     auto* self = static_cast<redis_link*>(privdata);
     if (reply == nullptr || self == nullptr) return;
+    if (const auto* r = static_cast<redisReply*>(reply); r->type == REDIS_REPLY_ERROR) {
+        // NOPERM: an ACL user without the heartbeat pattern (docs/deployment.md lists it).
+        spdlog::warn("redis {}: PSUBSCRIBE {}: '{}'", self->opt_.endpoint.name(),
+                     self->opt_.heartbeat_pattern, std::string_view(r->str, r->len));
+        self->drop_later("its heartbeat subscription was refused");
+        return;
+    }
     if (is_pong(static_cast<redisReply*>(reply)))
         self->note_answered();
     else
