@@ -62,6 +62,7 @@ class RedisServer:
             except (AssertionError, subprocess.TimeoutExpired):
                 pass
             time.sleep(0.05)
+        self.kill()  # the caller never got an object to kill
         raise AssertionError(f"redis-server on {self.port} not ready within {timeout}s")
 
     def kill(self):
