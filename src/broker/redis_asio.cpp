@@ -159,7 +159,7 @@ redis_link::~redis_link() {
 
 void redis_link::start() {
     stopped_ = false;
-    if (state_ == state::idle) do_connect();
+    if (state_ == state::idle && opt_.endpoint.known()) do_connect();
 }
 
 void redis_link::stop() {
@@ -232,11 +232,44 @@ void redis_link::on_connect_cb(const redisAsyncContext* ac, int status) {
 
 void redis_link::on_tcp_connected() {
     state_ = state::handshaking;
+    handshake_failed_ = false;
+    role_master_ = false;
+    replid_.clear();
+    auto current = [this, alive = alive_, attempt = attempt_] {
+        return *alive && attempt == attempt_ && state_ == state::handshaking && !handshake_failed_;
+    };
+    if (!opt_.password.empty()) {
+        std::vector<std::string_view> argv{"AUTH"};
+        if (!opt_.username.empty()) argv.emplace_back(opt_.username);
+        argv.emplace_back(opt_.password);
+        send(argv, [this, current](redisReply* r, no_reply) {
+            if (!current() || r == nullptr || r->type != REDIS_REPLY_ERROR) return;
+            // A wrong password for a named user would leave the link as the default user.
+            if (!quiet_)
+                spdlog::warn("redis {}: AUTH refused: '{}'; retrying", opt_.endpoint.name(),
+                             std::string_view(r->str, r->len));
+            quiet_ = true;
+            handshake_failed_ = true;
+            drop_later(nullptr);
+        });
+    }
     if (!opt_.client_name.empty())
         send({"CLIENT", "SETNAME", opt_.client_name}, [](redisReply*, no_reply) {});
-    send({"PING"}, [this, alive = alive_, attempt = attempt_](redisReply* r, no_reply) {
-        if (!*alive || attempt != attempt_ || state_ != state::handshaking) return;
-        on_handshake(r);
+    send({"PING"}, [this, current](redisReply* r, no_reply) {
+        if (!current()) return;
+        // With require_master the handshake ends at the INFO answer, unless PING failed.
+        if (!opt_.require_master || r == nullptr || r->type == REDIS_REPLY_ERROR) on_handshake(r);
+    });
+    if (!opt_.require_master) return;
+    send({"ROLE"}, [this, current](redisReply* r, no_reply) {
+        if (!current() || r == nullptr) return;
+        role_master_ = r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+                       r->element[0]->type == REDIS_REPLY_STRING &&
+                       std::string_view(r->element[0]->str, r->element[0]->len) == "master";
+    });
+    send({"INFO", "replication"}, [this, current](redisReply* r, no_reply) {
+        if (!current() || r == nullptr) return;
+        on_role_checked(r);
     });
 }
 
@@ -248,10 +281,50 @@ void redis_link::on_handshake(redisReply* reply) {
             spdlog::warn("redis {}: PING answered '{}'; retrying", opt_.endpoint.name(),
                          std::string_view(reply->str, reply->len));
         quiet_ = true;
+        handshake_failed_ = true;
         drop_later(nullptr);
         return;
     }
     on_connected();
+}
+
+// Never write to a replica: a stale address (a Sentinel answer from before a switch, an old
+// master back from a partition) is refused here, and the owner asks the sentinels again.
+void redis_link::on_role_checked(redisReply* info) {
+    std::string_view text;
+    if (info->type == REDIS_REPLY_STRING || info->type == REDIS_REPLY_STATUS)
+        text = std::string_view(info->str, info->len);
+    constexpr std::string_view key = "master_replid:";
+    if (const auto at = text.find(key); at != std::string_view::npos) {
+        auto rest = text.substr(at + key.size());
+        replid_ =
+            std::string(rest.substr(0, std::min(rest.find_first_of("\r\n"), std::size_t{64})));
+    }
+    if (!role_master_ || replid_.empty()) {
+        if (!quiet_)
+            spdlog::warn("redis {}: not a master (ROLE); not using it, retrying",
+                         opt_.endpoint.name());
+        quiet_ = true;
+        handshake_failed_ = true;
+        drop_later(nullptr);
+        if (on_not_master) on_not_master();
+        return;
+    }
+    on_connected();
+}
+
+void redis_link::set_endpoint(const redis_endpoint& ep) {
+    if (ep == opt_.endpoint) return;
+    spdlog::info("redis {}: now {}", opt_.endpoint.known() ? opt_.endpoint.name() : "(unknown)",
+                 ep.name());
+    opt_.endpoint = ep;
+    if (stopped_) return;
+    if (state_ == state::idle) {
+        do_connect();
+        return;
+    }
+    if (state_ != state::waiting) drop("the master moved");
+    retry_now();
 }
 
 void redis_link::on_connected() {
@@ -468,6 +541,13 @@ void redis_link::on_push_cb(redisAsyncContext*, void* reply, void* privdata) {
 void redis_link::on_heartbeat_cb(redisAsyncContext*, void* reply, void* privdata) {
     auto* self = static_cast<redis_link*>(privdata);
     if (reply == nullptr || self == nullptr) return;
+    if (const auto* r = static_cast<redisReply*>(reply); r->type == REDIS_REPLY_ERROR) {
+        // NOPERM: an ACL user without the heartbeat pattern (docs/deployment.md lists it).
+        spdlog::warn("redis {}: PSUBSCRIBE {}: '{}'", self->opt_.endpoint.name(),
+                     self->opt_.heartbeat_pattern, std::string_view(r->str, r->len));
+        self->drop_later("its heartbeat subscription was refused");
+        return;
+    }
     if (is_pong(static_cast<redisReply*>(reply)))
         self->note_answered();
     else

@@ -37,6 +37,8 @@ struct redis_endpoint {
     std::string host = "127.0.0.1";
     std::uint16_t port = 6379;
     [[nodiscard]] std::string name() const { return host + ":" + std::to_string(port); }
+    [[nodiscard]] bool known() const noexcept { return port != 0; }
+    bool operator==(const redis_endpoint&) const = default;
 };
 
 // "host:port" (IPv6 as "[::1]:6379"); nullopt when malformed.
@@ -62,6 +64,13 @@ public:
         // in subscribed mode and hiredis routes the answer of `PING <pattern>` to this link
         // (see redis_asio.cpp). Empty for a command link.
         std::string heartbeat_pattern;
+        // Sent as AUTH [username] password before anything else when the password is set.
+        std::string username;
+        std::string password;
+        // The handshake also asks ROLE and INFO replication: a server that is not a master is
+        // refused (dropped, retried, on_not_master called) and the master's replication id is
+        // kept (replid()).
+        bool require_master = false;
     };
     // `reply` is null when the command got no answer; `why` says whether it may have run.
     using reply_fn = std::function<void(redisReply* reply, no_reply why)>;
@@ -76,12 +85,19 @@ public:
     void stop();
     // A link waiting out its reconnect delay tries now (another link saw the server come back).
     void retry_now();
+    // Points the link at another server (a Sentinel switch): a connected link is dropped and
+    // reconnects there at once. A link started with an unknown endpoint (port 0) waits for this.
+    void set_endpoint(const redis_endpoint& ep);
+    // Drops the connection from outside or inside a reply callback, and reconnects.
+    void reconnect(const char* why) { drop_later(why); }
 
     [[nodiscard]] bool up() const noexcept { return state_ == state::up; }
     [[nodiscard]] std::uint64_t reconnects() const noexcept { return reconnects_; }
     // The link went down last because Redis missed a deadline (not a closed connection).
     [[nodiscard]] bool timed_out() const noexcept { return timed_out_; }
     [[nodiscard]] const redis_endpoint& endpoint() const noexcept { return opt_.endpoint; }
+    // require_master only: the master's replication id (INFO's master_replid) on this connection.
+    [[nodiscard]] const std::string& replid() const noexcept { return replid_; }
 
     // Queues a command (pipelined behind those already sent). False when the link is not up;
     // `fn` is then not called. Otherwise `fn` is called exactly once, on the io_context's
@@ -98,6 +114,8 @@ public:
     // and when it is lost or timed out (not after stop()).
     std::function<void()> on_up;
     std::function<void()> on_down;
+    // require_master only: the server answered the handshake as a replica (or not as a master).
+    std::function<void()> on_not_master;
 
 private:
     enum class state { idle, connecting, handshaking, up, waiting };
@@ -112,6 +130,7 @@ private:
     void do_connect();
     void on_tcp_connected();
     void on_handshake(redisReply* reply);
+    void on_role_checked(redisReply* info);
     void on_connected();
     void on_lost();
     void drop(const char* why);
@@ -140,7 +159,10 @@ private:
     bool timed_out_ = false;
     std::uint64_t attempt_ = 0;
     bool was_up_ = false;
-    bool quiet_ = false;  // a failed attempt was logged at warn; the next ones at debug
+    bool quiet_ = false;             // a failed attempt was logged at warn; the next ones at debug
+    bool handshake_failed_ = false;  // this attempt is being dropped: ignore its other answers
+    bool role_master_ = false;       // the handshake's ROLE said master
+    std::string replid_;
     // The commands awaiting an answer on this connection, oldest first (on a pub/sub link: the
     // heartbeat PINGs, which Redis answers after everything sent before; their `p` is null).
     struct waiting {

@@ -31,25 +31,37 @@ redis_broker::redis_broker(hub::hub& h, const config::settings& cfg,
       shard_names_(cfg.redis.shards),
       sha_publish_(redis::script_sha(redis::publish_script)),
       sha_read_(redis::script_sha(redis::read_script)),
+      sha_confirm_(redis::script_sha(redis::confirm_script)),
       control_channel_(redis::control_channel(cfg.redis.key_prefix)),
       control_shard_(redis::pick_shard(control_channel_, shard_names_)) {
     std::random_device rd;
     instance_id_ = fmt::format("{:08x}{:08x}", rd(), rd());
-    shard_down_ = std::make_unique<std::atomic<std::int64_t>[]>(shard_names_.size());
-    shard_seen_ = std::make_unique<std::atomic<bool>[]>(shard_names_.size());
+    const auto shards = shard_names_.size();
+    shard_stats_ = std::make_unique<shard_stats[]>(shards);
+    link_up_ = std::make_unique<std::atomic<bool>[]>(contexts.size() * shards * 2);
     const auto heartbeat = redis::heartbeat_pattern(cfg.redis.key_prefix);
     for (unsigned w = 0; w < contexts.size(); ++w) {
         auto ws = std::make_unique<worker_state>();
         ws->rng.seed((static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ (w * 0x9E3779B97F4A7C15ULL));
-        for (std::size_t s = 0; s < shard_names_.size(); ++s) {
+        for (std::size_t s = 0; s < shards; ++s) {
             redis_link::options opt;
-            auto ep = parse_endpoint(shard_names_[s]);
-            if (!ep) throw std::invalid_argument("redis.shards: bad address " + shard_names_[s]);
-            opt.endpoint = *ep;
+            const bool sentinel = s < cfg.redis.sentinels.size() && !cfg.redis.sentinels[s].empty();
+            if (sentinel) {
+                opt.endpoint.port = 0;  // unknown until a sentinel names the master
+            } else {
+                auto ep = parse_endpoint(shard_names_[s]);
+                if (!ep)
+                    throw std::invalid_argument("redis.shards: bad address " + shard_names_[s]);
+                opt.endpoint = *ep;
+            }
+            shard_stats_[s].sentinel.store(sentinel, std::memory_order_relaxed);
             opt.connect_timeout = cfg.redis.connect_timeout;
             opt.command_timeout = cfg.redis.command_timeout;
             opt.ping_interval = cfg.redis.ping_interval;
             opt.max_backoff = cfg.redis.reconnect_max_backoff;
+            opt.username = cfg.redis.username;
+            opt.password = cfg.redis.password;
+            opt.require_master = true;  // never write to (nor follow) a replica
             shard_links l;
             const auto base = "herald-" + std::to_string(::getpid()) + "-w" + std::to_string(w);
             opt.client_name = base + "-cmd";
@@ -60,27 +72,35 @@ redis_broker::redis_broker(hub::hub& h, const config::settings& cfg,
             auto* cmd = l.cmd.get();
             auto* sub = l.sub.get();
             cmd->on_up = [this, w, s, cmd] {
-                on_link_up(w, s, *cmd);
+                on_link_up(w, s, false, *cmd);
                 on_cmd_up(w, s);
             };
-            cmd->on_down = [this, s, cmd] { on_link_down(s, *cmd); };
+            cmd->on_down = [this, w, s, cmd] { on_link_down(w, s, false, *cmd); };
             sub->on_up = [this, w, s, sub] {
-                on_link_up(w, s, *sub);
+                on_link_up(w, s, true, *sub);
                 on_sub_up(w, s);
             };
             sub->on_down = [this, w, s, sub] {
-                on_link_down(s, *sub);
+                on_link_down(w, s, true, *sub);
                 on_sub_down(w, s);
             };
+            auto not_master = [this, s] {
+                shard_stats_[s].not_master.fetch_add(1, std::memory_order_relaxed);
+                ask_sentinels(s);
+            };
+            cmd->on_not_master = not_master;
+            sub->on_not_master = not_master;
             sub->on_push = [this, w, s](redisReply* r) { on_push(w, s, r); };
             ws->shards.push_back(std::move(l));
             links_down_.fetch_add(2, std::memory_order_relaxed);
-            shard_down_[s].fetch_add(2, std::memory_order_relaxed);
+            shard_stats_[s].cmd_down.fetch_add(1, std::memory_order_relaxed);
+            shard_stats_[s].sub_down.fetch_add(1, std::memory_order_relaxed);
         }
         workers_.push_back(std::move(ws));
     }
     spdlog::info("redis: instance {}; control channel '{}' on {}", instance_id_, control_channel_,
                  shard_names_[control_shard_]);
+    start_sentinels(contexts);
     for (unsigned w = 0; w < contexts.size(); ++w) {
         hub_.post(w, [this, w] {
             for (auto& l : workers_[w]->shards) {
@@ -100,23 +120,56 @@ bool redis_broker::ready() const noexcept {
 
 std::string redis_broker::not_ready_reason() const {
     for (std::size_t s = 0; s < shard_names_.size(); ++s) {
-        if (shard_down_[s].load(std::memory_order_relaxed) == 0) continue;
-        return "redis shard " + shard_names_[s] +
-               (shard_seen_[s].load(std::memory_order_relaxed) ? " is down"
-                                                               : " is not connected yet");
+        auto why = shard_down_reason(s);
+        if (!why.empty()) return why;
     }
     return {};
 }
 
-void redis_broker::link_changed(std::size_t shard, bool up) {
-    links_down_.fetch_add(up ? -1 : 1, std::memory_order_relaxed);
-    shard_down_[shard].fetch_add(up ? -1 : 1, std::memory_order_relaxed);
+// Which shard, and which of its links: "no writable master" when the command links are down
+// (publishes answer 503), else the workers whose pub/sub link is down (delivery stalls there).
+std::string redis_broker::shard_down_reason(std::size_t s) const {
+    const auto& st = shard_stats_[s];
+    const auto cmd_down = st.cmd_down.load(std::memory_order_relaxed);
+    const auto sub_down = st.sub_down.load(std::memory_order_relaxed);
+    if (cmd_down == 0 && sub_down == 0) return {};
+    const bool sentinel = st.sentinel.load(std::memory_order_relaxed);
+    std::string name = "redis shard " + shard_names_[s];
+    if (sentinel) name = "redis shard '" + shard_names_[s] + "' (Sentinel)";
+    if (sentinel && !st.master_known.load(std::memory_order_relaxed))
+        return name + ": no master known yet (" +
+               std::to_string(st.sentinels_up.load(std::memory_order_relaxed)) + " of " +
+               std::to_string(cfg_.redis.sentinels[s].size()) + " sentinels answer)";
+    if (!st.seen.load(std::memory_order_relaxed)) return name + " is not connected yet";
+    const auto all = static_cast<std::int64_t>(workers_.size());
+    if (cmd_down == all && sub_down == all) return name + " is down";
+    const auto which = [&](std::size_t k) {
+        std::string out;
+        for (std::size_t w = 0; w < workers_.size(); ++w) {
+            if (link_up_[(w * shard_names_.size() + s) * 2 + k].load(std::memory_order_relaxed))
+                continue;
+            out += out.empty() ? "" : ",";
+            out += std::to_string(w);
+        }
+        return out;
+    };
+    if (cmd_down > 0)
+        return name + ": no writable master (command link down on worker " + which(0) + ")";
+    return name + ": pub/sub link down on worker " + which(1);
 }
 
-void redis_broker::on_link_up(unsigned w, std::size_t shard, const redis_link& link) {
+void redis_broker::link_changed(unsigned w, std::size_t shard, bool sub, bool up) {
+    links_down_.fetch_add(up ? -1 : 1, std::memory_order_relaxed);
+    auto& c = sub ? shard_stats_[shard].sub_down : shard_stats_[shard].cmd_down;
+    c.fetch_add(up ? -1 : 1, std::memory_order_relaxed);
+    link_up_[(w * shard_names_.size() + shard) * 2 + (sub ? 1 : 0)].store(
+        up, std::memory_order_relaxed);
+}
+
+void redis_broker::on_link_up(unsigned w, std::size_t shard, bool sub, const redis_link& link) {
     if (link.reconnects() > 0) reconnects_.fetch_add(1, std::memory_order_relaxed);
-    shard_seen_[shard].store(true, std::memory_order_relaxed);
-    link_changed(shard, true);
+    shard_stats_[shard].seen.store(true, std::memory_order_relaxed);
+    link_changed(w, shard, sub, true);
     // The shard answers again: every other link to it, on every worker, tries now rather than
     // at the end of its own backoff, so publishing and /readyz come back together.
     for (unsigned v = 0; v < workers_.size(); ++v) {
@@ -132,9 +185,11 @@ void redis_broker::on_link_up(unsigned w, std::size_t shard, const redis_link& l
     }
 }
 
-void redis_broker::on_link_down(std::size_t shard, const redis_link& link) {
-    link_changed(shard, false);
+void redis_broker::on_link_down(unsigned w, std::size_t shard, bool sub, const redis_link& link) {
+    link_changed(w, shard, sub, false);
     if (link.timed_out()) command_timeouts_.fetch_add(1, std::memory_order_relaxed);
+    // The master may have moved: the sentinels are asked now, not at the next tick.
+    if (!sub) ask_sentinels(shard);
 }
 
 redis_broker::stats redis_broker::snapshot() const noexcept {
@@ -174,18 +229,25 @@ hub::message_ptr redis_broker::to_message(const std::string& topic, redis::entry
                              std::move(e.event), clock::now() - milliseconds(age));
 }
 
-void redis_broker::eval(unsigned w, redis_link& link, bool publish, std::vector<std::string> args,
+void redis_broker::eval(unsigned w, redis_link& link, script which, std::vector<std::string> args,
                         std::size_t numkeys, reply_fn done) {
     auto a = std::make_shared<std::vector<std::string>>(std::move(args));
     auto nk = std::make_shared<std::string>(std::to_string(numkeys));
-    auto argv = [this, a, nk, publish](bool by_body) {
+    auto argv = [this, a, nk, which](bool by_body) {
         std::vector<std::string_view> v;
         v.reserve(a->size() + 3);
         v.emplace_back(by_body ? "EVAL" : "EVALSHA");
-        if (by_body)
-            v.emplace_back(publish ? redis::publish_script : redis::read_script);
-        else
-            v.emplace_back(publish ? sha_publish_ : sha_read_);
+        switch (which) {
+            case script::publish:
+                v.emplace_back(by_body ? std::string_view(redis::publish_script) : sha_publish_);
+                break;
+            case script::read:
+                v.emplace_back(by_body ? std::string_view(redis::read_script) : sha_read_);
+                break;
+            case script::confirm:
+                v.emplace_back(by_body ? std::string_view(redis::confirm_script) : sha_confirm_);
+                break;
+        }
         v.emplace_back(*nk);
         for (const auto& s : *a) v.emplace_back(s);
         return v;
@@ -218,8 +280,10 @@ void redis_broker::read(unsigned w, std::size_t shard, const std::string& topic,
                                   std::to_string(limit),
                                   std::to_string(meta_ttl_ms(pol)),
                                   newest ? "1" : "0",
-                                  std::to_string(pol.ttl.count())};
-    eval(w, link, false, std::move(args), 2, std::move(done));
+                                  std::to_string(pol.ttl.count()),
+                                  link.replid(),
+                                  cfg_.redis.replicas_ack > 0 ? "1" : "0"};
+    eval(w, link, script::read, std::move(args), 2, std::move(done));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,10 +321,13 @@ void redis_broker::publish(unsigned from, hub::publish_request req, publish_hand
     args.push_back(std::to_string(window.count()));
     args.push_back(redis::channel(prefix, req.topic));
     args.push_back(std::to_string(meta_ttl_ms(pol)));
+    args.push_back(link.replid());
+    const bool ack = cfg_.redis.replicas_ack > 0;
+    args.push_back(ack ? "1" : "0");
     const auto t0 = clock::now();
-    eval(from, link, true, std::move(args), idem ? 3 : 2,
-         [this, topic = std::move(req.topic), t0, done = std::move(done)](redisReply* r,
-                                                                          no_reply why) mutable {
+    eval(from, link, script::publish, std::move(args), idem ? 3 : 2,
+         [this, from, shard, ack, &link, topic = std::move(req.topic), t0, done = std::move(done)](
+             redisReply* r, no_reply why) mutable {
              publish_result res;
              res.topic = std::move(topic);
              auto p = redis::parse_publish_reply(r);
@@ -273,24 +340,97 @@ void redis_broker::publish(unsigned from, hub::publish_request req, publish_hand
                  if (r && r->type == REDIS_REPLY_ERROR)
                      spdlog::warn("redis publish to '{}': {}", res.topic,
                                   std::string_view(r->str, r->len));
+                 // A replica (a stale address): never write there; find the master again.
+                 if (redis::is_error(r, "READONLY")) {
+                     shard_stats_[shard].not_master.fetch_add(1, std::memory_order_relaxed);
+                     link.reconnect("a replica (READONLY)");
+                     ask_sentinels(shard);
+                 }
                  publish_failures_.fetch_add(1, std::memory_order_relaxed);
                  res.status = publish_status::unavailable;
+             } else if (ack) {
+                 confirm(from, shard, std::move(res.topic), std::move(*p), t0, std::move(done));
+                 return;
              } else {
-                 res.status = p->duplicate ? publish_status::duplicate : publish_status::ok;
-                 res.epoch = std::move(p->epoch);
-                 res.offset = p->offset;
-                 // Instances (pub/sub links) that follow the topic, not local subscribers.
-                 res.subscribers = static_cast<std::size_t>(p->receivers);
-                 publishes_.fetch_add(1, std::memory_order_relaxed);
-                 observe_latency(clock::now() - t0);
+                 finish_publish(shard, res, *p, t0);
              }
              done(std::move(res));
          });
 }
 
-void redis_broker::observe_latency(clock::duration d) {
+void redis_broker::finish_publish(std::size_t shard, publish_result& res, redis::publish_reply& p,
+                                  time_point t0) {
+    res.status = p.duplicate ? publish_status::duplicate : publish_status::ok;
+    res.epoch = std::move(p.epoch);
+    res.offset = p.offset;
+    // Instances (pub/sub links) that follow the topic, not local subscribers.
+    res.subscribers = static_cast<std::size_t>(p.receivers);
+    publishes_.fetch_add(1, std::memory_order_relaxed);
+    shard_stats_[shard].publishes.fetch_add(1, std::memory_order_relaxed);
+    observe_latency(shard, clock::now() - t0);
+}
+
+// replicas_ack: the entry is in the master's history but was not PUBLISHed. WAIT (on the same
+// link, so it covers this write) says how many replicas have it; only then does confirm_script
+// make it visible (raise the confirmed top, PUBLISH). Fewer replicas in time: 503, and the entry
+// stays invisible until its retry (same Idempotency-Key, answered as the duplicate) is confirmed
+// or a later confirmed publish of the topic raises the top past it.
+void redis_broker::confirm(unsigned from, std::size_t shard, std::string topic,
+                           redis::publish_reply p, time_point t0, publish_handler done) {
+    auto& link = *workers_[from]->shards[shard].cmd;
+    const auto n = std::to_string(cfg_.redis.replicas_ack);
+    const auto ms = std::to_string(cfg_.redis.replicas_ack_timeout.count());
+    auto fail = [this, topic](publish_status st) {
+        publish_result res;
+        res.topic = topic;
+        res.status = st;
+        if (st == publish_status::unknown)
+            publish_unknown_.fetch_add(1, std::memory_order_relaxed);
+        else
+            publish_failures_.fetch_add(1, std::memory_order_relaxed);
+        return res;
+    };
+    auto on_wait = [this, from, shard, &link, fail, topic, p = std::move(p), t0, done](
+                       redisReply* r, no_reply) mutable {
+        if (r == nullptr || r->type != REDIS_REPLY_INTEGER) {
+            done(fail(publish_status::unknown));  // written; whether replicas have it: unknown
+            return;
+        }
+        if (r->integer < static_cast<long long>(cfg_.redis.replicas_ack)) {
+            shard_stats_[shard].ack_failures.fetch_add(1, std::memory_order_relaxed);
+            spdlog::warn("redis publish to '{}': {} of {} replicas within {} ms; answered 503",
+                         topic, r->integer, cfg_.redis.replicas_ack,
+                         cfg_.redis.replicas_ack_timeout.count());
+            done(fail(publish_status::unavailable));
+            return;
+        }
+        const auto& prefix = cfg_.redis.key_prefix;
+        std::vector<std::string> args{
+            redis::meta_key(prefix, topic), redis::history_key(prefix, topic), p.epoch,
+            std::to_string(p.offset),       redis::channel(prefix, topic),     std::move(p.entry)};
+        eval(from, link, script::confirm, std::move(args), 2,
+             [this, shard, fail, topic, p, t0, done](redisReply* c, no_reply) mutable {
+                 if (c == nullptr || c->type != REDIS_REPLY_INTEGER || c->integer < 0) {
+                     done(fail(publish_status::unknown));
+                     return;
+                 }
+                 p.receivers = static_cast<std::uint64_t>(c->integer);
+                 publish_result res;
+                 res.topic = topic;
+                 finish_publish(shard, res, p, t0);
+                 done(std::move(res));
+             });
+    };
+    if (!link.command({"WAIT", n, ms}, std::move(on_wait)))
+        hub_.post(from,
+                  [done, res = fail(publish_status::unknown)]() mutable { done(std::move(res)); });
+}
+
+void redis_broker::observe_latency(std::size_t shard, clock::duration d) {
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
     publish_latency_us_.fetch_add(static_cast<std::uint64_t>(us), std::memory_order_relaxed);
+    shard_stats_[shard].latency_us.fetch_add(static_cast<std::uint64_t>(us),
+                                             std::memory_order_relaxed);
     const double sec = static_cast<double>(us) / 1e6;
     std::size_t b = 0;
     while (b < k_latency_bounds.size() && sec > k_latency_bounds[b]) ++b;
@@ -434,7 +574,69 @@ std::vector<metrics::registry::gauge> redis_broker::metrics() const {
         {"herald_redis_control_failures_total",
          "Control messages Redis did not confirm (the revocation answered 503).",
          d(s.control_failures), "counter"},
+        per_shard("herald_redis_shard_up",
+                  "1 when every link of this instance to the shard's master is connected.", "gauge",
+                  [](const shard_stats& x) {
+                      return x.cmd_down.load(std::memory_order_relaxed) == 0 &&
+                                     x.sub_down.load(std::memory_order_relaxed) == 0
+                                 ? 1.0
+                                 : 0.0;
+                  }),
+        per_shard("herald_redis_shard_links_down",
+                  "Links (command and pub/sub, over all workers) to the shard's master down.",
+                  "gauge",
+                  [](const shard_stats& x) {
+                      return static_cast<double>(x.cmd_down.load(std::memory_order_relaxed) +
+                                                 x.sub_down.load(std::memory_order_relaxed));
+                  }),
+        per_shard(
+            "herald_redis_shard_failovers_total",
+            "Master switches of a Sentinel shard seen by this instance.", "counter",
+            [&](const shard_stats& x) { return d(x.failovers.load(std::memory_order_relaxed)); }),
+        per_shard(
+            "herald_redis_shard_not_master_total",
+            "Connections refused because the server was not a master (ROLE, READONLY).", "counter",
+            [&](const shard_stats& x) { return d(x.not_master.load(std::memory_order_relaxed)); }),
+        per_shard("herald_redis_shard_sentinels_up",
+                  "Sentinels of the shard that answer (Sentinel shards only; 0 otherwise).",
+                  "gauge",
+                  [&](const shard_stats& x) {
+                      return static_cast<double>(x.sentinels_up.load(std::memory_order_relaxed));
+                  }),
+        per_shard(
+            "herald_redis_shard_gaps_filled_total",
+            "Gaps in a topic's stream filled from the shard's history.", "counter",
+            [&](const shard_stats& x) { return d(x.gaps_filled.load(std::memory_order_relaxed)); }),
+        per_shard(
+            "herald_redis_shard_resets_total",
+            "Resets sent for the shard's topics (a gap that could not be filled).", "counter",
+            [&](const shard_stats& x) { return d(x.resets.load(std::memory_order_relaxed)); }),
+        per_shard(
+            "herald_redis_shard_publishes_total", "Publishes the shard confirmed.", "counter",
+            [&](const shard_stats& x) { return d(x.publishes.load(std::memory_order_relaxed)); }),
+        per_shard("herald_redis_shard_publish_seconds_total",
+                  "Sum of the confirmed publishes' latency to the shard (with "
+                  "herald_redis_shard_publishes_total: the mean).",
+                  "counter",
+                  [&](const shard_stats& x) {
+                      return d(x.latency_us.load(std::memory_order_relaxed)) / 1e6;
+                  }),
+        per_shard("herald_redis_shard_ack_failures_total",
+                  "Publishes answered 503 because WAIT saw fewer than redis.replicas_ack replicas.",
+                  "counter",
+                  [&](const shard_stats& x) {
+                      return d(x.ack_failures.load(std::memory_order_relaxed));
+                  }),
     };
+}
+
+template <class F>
+metrics::registry::gauge redis_broker::per_shard(const char* name, const char* help,
+                                                 const char* type, F value) const {
+    metrics::registry::gauge g{name, help, 0, type};
+    for (std::size_t s = 0; s < shard_names_.size(); ++s)
+        g.samples.emplace_back("{shard=\"" + shard_names_[s] + "\"}", value(shard_stats_[s]));
+    return g;
 }
 
 }  // namespace herald::broker

@@ -23,6 +23,7 @@
 #include "history.hpp"
 #include "redis_asio.hpp"
 #include "redis_codec.hpp"
+#include "redis_sentinel.hpp"
 #include "herald/config/config.hpp"
 
 #include <array>
@@ -111,9 +112,16 @@ private:
     [[nodiscard]] std::string new_epoch(worker_state& ws);
     [[nodiscard]] static hub::message_ptr to_message(const std::string& topic, redis::entry e);
 
+    enum class script : std::uint8_t { publish, read, confirm };
     // Runs a script by SHA; on NOSCRIPT (a restarted or flushed Redis) runs it by body once.
-    void eval(unsigned w, redis_link& link, bool publish_script, std::vector<std::string> args,
+    void eval(unsigned w, redis_link& link, script which, std::vector<std::string> args,
               std::size_t numkeys, reply_fn done);
+    // replicas_ack: WAIT for the replicas, then PUBLISH the entry (confirm_script); `done` gets
+    // the publish's final status.
+    void confirm(unsigned from, std::size_t shard, std::string topic, redis::publish_reply p,
+                 time_point t0, publish_handler done);
+    void finish_publish(std::size_t shard, publish_result& res, redis::publish_reply& p,
+                        time_point t0);
     // The read script: epoch (created when missing), top, first, and the entries
     // history_window() selects (`newest`: the newest `limit`; else the oldest after `after`).
     void read(unsigned w, std::size_t shard, const std::string& topic, std::uint64_t after,
@@ -138,17 +146,29 @@ private:
     void on_sub_up(unsigned w, std::size_t shard);
     void on_sub_down(unsigned w, std::size_t shard);
     void on_cmd_up(unsigned w, std::size_t shard);
-    void link_changed(std::size_t shard, bool up);
-    void on_link_up(unsigned w, std::size_t shard, const redis_link& link);
-    void on_link_down(std::size_t shard, const redis_link& link);
-    void observe_latency(clock::duration d);
+    void link_changed(unsigned w, std::size_t shard, bool sub, bool up);
+    void on_link_up(unsigned w, std::size_t shard, bool sub, const redis_link& link);
+    void on_link_down(unsigned w, std::size_t shard, bool sub, const redis_link& link);
+    // Sentinel shards (redis_sentinel_links.cpp): the watches, and moving every worker's links.
+    void start_sentinels(const std::vector<asio::io_context*>& contexts);
+    void on_master(std::size_t shard, const redis_endpoint& ep);
+    void ask_sentinels(std::size_t shard);  // from any worker: the shard's watch asks now
+    void tick_sentinels(unsigned w);
+    [[nodiscard]] std::string shard_down_reason(std::size_t shard) const;
+    void observe_latency(std::size_t shard, clock::duration d);
     [[nodiscard]] metrics::registry::gauge latency_histogram() const;
+    struct shard_stats;
+    // One series per shard, labelled shard="<address or master name>".
+    template <class F>
+    [[nodiscard]] metrics::registry::gauge per_shard(const char* name, const char* help,
+                                                     const char* type, F value) const;
 
     hub::hub& hub_;
     const config::settings& cfg_;
     std::vector<std::string> shard_names_;
     std::string sha_publish_;
     std::string sha_read_;
+    std::string sha_confirm_;
     std::string instance_id_;  // random per process: tells this instance's control messages apart
     std::string control_channel_;
     static constexpr unsigned k_control_worker = 0;  // the worker following the control channel
@@ -156,9 +176,30 @@ private:
     std::vector<std::unique_ptr<worker_state>> workers_;
 
     std::atomic<std::int64_t> links_down_{0};
-    // Per shard: links down, and whether any link ever came up (for /readyz's message).
-    std::unique_ptr<std::atomic<std::int64_t>[]> shard_down_;
-    std::unique_ptr<std::atomic<bool>[]> shard_seen_;
+    // Per shard, for /readyz's message and the per-shard metrics; any thread.
+    struct shard_stats {
+        std::atomic<std::int64_t> cmd_down{0};
+        std::atomic<std::int64_t> sub_down{0};
+        std::atomic<bool> seen{false};          // a link ever came up
+        std::atomic<bool> sentinel{false};      // a Sentinel-managed shard
+        std::atomic<bool> master_known{false};  // ... whose master a sentinel named
+        std::atomic<std::int64_t> sentinels_up{0};
+        std::atomic<std::uint64_t> failovers{0};   // master switches seen from the sentinels
+        std::atomic<std::uint64_t> not_master{0};  // connections refused: ROLE or READONLY
+        std::atomic<std::uint64_t> gaps_filled{0};
+        std::atomic<std::uint64_t> resets{0};
+        std::atomic<std::uint64_t> publishes{0};
+        std::atomic<std::uint64_t> latency_us{0};
+        std::atomic<std::uint64_t> ack_failures{0};  // WAIT answered fewer replicas in time
+    };
+    std::unique_ptr<shard_stats[]> shard_stats_;
+    // Per worker and shard: [0] command link up, [1] pub/sub link up (index (w * shards + s) * 2).
+    std::unique_ptr<std::atomic<bool>[]> link_up_;
+    // Per shard: its sentinel watch (null for a plain server), run on worker home_of(shard).
+    std::vector<std::unique_ptr<sentinel_watch>> watches_;
+    [[nodiscard]] unsigned home_of(std::size_t shard) const noexcept {
+        return static_cast<unsigned>(shard % workers_.size());
+    }
     std::atomic<std::uint64_t> publishes_{0};
     std::atomic<std::uint64_t> publish_failures_{0};
     std::atomic<std::uint64_t> publish_unknown_{0};

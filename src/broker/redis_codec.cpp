@@ -154,15 +154,44 @@ std::size_t pick_shard(std::string_view topic, const std::vector<std::string>& s
 
 // Offsets stay below 2^53, so Lua's doubles hold them exactly; '%d' keeps them out of
 // exponent notation.
-const char* const publish_script = R"lua(
+// Both scripts open the stream through the same prologue. Field r of the meta hash is the
+// replication id (INFO's master_replid) of the master that last wrote the stream. A different
+// one means another server took over (a promoted replica, a restart): replication is
+// asynchronous, so the tail the old master acknowledged may be missing here, and offsets after
+// the local top could be handed out again to other messages. Without replicas_ack the stream
+// therefore goes on in a new epoch (subscribers get a reset, never a replaced message). With
+// replicas_ack (ARGV ack = '1') nothing was made visible before N replicas had it, so the stream
+// keeps its epoch, and what this server holds (up to t) becomes the confirmed tail c. A stream
+// without r (written before r existed) adopts the current id.
+#define HERALD_OPEN_STREAM                                                                \
+    "local function open_stream(meta, hist, new_epoch, replid, ack)\n"                    \
+    "  local epoch = redis.call('HGET', meta, 'e')\n"                                     \
+    "  if epoch then\n"                                                                   \
+    "    local r = redis.call('HGET', meta, 'r')\n"                                       \
+    "    if r ~= replid then\n"                                                           \
+    "      if r and ack ~= '1' then\n"                                                    \
+    "        epoch = false\n"                                                             \
+    "      else\n"                                                                        \
+    "        redis.call('HSET', meta, 'r', replid, 'c', redis.call('HGET', meta, 't'))\n" \
+    "      end\n"                                                                         \
+    "    end\n"                                                                           \
+    "  end\n"                                                                             \
+    "  if not epoch then\n"                                                               \
+    "    if new_epoch == '' then return false end\n"                                      \
+    "    epoch = new_epoch\n"                                                             \
+    "    redis.call('HSET', meta, 'e', epoch, 't', 0, 'r', replid, 'c', 0)\n"             \
+    "    redis.call('DEL', hist)\n"                                                       \
+    "  end\n"                                                                             \
+    "  return epoch\n"                                                                    \
+    "end\n"
+
+// Offsets stay below 2^53, so Lua's doubles hold them exactly; '%d' keeps them out of
+// exponent notation. With ack = '1' the entry is not PUBLISHed here but returned: the broker
+// PUBLISHes it with confirm_script once WAIT says enough replicas have it.
+const char* const publish_script = HERALD_OPEN_STREAM R"lua(
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'e', epoch, 't', 0)
-  redis.call('DEL', KEYS[2])
-end
+local epoch = open_stream(KEYS[1], KEYS[2], ARGV[1], ARGV[10], ARGV[11])
 if KEYS[3] then
   local first = redis.call('GET', KEYS[3])
   if first then
@@ -183,18 +212,37 @@ redis.call('PEXPIRE', KEYS[1], ARGV[9])
 if KEYS[3] then
   redis.call('SET', KEYS[3], string.format('%d', off), 'PX', ARGV[7])
 end
+if ARGV[11] == '1' then return {1, epoch, off, 0, entry} end
+redis.call('HSET', KEYS[1], 'c', off)
 local n = redis.call('PUBLISH', ARGV[8], entry)
 return {1, epoch, off, n}
 )lua";
 
-const char* const read_script = R"lua(
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  if ARGV[1] == '' then return {'', 0, 1} end
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'e', epoch, 't', 0)
-  redis.call('DEL', KEYS[2])
+// After WAIT: the confirmed tail moves up to the entry (never down: confirmations of one topic
+// may come back out of order from several links), then the entry is PUBLISHed. A duplicate
+// (an Idempotency-Key retry, entry '') of a publish that never got confirmed (its WAIT fell
+// short) is published from history now; one already visible is not published again.
+const char* const confirm_script = R"lua(
+if redis.call('HGET', KEYS[1], 'e') ~= ARGV[1] then return -1 end
+local off = tonumber(ARGV[2])
+local c = tonumber(redis.call('HGET', KEYS[1], 'c') or '0')
+local entry = ARGV[4]
+if entry == '' then
+  if off <= c then return 0 end
+  local top = tonumber(redis.call('HGET', KEYS[1], 't'))
+  local idx = off - (top - redis.call('LLEN', KEYS[2]) + 1)
+  if idx < 0 then return -1 end
+  entry = redis.call('LINDEX', KEYS[2], idx)
+  if not entry then return -1 end
 end
+if off > c then redis.call('HSET', KEYS[1], 'c', ARGV[2]) end
+return redis.call('PUBLISH', ARGV[3], entry)
+)lua";
+
+// With ack = '1' only the confirmed tail (c) is visible: top is c, entries after it wait.
+const char* const read_script = HERALD_OPEN_STREAM R"lua(
+local epoch = open_stream(KEYS[1], KEYS[2], ARGV[1], ARGV[7], ARGV[8])
+if not epoch then return {'', 0, 1} end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 local top = tonumber(redis.call('HGET', KEYS[1], 't'))
 local t = redis.call('TIME')
@@ -208,6 +256,13 @@ while n > 0 do
   n = n - 1
 end
 local first = top - n + 1
+if ARGV[8] == '1' then
+  local c = tonumber(redis.call('HGET', KEYS[1], 'c') or top)
+  if c < top then
+    top = c
+    if first > top + 1 then first = top + 1 end
+  end
+end
 local res = {epoch, top, first}
 local limit = tonumber(ARGV[3])
 local from = math.max(tonumber(ARGV[2]) + 1, first)
@@ -219,6 +274,8 @@ if n > 0 and from <= to then
 end
 return res
 )lua";
+
+#undef HERALD_OPEN_STREAM
 
 std::string script_sha(std::string_view script) {
     unsigned char md[SHA_DIGEST_LENGTH];
@@ -233,7 +290,8 @@ std::string script_sha(std::string_view script) {
 }
 
 std::optional<publish_reply> parse_publish_reply(const redisReply* r) {
-    if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != 4) return std::nullopt;
+    if (r == nullptr || r->type != REDIS_REPLY_ARRAY || (r->elements != 4 && r->elements != 5))
+        return std::nullopt;
     publish_reply p;
     std::uint64_t status = 0;
     if (!as_u64(r->element[0], status) || r->element[1]->type != REDIS_REPLY_STRING ||
@@ -241,6 +299,10 @@ std::optional<publish_reply> parse_publish_reply(const redisReply* r) {
         return std::nullopt;
     p.duplicate = status == 0;
     p.epoch = std::string(str(r->element[1]));
+    if (r->elements == 5) {
+        if (r->element[4]->type != REDIS_REPLY_STRING) return std::nullopt;
+        p.entry = std::string(str(r->element[4]));
+    }
     return p;
 }
 

@@ -70,11 +70,19 @@ struct control {
                                      const std::vector<std::string>& shards) noexcept;
 
 // Lua. publish: KEYS meta, history[, idempotency]; ARGV new_epoch, kind, event, payload,
-// history_size, history_ttl_ms, window_ms, channel, meta_ttl_ms.
-// Returns {1|0 (0 = duplicate), epoch, offset, receivers}.
+// history_size, history_ttl_ms, window_ms, channel, meta_ttl_ms, replid (the master's
+// replication id), ack ('1': replicas_ack is on).
+// Returns {1|0 (0 = duplicate), epoch, offset, receivers}, and with ack = '1' the entry as a
+// fifth element, not yet PUBLISHed. Meta hash fields: e epoch, t top, r replid, c confirmed top.
 extern const char* const publish_script;
+// confirm: KEYS meta, history; ARGV epoch, offset, channel, entry ('' for a duplicate: taken
+// from history unless already visible). Raises the confirmed top to offset and PUBLISHes the
+// entry; returns the receivers, or -1 when the stream is in another epoch now (or the entry left
+// history).
+extern const char* const confirm_script;
 // read: KEYS meta, history; ARGV new_epoch ('' = do not create), after, limit, meta_ttl_ms,
-// newest ('1': the newest `limit`, else the oldest `limit` after `after`), ttl_ms. Messages older
+// newest ('1': the newest `limit`, else the oldest `limit` after `after`), ttl_ms, replid, ack.
+// With ack = '1' top is the confirmed top (entries after it are not visible). Messages older
 // than ttl_ms (by Redis's clock, as they were stamped) first leave the list, so what it holds
 // is what a reader may get. The selection is history_window()'s rule (history.hpp), which the
 // broker applies again to the answer.
@@ -88,6 +96,7 @@ struct publish_reply {
     std::string epoch;
     std::uint64_t offset = 0;
     std::uint64_t receivers = 0;
+    std::string entry;  // with ack: the entry to PUBLISH once confirmed
 };
 [[nodiscard]] std::optional<publish_reply> parse_publish_reply(const redisReply* r);
 

@@ -202,6 +202,7 @@ void redis_broker::catch_up(unsigned w, const std::string& topic, topic_state& s
                  }
                  if (missing > 0) {
                      gaps_filled_.fetch_add(1, std::memory_order_relaxed);
+                     shard_stats_[st.shard].gaps_filled.fetch_add(1, std::memory_order_relaxed);
                      gap_messages_.fetch_add(missing, std::memory_order_relaxed);
                      spdlog::info("redis: topic '{}': filled a gap of {} messages from history",
                                   topic, missing);
@@ -234,6 +235,7 @@ void redis_broker::send_reset(unsigned w, const std::string& topic, topic_state&
     st.epoch = epoch;
     st.last = top;
     resets_sent_.fetch_add(1, std::memory_order_relaxed);
+    shard_stats_[st.shard].resets.fetch_add(1, std::memory_order_relaxed);
     hub_.at(w).dispatch(hub::make_reset(topic, epoch, top, reason, clock::now()));
 }
 

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 
+#include <unistd.h>
+
 namespace herald::broker {
 
 namespace {
@@ -121,6 +123,7 @@ void redis_broker::on_cmd_up(unsigned w, std::size_t shard) {
 }
 
 void redis_broker::on_tick(unsigned w, time_point) {
+    tick_sentinels(w);
     auto& ws = *workers_[w];
     const bool refresh = ++ws.ticks % k_meta_refresh_ticks == 0;
     for (auto& [topic, st] : ws.topics) {
@@ -133,6 +136,68 @@ void redis_broker::on_tick(unsigned w, time_point) {
                           std::to_string(meta_ttl_ms(policy_for(cfg_, topic)))},
                          [](redisReply*, no_reply) {});
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sentinel shards: each shard's watch runs on worker home_of(shard) and moves every worker's
+// links of the shard when the master changes. Until a sentinel names a master the links stay
+// unstarted (down, so /readyz says so).
+
+void redis_broker::start_sentinels(const std::vector<asio::io_context*>& contexts) {
+    watches_.resize(shard_names_.size());
+    for (std::size_t s = 0; s < shard_names_.size(); ++s) {
+        if (s >= cfg_.redis.sentinels.size() || cfg_.redis.sentinels[s].empty()) continue;
+        const auto home = home_of(s);
+        sentinel_watch::options opt;
+        opt.master = shard_names_[s];
+        for (const auto& a : cfg_.redis.sentinels[s]) {
+            auto ep = parse_endpoint(a);
+            if (!ep) throw std::invalid_argument("redis.shards: bad sentinel address " + a);
+            opt.sentinels.push_back(*ep);
+        }
+        opt.link.connect_timeout = cfg_.redis.connect_timeout;
+        opt.link.command_timeout = cfg_.redis.command_timeout;
+        opt.link.ping_interval = cfg_.redis.ping_interval;
+        opt.link.max_backoff = cfg_.redis.reconnect_max_backoff;
+        opt.link.client_name = "herald-" + std::to_string(::getpid()) + "-sentinel";
+        auto w = std::make_unique<sentinel_watch>(*contexts[home], std::move(opt),
+                                                  workers_[home]->rng());
+        w->on_master = [this, s](const redis_endpoint& ep) { on_master(s, ep); };
+        watches_[s] = std::move(w);
+        hub_.post(home, [this, s] { watches_[s]->start(); });
+    }
+}
+
+void redis_broker::on_master(std::size_t shard, const redis_endpoint& ep) {
+    auto& st = shard_stats_[shard];
+    if (st.master_known.exchange(true, std::memory_order_relaxed)) {
+        st.failovers.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("redis shard '{}': master moved to {}; reconnecting every link",
+                     shard_names_[shard], ep.name());
+    }
+    // Each worker moves its own links: a link and its topics live on that worker only. The
+    // re-subscribe, script reload and gap filling follow from the links coming up (on_sub_up,
+    // on_cmd_up, catch_up).
+    for (unsigned v = 0; v < workers_.size(); ++v) {
+        hub_.post(v, [this, v, shard, ep] {
+            workers_[v]->shards[shard].cmd->set_endpoint(ep);
+            workers_[v]->shards[shard].sub->set_endpoint(ep);
+        });
+    }
+}
+
+void redis_broker::ask_sentinels(std::size_t shard) {
+    if (shard >= watches_.size() || !watches_[shard]) return;
+    hub_.post(home_of(shard), [this, shard] { watches_[shard]->query(); });
+}
+
+void redis_broker::tick_sentinels(unsigned w) {
+    for (std::size_t s = 0; s < watches_.size(); ++s) {
+        if (!watches_[s] || home_of(s) != w) continue;
+        watches_[s]->query();
+        shard_stats_[s].sentinels_up.store(static_cast<std::int64_t>(watches_[s]->sentinels_up()),
+                                           std::memory_order_relaxed);
     }
 }
 

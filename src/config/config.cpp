@@ -17,6 +17,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <cstdlib>
 #include <thread>
 
 namespace herald::config {
@@ -80,6 +81,8 @@ const std::map<std::string, bounds, std::less<>>& numeric_bounds() {
         {"redis.command_timeout", {unit::duration, 50, 600'000}},
         {"redis.ping_interval", {unit::duration, 100, 600'000}},
         {"redis.reconnect_max_backoff", {unit::duration, 100, 600'000}},
+        {"redis.replicas_ack", {unit::count, 0, 16}},
+        {"redis.replicas_ack_timeout", {unit::duration, 10, 600'000}},
         {"shutdown.drain_timeout", {unit::duration, 0, 3'600'000}},
     };
     return b;
@@ -462,17 +465,72 @@ const std::map<std::string, handler>& schema() {
              if (!n.IsSequence() || n.size() == 0)
                  throw config_error(k, "expected a non-empty list of host:port");
              std::vector<std::string> out;
+             std::vector<std::vector<std::string>> sentinels;
              for (std::size_t i = 0; i < n.size(); ++i) {
                  auto ik = k + "[" + std::to_string(i) + "]";
-                 auto v = scalar(n[i], ik);
-                 // Same host:port syntax as listen; a host name is fine here.
-                 if (split_host_port(v, ik).port == 0)
-                     throw config_error(ik, "port 0 is not a server");
+                 std::string name;
+                 std::vector<std::string> sent;
+                 if (n[i].IsMap()) {
+                     // {sentinels: [host:port, ...], master: name}: a Sentinel-managed master.
+                     for (const auto& kv : n[i]) {
+                         const auto f = kv.first.as<std::string>();
+                         const auto fk = ik + "." + f;
+                         if (f == "master") {
+                             name = scalar(kv.second, fk);
+                         } else if (f == "sentinels") {
+                             if (!kv.second.IsSequence() || kv.second.size() == 0)
+                                 throw config_error(fk, "expected a non-empty list of host:port");
+                             for (std::size_t j = 0; j < kv.second.size(); ++j) {
+                                 auto sk = fk + "[" + std::to_string(j) + "]";
+                                 auto v = scalar(kv.second[j], sk);
+                                 if (split_host_port(v, sk).port == 0)
+                                     throw config_error(sk, "port 0 is not a server");
+                                 sent.push_back(std::move(v));
+                             }
+                         } else {
+                             throw config_error(fk, "unknown key (expected sentinels, master)");
+                         }
+                     }
+                     if (sent.empty()) throw config_error(ik + ".sentinels", "missing");
+                     if (name.empty() || name.size() > 128)
+                         throw config_error(ik + ".master", "expected a master name (1..128 bytes)");
+                     for (char ch : name)
+                         if (static_cast<unsigned char>(ch) <= ' ' || static_cast<unsigned char>(ch) >= 0x7f)
+                             throw config_error(ik + ".master", "printable ASCII without spaces expected");
+                 } else {
+                     name = scalar(n[i], ik);
+                     // Same host:port syntax as listen; a host name is fine here.
+                     if (split_host_port(name, ik).port == 0)
+                         throw config_error(ik, "port 0 is not a server");
+                 }
                  for (const auto& seen : out)
-                     if (seen == v) throw config_error(ik, "shard '" + v + "' is listed twice");
-                 out.push_back(std::move(v));
+                     if (seen == name) throw config_error(ik, "shard '" + name + "' is listed twice");
+                 out.push_back(std::move(name));
+                 sentinels.push_back(std::move(sent));
              }
              c.redis.shards = std::move(out);
+             c.redis.sentinels = std::move(sentinels);
+         }},
+        {"redis.username",
+         [](settings& c, const YAML::Node& n, const std::string& k) { c.redis.username = scalar(n, k); }},
+        {"redis.password",
+         [](settings& c, const YAML::Node& n, const std::string& k) { c.redis.password = scalar(n, k); }},
+        {"redis.password_env",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             const auto name = scalar(n, k);
+             if (name.empty()) return;  // unset (as --print-defaults shows it)
+             const char* v = std::getenv(name.c_str());
+             if (v == nullptr || *v == '\0')
+                 throw config_error(k, "environment variable '" + name + "' is not set");
+             c.redis.password = v;
+         }},
+        {"redis.replicas_ack",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.redis.replicas_ack = static_cast<unsigned>(integer(n, k, bounds_of(k)));
+         }},
+        {"redis.replicas_ack_timeout",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.redis.replicas_ack_timeout = duration(n, k, bounds_of(k));
          }},
         {"redis.key_prefix",
          [](settings& c, const YAML::Node& n, const std::string& k) {
@@ -606,6 +664,9 @@ settings parse_yaml(const std::string& text) {
     if (!root.IsMap()) throw config_error("", "the configuration must be a YAML map");
     walk(s, root, "");
     resolve_defaults(s);
+    // WAIT holds the command link: past command_timeout the link would be declared down.
+    if (s.redis.replicas_ack > 0 && s.redis.replicas_ack_timeout >= s.redis.command_timeout)
+        throw config_error("redis.replicas_ack_timeout", "must be less than redis.command_timeout");
     return s;
 }
 
@@ -723,7 +784,18 @@ std::vector<key_doc> describe(const settings& s) {
     add("tls.cert", yaml_string(s.tls.cert));
     add("tls.key", yaml_string(s.tls.key));
     add("tls.min_version", yaml_string(s.tls.min_version));
-    add("redis.shards", yaml_strings(s.redis.shards));
+    add("redis.shards", yaml_list(s.redis.shards, [&](const std::string& name) {
+            const auto i = static_cast<std::size_t>(&name - s.redis.shards.data());
+            if (i >= s.redis.sentinels.size() || s.redis.sentinels[i].empty())
+                return yaml_string(name);
+            return "{sentinels: " + yaml_strings(s.redis.sentinels[i]) +
+                   ", master: " + yaml_string(name) + "}";
+        }));
+    add("redis.username", yaml_string(s.redis.username));
+    add("redis.password", yaml_string(s.redis.password.empty() ? "" : "<redacted>"));
+    add("redis.password_env", yaml_string(""));
+    add("redis.replicas_ack", n(s.redis.replicas_ack));
+    add("redis.replicas_ack_timeout", ms(s.redis.replicas_ack_timeout));
     add("redis.key_prefix", yaml_string(s.redis.key_prefix));
     add("redis.connect_timeout", ms(s.redis.connect_timeout));
     add("redis.command_timeout", ms(s.redis.command_timeout));

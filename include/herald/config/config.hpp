@@ -135,6 +135,13 @@ struct settings {
     // Used when broker is "redis".
     struct {
         std::vector<std::string> shards{"127.0.0.1:6379"};  // host:port, topics spread by HRW hash
+        // Parallel to shards: empty for a server; for a Sentinel-managed shard its sentinels
+        // (host:port), and shards[i] holds the master's name (also the shard's HRW name).
+        std::vector<std::vector<std::string>> sentinels{{}};
+        std::string username;             // Redis 6 ACL user (AUTH username password)
+        std::string password;             // or from the variable named by password_env
+        unsigned replicas_ack = 0;        // WAIT for this many replicas before answering 200
+        milliseconds replicas_ack_timeout{500};
         std::string key_prefix = "herald:";
         milliseconds connect_timeout{2'000};
         milliseconds command_timeout{2'000};  // unanswered this long: the link is down

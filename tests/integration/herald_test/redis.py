@@ -31,8 +31,9 @@ class RedisServer:
     """One redis-server on 127.0.0.1:<free port>, no persistence; stop() / start() keep the port,
     so herald sees the same address come back (empty)."""
 
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, extra: tuple = ()):
         self.port = port or free_port()
+        self.extra = tuple(extra)  # more redis-server arguments, e.g. ("--replicaof", host, port)
         self.dir = tempfile.mkdtemp(prefix="herald-redis-")
         self.proc = None
         self.start()
@@ -41,13 +42,16 @@ class RedisServer:
     def address(self) -> str:
         return f"{HOST}:{self.port}"
 
+    def command(self) -> list[str]:
+        """The redis-server command line (herald_test.sentinel starts a sentinel instead)."""
+        return ["redis-server", "--port", str(self.port), "--bind", HOST, "--save", "",
+                "--appendonly", "no", "--daemonize", "no", "--dir", self.dir,
+                *_debug_command_args(), *self.extra]
+
     def start(self, timeout: float = 10.0):
         log = open(os.path.join(self.dir, "redis.log"), "ab")
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", HOST, "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", self.dir,
-             *_debug_command_args()],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -58,6 +62,7 @@ class RedisServer:
             except (AssertionError, subprocess.TimeoutExpired):
                 pass
             time.sleep(0.05)
+        self.kill()  # the caller never got an object to kill
         raise AssertionError(f"redis-server on {self.port} not ready within {timeout}s")
 
     def kill(self):

@@ -1,6 +1,7 @@
 #include "broker/redis_codec.hpp"
 
 #include "broker/redis_asio.hpp"
+#include "broker/redis_sentinel.hpp"
 
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
@@ -289,4 +290,52 @@ TEST(RedisCodec, HeartbeatPatternMatchesOnlyItsOwnChannel) {
     // Never a topic channel or the control channel.
     EXPECT_NE(redis::heartbeat_pattern("h:"), redis::channel("h:", "ping"));
     EXPECT_NE(redis::heartbeat_pattern("h:"), redis::control_channel("h:"));
+}
+
+TEST(RedisSentinel, MasterAnswerGivesAddressAndConfigEpoch) {
+    auto r = fake_reply::array(items(fake_reply::str("name"), fake_reply::str("herald-a"),
+                                     fake_reply::str("ip"), fake_reply::str("10.0.0.4"),
+                                     fake_reply::str("port"), fake_reply::str("6380"),
+                                     fake_reply::str("flags"), fake_reply::str("master"),
+                                     fake_reply::str("config-epoch"), fake_reply::str("7")));
+    auto m = redis::parse_sentinel_master(&r->r);
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->endpoint.name(), "10.0.0.4:6380");
+    EXPECT_EQ(m->config_epoch, 7);
+}
+
+TEST(RedisSentinel, MalformedMasterAnswersAreRejected) {
+    auto no_epoch = fake_reply::array(items(fake_reply::str("ip"), fake_reply::str("10.0.0.4"),
+                                            fake_reply::str("port"), fake_reply::str("6380")));
+    EXPECT_FALSE(redis::parse_sentinel_master(&no_epoch->r));
+    auto port0 = fake_reply::array(items(fake_reply::str("ip"), fake_reply::str("h"),
+                                         fake_reply::str("port"), fake_reply::str("0"),
+                                         fake_reply::str("config-epoch"), fake_reply::str("1")));
+    EXPECT_FALSE(redis::parse_sentinel_master(&port0->r));
+    auto odd = fake_reply::array(items(fake_reply::str("ip")));
+    EXPECT_FALSE(redis::parse_sentinel_master(&odd->r));
+    auto err = fake_reply::str("ERR No such master with that name", REDIS_REPLY_ERROR);
+    EXPECT_FALSE(redis::parse_sentinel_master(&err->r));
+    EXPECT_FALSE(redis::parse_sentinel_master(nullptr));
+}
+
+TEST(RedisSentinel, SwitchMasterNamesTheNewAddressOfOurMasterOnly) {
+    auto ep = redis::parse_switch_master("herald-a 10.0.0.4 6379 10.0.0.5 6380", "herald-a");
+    ASSERT_TRUE(ep);
+    EXPECT_EQ(ep->name(), "10.0.0.5:6380");
+    EXPECT_FALSE(redis::parse_switch_master("other 10.0.0.4 6379 10.0.0.5 6380", "herald-a"));
+    EXPECT_FALSE(redis::parse_switch_master("herald-a 10.0.0.4 6379 10.0.0.5", "herald-a"));
+    EXPECT_FALSE(redis::parse_switch_master("herald-a 1 2 3 4 5", "herald-a"));
+    EXPECT_FALSE(redis::parse_switch_master("herald-a 1 2 h x", "herald-a"));
+    EXPECT_FALSE(redis::parse_switch_master("", "herald-a"));
+}
+
+TEST(RedisCodec, PublishReplyWithTheEntryToConfirm) {
+    auto r = fake_reply::array(items(fake_reply::integer(1), fake_reply::str("k3v9x0aa"),
+                                     fake_reply::integer(5), fake_reply::integer(0),
+                                     fake_reply::str(redis::encode_entry(sample(5)))));
+    auto p = redis::parse_publish_reply(&r->r);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->offset, 5u);
+    EXPECT_EQ(p->entry, redis::encode_entry(sample(5)));
 }

@@ -378,3 +378,41 @@ TEST(ConfigSetters, WorkersLevelFormat) {
     EXPECT_THROW(set_log_level(s, "warning"), config_error);
     EXPECT_THROW(set_log_format(s, "JSON"), config_error);
 }
+
+TEST(ConfigRedis, SentinelShardsAuthAndReplicasAck) {
+    auto c = parse_yaml(R"(
+redis:
+  shards:
+    - "10.0.0.4:6379"
+    - {sentinels: ["10.0.0.1:26379", "10.0.0.2:26379"], master: "herald-a"}
+  username: app
+  password: secret
+  replicas_ack: 1
+  replicas_ack_timeout: 200ms
+)");
+    ASSERT_EQ(c.redis.shards.size(), 2u);
+    EXPECT_EQ(c.redis.shards[1], "herald-a");
+    EXPECT_TRUE(c.redis.sentinels[0].empty());
+    EXPECT_EQ(c.redis.sentinels[1].size(), 2u);
+    EXPECT_EQ(c.redis.username, "app");
+    EXPECT_EQ(c.redis.password, "secret");
+    EXPECT_EQ(c.redis.replicas_ack, 1u);
+    EXPECT_EQ(c.redis.replicas_ack_timeout, 200ms);
+}
+
+TEST(ConfigRedis, BadSentinelShardsAndAckNameTheKey) {
+    EXPECT_EQ(error_key("redis: {shards: [{master: a}]}"), "redis.shards[0].sentinels");
+    EXPECT_EQ(error_key("redis: {shards: [{sentinels: [\"h:1\"]}]}"), "redis.shards[0].master");
+    EXPECT_EQ(error_key("redis: {shards: [{sentinels: [\"h\"], master: a}]}"),
+              "redis.shards[0].sentinels[0]");
+    EXPECT_EQ(error_key("redis: {shards: [{sentinels: [\"h:1\"], master: a, x: 1}]}"),
+              "redis.shards[0].x");
+    EXPECT_EQ(error_key("redis: {shards: [{sentinels: [\"h:1\"], master: a}, "
+                        "{sentinels: [\"h:2\"], master: a}]}"),
+              "redis.shards[1]");
+    EXPECT_EQ(error_key("redis: {replicas_ack: 17}"), "redis.replicas_ack");
+    EXPECT_EQ(error_key("redis: {replicas_ack: 1, replicas_ack_timeout: 2s}"),
+              "redis.replicas_ack_timeout");
+    EXPECT_EQ(error_key("redis: {password_env: HERALD_TEST_SURELY_UNSET_VARIABLE}"),
+              "redis.password_env");
+}
