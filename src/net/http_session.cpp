@@ -367,12 +367,12 @@ void http_session::handle(beast_request raw) {
         ~clear_cors() { c.clear(); }
     } cleanup{cors_};
     if (auto origin = req.header("Origin"); !origin.empty() && w_.auth) {
-        auto h = auth::cors_headers(w_.auth->origins, origin, req.method() == http::verb::options);
+        auto h = w_.auth->cors(origin, req.method() == http::verb::options);
         if (!h) {
             fail_request(seq, reject::forbidden, "origin not allowed", keep_alive);
             return;
         }
-        for (const auto& [k, v] : *h) cors_ += k + ": " + v + "\r\n";
+        cors_ = std::move(*h);
     }
     const auto* ep = find_endpoint(path);
     if (!ep) {

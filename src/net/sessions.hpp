@@ -102,9 +102,8 @@ private:
     bool stop_reading_ = false;
     bool peer_done_ = false;
     std::optional<metrics::reject> refuse_;
-    std::string cors_;        // CORS headers of the request being handled
-    asio::ip::address peer_;  // the TCP peer, looked up on first use
-    std::string peer_text_;
+    std::string cors_;       // CORS headers of the request being handled
+    std::string peer_text_;  // peer() as text, made on first use
 };
 
 class ws_session final : public connection, public hub::subscriber {
