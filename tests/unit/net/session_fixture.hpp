@@ -187,14 +187,28 @@ protected:
     // context when use_auth() was called.
     net::worker_context& worker() {
         if (!ctx_) {
-            broker_ = std::make_unique<broker::memory_broker>(hub_, cfg);
-            hub_.set_broker(*broker_);
-            api_ = std::make_unique<app::api>(cfg, metrics_, *broker_, state);
+            auto& b = other_broker_ ? *other_broker_ : memory_broker();
+            api_ = std::make_unique<app::api>(cfg, metrics_, b, state);
             state.ready.store(true);
-            ctx_ = std::make_unique<net::worker_context>(0, ioc, cfg, hub_.at(0), *broker_,
-                                                         metrics_.at(0), state, *api_, auth_.get());
+            ctx_ = std::make_unique<net::worker_context>(
+                0, ioc, cfg, hub_.at(0), b, metrics_.at(0), state,
+                other_api_ ? *other_api_ : static_cast<net::http_api&>(*api_), auth_.get());
         }
         return *ctx_;
+    }
+    // Requests the HTTP session does not serve itself go to `a` instead of app::api (before
+    // worker()).
+    void use_api(net::http_api& a) { other_api_ = &a; }
+    // The API and the sessions publish through `b` instead of the memory broker, which still
+    // serves the hub's subscriptions (before worker()).
+    void use_broker(broker::broker& b) { other_broker_ = &b; }
+    // The memory broker, built from cfg on first use.
+    broker::broker& memory_broker() {
+        if (!broker_) {
+            broker_ = std::make_unique<broker::memory_broker>(hub_, cfg);
+            hub_.set_broker(*broker_);
+        }
+        return *broker_;
     }
     // Builds auth::context from cfg (origins, trusted proxies, keys...), before worker().
     auth::context& use_auth() {
@@ -293,6 +307,15 @@ protected:
         return f ? f->payload : "";
     }
 
+    // Runs the loop until the server closed `p` (bounded); true when it did.
+    bool server_closed(peer& p) {
+        for (int i = 0; i < 200 && !p.eof(); ++i) {
+            run();
+            p.pump();
+        }
+        return p.eof();
+    }
+
     // Runs the loop until `p` received `needle` (bounded); the bytes up to and including it are
     // consumed and returned ("" when it never came).
     std::string until(peer& p, std::string_view needle) {
@@ -341,6 +364,8 @@ private:
     metrics::registry metrics_{1};
     std::unique_ptr<broker::memory_broker> broker_;
     std::unique_ptr<app::api> api_;
+    net::http_api* other_api_ = nullptr;
+    broker::broker* other_broker_ = nullptr;
     std::unique_ptr<auth::context> auth_;
     std::unique_ptr<net::worker_context> ctx_;
     std::vector<std::unique_ptr<peer>> peers_;

@@ -82,13 +82,13 @@ TEST_F(sse_session_test, AMalformedLastEventIdIsRefusedBeforeTheStream) {
 }
 
 TEST_F(sse_session_test, AnIdleStreamGetsAHeartbeatEverySseHeartbeat) {
-    cfg.sse.heartbeat = milliseconds(5000);
+    cfg.sse.heartbeat = milliseconds(10'000);
     auto& p = stream("?topic=a");
     until(p, "retry: 2000\n\n");
-    tick(milliseconds(4900));
+    tick(milliseconds(5'000));
     p.pump();
     EXPECT_EQ(p.in(), "") << "not before sse.heartbeat";
-    tick(milliseconds(5000));
+    tick(milliseconds(10'000));
     EXPECT_EQ(until(p, "\n\n"), ": heartbeat\n\n");
 }
 
@@ -97,11 +97,7 @@ TEST_F(sse_session_test, DrainEndsTheStreamWithAShutdownEvent) {
     until(p, "retry: 2000\n\n");
     worker().drain();
     EXPECT_EQ(until(p, "\n\n"), "event: shutdown\ndata: {\"reason\":\"going away\"}\n\n");
-    for (int i = 0; i < 100 && !p.eof(); ++i) {
-        run();
-        p.pump();
-    }
-    EXPECT_TRUE(p.eof());
+    EXPECT_TRUE(server_closed(p));
 }
 
 TEST_F(sse_session_test, AnAllowedOriginGetsCorsHeadersOnTheStreamAndOthersA403) {
