@@ -39,7 +39,6 @@ connection::connection(worker_context& w, link l, metrics::transport t)
       last_write_(clock::now()),
       slot_(std::move(l.slot)),
       tls_(std::move(l.tls)),
-      peer_(l.peer),
       transport_(t) {
     tls_established_ = tls_ && tls_->handshake_done();
     w_.counters.conn(t).add(1);
@@ -273,7 +272,7 @@ link connection::hand_over() {
     read_parked_ = false;
     unhold(static_cast<hold_reason>(hold_parked | hold_session));
     w_.detach(*this);
-    return {std::move(socket_), std::move(slot_), std::move(tls_), peer_};
+    return {std::move(socket_), std::move(slot_), std::move(tls_), {}};
 }
 
 void connection::arm_close_deadline(milliseconds grace) noexcept {

@@ -71,7 +71,9 @@ struct link {
     tcp::socket socket;
     connection_slot slot;
     std::unique_ptr<tls::channel> tls;  // null on plain TCP
-    asio::ip::address peer{};           // the TCP peer (IPv4-mapped addresses unmapped)
+    // The TCP peer (IPv4-mapped addresses unmapped); read by the HTTP session, the only one that
+    // needs it (a stream session gets it empty, and holds nothing for it).
+    asio::ip::address peer{};
 };
 
 // A link over `fd`, a connected stream socket of any family (the listener's accepted TCP socket,
@@ -100,8 +102,6 @@ public:
     virtual bool revoke(std::string_view /*user*/) { return false; }
 
     [[nodiscard]] bool closed() const noexcept { return closed_; }
-    // The TCP peer's address (from the link; behind a proxy, the proxy).
-    [[nodiscard]] const asio::ip::address& peer() const noexcept { return peer_; }
 
     // ---- Memory budget ------------------------------------------------------------------------
     // Every byte the server holds for this connection: the send queue (messages, answers, control
@@ -202,7 +202,6 @@ private:
 
     connection_slot slot_;
     std::unique_ptr<tls::channel> tls_;
-    asio::ip::address peer_;
     metrics::transport transport_;
     std::vector<chunk> queue_;
     std::size_t head_ = 0;       // first unsent chunk

@@ -46,8 +46,8 @@ void responder::error(reject reason, std::string_view message,
         s->fail_request(seq_, reason, message, keep_alive_, extra_ + std::string(extra_headers));
 }
 
-http_session::http_session(worker_context& w, link l)
-    : connection(w, std::move(l), metrics::transport::http) {}
+http_session::http_session(worker_context& w, asio::ip::address peer, link&& l)
+    : connection(w, std::move(l), metrics::transport::http), peer_(std::move(peer)) {}
 
 void http_session::start() {
     arm_idle();

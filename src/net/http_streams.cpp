@@ -43,14 +43,14 @@ bool has_token(std::string_view list, std::string_view token) {
 }  // namespace
 
 std::string http_session::client_ip(const http_request& req) {
-    if (peer_text_.empty()) peer_text_ = peer().is_unspecified() ? "unknown" : peer().to_string();
+    if (peer_text_.empty()) peer_text_ = peer_.is_unspecified() ? "unknown" : peer_.to_string();
     if (!w_.auth) return peer_text_;
     // The header lines only; the decision is auth's.
     boost::container::small_vector<std::string_view, 2> xff;
     for (const auto& f : req.raw)
         if (boost::beast::iequals(f.name_string(), "X-Forwarded-For"))
             xff.emplace_back(f.value().data(), f.value().size());
-    return w_.auth->client_ip(peer(), peer_text_, xff);
+    return w_.auth->client_ip(peer_, peer_text_, xff);
 }
 
 // Per-address stream limits; authorization was decided by the router (handle()).
