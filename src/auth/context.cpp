@@ -185,4 +185,24 @@ decision context::authorize_key(const credentials& cred, bool publishing, std::s
     return d;
 }
 
+std::string context::client_ip(const ip_address& peer, std::string_view peer_text,
+                               std::span<const std::string_view> xff) const {
+    if (proxies.empty() || !proxies.contains(peer)) return std::string(peer_text);
+    // Several X-Forwarded-For lines form one list, in order.
+    std::string joined;
+    for (auto line : xff) {
+        if (!joined.empty()) joined += ',';
+        joined += line;
+    }
+    return client_address(peer, joined, proxies).to_string();
+}
+
+std::optional<std::string> context::cors(std::string_view origin, bool preflight) const {
+    auto h = cors_headers(origins, origin, preflight);
+    if (!h) return std::nullopt;
+    std::string lines;
+    for (const auto& [k, v] : *h) lines += k + ": " + v + "\r\n";
+    return lines;
+}
+
 }  // namespace herald::auth

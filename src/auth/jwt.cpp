@@ -1,3 +1,7 @@
+// One cohesive thing, so one file (about 460 lines): verifying a JWT against the configured keys.
+// Loading a key (PEM, file, type and size checks) and verifying a signature share the private
+// key_set::key representation (an OpenSSL EVP_PKEY and its algorithm); split, that struct and its
+// OpenSSL helpers would become a header shared by two files that nothing else may use.
 #include "herald/auth/jwt.hpp"
 #include "herald/common/text.hpp"
 

@@ -10,12 +10,25 @@
 #include <span>
 
 #include <sys/ioctl.h>
+#include <unistd.h>
 
 namespace herald::net {
 
 chunk chunk::of_string(std::string s) {
     auto p = std::make_shared<const std::string>(std::move(s));
     return {std::shared_ptr<const void>(p), p->data(), p->size()};
+}
+
+link link_over(asio::io_context& ioc, int fd, asio::ip::address peer, error_code& ec) {
+    // The protocol only names the socket type: no TCP-specific operation is used on it.
+    tcp::socket s(ioc);
+    s.assign(tcp::v4(), fd, ec);
+    if (ec) {
+        ::close(fd);
+        return {tcp::socket(ioc), {}, nullptr, {}};
+    }
+    s.non_blocking(true, ec);
+    return {std::move(s), {}, nullptr, peer};
 }
 
 // ---- connection ----------------------------------------------------------------------------
@@ -259,7 +272,7 @@ link connection::hand_over() {
     read_parked_ = false;
     unhold(static_cast<hold_reason>(hold_parked | hold_session));
     w_.detach(*this);
-    return {std::move(socket_), std::move(slot_), std::move(tls_)};
+    return {std::move(socket_), std::move(slot_), std::move(tls_), {}};
 }
 
 void connection::arm_close_deadline(milliseconds grace) noexcept {

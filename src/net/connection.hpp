@@ -58,13 +58,28 @@ private:
     process_state* state_ = nullptr;
 };
 
-// What passes from one session to the next on the same TCP connection: the socket, its slot and,
-// on a TLS listener, the TLS session (with any ciphertext not yet written).
+// What passes from one session to the next on the same TCP connection: the socket, its slot,
+// on a TLS listener the TLS session (with any ciphertext not yet written), and the peer's address.
+//
+// This is the sessions' transport seam. A session touches its socket only as a non-blocking
+// stream descriptor (read_some, write_some, async_wait, shutdown, close, TIOCOUTQ), never as TCP:
+// the peer's address comes in the link (the listener looks it up once per accept). So any
+// connected stream socket wrapped as the same Asio socket type carries a session; unit tests
+// drive every session over one end of a socketpair(AF_UNIX) (see link_over()), with the data path
+// exactly the production one (no indirection per byte or per write).
 struct link {
     tcp::socket socket;
     connection_slot slot;
     std::unique_ptr<tls::channel> tls;  // null on plain TCP
+    // The TCP peer (IPv4-mapped addresses unmapped); read by the HTTP session, the only one that
+    // needs it (a stream session gets it empty, and holds nothing for it).
+    asio::ip::address peer{};
 };
+
+// A link over `fd`, a connected stream socket of any family (the listener's accepted TCP socket,
+// or one end of a socketpair in a test): made non-blocking and owned by the link from here on.
+// No connection slot; `peer` is the address the sessions see as the TCP peer.
+[[nodiscard]] link link_over(asio::io_context& ioc, int fd, asio::ip::address peer, error_code& ec);
 
 class connection : public std::enable_shared_from_this<connection> {
 public:

@@ -8,6 +8,7 @@
 #include "sessions.hpp"
 
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <boost/container/small_vector.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -42,23 +43,14 @@ bool has_token(std::string_view list, std::string_view token) {
 }  // namespace
 
 std::string http_session::client_ip(const http_request& req) {
-    if (peer_.is_unspecified()) {  // once per connection, not per request
-        error_code ec;
-        auto ep = socket_.remote_endpoint(ec);
-        if (ec) return "unknown";
-        peer_ = auth::unmap(ep.address());
-        peer_text_ = peer_.to_string();
-    }
-    const auto& peer = peer_;
-    if (!w_.auth || w_.auth->proxies.empty() || !w_.auth->proxies.contains(peer)) return peer_text_;
-    // Several X-Forwarded-For lines form one list, in order.
-    std::string xff;
-    for (const auto& f : req.raw) {
-        if (!boost::beast::iequals(f.name_string(), "X-Forwarded-For")) continue;
-        if (!xff.empty()) xff += ',';
-        xff.append(f.value().data(), f.value().size());
-    }
-    return auth::client_address(peer, xff, w_.auth->proxies).to_string();
+    if (peer_text_.empty()) peer_text_ = peer_.is_unspecified() ? "unknown" : peer_.to_string();
+    if (!w_.auth) return peer_text_;
+    // The header lines only; the decision is auth's.
+    boost::container::small_vector<std::string_view, 2> xff;
+    for (const auto& f : req.raw)
+        if (boost::beast::iequals(f.name_string(), "X-Forwarded-For"))
+            xff.emplace_back(f.value().data(), f.value().size());
+    return w_.auth->client_ip(peer_, peer_text_, xff);
 }
 
 // Per-address stream limits; authorization was decided by the router (handle()).

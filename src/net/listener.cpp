@@ -1,5 +1,6 @@
 #include "herald/net/listener.hpp"
 
+#include "herald/auth/client_ip.hpp"
 #include "herald/net/http_util.hpp"
 #include "sessions.hpp"
 
@@ -151,16 +152,14 @@ void listener::on_accept(error_code ec, tcp::socket socket) {
             return;  // the socket and its slot are released here
         }
     }
+    // The socket's peer, once per connection: behind a proxy this is the proxy.
+    error_code e;
+    const auto ep = socket.remote_endpoint(e);
+    const auto peer = e ? asio::ip::address() : auth::unmap(ep.address());
     const bool over = open > w_.cfg.limits.max_connections;
-    if (over) {
-        // The socket's peer: behind a proxy this is the proxy, which is what holds the slots.
-        error_code e;
-        const auto peer = socket.remote_endpoint(e);
-        w_.rejects.note(reject_log::reason::max_connections,
-                        e ? std::string("?") : peer.address().to_string());
-    }
+    if (over) w_.rejects.note(reject_log::reason::max_connections, e ? "?" : peer.to_string());
     auto session = std::make_shared<http_session>(
-        w_, link{std::move(socket), std::move(slot), std::move(tls)});
+        w_, link{std::move(socket), std::move(slot), std::move(tls), peer});
     // Over the limit the connection is still read, so the client gets a clear 503 rather than
     // a reset; it is closed after that one answer.
     if (over) session->refuse_with(metrics::reject::over_capacity);

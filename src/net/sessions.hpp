@@ -21,7 +21,7 @@ namespace herald::net {
 
 class http_session final : public connection, public poll_owner {
 public:
-    http_session(worker_context& w, link l);
+    http_session(worker_context& w, link l) : http_session(w, l.peer, std::move(l)) {}
     void start();
     // Answers the first request with this error, then closes (over capacity).
     void refuse_with(metrics::reject reason) noexcept { refuse_ = reason; }
@@ -38,6 +38,8 @@ public:
     void on_drain() override;
 
 private:
+    // `peer` is copied out of the link before the link is moved.
+    http_session(worker_context& w, asio::ip::address peer, link&& l);
     using parser_t = boost::beast::http::request_parser<boost::beast::http::string_body>;
     struct slot {
         std::uint64_t seq;
@@ -103,8 +105,8 @@ private:
     bool peer_done_ = false;
     std::optional<metrics::reject> refuse_;
     std::string cors_;        // CORS headers of the request being handled
-    asio::ip::address peer_;  // the TCP peer, looked up on first use
-    std::string peer_text_;
+    asio::ip::address peer_;  // the TCP peer (from the link)
+    std::string peer_text_;   // peer_ as text, made on first use
 };
 
 class ws_session final : public connection, public hub::subscriber {

@@ -56,6 +56,17 @@ public:
     // Safe from every worker (the publish limiter is locked).
     [[nodiscard]] decision authorize(access_class c, const credentials& cred,
                                      std::span<const std::string> topics, std::string_view client);
+    // The client address of a request (the rate-limit key, the per-address stream slots, the
+    // logs) that came from TCP peer `peer` (`peer_text`: its text): X-Forwarded-For's client when
+    // the peer is a trusted proxy (client_ip.hpp), else the peer. `xff`: the request's
+    // X-Forwarded-For lines in the order received. Every transport's client address comes from
+    // here.
+    [[nodiscard]] std::string client_ip(const ip_address& peer, std::string_view peer_text,
+                                        std::span<const std::string_view> xff) const;
+    // The CORS header lines ("Name: value\r\n"...) every answer to a request from `origin`
+    // carries (a preflight's included), or nullopt when the origin is not allowed (answer 403
+    // `forbidden`). Every transport's CORS decision comes from here.
+    [[nodiscard]] std::optional<std::string> cors(std::string_view origin, bool preflight) const;
     // Whether `reader` (null: anonymous) may read `topic`: the per-topic rule of authorize(read),
     // for a reader identified earlier (a WebSocket subscribe op).
     [[nodiscard]] bool may_read(const token_claims* reader, std::string_view topic) const noexcept;
