@@ -84,10 +84,15 @@ TEST_F(poll_session_test, MalformedPollsAre400) {
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 400);
     EXPECT_NE(r->body.find(R"("code":"bad_cursor")"), std::string::npos) << r->body;
-    r = get(p, "/poll?topic=a&topic=b");
+    r = get(p, "/poll?topic=a%20b");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 400);
     EXPECT_NE(r->body.find(R"("code":"bad_topic")"), std::string::npos) << r->body;
+    // Two topics need two cursors, one per topic, in the order of the topics.
+    r = get(p, "/poll?topic=a&topic=b&since=e:1");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400);
+    EXPECT_NE(r->body.find(R"("code":"bad_cursor")"), std::string::npos) << r->body;
     r = get(p, "/poll");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 400);
