@@ -66,7 +66,7 @@ std::optional<std::vector<std::string>> http_session::query_topics(std::uint64_t
 
 void http_session::handle(beast_request raw) {
     const std::uint64_t seq = next_seq_++;
-    slots_.push_back(slot{seq, false, true, {}});
+    slots_.push_back(slot{seq, false, true, {}, false});
     if (refuse_) {
         fail_request(seq, *refuse_, "too many connections; retry later", false,
                      "Retry-After: 1\r\n");
@@ -97,6 +97,12 @@ void http_session::handle(beast_request raw) {
     if (!ep) {
         fail_request(seq, reject::not_found, "no such endpoint: " + path, keep_alive);
         return;
+    }
+    if (ep->id == endpoint_id::history) {
+        // Its page may take half the output budget (out_mark()): dispatch nothing after it until
+        // it is answered, so that pipelined /history requests never overflow the budget.
+        slots_.back().large = true;
+        large_owed_ = true;
     }
     if (req.method() == http::verb::options) {
         complete(seq, make_response(204, "text/plain", "", keep_alive, cors_), keep_alive);

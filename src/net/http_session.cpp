@@ -144,8 +144,8 @@ void http_session::process() {
     draining_ = draining_ || w_.state.draining.load(std::memory_order_relaxed);
     std::size_t dispatched = 0;
     bool yield = false;
-    while (!closed() && !stop_reading_ && !poll_ && slots_.size() < k_max_pipelined &&
-           unparsed() > 0) {
+    while (!closed() && !stop_reading_ && !poll_ && !large_owed_ &&
+           slots_.size() < k_max_pipelined && unparsed() > 0) {
         if (output_bytes() + slot_bytes_ >= out_mark()) {
             // The client does not read its answers: parse (and read) nothing more until half
             // of them have left.
@@ -177,7 +177,7 @@ void http_session::process() {
         }
         if (ec) {
             std::uint64_t seq = next_seq_++;
-            slots_.push_back(slot{seq, false, true, {}});
+            slots_.push_back(slot{seq, false, true, {}, false});
             stop_reading_ = true;
             drop_input();
             if (ec == http::error::header_limit)
@@ -205,7 +205,7 @@ void http_session::process() {
         }
     }
     const bool starved = !closed() && !stop_reading_ && !poll_ && !waiting_room_ && !yield &&
-                         slots_.size() < k_max_pipelined;
+                         !large_owed_ && slots_.size() < k_max_pipelined;
     if (draining_ && starved && (parser_ || unparsed() > 0)) {
         // Part of a request (a head, half a body): the rest is not waited for.
         answer_draining(true);
@@ -228,7 +228,7 @@ void http_session::drop_input() {
 
 void http_session::answer_draining(bool last) {
     std::uint64_t seq = next_seq_++;
-    slots_.push_back(slot{seq, false, true, {}});
+    slots_.push_back(slot{seq, false, true, {}, false});
     if (last) {
         stop_reading_ = true;
         drop_input();
@@ -256,6 +256,7 @@ void http_session::complete(std::uint64_t seq, std::string response, bool keep_a
     for (auto& s : slots_) {
         if (s.seq == seq) {
             s.ready = true;
+            if (s.large) large_owed_ = false;
             s.keep_alive = keep_alive;
             s.response = std::move(response);
             slot_bytes_ += s.response.size();
@@ -280,6 +281,7 @@ void http_session::complete(std::uint64_t seq, std::string response, bool keep_a
         stop_reading_ = true;
         for (const auto& s : slots_) slot_bytes_ -= s.response.size();
         slots_.clear();
+        large_owed_ = false;
         close_after_flush();
         return;
     }

@@ -46,6 +46,9 @@ private:
         bool ready = false;
         bool keep_alive = true;
         std::string response;
+        // An answer that may take half the output budget (/history pages at out_mark()): no
+        // other request is dispatched while it is owed, so two of them never meet in the queue.
+        bool large = false;
     };
     void on_readable() override;
     void on_close() override;
@@ -93,6 +96,7 @@ private:
     std::size_t parsed_bytes_ = 0;  // fed to parser_ for the request it holds
     std::vector<slot> slots_;
     std::size_t slot_bytes_ = 0;  // answers in slots_, waiting for an earlier one
+    bool large_owed_ = false;     // a slot with `large` is not answered yet (see slot)
     std::uint64_t next_seq_ = 0;
     bool processing_ = false;      // inside process(): answers must not start another
     bool process_posted_ = false;  // a process() is posted

@@ -75,6 +75,30 @@ TEST_F(http_session_test, PipelinedRealHandlersAnswerInOrder) {
     EXPECT_EQ(rs[3].status, 404);
 }
 
+TEST_F(http_session_test, PipelinedHistoryPagesAreAnsweredOneAfterAnotherWithinTheBudget) {
+    // Each /history page may take half of max_queued_bytes: four of them dispatched at once
+    // overflowed the budget, and a client that reads normally was closed as a slow consumer
+    // without a single answer.
+    cfg.limits.max_queued_bytes = 64 * 1024;
+    auto& p = connect();
+    const std::string body(1024, 'x');
+    std::string publishes;
+    for (int i = 0; i < 100; ++i)
+        publishes += "POST /publish/h HTTP/1.1\r\nHost: t\r\nContent-Length: 1024\r\n\r\n" + body;
+    p.write(publishes);
+    ASSERT_EQ(responses(p, 100).size(), 100u);
+    p.write(get_request("/history/h") + get_request("/history/h") + get_request("/history/h") +
+            get_request("/history/h"));
+    auto rs = responses(p, 4);
+    ASSERT_EQ(rs.size(), 4u);
+    for (const auto& r : rs) {
+        EXPECT_EQ(r.status, 200);
+        EXPECT_NE(r.body.find("\"more\":true"), std::string::npos) << "a page of the 100 KiB";
+    }
+    EXPECT_EQ(counters().slow_consumers[static_cast<std::size_t>(metrics::transport::http)].get(),
+              0);
+}
+
 TEST_F(http_session_test, AtMost32RequestsAreUnansweredAndTheRestWaitsUnread) {
     held_api api;
     use_api(api);
