@@ -1,0 +1,214 @@
+"""Presence (docs/integration.md, "Presence"): who is subscribed to a topic, join/leave events,
+GET /presence/{topic}[/count], the WebSocket op `presence`, with the memory broker (one process)
+and the redis broker (two instances sharing Redis; an instance killed with SIGKILL).
+
+Clients are python3-websockets and curl (SSE); reads are plain HTTP with requests. Every wait is
+bounded; every target is 127.0.0.1."""
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+
+import pytest
+import requests
+
+from herald_test import wait_until
+from herald_test.http import assert_error
+from herald_test.redis import redis_config, two_instances
+from herald_test.server import LIVE_SERVERS, wait_ready
+from herald_test.sse import SSEClient
+from herald_test.tokens import AUDIENCE, ISSUER, Keys
+from herald_test.ws import ws_connect, ws_op
+
+KEY = "presence-test-key-" + "p" * 20
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    return Keys(str(tmp_path_factory.mktemp("presence-keys")))
+
+
+def presence_config(keys: Keys, **presence) -> dict:
+    return {
+        "auth": {"jwt": {"keys": [{"alg": "HS256", "secret": keys.hs_secret}],
+                         "audience": AUDIENCE, "issuer": ISSUER},
+                 "publish_keys": [KEY]},
+        "presence": {"patterns": ["room:*"], "client_read": ["room:*"], **presence},
+    }
+
+
+def get_presence(server, topic, count=False):
+    r = requests.get(server.url(f"/presence/{topic}" + ("/count" if count else "")),
+                     headers=AUTH, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def subs_of(p: dict) -> list:
+    return sorted(c["sub"] for c in p["clients"])
+
+
+async def recv_until(ws, pred, timeout=10.0):
+    """Frames until one satisfies `pred` (returned) ; the others are returned too."""
+    seen = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            raise AssertionError(f"nothing matched within {timeout}s; saw {seen[-10:]}")
+        j = json.loads(await asyncio.wait_for(ws.recv(), left))
+        if pred(j):
+            return j, seen
+        seen.append(j)
+
+
+async def subscribe(server, topic, token=None, join_leave=False, op_id=1):
+    ws = await ws_connect(server, f"token={token}" if token else "")
+    reply = await ws_op(ws, {"op": "subscribe", "topic": topic, "id": op_id,
+                             "join_leave": join_leave})
+    assert reply["type"] == "ok", reply
+    return ws
+
+
+async def presence_op(ws, topic, op_id=99):
+    await ws.send(json.dumps({"op": "presence", "topic": topic, "id": op_id}))
+    j, _ = await recv_until(ws, lambda f: f.get("id") == op_id)
+    return j
+
+
+async def events(ws, n, timeout=10.0):
+    out = []
+    while len(out) < n:
+        j, _ = await recv_until(ws, lambda f: f.get("type") in ("join", "leave"), timeout)
+        out.append(j)
+    return out
+
+
+# ------------------------------------------------------------------------------ memory broker
+
+def test_memory_presence_entries_events_and_reads(herald_factory, keys):
+    srv = herald_factory(presence_config(keys))
+    topic = "room:mem"
+
+    async def main():
+        watcher = await subscribe(srv, topic, keys.token("watcher"), join_leave=True)
+        alice = await subscribe(srv, topic, keys.token("alice", info={"name": "Alice"}))
+        bob = await subscribe(srv, topic, keys.token("bob"))
+        anon = await subscribe(srv, topic)
+        got = await events(watcher, 3)
+        assert [(e["type"], e["client"]["sub"]) for e in got] == [
+            ("join", "alice"), ("join", "bob"), ("join", "")]
+        assert all(e["topic"] == topic for e in got)
+        assert got[0]["client"]["info"] == {"name": "Alice"}
+        assert got[1]["client"]["info"] is None
+        ids = [e["client"]["client"] for e in got]
+        assert len(set(ids)) == 3
+
+        p = get_presence(srv, topic)
+        assert subs_of(p) == ["", "alice", "bob", "watcher"]
+        assert p["users"] == 3 and p["connections"] == 4, p
+        assert get_presence(srv, topic, count=True) == {"topic": topic, "users": 3,
+                                                         "connections": 4}
+        # The WebSocket op answers the same to a subscriber (presence.client_read allows).
+        op = await presence_op(watcher, topic)
+        assert op["type"] == "presence" and op["topic"] == topic, op
+        assert sorted(c["sub"] for c in op["clients"]) == ["", "alice", "bob", "watcher"]
+
+        for ws in (bob, alice, anon):
+            await ws.close()
+        got = await events(watcher, 3)
+        assert [(e["type"], e["client"]["client"]) for e in got] == [
+            ("leave", ids[1]), ("leave", ids[0]), ("leave", ids[2])]
+        p = get_presence(srv, topic)
+        assert subs_of(p) == ["watcher"] and p["connections"] == 1
+        await watcher.close()
+        wait_until(lambda: get_presence(srv, topic)["connections"] == 0, 5, what="empty topic")
+
+    asyncio.run(main())
+
+
+def test_sse_presence_stream_gets_join_and_leave(herald_factory, keys):
+    srv = herald_factory(presence_config(keys))
+    topic = "room:sse"
+    sse = SSEClient(srv.url(f"/sse?topic={topic}&presence=1"), max_time=30)
+    try:
+        assert sse.next_block(10).get("retry") is not None  # the stream is subscribed
+
+        async def main():
+            ws = await subscribe(srv, topic, keys.token("carol", info=[1, "x"]))
+            await ws.close()
+
+        asyncio.run(main())
+        blocks = []
+        while len(blocks) < 2:
+            b = sse.next_block(10)
+            if b.event in ("join", "leave"):
+                blocks.append(b)
+        assert [b.event for b in blocks] == ["join", "leave"]
+        data = [json.loads(b.data) for b in blocks]
+        assert data[0]["type"] == "join" and data[0]["client"]["sub"] == "carol"
+        assert data[0]["client"]["info"] == [1, "x"]
+        assert data[1]["type"] == "leave"
+        assert data[1]["client"]["client"] == data[0]["client"]["client"]
+    finally:
+        sse.close()
+
+
+def test_memory_max_clients_answers_counts_only(herald_factory, keys):
+    srv = herald_factory(presence_config(keys, max_clients=3))
+    topic = "room:big"
+
+    async def main():
+        socks = [await subscribe(srv, topic, keys.token(f"u{i % 2}")) for i in range(4)]
+        wait_until(lambda: get_presence(srv, topic, count=True)["connections"] == 4, 5)
+        p = get_presence(srv, topic)
+        assert "clients" not in p and p["clients_omitted"] is True, p
+        assert p["users"] == 2 and p["connections"] == 4
+        await socks.pop().close()
+        wait_until(lambda: get_presence(srv, topic, count=True)["connections"] == 3, 5)
+        assert len(get_presence(srv, topic)["clients"]) == 3
+        for s in socks:
+            await s.close()
+
+    asyncio.run(main())
+
+
+def test_presence_errors_and_authz(herald_factory, keys):
+    cfg = presence_config(keys)
+    cfg["presence"]["client_read"] = ["room:open*"]
+    srv = herald_factory(cfg)
+    # The HTTP read needs an API key (access class admin), also on open publishing.
+    for headers, code in (({}, 401), ({"Authorization": "Bearer wrong-key-" + "x" * 20}, 401),
+                          ({"Authorization": f"Bearer {keys.token('alice')}"}, 401)):
+        r = requests.get(srv.url("/presence/room:x"), headers=headers, timeout=10)
+        assert_error(r, code, "unauthorized")
+    assert_error(requests.get(srv.url("/presence/news"), headers=AUTH, timeout=10), 404,
+                 "not_found")
+    assert_error(requests.get(srv.url("/presence/bad%20topic"), headers=AUTH, timeout=10), 400,
+                 "bad_topic")
+    assert_error(requests.post(srv.url("/presence/room:x"), headers=AUTH, timeout=10), 405,
+                 "method_not_allowed")
+
+    async def main():
+        ws = await subscribe(srv, "room:closed", keys.token("alice"))
+        j = await presence_op(ws, "room:closed", 5)
+        assert j["type"] == "error" and j["code"] == "forbidden", j
+        j = await presence_op(ws, "room:open1", 6)  # not subscribed
+        assert j["type"] == "error" and j["code"] == "not_subscribed", j
+        reply = await ws_op(ws, {"op": "subscribe", "topic": "room:open1", "id": 7,
+                                 "join_leave": "yes"})
+        assert reply["type"] == "error" and reply["code"] == "bad_request", reply
+        await ws.close()
+
+    asyncio.run(main())
+
+
+# ------------------------------------------------------------------------------ redis broker
+
+def redis_presence_config(keys, redis, **presence):
+    cfg = redis_config([redis.address])
+    cfg.update(presence_config(keys, **presence))
+    return cfg
