@@ -23,6 +23,7 @@
 #include "history.hpp"
 #include "redis_asio.hpp"
 #include "redis_codec.hpp"
+#include "redis_presence.hpp"
 #include "herald/config/config.hpp"
 
 #include <array>
@@ -154,6 +155,7 @@ private:
     static constexpr unsigned k_control_worker = 0;  // the worker following the control channel
     std::size_t control_shard_ = 0;
     std::vector<std::unique_ptr<worker_state>> workers_;
+    std::unique_ptr<redis_presence> presence_;  // the hub's presence backend (redis_presence.hpp)
 
     std::atomic<std::int64_t> links_down_{0};
     // Per shard: links down, and whether any link ever came up (for /readyz's message).

@@ -76,7 +76,7 @@ const std::map<std::string, bounds, std::less<>>& numeric_bounds() {
         {"history.namespaces[].size", {unit::count, 0, 1'000'000}},
         {"history.namespaces[].ttl", {unit::duration, 1000, 30 * k_day_ms}},
         {"publish.idempotency_window", {unit::duration, 0, k_day_ms}},
-        {"presence.ttl", {unit::duration, 1000, 3'600'000}},
+        {"presence.ttl", {unit::duration, 3000, 3'600'000}},
         {"presence.max_clients", {unit::count, 0, 1'000'000}},
         {"presence.max_info_bytes", {unit::bytes, 0, 8 * 1024}},
         {"redis.connect_timeout", {unit::duration, 10, 600'000}},

@@ -212,3 +212,118 @@ def redis_presence_config(keys, redis, **presence):
     cfg = redis_config([redis.address])
     cfg.update(presence_config(keys, **presence))
     return cfg
+
+
+def counts(server, topic):
+    p = get_presence(server, topic, count=True)
+    return p["connections"], p["users"]
+
+
+def wait_agree(servers, topic, want, timeout):
+    """Every instance answers `want` (connections, users) within `timeout`; returns the time."""
+    t0 = time.monotonic()
+    wait_until(lambda: all(counts(s, topic) == want for s in servers), timeout,
+               what=f"presence of {topic} = {want} on every instance")
+    return time.monotonic() - t0
+
+
+def test_redis_200_clients_on_two_instances_agree(redis1, herald_factory, keys):
+    a, b = two_instances(herald_factory, [redis1.address],
+                         config=redis_presence_config(keys, redis1, ttl="5s"))
+    topic = "room:crowd"
+    tokens = [keys.token(f"user{i % 150}", info={"i": i}) for i in range(200)]
+
+    async def main():
+        socks = []
+        for i, tok in enumerate(tokens):  # every other client on the other instance
+            socks.append(await subscribe(a if i % 2 == 0 else b, topic, tok))
+        took = wait_agree((a, b), topic, (200, 150), 1.0)
+        pa, pb = get_presence(a, topic), get_presence(b, topic)
+        assert sorted(c["client"] for c in pa["clients"]) == \
+            sorted(c["client"] for c in pb["clients"])
+        assert sorted(c["info"]["i"] for c in pa["clients"]) == list(range(200))
+        # The first 100 leave (50 from each instance), then the rest.
+        for ws in socks[:100]:
+            await ws.close()
+        took = max(took, wait_agree((a, b), topic, (100, 100), 1.0))
+        for ws in socks[100:]:
+            await ws.close()
+        took = max(took, wait_agree((a, b), topic, (0, 0), 1.0))
+        print(f"instances agreed within {took * 1000:.0f} ms of the last change")
+
+    asyncio.run(main())
+
+
+def test_redis_join_leave_events_cross_instances_in_order(redis1, herald_factory, keys):
+    a, b = two_instances(herald_factory, [redis1.address],
+                         config=redis_presence_config(keys, redis1, ttl="5s"))
+    topic = "room:order"
+
+    async def main():
+        watcher = await subscribe(a, topic, keys.token("watcher"), join_leave=True)
+        sse = SSEClient(b.url(f"/sse?topic={topic}&presence=1"), max_time=30)
+        try:
+            assert sse.next_block(10).get("retry") is not None
+            want = []
+            socks = []
+            for i in range(6):
+                socks.append(await subscribe(b if i % 2 else a, topic, keys.token(f"m{i}")))
+                want.append(("join", f"m{i}"))
+            # The watcher, the SSE stream and the six members.
+            wait_agree((a, b), topic, (8, 7), 2.0)
+            for left, i in enumerate((3, 0, 5, 1, 4, 2), start=1):
+                await socks[i].close()
+                want.append(("leave", f"m{i}"))
+                # Each leave reaches Redis before the next starts: the test orders them.
+                wait_until(lambda n=8 - left: counts(a, topic)[0] == n, 5, what="leave recorded")
+            # The watcher saw the (anonymous) SSE stream join first; the stream, which came
+            # after the watcher, sees the members only.
+            got = await events(watcher, len(want) + 1)
+            assert [(e["type"], e["client"]["sub"]) for e in got] == [("join", "")] + want
+            blocks = []
+            while len(blocks) < len(want):
+                blk = sse.next_block(10)
+                if blk.event in ("join", "leave"):
+                    blocks.append((blk.event, json.loads(blk.data)["client"]["sub"]))
+            assert blocks == want
+        finally:
+            sse.close()
+            await watcher.close()
+
+    asyncio.run(main())
+
+
+def test_redis_sigkill_instance_entries_expire_within_ttl(redis1, herald_factory, keys):
+    ttl = 3.0
+    a, b = two_instances(herald_factory, [redis1.address],
+                         config=redis_presence_config(keys, redis1, ttl="3s"))
+    topic = "room:crash"
+
+    async def main():
+        on_a = [await subscribe(a, topic, keys.token(f"a{i}")) for i in range(5)]
+        on_b = [await subscribe(b, topic, keys.token(f"b{i}")) for i in range(20)]
+        wait_agree((a, b), topic, (25, 25), 1.0)
+        # Redis forgets everything (a restart without persistence): each instance writes its
+        # entries again at its next refresh.
+        redis1.cli("FLUSHALL")
+        wait_agree((a, b), topic, (25, 25), ttl)
+        b.proc.send_signal(signal.SIGKILL)
+        b.proc.wait(5)
+        t0 = time.monotonic()
+        LIVE_SERVERS.remove(b)
+        wait_until(lambda: counts(a, topic) == (5, 5), ttl + 1.0,
+                   what="the killed instance's entries vanish within presence.ttl")
+        print(f"entries of the killed instance gone after {time.monotonic() - t0:.2f}s "
+              f"(ttl {ttl}s)")
+        assert sorted(c["sub"] for c in get_presence(a, topic)["clients"]) == \
+            [f"a{i}" for i in range(5)]
+        for ws in on_a:
+            await ws.close()
+        for ws in on_b:
+            try:
+                await ws.close()
+            except Exception:  # noqa: BLE001 - the server is gone
+                pass
+        wait_agree((a,), topic, (0, 0), 2.0)
+
+    asyncio.run(main())
