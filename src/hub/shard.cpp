@@ -156,8 +156,8 @@ void shard::on_remote_subscribe(unsigned from, const std::string& topic, std::ui
     }
     ++r.per_worker[from];
     ++r.total;
-    // A refused subscription joins too: its unsubscribe, which always follows, leaves.
-    if (who) presence_join(topic, *who);
+    // A refused subscription never joins (its unsubscribe, which always follows, finds nothing).
+    if (who && refusal.empty()) presence_join(topic, *who);
     if (!refusal.empty()) {
         hub_.post(from, [h = &hub_, from, sub_id, reason = std::move(refusal)] {
             h->at(from).on_subscribe_refused(sub_id, reason);

@@ -11,6 +11,7 @@ using metrics::reject;
 
 hub::presence_client presence_identity(worker_context& w, const auth::token_claims* claims) {
     hub::presence_client c;
+    if (w.cfg.presence.patterns.empty()) return c;  // presence is off: nothing to carry
     c.client = w.shard.new_client_id();
     if (claims) {
         c.sub = claims->sub;

@@ -327,3 +327,23 @@ def test_redis_sigkill_instance_entries_expire_within_ttl(redis1, herald_factory
         wait_agree((a,), topic, (0, 0), 2.0)
 
     asyncio.run(main())
+
+
+def test_redis_max_clients_answers_counts_only(redis1, herald_factory, keys):
+    a, b = two_instances(herald_factory, [redis1.address],
+                         config=redis_presence_config(keys, redis1, max_clients=2))
+    topic = "room:capped"
+
+    async def main():
+        socks = [await subscribe(s, topic, keys.token(f"c{i}")) for i, s in enumerate((a, b, a))]
+        wait_agree((a, b), topic, (3, 3), 1.0)
+        for s in (a, b):
+            p = get_presence(s, topic)
+            assert p.get("clients_omitted") is True and "clients" not in p, p
+        await socks.pop().close()
+        wait_agree((a, b), topic, (2, 2), 1.0)
+        assert sorted(c["sub"] for c in get_presence(b, topic)["clients"]) == ["c0", "c1"]
+        for ws in socks:
+            await ws.close()
+
+    asyncio.run(main())

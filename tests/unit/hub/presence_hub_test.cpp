@@ -160,3 +160,17 @@ TEST_F(PresenceHub, ObserverSeesOccupiedJoinLeaveVacatedOnTheOwner) {
     EXPECT_EQ(kinds(), want);
     for (const auto& [w, c] : changes) EXPECT_EQ(w, h->owner_of("room:d"));
 }
+
+TEST_F(PresenceHub, ARefusedSubscriptionNeverJoins) {
+    h->set_quotas({{"room:*", 0, 1}});  // one subscriber per topic
+    auto& a = join(0, "room:q", "a", "alice");
+    auto& b2 = join(1, "room:q", "b", "bob");
+    run();
+    h->at(1).unsubscribe(b2.sub);  // what a session does on on_refused (the shard did it already)
+    run();
+    EXPECT_EQ(query(2, "room:q").connections, 1u);
+    h->at(0).unsubscribe(a.sub);
+    run();
+    const std::vector<std::string> want{"join:a", "occupied:a", "leave:a", "vacated:a"};
+    EXPECT_EQ(kinds(), want);
+}
