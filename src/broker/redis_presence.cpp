@@ -253,7 +253,8 @@ void redis_presence::on_tick(unsigned w) {
     const auto every = std::max<long long>(1, cfg_.presence.ttl.count() / 3000);
     if (++ticks_[w] % static_cast<unsigned>(every) != 0) return;
     const auto ttl = std::to_string(cfg_.presence.ttl.count());
-    for (const auto& [topic, table] : hub_.at(w).presence_tables()) {
+    for (const auto& entry : hub_.at(w).presence_tables()) {
+        const std::string& topic = entry.first;
         auto& link = cmd_link_(w, shard_of_(topic));
         const auto set = set_key(cfg_.redis.key_prefix, topic);
         link.command({"EVAL", script(k_refresh), "2", set, set + ":" + instance_, instance_, ttl},
