@@ -30,6 +30,7 @@ void api::handle(net::worker_context& w, const net::http_request& req, net::resp
             publish_one(w, req, path.substr(req.route->path.size()), r);
             return;
         case endpoint_id::history: history(w, req, path.substr(req.route->path.size()), r); return;
+        case endpoint_id::presence: presence(w, path.substr(req.route->path.size()), r); return;
         case endpoint_id::client_js:
             // The ETag names the client's version and content; a page may cache it for an hour.
             r.send(200, "text/javascript; charset=utf-8", client_js(),

@@ -27,6 +27,7 @@ private:
     void publish_json(net::worker_context& w, const net::http_request& req, net::responder r);
     void history(net::worker_context& w, const net::http_request& req, const std::string& topic,
                  net::responder r);
+    void presence(net::worker_context& w, std::string_view rest, net::responder r);
     void health(net::endpoint_id id, net::responder r);
     void metrics_text(net::responder r);
     void admin_disconnect(net::worker_context& w, const net::http_request& req, net::responder r);

@@ -123,6 +123,7 @@ int server::run() {
             rules.push_back({q.pattern, q.max_topics, q.max_subscribers_per_topic});
         s.hub->set_quotas(std::move(rules));
     }
+    s.hub->set_presence(s.cfg.presence.patterns, s.cfg.presence.max_clients);
     s.broker = broker::make_broker(*s.hub, s.cfg, contexts);
     s.hub->set_broker(*s.broker);
     s.api = std::make_unique<app::api>(s.cfg, s.metrics, *s.broker, s.state);

@@ -325,6 +325,8 @@ result verify_impl(std::string_view token, const key_set& keys,
         !read_date(payload, "iat", c.iat) || !read_patterns(payload, "topics", c.topics) ||
         !read_patterns(payload, "publish", c.publish))
         return fail(jwt_status::malformed);
+    if (auto it = payload.find("info"); it != payload.end() && !it->is_null())
+        c.info = it->dump(-1, ' ', false, json::error_handler_t::replace);
 
     bool aud_ok = expect.audience.empty();
     if (auto it = payload.find("aud"); it != payload.end()) {

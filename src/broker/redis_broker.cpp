@@ -98,6 +98,11 @@ redis_broker::redis_broker(hub::hub& h, const config::settings& cfg,
         }
         workers_.push_back(std::move(ws));
     }
+    presence_ = std::make_unique<redis_presence>(
+        h, cfg, instance_id_,
+        [this](unsigned w, std::size_t s) -> redis_link& { return *workers_[w]->shards[s].cmd; },
+        [this](std::string_view topic) { return redis::pick_shard(topic, shard_names_); });
+    h.set_presence_backend(*presence_);
     spdlog::info("redis: instance {}; control channel '{}' on {}", instance_id_, control_channel_,
                  shard_names_[control_shard_]);
     start_sentinels(contexts);

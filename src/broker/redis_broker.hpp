@@ -24,6 +24,7 @@
 #include "redis_asio.hpp"
 #include "redis_codec.hpp"
 #include "redis_sentinel.hpp"
+#include "redis_presence.hpp"
 #include "herald/config/config.hpp"
 
 #include <array>
@@ -174,6 +175,7 @@ private:
     static constexpr unsigned k_control_worker = 0;  // the worker following the control channel
     std::size_t control_shard_ = 0;
     std::vector<std::unique_ptr<worker_state>> workers_;
+    std::unique_ptr<redis_presence> presence_;  // the hub's presence backend (redis_presence.hpp)
 
     std::atomic<std::int64_t> links_down_{0};
     // Per shard, for /readyz's message and the per-shard metrics; any thread.

@@ -131,6 +131,7 @@ void redis_broker::on_push(unsigned w, std::size_t shard, redisReply* reply) {
             return;
         case redis::push::type::message: {
             if (!st.confirmed || st.unsub_sent) return;
+            if (presence_->on_channel_message(w, topic, p.payload)) return;
             auto e = redis::decode_entry(p.payload);
             if (!e) {
                 spdlog::warn("redis: undecodable message on channel '{}'", p.channel);

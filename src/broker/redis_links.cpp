@@ -120,11 +120,13 @@ void redis_broker::on_cmd_up(unsigned w, std::size_t shard) {
         if (st.need_catch_up && !st.fetching) catch_up(w, topic, st);
         drain_waiting(w, topic, st);
     }
+    presence_->on_cmd_up(w, shard);
 }
 
 void redis_broker::on_tick(unsigned w, time_point) {
     tick_sentinels(w);
     auto& ws = *workers_[w];
+    presence_->on_tick(w);
     const bool refresh = ++ws.ticks % k_meta_refresh_ticks == 0;
     for (auto& [topic, st] : ws.topics) {
         if (st.need_catch_up && !st.fetching) catch_up(w, topic, st);

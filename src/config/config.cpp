@@ -77,6 +77,9 @@ const std::map<std::string, bounds, std::less<>>& numeric_bounds() {
         {"history.namespaces[].size", {unit::count, 0, 1'000'000}},
         {"history.namespaces[].ttl", {unit::duration, 1000, 30 * k_day_ms}},
         {"publish.idempotency_window", {unit::duration, 0, k_day_ms}},
+        {"presence.ttl", {unit::duration, 3000, 3'600'000}},
+        {"presence.max_clients", {unit::count, 0, 1'000'000}},
+        {"presence.max_info_bytes", {unit::bytes, 0, 8 * 1024}},
         {"redis.connect_timeout", {unit::duration, 10, 600'000}},
         {"redis.command_timeout", {unit::duration, 50, 600'000}},
         {"redis.ping_interval", {unit::duration, 100, 600'000}},
@@ -406,6 +409,22 @@ const std::map<std::string, handler>& schema() {
         {"poll.timeout",
          [](settings& c, const YAML::Node& n, const std::string& k) {
              c.poll.timeout = duration(n, k, bounds_of(k));
+         }},
+        {"presence.patterns", [](settings& c, const YAML::Node& n,
+                                 const std::string& k) { c.presence.patterns = patterns(n, k); }},
+        {"presence.client_read", [](settings& c, const YAML::Node& n,
+                                    const std::string& k) { c.presence.client_read = patterns(n, k); }},
+        {"presence.ttl",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.presence.ttl = duration(n, k, bounds_of(k));
+         }},
+        {"presence.max_clients",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.presence.max_clients = integer(n, k, bounds_of(k));
+         }},
+        {"presence.max_info_bytes",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.presence.max_info_bytes = size(n, k, bounds_of(k));
          }},
         {"history.size",
          [](settings& c, const YAML::Node& n, const std::string& k) {
@@ -780,6 +799,11 @@ std::vector<key_doc> describe(const settings& s) {
                    ", ttl: " + ms(r.ttl) + "}";
         }));
     add("publish.idempotency_window", ms(s.publish.idempotency_window));
+    add("presence.patterns", yaml_strings(s.presence.patterns));
+    add("presence.client_read", yaml_strings(s.presence.client_read));
+    add("presence.ttl", ms(s.presence.ttl));
+    add("presence.max_clients", n(s.presence.max_clients));
+    add("presence.max_info_bytes", format_size(s.presence.max_info_bytes));
     add("shutdown.drain_timeout", ms(s.shutdown.drain_timeout));
     add("tls.cert", yaml_string(s.tls.cert));
     add("tls.key", yaml_string(s.tls.key));

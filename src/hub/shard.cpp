@@ -1,11 +1,64 @@
 #include "herald/hub/hub.hpp"
 #include "herald/wire/topic.hpp"
 
+#include <fmt/format.h>
+
+#include <random>
+
 namespace herald::hub {
+
+namespace {
+
+// One process: the owner's table is the whole truth, and a join/leave is delivered at once.
+class local_presence final : public presence_backend {
+public:
+    explicit local_presence(hub& h) : hub_(h) {}
+
+    void join(unsigned owner, const std::string& topic, const presence_client& c,
+              const presence_table& table) override {
+        hub_.at(owner).dispatch_presence(make_presence_event(topic, true, c));
+        if (table.connections() == 1)
+            hub_.notify(owner, {presence_change_kind::occupied, topic, c});
+    }
+    void leave(unsigned owner, const std::string& topic, const presence_client& c,
+               const presence_table& table) override {
+        hub_.at(owner).dispatch_presence(make_presence_event(topic, false, c));
+        if (table.empty()) hub_.notify(owner, {presence_change_kind::vacated, topic, c});
+    }
+    void query(unsigned /*owner*/, const std::string& /*topic*/, const presence_table* table,
+               bool counts_only, presence_handler done) override {
+        presence_result r;
+        if (table) {
+            r.users = table->users();
+            r.connections = table->connections();
+        }
+        r.clients_omitted = counts_only || r.connections > hub_.presence_max_clients();
+        if (!r.clients_omitted) r.clients = table ? table->clients_json() : "[]";
+        done(std::move(r));
+    }
+
+private:
+    hub& hub_;
+};
+
+}  // namespace
 
 hub::hub(std::vector<asio::io_context*> contexts) : contexts_(std::move(contexts)) {
     for (unsigned i = 0; i < contexts_.size(); ++i)
         shards_.push_back(std::make_unique<shard>(*this, i));
+    local_presence_ = std::make_unique<local_presence>(*this);
+    presence_backend_ = local_presence_.get();
+    std::random_device rd;
+    tag_ = fmt::format("{:08x}", rd());
+}
+
+void hub::set_presence(std::vector<std::string> patterns, std::size_t max_clients) {
+    presence_patterns_ = std::move(patterns);
+    presence_max_ = max_clients;
+}
+
+bool hub::presence_on(std::string_view topic) const noexcept {
+    return wire::any_match(presence_patterns_, topic);
 }
 
 void hub::set_quotas(std::vector<quota_rule> rules) {
@@ -35,11 +88,14 @@ void shard::subscribe(subscription& s) {
     waiting_.emplace(s.id, &s);
     ++local_subscriptions_;
 
+    s.in_presence = s.who && hub_.presence_on(s.topic);
+    std::optional<presence_client> who;
+    if (s.in_presence) who = *s.who;
     const unsigned owner = hub_.owner_of(s.topic);
-    hub_.post(owner,
-              [h = &hub_, owner, from = worker_, topic = s.topic, id = s.id, since = s.since] {
-                  h->at(owner).on_remote_subscribe(from, topic, id, since);
-              });
+    hub_.post(owner, [h = &hub_, owner, from = worker_, topic = s.topic, id = s.id, since = s.since,
+                      who = std::move(who)] {
+        h->at(owner).on_remote_subscribe(from, topic, id, since, who);
+    });
 }
 
 bool shard::remove_local(subscription& s) {
@@ -61,13 +117,17 @@ bool shard::remove_local(subscription& s) {
 void shard::unsubscribe(subscription& s) {
     if (!remove_local(s)) return;
     const unsigned owner = hub_.owner_of(s.topic);
-    hub_.post(owner, [h = &hub_, owner, from = worker_, topic = s.topic] {
-        h->at(owner).on_remote_unsubscribe(from, topic);
-    });
+    std::string client;
+    if (s.in_presence) client = s.who->client;
+    hub_.post(owner,
+              [h = &hub_, owner, from = worker_, topic = s.topic, client = std::move(client)] {
+                  h->at(owner).on_remote_unsubscribe(from, topic, client);
+              });
 }
 
 void shard::on_remote_subscribe(unsigned from, const std::string& topic, std::uint64_t sub_id,
-                                const std::optional<stream_pos>& since) {
+                                const std::optional<stream_pos>& since,
+                                const std::optional<presence_client>& who) {
     // A refused subscription is counted like any other and uncounted by the worker's ordinary
     // unsubscribe, so the counts stay right even when the worker unsubscribes first.
     std::string refusal;
@@ -96,6 +156,8 @@ void shard::on_remote_subscribe(unsigned from, const std::string& topic, std::ui
     }
     ++r.per_worker[from];
     ++r.total;
+    // A refused subscription never joins (its unsubscribe, which always follows, finds nothing).
+    if (who && refusal.empty()) presence_join(topic, *who);
     if (!refusal.empty()) {
         hub_.post(from, [h = &hub_, from, sub_id, reason = std::move(refusal)] {
             h->at(from).on_subscribe_refused(sub_id, reason);
@@ -110,7 +172,10 @@ void shard::on_remote_subscribe(unsigned from, const std::string& topic, std::ui
     });
 }
 
-void shard::on_remote_unsubscribe(unsigned from, const std::string& topic) {
+void shard::on_remote_unsubscribe(unsigned from, const std::string& topic,
+                                  const std::string& client) {
+    // Before the route goes: the leave reaches the subscribers that are left.
+    if (!client.empty()) presence_leave(topic, client);
     auto it = routes_.find(topic);
     if (it == routes_.end()) return;
     auto& r = it->second;
@@ -212,6 +277,74 @@ void shard::send_outbox() {
             for (const auto& m : batch) s.deliver(m);
         });
         outbox_[w].clear();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Presence
+
+std::string shard::new_client_id() {
+    return hub_.instance_tag() + "-" + std::to_string(worker_) + "-" +
+           std::to_string(++next_client_);
+}
+
+void shard::presence_join(const std::string& topic, const presence_client& c) {
+    auto& t = presence_[topic];
+    if (!t.add(c)) return;
+    hub_.notify(worker_, {presence_change_kind::join, topic, c});
+    hub_.presence().join(worker_, topic, c, t);
+}
+
+void shard::presence_leave(const std::string& topic, const std::string& client) {
+    auto it = presence_.find(topic);
+    if (it == presence_.end()) return;
+    presence_client c;
+    if (!it->second.remove(client, c)) return;
+    hub_.notify(worker_, {presence_change_kind::leave, topic, c});
+    hub_.presence().leave(worker_, topic, c, it->second);
+    if (it->second.empty()) presence_.erase(it);
+}
+
+const presence_table* shard::presence_of(const std::string& topic) const {
+    auto it = presence_.find(topic);
+    return it == presence_.end() ? nullptr : &it->second;
+}
+
+void shard::query_presence(const std::string& topic, bool counts_only, presence_handler done) {
+    const unsigned owner = hub_.owner_of(topic);
+    hub_.post(owner, [h = &hub_, owner, from = worker_, topic, counts_only,
+                      done = std::move(done)]() mutable {
+        auto& o = h->at(owner);
+        h->presence().query(owner, topic, o.presence_of(topic), counts_only,
+                            [h, from, done = std::move(done)](presence_result r) mutable {
+                                h->post(from, [r = std::move(r), done = std::move(done)]() mutable {
+                                    done(std::move(r));
+                                });
+                            });
+    });
+}
+
+void shard::dispatch_presence(const presence_event_ptr& e) {
+    auto it = routes_.find(e->topic);
+    if (it == routes_.end()) return;
+    const auto& r = it->second;
+    for (unsigned w = 0; w < r.per_worker.size(); ++w) {
+        if (r.per_worker[w] == 0) continue;
+        if (w == worker_)
+            deliver_presence(e);
+        else
+            hub_.post(w, [h = &hub_, w, e] { h->at(w).deliver_presence(e); });
+    }
+}
+
+void shard::deliver_presence(const presence_event_ptr& e) {
+    auto it = topics_.find(e->topic);
+    if (it == topics_.end()) return;
+    // As in deliver(): subscribers never unsubscribe from inside the callback.
+    for (subscription* s : it->second.subs) {
+        if (!s->join_leave || !s->active) continue;
+        if (s->who && s->who->client == e->client) continue;
+        s->owner->on_presence(*s, e);
     }
 }
 

@@ -35,6 +35,10 @@ constexpr std::array k_endpoints{
              access_class::admin, topic_source::none, "revoke a user's connections"},
     endpoint{endpoint_id::client_js, "/client/herald.js", false, verb::get, access_class::open,
              topic_source::none, "the JavaScript client (clients/js/herald.js)"},
+    // Who is subscribed, with user ids and `info`: keyed, never opened to clients (they read it
+    // with the WebSocket op, under presence.client_read).
+    endpoint{endpoint_id::presence, "/presence/", true, verb::get, access_class::admin,
+             topic_source::none, "a topic's presence ({topic} or {topic}/count)"},
 };
 
 std::string_view topics_name(topic_source t) noexcept {

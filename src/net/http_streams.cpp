@@ -138,9 +138,10 @@ bool http_session::start_sse(std::uint64_t seq, http_request& req,
     std::string cors = cors_;
     slots_.clear();
     auto l = hand_over();
+    const bool join_leave = req.target.get("presence").value_or("") == "1";
     auto s =
         std::make_shared<sse_session>(w_, std::move(l), std::move(claims), std::move(stream_ip));
-    s->start(topics, since, cors);
+    s->start(topics, since, cors, join_leave);
     return true;
 }
 

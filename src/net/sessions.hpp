@@ -19,6 +19,11 @@
 
 namespace herald::net {
 
+// A stream's entry in presence (presence_ops.cpp): a new connection id, the token's `sub` and
+// `info` (left out over presence.max_info_bytes). `claims` null: anonymous.
+[[nodiscard]] hub::presence_client presence_identity(worker_context& w,
+                                                     const auth::token_claims* claims);
+
 class http_session final : public connection, public poll_owner {
 public:
     http_session(worker_context& w, link l) : http_session(w, l.peer, std::move(l)) {}
@@ -125,6 +130,7 @@ public:
     void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
     void on_reset(hub::subscription& s, const hub::message_ptr& m) override;
     void on_refused(hub::subscription& s, const std::string& reason) override;
+    void on_presence(hub::subscription& s, const hub::presence_event_ptr& e) override;
     void on_tick(time_point now) override;
     void on_drain() override;
 
@@ -159,7 +165,9 @@ private:
     void send_json(std::string_view json);
     void reply_error(const std::string& id, std::string_view code, std::string_view message);
     void subscribe_topic(const std::string& topic, std::optional<wire::stream_pos> since,
-                         std::string reply_id, bool reply);
+                         std::string reply_id, bool reply, bool join_leave = false);
+    // The `presence` op (presence_ops.cpp).
+    void presence_op(const std::string& id, const std::string& topic);
     ws_sub* find(const std::string& topic);
     bool take_message_token(time_point now);
     bool revoke(std::string_view user) override;
@@ -185,6 +193,7 @@ private:
     time_point last_ping_;
     std::unique_ptr<auth::token_claims> claims_;
     std::string stream_ip_;
+    hub::presence_client who_;  // this connection in presence (subscriptions point at it)
     // Client message rate (limits.ws_messages_per_s, burst twice that); kept inline.
     auth::token_bucket msg_bucket_;
     unsigned rate_strikes_ = 0;
@@ -195,14 +204,16 @@ public:
     sse_session(worker_context& w, link l, std::unique_ptr<auth::token_claims> claims,
                 std::string stream_ip);
     ~sse_session() override;
+    // `join_leave`: the stream asked for join/leave events (`presence=1`).
     void start(const std::vector<std::string>& topics,
                const std::optional<std::vector<wire::stream_pos>>& since,
-               std::string_view extra_headers = {});
+               std::string_view extra_headers = {}, bool join_leave = false);
 
     void on_message(hub::subscription& s, const hub::message_ptr& m) override;
     void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
     void on_reset(hub::subscription& s, const hub::message_ptr& m) override;
     void on_refused(hub::subscription& s, const std::string& reason) override;
+    void on_presence(hub::subscription& s, const hub::presence_event_ptr& e) override;
     void on_tick(time_point now) override;
     void on_drain() override;
 
@@ -243,6 +254,7 @@ private:
     std::vector<std::pair<sse_sub*, hub::message_ptr>> held_;
     std::unique_ptr<auth::token_claims> claims_;
     std::string stream_ip_;
+    hub::presence_client who_;
 };
 
 }  // namespace herald::net

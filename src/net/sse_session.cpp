@@ -15,7 +15,8 @@ sse_session::sse_session(worker_context& w, link l, std::unique_ptr<auth::token_
                          std::string stream_ip)
     : connection(w, std::move(l), metrics::transport::sse),
       claims_(std::move(claims)),
-      stream_ip_(std::move(stream_ip)) {}
+      stream_ip_(std::move(stream_ip)),
+      who_(presence_identity(w, claims_.get())) {}
 
 sse_session::~sse_session() {
     if (w_.auth && !stream_ip_.empty()) w_.auth->release_stream(stream_ip_);
@@ -34,10 +35,12 @@ void sse_session::end_with(std::string_view event) {
 
 void sse_session::start(const std::vector<std::string>& topics,
                         const std::optional<std::vector<wire::stream_pos>>& since,
-                        std::string_view extra_headers) {
+                        std::string_view extra_headers, bool join_leave) {
     for (std::size_t i = 0; i < topics.size(); ++i) {
         auto s = std::make_unique<sse_sub>();
         s->owner = this;
+        s->who = &who_;
+        s->join_leave = join_leave;
         s->topic = topics[i];
         s->tag = static_cast<std::uint32_t>(i);
         if (since) s->since = (*since)[i];
@@ -150,6 +153,13 @@ void sse_session::on_refused(hub::subscription& s, const std::string& reason) {
     send_retry();  // the client's reconnection delay, then why it must go
     end_with("event: error\ndata: {\"code\":\"quota_exceeded\",\"topic\":\"" + s.topic +
              "\",\"message\":" + wire::json_quote(reason) + "}\n\n");
+}
+
+void sse_session::on_presence(hub::subscription&, const hub::presence_event_ptr& e) {
+    // Before every topic is answered the stream has not started (no `retry:` yet); a join or
+    // leave then is left out, as for a subscriber that was not there yet.
+    if (answered_ < subs_.size()) return;
+    enqueue(chunk::of_shared(e, e->sse_event));
 }
 
 void sse_session::send_retry() {

@@ -74,9 +74,9 @@ void ws_session::on_text(std::string_view text) {
         send_json(o + "}");
         return;
     }
-    if (name != "subscribe" && name != "unsubscribe" && name != "publish") {
+    if (name != "subscribe" && name != "unsubscribe" && name != "publish" && name != "presence") {
         bad(id, "unknown_op",
-            "unknown op '" + name + "' (subscribe, unsubscribe, publish, ping, refresh)");
+            "unknown op '" + name + "' (subscribe, unsubscribe, publish, presence, ping, refresh)");
         return;
     }
     auto tit = op.find("topic");
@@ -90,6 +90,10 @@ void ws_session::on_text(std::string_view text) {
         return;
     }
     const auto& topic = tit->get_ref<const std::string&>();
+    if (name == "presence") {
+        presence_op(id, topic);
+        return;
+    }
 
     if (name == "subscribe") {
         std::optional<wire::stream_pos> since;
@@ -104,6 +108,14 @@ void ws_session::on_text(std::string_view text) {
                 return;
             }
             since = wire::stream_pos{e->get<std::string>(), o->get<std::uint64_t>()};
+        }
+        bool join_leave = false;
+        if (auto jit = op.find("join_leave"); jit != op.end() && !jit->is_null()) {
+            if (!jit->is_boolean()) {
+                bad(id, "bad_request", "join_leave must be true or false");
+                return;
+            }
+            join_leave = jit->get<bool>();
         }
         if (find(topic)) {
             bad(id, "bad_request", "already subscribed to '" + topic + "'");
@@ -121,7 +133,7 @@ void ws_session::on_text(std::string_view text) {
                             " topics per connection");
             return;
         }
-        subscribe_topic(topic, std::move(since), id, true);
+        subscribe_topic(topic, std::move(since), id, true, join_leave);
         return;
     }
     if (name == "unsubscribe") {

@@ -29,6 +29,7 @@ ws_session::ws_session(worker_context& w, link l, std::string leftover,
       last_ping_(clock::now()),
       claims_(std::move(claims)),
       stream_ip_(std::move(stream_ip)),
+      who_(presence_identity(w, claims_.get())),
       msg_bucket_(w.cfg.limits.ws_messages_per_s, 2 * w.cfg.limits.ws_messages_per_s,
                   clock::now()) {}
 
@@ -87,9 +88,11 @@ ws_session::ws_sub* ws_session::find(const std::string& topic) {
 }
 
 void ws_session::subscribe_topic(const std::string& topic, std::optional<wire::stream_pos> since,
-                                 std::string reply_id, bool reply) {
+                                 std::string reply_id, bool reply, bool join_leave) {
     auto s = std::make_unique<ws_sub>();
     s->owner = this;
+    s->who = &who_;
+    s->join_leave = join_leave;
     s->topic = topic;
     s->since = std::move(since);
     s->reply_id = std::move(reply_id);

@@ -231,6 +231,7 @@ class Matrix:
                 "namespaces": [{"pattern": "private:*", "anonymous": "none"}],
             },
             "history": {"size": 1000},
+            "presence": {"patterns": ["private:*"]},
         })
         self.port = self.srv.port
         good = keys.token("reader", topics=[PRIVATE])
@@ -356,6 +357,14 @@ def probe_publish_json(m, cred, topic):
     return verdict(a), False
 
 
+def probe_presence(m, cred, topic):
+    # Who is subscribed (user ids, info) is the backend's to read: an API key, like /admin.
+    a = http(m.port, "GET", cred.target(f"/presence/{PRIVATE}"), cred.headers)
+    if a.status == 200:
+        assert json.loads(a.body)["topic"] == PRIVATE, a.body
+    return verdict(a), False
+
+
 def probe_admin(m, cred, topic):
     a = http(m.port, "POST", cred.target("/admin/disconnect"),
              {"Content-Type": "application/json", **cred.headers}, b'{"user":"nobody"}')
@@ -376,6 +385,7 @@ ENDPOINTS = {
     ("/publish", "exact", "POST"): ("publish", probe_publish_json),
     ("/publish/", "prefix", "POST"): ("publish", probe_publish_topic),
     ("/admin/disconnect", "exact", "POST"): ("admin", probe_admin),
+    ("/presence/", "prefix", "GET"): ("admin", probe_presence),
     ("/client/herald.js", "exact", "GET"): ("public", probe_get("/client/herald.js")),
 }
 

@@ -121,6 +121,15 @@ struct settings {
         milliseconds idempotency_window{5 * 60'000};
     } publish;
 
+    // Who is subscribed to a topic (docs/integration.md, "Presence"); off unless patterns match.
+    struct {
+        std::vector<std::string> patterns;     // topics with presence
+        std::vector<std::string> client_read;  // topics whose subscribers may read it (WS op)
+        milliseconds ttl{60'000};              // broker redis: a dead instance's entries vanish
+        std::size_t max_clients = 1000;        // over it, a read answers counts only
+        std::size_t max_info_bytes = 1024;     // a larger `info` claim is left out (null)
+    } presence;
+
     struct {
         milliseconds drain_timeout{10'000};
     } shutdown;

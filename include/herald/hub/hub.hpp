@@ -8,6 +8,7 @@
 //   local side:  topics_  topic -> this worker's subscriptions (non-owning pointers)
 #include "herald/common/net.hpp"
 #include "herald/hub/message.hpp"
+#include "herald/hub/presence.hpp"
 
 #include <atomic>
 #include <cstdint>
@@ -44,6 +45,11 @@ struct subscription {
     std::uint64_t last_offset = 0;  // newest offset delivered (or skipped) to this subscriber
     std::optional<stream_pos> since;
     std::vector<message_ptr> early;  // live messages that arrived before the answer
+    // Presence (presence.hpp): the subscribing connection's entry (owned by the subscriber; null
+    // when it takes no part, e.g. a long-poll), and whether it wants join/leave events.
+    const presence_client* who = nullptr;
+    bool join_leave = false;
+    bool in_presence = false;  // set by shard::subscribe: the topic is a presence topic
 };
 
 class subscriber {
@@ -56,6 +62,8 @@ public:
     virtual void on_reset(subscription& s, const message_ptr& m) { on_message(s, m); }
     // The owner refused the subscribe (a quota); `s` is already unsubscribed.
     virtual void on_refused(subscription& /*s*/, const std::string& /*reason*/) {}
+    // A join or leave on `s`'s topic, for a subscription with `join_leave` (never its own).
+    virtual void on_presence(subscription& /*s*/, const presence_event_ptr& /*e*/) {}
 
 protected:
     ~subscriber() = default;
@@ -115,6 +123,22 @@ public:
     // Runs on this worker when a message for local subscribers arrives.
     void deliver(const message_ptr& m);
 
+    // Presence. A connection id unique across instances (hub's random tag, worker, counter).
+    [[nodiscard]] std::string new_client_id();
+    // Reads `topic`'s presence (from any worker); `done` runs on this worker.
+    void query_presence(const std::string& topic, bool counts_only, presence_handler done);
+    // Owner side: sends a join/leave to every worker with subscribers to its topic.
+    void dispatch_presence(const presence_event_ptr& e);
+    // Runs on this worker: hands `e` to the local subscriptions that asked for join/leave.
+    void deliver_presence(const presence_event_ptr& e);
+    // This process's entries for `topic` on its owner (null: none); owner only.
+    [[nodiscard]] const presence_table* presence_of(const std::string& topic) const;
+    // Owner only: every presence topic this owner holds entries for.
+    [[nodiscard]] const std::unordered_map<std::string, presence_table>& presence_tables()
+        const noexcept {
+        return presence_;
+    }
+
 private:
     struct local_topic {
         std::vector<subscription*> subs;
@@ -126,8 +150,11 @@ private:
     };
 
     void on_remote_subscribe(unsigned from, const std::string& topic, std::uint64_t sub_id,
-                             const std::optional<stream_pos>& since);
-    void on_remote_unsubscribe(unsigned from, const std::string& topic);
+                             const std::optional<stream_pos>& since,
+                             const std::optional<presence_client>& who);
+    void on_remote_unsubscribe(unsigned from, const std::string& topic, const std::string& client);
+    void presence_join(const std::string& topic, const presence_client& c);
+    void presence_leave(const std::string& topic, const std::string& client);
     void on_subscribe_answer(std::uint64_t sub_id, subscribe_result r);
     void on_subscribe_refused(std::uint64_t sub_id, const std::string& reason);
     // Removes `s` from this worker's lists; true when it was there.
@@ -146,6 +173,8 @@ private:
     // fans a whole batch out and each connection writes it in one syscall.
     std::vector<std::vector<message_ptr>> outbox_;
     bool outbox_posted_ = false;
+    std::uint64_t next_client_ = 0;
+    std::unordered_map<std::string, presence_table> presence_;  // owner side: presence topics
 };
 
 class hub {
@@ -168,6 +197,23 @@ public:
     }
     [[nodiscard]] stream_broker& broker() noexcept { return *broker_; }
 
+    // Presence, before the workers start: the topics that have it (first match; none: off) and
+    // the size over which a read answers counts only.
+    void set_presence(std::vector<std::string> patterns, std::size_t max_clients);
+    [[nodiscard]] bool presence_on(std::string_view topic) const noexcept;
+    [[nodiscard]] std::size_t presence_max_clients() const noexcept { return presence_max_; }
+    // Where entries go (default: this process's owner tables, see presence.hpp).
+    void set_presence_backend(presence_backend& b) noexcept { presence_backend_ = &b; }
+    [[nodiscard]] presence_backend& presence() noexcept { return *presence_backend_; }
+    // For the webhooks: told of occupied/vacated/join/leave (presence.hpp). Before the workers
+    // start.
+    void set_presence_observer(presence_observer o) { presence_observer_ = std::move(o); }
+    // Hands a change to the observer, if any; on the topic's owner worker.
+    void notify(unsigned worker, const presence_change& c) const {
+        if (presence_observer_) presence_observer_(worker, c);
+    }
+    [[nodiscard]] const std::string& instance_tag() const noexcept { return tag_; }
+
     [[nodiscard]] unsigned workers() const noexcept {
         return static_cast<unsigned>(shards_.size());
     }
@@ -186,6 +232,12 @@ private:
     stream_broker* broker_ = nullptr;
     std::vector<quota_rule> quotas_;
     std::unique_ptr<std::atomic<std::size_t>[]> quota_topics_;
+    std::vector<std::string> presence_patterns_;
+    std::size_t presence_max_ = 1000;
+    std::unique_ptr<presence_backend> local_presence_;  // the default backend
+    presence_backend* presence_backend_ = nullptr;
+    presence_observer presence_observer_;
+    std::string tag_;  // random per process: connection ids are unique across instances
 };
 
 }  // namespace herald::hub

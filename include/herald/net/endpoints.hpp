@@ -30,6 +30,7 @@ enum class endpoint_id : std::uint8_t {
     publish_topic,
     admin_disconnect,
     client_js,
+    presence,
 };
 
 // Where a read endpoint names the topics it delivers (they are validated, then authorized, by
