@@ -66,6 +66,8 @@ const std::map<std::string, bounds, std::less<>>& numeric_bounds() {
         {"quotas[].max_subscribers_per_topic", {unit::count, 0, 100'000'000}},
         {"ws.ping_interval", {unit::duration, 100, k_day_ms}},
         {"ws.pong_timeout", {unit::duration, 100, k_day_ms}},
+        {"compression.min_bytes", {unit::bytes, 0, 64 << 20}},
+        {"compression.level", {unit::count, 1, 9}},
         {"sse.heartbeat", {unit::duration, 100, k_day_ms}},
         {"sse.retry", {unit::duration, 0, k_day_ms}},
         {"poll.timeout", {unit::duration, 100, 3'600'000}},
@@ -394,6 +396,36 @@ const std::map<std::string, handler>& schema() {
          }},
         {"ws.client_publish", [](settings& c, const YAML::Node& n,
                                  const std::string& k) { c.ws.client_publish = patterns(n, k); }},
+        {"compression.enabled", [](settings& c, const YAML::Node& n, const std::string& k) { c.compression.enabled = boolean(n, k); }},
+        {"compression.min_bytes", [](settings& c, const YAML::Node& n, const std::string& k) { c.compression.min_bytes = size(n, k, bounds_of(k)); }},
+        {"compression.level", [](settings& c, const YAML::Node& n, const std::string& k) { c.compression.level = static_cast<int>(integer(n, k, bounds_of(k))); }},
+        {"compression.namespaces",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.compression.namespaces.clear();
+             if (n.IsNull()) return;
+             if (!n.IsSequence()) throw config_error(k, "expected a list of {pattern, enabled}");
+             for (std::size_t i = 0; i < n.size(); ++i) {
+                 auto ik = k + "[" + std::to_string(i) + "]";
+                 if (!n[i].IsMap()) throw config_error(ik, "expected a map {pattern, enabled}");
+                 compression_rule r;
+                 bool has_pattern = false;
+                 for (const auto& kv : n[i]) {
+                     auto name = kv.first.Scalar();
+                     auto fk = ik + "." + name;
+                     if (name == "pattern") {
+                         r.pattern = scalar(kv.second, fk);
+                         if (!wire::is_valid_pattern(r.pattern)) throw config_error(fk, "invalid topic pattern '" + r.pattern + "'");
+                         has_pattern = true;
+                     } else if (name == "enabled") {
+                         r.enabled = boolean(kv.second, fk);
+                     } else {
+                         throw config_error(fk, "unknown key");
+                     }
+                 }
+                 if (!has_pattern) throw config_error(ik + ".pattern", "missing");
+                 c.compression.namespaces.push_back(std::move(r));
+             }
+         }},
         {"sse.heartbeat",
          [](settings& c, const YAML::Node& n, const std::string& k) {
              c.sse.heartbeat = duration(n, k, bounds_of(k));
@@ -707,6 +739,12 @@ std::vector<key_doc> describe(const settings& s) {
     add("ws.ping_interval", ms(s.ws.ping_interval));
     add("ws.pong_timeout", ms(s.ws.pong_timeout));
     add("ws.client_publish", yaml_strings(s.ws.client_publish));
+    add("compression.enabled", yaml_bool(s.compression.enabled));
+    add("compression.min_bytes", format_size(s.compression.min_bytes));
+    add("compression.level", n(s.compression.level));
+    add("compression.namespaces", yaml_list(s.compression.namespaces, [](const compression_rule& r) {
+            return "{pattern: " + yaml_string(r.pattern) + ", enabled: " + yaml_bool(r.enabled) + "}";
+        }));
     add("sse.heartbeat", ms(s.sse.heartbeat));
     add("sse.retry", ms(s.sse.retry));
     add("poll.timeout", ms(s.poll.timeout));

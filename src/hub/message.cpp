@@ -5,6 +5,7 @@
 #include "herald/wire/envelope.hpp"
 #include "herald/wire/sse_codec.hpp"
 #include "herald/wire/ws_codec.hpp"
+#include "herald/wire/ws_deflate.hpp"
 
 namespace herald::hub {
 
@@ -15,6 +16,17 @@ std::string message::data_json_member() const {
 std::size_t message::footprint() const noexcept {
     return sizeof(message) + topic.size() + epoch.size() + event.size() + payload.size() +
            ws_frames.size() + sse_event.size();
+}
+
+const deflated_frames& message::ws_deflated(int level) const {
+    if (const auto* d = deflated_.load(std::memory_order_acquire)) return *d;
+    auto built = std::make_unique<deflated_frames>();
+    built->bytes = ws::deflate_frames(ws_frames, level, built->window_bits);
+    const deflated_frames* expected = nullptr;
+    if (deflated_.compare_exchange_strong(expected, built.get(), std::memory_order_acq_rel,
+                                          std::memory_order_acquire))
+        return *built.release();
+    return *expected;  // another worker built it first
 }
 
 std::size_t append_messages_json(std::string& out, const std::vector<message_ptr>& messages,

@@ -5,6 +5,7 @@
 #include "herald/auth/context.hpp"
 #include "herald/common/text.hpp"
 #include "herald/wire/position.hpp"
+#include "herald/wire/ws_deflate.hpp"
 #include "sessions.hpp"
 
 #include <boost/beast/websocket/rfc6455.hpp>
@@ -17,17 +18,11 @@ namespace herald::net {
 using metrics::reject;
 
 namespace {
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
-
 // Does a comma-separated header list contain `token` (case-insensitive)?
 bool has_token(std::string_view list, std::string_view token) {
     while (!list.empty()) {
         auto comma = list.find(',');
-        auto item = trim(list.substr(0, comma));
+        auto item = trim_ows(list.substr(0, comma));
         if (item.size() == token.size() &&
             std::equal(item.begin(), item.end(), token.begin(), [](char a, char b) {
                 return std::tolower(static_cast<unsigned char>(a)) == b;
@@ -108,14 +103,26 @@ bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req,
     std::string stream_ip;
     if (!admit_stream(seq, req, stream_ip)) return false;
     const bool subprotocol = has_token(req.header("Sec-WebSocket-Protocol"), "herald.v1");
+    std::optional<ws::deflate_offer> deflate;
+    if (w_.cfg.compression.enabled || !w_.cfg.compression.namespaces.empty()) {
+        // Several header lines form one list, in order.
+        std::string offers;
+        for (const auto& f : req.raw) {
+            if (!boost::beast::iequals(f.name_string(), "Sec-WebSocket-Extensions")) continue;
+            if (!offers.empty()) offers += ',';
+            offers.append(f.value().data(), f.value().size());
+        }
+        deflate = ws::pick_deflate_offer(offers);
+    }
     auto accept = ws::accept_key(key);
     slots_.clear();
     auto l = hand_over();
     in_.erase(0, in_head_);
     in_head_ = 0;
     auto s = std::make_shared<ws_session>(w_, std::move(l), std::move(in_), std::move(claims),
-                                          std::move(stream_ip));
-    s->start(accept, subprotocol, topics);
+                                          std::move(stream_ip),
+                                          deflate ? deflate->server_max_window_bits : 0);
+    s->start(accept, subprotocol, topics, deflate ? ws::deflate_response(*deflate) : std::string());
     return true;
 }
 

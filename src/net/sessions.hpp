@@ -109,11 +109,15 @@ private:
 
 class ws_session final : public connection, public hub::subscriber {
 public:
+    // `deflate_bits`: the client's inflate window when permessage-deflate was negotiated, else 0.
     ws_session(worker_context& w, link l, std::string leftover,
-               std::unique_ptr<auth::token_claims> claims, std::string stream_ip);
+               std::unique_ptr<auth::token_claims> claims, std::string stream_ip,
+               std::uint8_t deflate_bits = 0);
     ~ws_session() override;
-    // Sends the 101 answer and subscribes the topics given in the URL.
-    void start(std::string_view accept, bool subprotocol, const std::vector<std::string>& topics);
+    // Sends the 101 answer and subscribes the topics given in the URL; `extensions`: the
+    // Sec-WebSocket-Extensions answer (empty: none).
+    void start(std::string_view accept, bool subprotocol, const std::vector<std::string>& topics,
+               std::string_view extensions = {});
 
     void on_message(hub::subscription& s, const hub::message_ptr& m) override;
     void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
@@ -126,6 +130,7 @@ private:
     struct ws_sub : hub::subscription {
         std::string reply_id;  // JSON of the op's id; empty for topics from the URL
         bool reply = false;
+        bool compress = false;  // compression negotiated and enabled for the topic's namespace
     };
 
     void on_readable() override;
@@ -138,6 +143,9 @@ private:
     // Returns the bytes of `buf` used; sets `stop` when the connection must stop reading.
     std::size_t parse_frames(char* buf, std::size_t n, bool& stop);
     bool on_frame(const ws::frame& f, char* payload);
+    // A compressed message: inflated within limits.max_client_message_bytes, then handled.
+    bool on_compressed(ws::opcode op, std::string_view compressed);
+    bool on_data_message(ws::opcode op, std::string_view message);
     void on_text(std::string_view text);
     void fail(std::uint16_t code, std::string_view reason, metrics::reject r);
     // Queues a close frame and ends the connection once it is written (at `grace` at the
@@ -165,6 +173,8 @@ private:
     std::uint64_t frag_charge_ = 0;
     ws::opcode frag_op_ = ws::opcode::text;
     bool in_frag_ = false;
+    bool frag_compressed_ = false;
+    std::uint8_t deflate_bits_ = 0;  // 0: no permessage-deflate on this connection
     bool close_sent_ = false;
     bool closing_ = false;       // end_with(): input is dropped until the socket closes
     bool slow_closing_ = false;  // on_slow_consumer() ran: later passes only flush

@@ -4,6 +4,8 @@
 #include "herald/common/text.hpp"
 #include "sessions.hpp"
 #include "herald/wire/envelope.hpp"
+#include "herald/wire/topic.hpp"
+#include "herald/wire/ws_deflate.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -22,7 +24,8 @@ constexpr milliseconds k_slow_close_grace{2000};
 }  // namespace
 
 ws_session::ws_session(worker_context& w, link l, std::string leftover,
-                       std::unique_ptr<auth::token_claims> claims, std::string stream_ip)
+                       std::unique_ptr<auth::token_claims> claims, std::string stream_ip,
+                       std::uint8_t deflate_bits)
     : connection(w, std::move(l), metrics::transport::ws),
       in_(std::move(leftover)),
       last_seen_(clock::now()),
@@ -30,7 +33,9 @@ ws_session::ws_session(worker_context& w, link l, std::string leftover,
       claims_(std::move(claims)),
       stream_ip_(std::move(stream_ip)),
       msg_bucket_(w.cfg.limits.ws_messages_per_s, 2 * w.cfg.limits.ws_messages_per_s,
-                  clock::now()) {}
+                  clock::now()) {
+    deflate_bits_ = deflate_bits;
+}
 
 ws_session::~ws_session() {
     if (w_.auth && !stream_ip_.empty()) w_.auth->release_stream(stream_ip_);
@@ -59,7 +64,7 @@ bool ws_session::admit_message(bool tell) {
 }
 
 void ws_session::start(std::string_view accept, bool subprotocol,
-                       const std::vector<std::string>& topics) {
+                       const std::vector<std::string>& topics, std::string_view extensions) {
     // Subscribed before the 101 leaves: a publish the client makes after the upgrade is ordered
     // after these subscriptions on every topic's owner.
     for (const auto& t : topics) subscribe_topic(t, std::nullopt, {}, false);
@@ -69,6 +74,11 @@ void ws_session::start(std::string_view accept, bool subprotocol,
     r += accept;
     r += "\r\n";
     if (subprotocol) r += "Sec-WebSocket-Protocol: herald.v1\r\n";
+    if (!extensions.empty()) {
+        r += "Sec-WebSocket-Extensions: ";
+        r += extensions;
+        r += "\r\n";
+    }
     r += "\r\n";
     enqueue(chunk::of_string(std::move(r)), true);
     if (!in_.empty()) {
@@ -94,6 +104,15 @@ void ws_session::subscribe_topic(const std::string& topic, std::optional<wire::s
     s->since = std::move(since);
     s->reply_id = std::move(reply_id);
     s->reply = reply;
+    if (deflate_bits_) {
+        const auto& c = w_.cfg.compression;
+        s->compress = c.enabled;
+        for (const auto& r : c.namespaces) {
+            if (!wire::pattern_match(r.pattern, topic)) continue;
+            s->compress = r.enabled;
+            break;
+        }
+    }
     w_.shard.subscribe(*s);
     w_.counters.subscriptions.add(1);
     subs_.push_back(std::move(s));
@@ -116,9 +135,15 @@ void ws_session::on_subscribed(hub::subscription& sub, const hub::subscribe_resu
     send_json(std::move(o));
 }
 
-void ws_session::on_message(hub::subscription&, const hub::message_ptr& m) {
+void ws_session::on_message(hub::subscription& sub, const hub::message_ptr& m) {
     if (close_sent_) return;
-    if (enqueue(chunk::of_shared(m, m->ws_frames))) w_.counters.frames_delivered.add();
+    std::string_view bytes = m->ws_frames;
+    if (static_cast<ws_sub&>(sub).compress && bytes.size() >= w_.cfg.compression.min_bytes) {
+        // Built once per message, by the first worker that gets here; shared like ws_frames.
+        const auto& d = m->ws_deflated(w_.cfg.compression.level);
+        if (!d.bytes.empty() && d.window_bits <= deflate_bits_) bytes = d.bytes;
+    }
+    if (enqueue(chunk::of_shared(m, bytes))) w_.counters.frames_delivered.add();
 }
 
 void ws_session::on_reset(hub::subscription&, const hub::message_ptr& m) {
@@ -175,6 +200,7 @@ void ws_session::end_with(std::uint16_t code, std::string_view reason, milliseco
     // A message being assembled will never complete: its memory goes now.
     std::string().swap(frag_);
     in_frag_ = false;
+    frag_compressed_ = false;
     frag_charge_ = 0;
 }
 
@@ -248,7 +274,8 @@ std::size_t ws_session::parse_frames(char* buf, std::size_t n, bool& stop) {
         ws::frame f;
         const std::uint64_t limit = w_.cfg.limits.max_client_message_bytes;
         const std::uint64_t room = in_frag_ ? limit - std::min(limit, frag_charge_) : limit;
-        auto r = ws::parse_client_frame(std::string_view(buf + pos, n - pos), room, f);
+        auto r = ws::parse_client_frame(std::string_view(buf + pos, n - pos), room, f,
+                                        deflate_bits_ != 0);
         if (r == ws::parse_result::incomplete) break;
         if (r == ws::parse_result::protocol_error) {
             fail(ws::close_code::protocol_error, "protocol error", reject::ws_protocol_error);
@@ -304,6 +331,7 @@ bool ws_session::on_frame(const ws::frame& f, char* payload) {
             if (!f.fin) {
                 in_frag_ = true;
                 frag_op_ = f.op;
+                frag_compressed_ = f.rsv1;
                 frag_.assign(data);
                 frag_charge_ = f.header_bytes + f.payload_bytes;
                 return true;
@@ -328,15 +356,33 @@ bool ws_session::on_frame(const ws::frame& f, char* payload) {
     if (close_sent_) return true;  // closing: data is ignored
     const bool fragmented = f.op == ws::opcode::cont;
     const ws::opcode op = fragmented ? frag_op_ : f.op;
-    std::string assembled;
-    std::string_view message = data;
-    if (fragmented) {
-        assembled = std::move(frag_);
-        frag_.clear();
-        in_frag_ = false;
-        frag_charge_ = 0;
-        message = assembled;
+    if (!fragmented) return f.rsv1 ? on_compressed(op, data) : on_data_message(op, data);
+    const std::string assembled = std::move(frag_);
+    const bool compressed = frag_compressed_;
+    frag_.clear();
+    in_frag_ = false;
+    frag_compressed_ = false;
+    frag_charge_ = 0;
+    return compressed ? on_compressed(op, assembled) : on_data_message(op, assembled);
+}
+
+bool ws_session::on_compressed(ws::opcode op, std::string_view compressed) {
+    // Transient: inflated, handled and freed within this call, never more than the cap (+1).
+    std::string message;
+    switch (ws::inflate_message(compressed, w_.cfg.limits.max_client_message_bytes, message)) {
+        case ws::inflate_status::ok: break;
+        case ws::inflate_status::too_big:
+            fail(ws::close_code::too_big, "message too big", reject::ws_message_too_big);
+            return false;
+        case ws::inflate_status::corrupt:
+            fail(ws::close_code::invalid_payload, "invalid compressed data",
+                 reject::ws_protocol_error);
+            return false;
     }
+    return on_data_message(op, message);
+}
+
+bool ws_session::on_data_message(ws::opcode op, std::string_view message) {
     if (op == ws::opcode::binary) {
         w_.counters.inc(reject::ws_bad_op);
         w_.counters.inc(reject::binary_not_supported);

@@ -20,6 +20,12 @@ struct history_rule {
     milliseconds ttl;
 };
 
+// permessage-deflate for the topics matching `pattern` (see settings::compression).
+struct compression_rule {
+    std::string pattern;
+    bool enabled = true;
+};
+
 struct settings {
     std::string listen_host = "127.0.0.1";
     std::uint16_t listen_port = 8080;
@@ -99,6 +105,15 @@ struct settings {
         milliseconds pong_timeout{10'000};
         std::vector<std::string> client_publish;
     } ws;
+
+    // permessage-deflate (RFC 7692) on WebSocket: a message of at least min_bytes is compressed
+    // once and sent compressed to every subscriber that negotiated it.
+    struct {
+        bool enabled = true;
+        std::size_t min_bytes = 512;
+        int level = 6;
+        std::vector<compression_rule> namespaces;  // first match wins; else `enabled`
+    } compression;
 
     struct {
         milliseconds heartbeat{15'000};
