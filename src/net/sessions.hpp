@@ -12,6 +12,7 @@
 
 #include <boost/beast/http/parser.hpp>
 
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -131,12 +132,30 @@ private:
         std::string reply_id;  // JSON of the op's id; empty for topics from the URL
         bool reply = false;
         bool compress = false;  // compression negotiated and enabled for the topic's namespace
+        // delivery.namespaces' rule (null: slow_consumer disconnect). While the connection's
+        // output is past backlog_mark(), messages wait here instead (see hold()), in offset order.
+        const config::delivery_rule* rule = nullptr;
+        std::deque<hub::message_ptr> held;
+        std::size_t held_bytes = 0;
+        std::uint64_t skipped_from = 0;  // drop_oldest: the range dropped since the last drain
+        std::uint64_t skipped_to = 0;
     };
 
     void on_readable() override;
     void on_close() override;
     void on_slow_consumer() override;
     void on_flush_begin() override;
+    void on_output_room() override;
+    // The frame bytes `m` goes out as to this subscriber (compressed or plain).
+    [[nodiscard]] std::string_view frame_for(const ws_sub& s, const hub::message_ptr& m);
+    // slow_consumer drop_oldest / conflate: output past this holds messages back.
+    [[nodiscard]] std::size_t backlog_mark() const noexcept {
+        return w_.cfg.limits.max_queued_bytes / 2;
+    }
+    // Keeps `m` back for `s` (conflated by key, the oldest dropped past `keep` or the mark) and
+    // asks for on_output_room() once output falls to half the mark.
+    void hold(ws_sub& s, const hub::message_ptr& m);
+    [[nodiscard]] std::size_t held_total() const noexcept;
     // A partial frame, a fragmented message, the latest ping and its pong (see held_bytes()).
     [[nodiscard]] std::size_t session_held_bytes() const noexcept override;
     void consume(char* data, std::size_t n);
@@ -174,6 +193,7 @@ private:
     ws::opcode frag_op_ = ws::opcode::text;
     bool in_frag_ = false;
     bool frag_compressed_ = false;
+    bool room_asked_ = false;        // hold() asked for on_output_room()
     std::uint8_t deflate_bits_ = 0;  // 0: no permessage-deflate on this connection
     bool close_sent_ = false;
     bool closing_ = false;       // end_with(): input is dropped until the socket closes

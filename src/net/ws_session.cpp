@@ -104,6 +104,11 @@ void ws_session::subscribe_topic(const std::string& topic, std::optional<wire::s
     s->since = std::move(since);
     s->reply_id = std::move(reply_id);
     s->reply = reply;
+    for (const auto& r : w_.cfg.delivery.namespaces) {
+        if (!wire::pattern_match(r.pattern, topic)) continue;
+        if (r.slow_consumer != config::slow_policy::disconnect) s->rule = &r;
+        break;
+    }
     if (deflate_bits_) {
         const auto& c = w_.cfg.compression;
         s->compress = c.enabled;
@@ -135,19 +140,109 @@ void ws_session::on_subscribed(hub::subscription& sub, const hub::subscribe_resu
     send_json(std::move(o));
 }
 
-void ws_session::on_message(hub::subscription& sub, const hub::message_ptr& m) {
-    if (close_sent_) return;
+std::string_view ws_session::frame_for(const ws_sub& s, const hub::message_ptr& m) {
     std::string_view bytes = m->ws_frames;
-    if (static_cast<ws_sub&>(sub).compress && bytes.size() >= w_.cfg.compression.min_bytes) {
+    if (s.compress && bytes.size() >= w_.cfg.compression.min_bytes) {
         // Built once per message, by the first worker that gets here; shared like ws_frames.
         const auto& d = m->ws_deflated(w_.cfg.compression.level);
         if (!d.bytes.empty() && d.window_bits <= deflate_bits_) bytes = d.bytes;
     }
+    return bytes;
+}
+
+void ws_session::on_message(hub::subscription& sub, const hub::message_ptr& m) {
+    if (close_sent_) return;
+    auto& s = static_cast<ws_sub&>(sub);
+    const std::string_view bytes = frame_for(s, m);
+    if (s.rule && (!s.held.empty() || output_bytes() + bytes.size() > backlog_mark())) {
+        hold(s, m);
+        return;
+    }
     if (enqueue(chunk::of_shared(m, bytes))) w_.counters.frames_delivered.add();
 }
 
-void ws_session::on_reset(hub::subscription&, const hub::message_ptr& m) {
+namespace {
+// What a held message is charged: its frame (shared with history and other subscribers, so this
+// over-counts) and its slot.
+std::size_t held_cost(const hub::message_ptr& m) {
+    return m->ws_frames.size() + sizeof(hub::message_ptr);
+}
+}  // namespace
+
+std::size_t ws_session::held_total() const noexcept {
+    std::size_t n = 0;
+    for (const auto& s : subs_) n += s->held_bytes;
+    return n;
+}
+
+void ws_session::hold(ws_sub& s, const hub::message_ptr& m) {
+    const auto& rule = *s.rule;
+    if (rule.slow_consumer == config::slow_policy::conflate) {
+        // Only the newest message per key waits; the list stays in offset order.
+        const auto& key = m->conflation_key(rule.key);
+        for (auto it = s.held.begin(); it != s.held.end(); ++it) {
+            if ((*it)->conflation_key(rule.key) != key) continue;
+            s.held_bytes -= held_cost(*it);
+            s.held.erase(it);
+            w_.counters.messages_conflated.add();
+            break;
+        }
+    }
+    s.held.push_back(m);
+    s.held_bytes += held_cost(m);
+    // Bounded: `keep` messages per topic and backlog_mark() bytes per connection (at least the
+    // newest message of each topic stays). Past either, the oldest go, and the client is told.
+    while (s.held.size() > 1 && (s.held.size() > rule.keep || held_total() > backlog_mark())) {
+        const auto& old = s.held.front();
+        if (s.skipped_to == 0) s.skipped_from = old->offset;
+        s.skipped_to = old->offset;
+        s.held_bytes -= held_cost(old);
+        s.held.pop_front();
+        w_.counters.messages_dropped.add();
+    }
+    if (!room_asked_) {
+        room_asked_ = true;
+        want_room(backlog_mark() / 2);
+    }
+}
+
+void ws_session::on_output_room() {
+    room_asked_ = false;
     if (close_sent_) return;
+    bool left = false;
+    for (auto& sp : subs_) {
+        auto& s = *sp;
+        if (s.skipped_to != 0) {
+            // Offsets skipped_from..skipped_to were dropped: the client continues after
+            // skipped_to, and its resume logic reloads (protocol.md, slow consumers).
+            std::string body = wire::reset_body(s.topic, s.epoch, s.skipped_to, "slow consumer");
+            body.pop_back();
+            body += ",\"skipped\":{\"from\":" + std::to_string(s.skipped_from) +
+                    ",\"to\":" + std::to_string(s.skipped_to) + "}}";
+            send_json(wire::reset_frame_json(body));
+            s.skipped_from = s.skipped_to = 0;
+        }
+        while (!s.held.empty() && output_bytes() <= backlog_mark()) {
+            const auto m = std::move(s.held.front());
+            s.held.pop_front();
+            s.held_bytes -= held_cost(m);
+            if (enqueue(chunk::of_shared(m, frame_for(s, m)))) w_.counters.frames_delivered.add();
+        }
+        left = left || !s.held.empty();
+    }
+    if (left && !room_asked_) {
+        room_asked_ = true;
+        want_room(backlog_mark() / 2);
+    }
+}
+
+void ws_session::on_reset(hub::subscription& sub, const hub::message_ptr& m) {
+    if (close_sent_) return;
+    // The stream moved on: what was held back (and skipped) belongs to the old position.
+    auto& s = static_cast<ws_sub&>(sub);
+    s.held.clear();
+    s.held_bytes = 0;
+    s.skipped_from = s.skipped_to = 0;
     enqueue(chunk::of_shared(m, m->ws_frames));
 }
 
@@ -226,7 +321,7 @@ void ws_session::on_flush_begin() {
 
 std::size_t ws_session::session_held_bytes() const noexcept {
     return in_.capacity() + frag_.capacity() + ping_payload_.capacity() +
-           (pong_ ? pong_->capacity() : 0);
+           (pong_ ? pong_->capacity() : 0) + held_total();
 }
 
 void ws_session::on_readable() {

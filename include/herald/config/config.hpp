@@ -26,6 +26,15 @@ struct compression_rule {
     bool enabled = true;
 };
 
+// What a WebSocket subscriber that falls behind gets, for the topics matching `pattern`.
+enum class slow_policy : std::uint8_t { disconnect, drop_oldest, conflate };
+struct delivery_rule {
+    std::string pattern;
+    slow_policy slow_consumer = slow_policy::disconnect;
+    std::size_t keep = 100;   // messages held per subscription while the connection is backlogged
+    std::string key = "key";  // conflate: the top-level JSON field whose value is the key
+};
+
 struct settings {
     std::string listen_host = "127.0.0.1";
     std::uint16_t listen_port = 8080;
@@ -114,6 +123,10 @@ struct settings {
         int level = 6;
         std::vector<compression_rule> namespaces;  // first match wins; else `enabled`
     } compression;
+
+    struct {
+        std::vector<delivery_rule> namespaces;  // first match wins; else disconnect
+    } delivery;
 
     struct {
         milliseconds heartbeat{15'000};

@@ -36,7 +36,10 @@ struct message {
     message() = default;
     message(const message&) = delete;
     message& operator=(const message&) = delete;
-    ~message() { delete deflated_.load(std::memory_order_relaxed); }
+    ~message() {
+        delete deflated_.load(std::memory_order_relaxed);
+        delete key_.load(std::memory_order_relaxed);
+    }
 
     std::string topic;
     std::string epoch;
@@ -71,8 +74,14 @@ struct message {
     // on one compare-exchange and the losers free theirs; later calls are one acquire load.
     [[nodiscard]] const deflated_frames& ws_deflated(int level) const;
 
+    // slow_consumer: conflate: the value of the top-level field `field` of a JSON payload, as
+    // JSON text; empty when there is none (such messages share one key per topic). Computed once
+    // like ws_deflated(), only for a subscriber that is backlogged (`field` is per topic).
+    [[nodiscard]] const std::string& conflation_key(std::string_view field) const;
+
 private:
     mutable std::atomic<const deflated_frames*> deflated_{nullptr};
+    mutable std::atomic<const std::string*> key_{nullptr};
 };
 
 using message_ptr = std::shared_ptr<const message>;
