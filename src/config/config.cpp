@@ -66,6 +66,10 @@ const std::map<std::string, bounds, std::less<>>& numeric_bounds() {
         {"quotas[].max_subscribers_per_topic", {unit::count, 0, 100'000'000}},
         {"ws.ping_interval", {unit::duration, 100, k_day_ms}},
         {"ws.pong_timeout", {unit::duration, 100, k_day_ms}},
+        {"ws.ping_interval_min", {unit::duration, 100, k_day_ms}},
+        {"ws.ping_interval_max", {unit::duration, 100, k_day_ms}},
+        {"sse.heartbeat_min", {unit::duration, 100, k_day_ms}},
+        {"sse.heartbeat_max", {unit::duration, 100, k_day_ms}},
         {"compression.min_bytes", {unit::bytes, 0, 64 << 20}},
         {"delivery.namespaces[].keep", {unit::count, 1, 100'000}},
         {"compression.level", {unit::count, 1, 9}},
@@ -422,6 +426,10 @@ const std::map<std::string, handler>& schema() {
          [](settings& c, const YAML::Node& n, const std::string& k) {
              c.ws.ping_interval = duration(n, k, bounds_of(k));
          }},
+        {"ws.ping_interval_min", [](settings& c, const YAML::Node& n, const std::string& k) { c.ws.ping_interval_min = duration(n, k, bounds_of(k)); }},
+        {"ws.ping_interval_max", [](settings& c, const YAML::Node& n, const std::string& k) { c.ws.ping_interval_max = duration(n, k, bounds_of(k)); }},
+        {"sse.heartbeat_min", [](settings& c, const YAML::Node& n, const std::string& k) { c.sse.heartbeat_min = duration(n, k, bounds_of(k)); }},
+        {"sse.heartbeat_max", [](settings& c, const YAML::Node& n, const std::string& k) { c.sse.heartbeat_max = duration(n, k, bounds_of(k)); }},
         {"ws.pong_timeout",
          [](settings& c, const YAML::Node& n, const std::string& k) {
              c.ws.pong_timeout = duration(n, k, bounds_of(k));
@@ -772,6 +780,8 @@ std::vector<key_doc> describe(const settings& s) {
     add("limits.ws_messages_per_s", yaml_rate(s.limits.ws_messages_per_s));
     add("limits.publishes_per_key_per_s", yaml_rate(s.limits.publishes_per_key_per_s));
     add("ws.ping_interval", ms(s.ws.ping_interval));
+    add("ws.ping_interval_min", ms(s.ws.ping_interval_min));
+    add("ws.ping_interval_max", ms(s.ws.ping_interval_max));
     add("ws.pong_timeout", ms(s.ws.pong_timeout));
     add("ws.client_publish", yaml_strings(s.ws.client_publish));
     add("compression.enabled", yaml_bool(s.compression.enabled));
@@ -789,6 +799,8 @@ std::vector<key_doc> describe(const settings& s) {
                    ", keep: " + n(r.keep) + ", key: " + yaml_string(r.key) + "}";
         }));
     add("sse.heartbeat", ms(s.sse.heartbeat));
+    add("sse.heartbeat_min", ms(s.sse.heartbeat_min));
+    add("sse.heartbeat_max", ms(s.sse.heartbeat_max));
     add("sse.retry", ms(s.sse.retry));
     add("poll.timeout", ms(s.poll.timeout));
     add("history.size", n(s.history.size));

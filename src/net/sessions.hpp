@@ -83,6 +83,10 @@ private:
     void arm_idle();
     void release_hold();
     [[nodiscard]] std::string client_ip(const http_request& req);
+    // ?heartbeat=30s: the period a stream's client asks for, within [lo, hi]; 0 when absent;
+    // nullopt after answering 400 (malformed or out of range).
+    std::optional<milliseconds> requested_heartbeat(std::uint64_t seq, const http_request& req,
+                                                    milliseconds lo, milliseconds hi);
     // Per-address limits for a stream; answers the error itself.
     bool admit_stream(std::uint64_t seq, const http_request& req, std::string& stream_ip);
 
@@ -108,12 +112,17 @@ private:
     std::string peer_text_;
 };
 
+// What the upgrade negotiated for a WebSocket session.
+struct ws_options {
+    std::uint8_t deflate_bits = 0;  // the client's inflate window with permessage-deflate, else 0
+    milliseconds ping_interval{0};  // 0: ws.ping_interval
+};
+
 class ws_session final : public connection, public hub::subscriber {
 public:
-    // `deflate_bits`: the client's inflate window when permessage-deflate was negotiated, else 0.
     ws_session(worker_context& w, link l, std::string leftover,
                std::unique_ptr<auth::token_claims> claims, std::string stream_ip,
-               std::uint8_t deflate_bits = 0);
+               ws_options options = {});
     ~ws_session() override;
     // Sends the 101 answer and subscribes the topics given in the URL; `extensions`: the
     // Sec-WebSocket-Extensions answer (empty: none).
@@ -205,6 +214,9 @@ private:
     std::string ping_payload_;
     std::shared_ptr<std::string> pong_;
     bool awaiting_pong_ = false;
+    // Pings go out only after this long without traffic either way (a delivered message, a
+    // reply, anything from the client): they keep NAT mappings alive and find dead peers.
+    milliseconds ping_interval_;
     time_point last_seen_;
     time_point last_ping_;
     std::unique_ptr<auth::token_claims> claims_;
@@ -216,8 +228,9 @@ private:
 
 class sse_session final : public connection, public hub::subscriber {
 public:
+    // `heartbeat`: the comment period the client asked for (0: sse.heartbeat).
     sse_session(worker_context& w, link l, std::unique_ptr<auth::token_claims> claims,
-                std::string stream_ip);
+                std::string stream_ip, milliseconds heartbeat = milliseconds(0));
     ~sse_session() override;
     void start(const std::vector<std::string>& topics,
                const std::optional<std::vector<wire::stream_pos>>& since,
@@ -265,6 +278,7 @@ private:
     // Until every topic is answered, a multi-topic stream cannot write complete ids: hold events
     // (a message, a reset message, or null for a failed resume's reset).
     std::vector<std::pair<sse_sub*, hub::message_ptr>> held_;
+    milliseconds heartbeat_;  // a comment after this long without writing
     std::unique_ptr<auth::token_claims> claims_;
     std::string stream_ip_;
 };

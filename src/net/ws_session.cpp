@@ -25,16 +25,18 @@ constexpr milliseconds k_slow_close_grace{2000};
 
 ws_session::ws_session(worker_context& w, link l, std::string leftover,
                        std::unique_ptr<auth::token_claims> claims, std::string stream_ip,
-                       std::uint8_t deflate_bits)
+                       ws_options options)
     : connection(w, std::move(l), metrics::transport::ws),
       in_(std::move(leftover)),
+      ping_interval_(options.ping_interval.count() ? options.ping_interval
+                                                   : w.cfg.ws.ping_interval),
       last_seen_(clock::now()),
       last_ping_(clock::now()),
       claims_(std::move(claims)),
       stream_ip_(std::move(stream_ip)),
       msg_bucket_(w.cfg.limits.ws_messages_per_s, 2 * w.cfg.limits.ws_messages_per_s,
                   clock::now()) {
-    deflate_bits_ = deflate_bits;
+    deflate_bits_ = options.deflate_bits;
 }
 
 ws_session::~ws_session() {
@@ -509,7 +511,8 @@ void ws_session::on_tick(time_point now) {
         }
         return;
     }
-    if (now - last_ping_ >= w_.cfg.ws.ping_interval) {
+    // Idle either way for the period: a connection that carries messages needs no ping.
+    if (now - std::max({last_ping_, last_write_, last_seen_}) >= ping_interval_) {
         last_ping_ = now;
         awaiting_pong_ = true;
         enqueue(chunk::of_static(k_ping_frame), true);

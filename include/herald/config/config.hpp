@@ -111,6 +111,9 @@ struct settings {
 
     struct {
         milliseconds ping_interval{25'000};
+        // A client may ask for its own period (/ws?heartbeat=60s) within these bounds.
+        milliseconds ping_interval_min{5'000};
+        milliseconds ping_interval_max{600'000};
         milliseconds pong_timeout{10'000};
         std::vector<std::string> client_publish;
     } ws;
@@ -130,6 +133,9 @@ struct settings {
 
     struct {
         milliseconds heartbeat{15'000};
+        // A client may ask for its own period (/sse?heartbeat=60s) within these bounds.
+        milliseconds heartbeat_min{5'000};
+        milliseconds heartbeat_max{600'000};
         milliseconds retry{2'000};
     } sse;
 
