@@ -71,7 +71,7 @@ const std::map<std::string, bounds, std::less<>>& numeric_bounds() {
         {"sse.heartbeat_min", {unit::duration, 100, k_day_ms}},
         {"sse.heartbeat_max", {unit::duration, 100, k_day_ms}},
         {"compression.min_bytes", {unit::bytes, 0, 64 << 20}},
-        {"delivery.namespaces[].keep", {unit::count, 1, 100'000}},
+        {"delivery.namespaces[].keep", {unit::count, 1, 10'000}},
         {"compression.level", {unit::count, 1, 9}},
         {"sse.heartbeat", {unit::duration, 100, k_day_ms}},
         {"sse.retry", {unit::duration, 0, k_day_ms}},

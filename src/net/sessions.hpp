@@ -141,13 +141,17 @@ private:
         std::string reply_id;  // JSON of the op's id; empty for topics from the URL
         bool reply = false;
         bool compress = false;  // compression negotiated and enabled for the topic's namespace
-        // delivery.namespaces' rule (null: slow_consumer disconnect). While the connection's
-        // output is past backlog_mark(), messages wait here instead (see hold()), in offset order.
+        // delivery.namespaces' rule (null: slow_consumer disconnect).
         const config::delivery_rule* rule = nullptr;
-        std::deque<hub::message_ptr> held;
-        std::size_t held_bytes = 0;
-        std::uint64_t skipped_from = 0;  // drop_oldest: the range dropped since the last drain
-        std::uint64_t skipped_to = 0;
+        // Only while the connection's output is past backlog_mark() (see hold()): messages
+        // held back, in offset order, and the range dropped since the last drain.
+        struct backlog_state {
+            std::deque<hub::message_ptr> held;
+            std::size_t bytes = 0;  // charged to the connection (session_held_bytes())
+            std::uint64_t skipped_from = 0;
+            std::uint64_t skipped_to = 0;
+        };
+        std::unique_ptr<backlog_state> backlog;
     };
 
     void on_readable() override;

@@ -156,7 +156,7 @@ void ws_session::on_message(hub::subscription& sub, const hub::message_ptr& m) {
     if (close_sent_) return;
     auto& s = static_cast<ws_sub&>(sub);
     const std::string_view bytes = frame_for(s, m);
-    if (s.rule && (!s.held.empty() || output_bytes() + bytes.size() > backlog_mark())) {
+    if (s.rule && (s.backlog || output_bytes() + bytes.size() > backlog_mark())) {
         hold(s, m);
         return;
     }
@@ -169,37 +169,45 @@ namespace {
 std::size_t held_cost(const hub::message_ptr& m) {
     return m->ws_frames.size() + sizeof(hub::message_ptr);
 }
+// A backlog's own memory: the struct and the deque's map and first block (libstdc++: 512 B).
+constexpr std::size_t k_backlog_cost = sizeof(void*) * 8 + 512 + 128;
 }  // namespace
 
 std::size_t ws_session::held_total() const noexcept {
     std::size_t n = 0;
-    for (const auto& s : subs_) n += s->held_bytes;
+    for (const auto& s : subs_)
+        if (s->backlog) n += s->backlog->bytes;
     return n;
 }
 
 void ws_session::hold(ws_sub& s, const hub::message_ptr& m) {
     const auto& rule = *s.rule;
+    if (!s.backlog) {
+        s.backlog = std::make_unique<ws_sub::backlog_state>();
+        s.backlog->bytes = k_backlog_cost;
+    }
+    auto& b = *s.backlog;
     if (rule.slow_consumer == config::slow_policy::conflate) {
         // Only the newest message per key waits; the list stays in offset order.
         const auto& key = m->conflation_key(rule.key);
-        for (auto it = s.held.begin(); it != s.held.end(); ++it) {
+        for (auto it = b.held.begin(); it != b.held.end(); ++it) {
             if ((*it)->conflation_key(rule.key) != key) continue;
-            s.held_bytes -= held_cost(*it);
-            s.held.erase(it);
+            b.bytes -= held_cost(*it);
+            b.held.erase(it);
             w_.counters.messages_conflated.add();
             break;
         }
     }
-    s.held.push_back(m);
-    s.held_bytes += held_cost(m);
+    b.held.push_back(m);
+    b.bytes += held_cost(m);
     // Bounded: `keep` messages per topic and backlog_mark() bytes per connection (at least the
     // newest message of each topic stays). Past either, the oldest go, and the client is told.
-    while (s.held.size() > 1 && (s.held.size() > rule.keep || held_total() > backlog_mark())) {
-        const auto& old = s.held.front();
-        if (s.skipped_to == 0) s.skipped_from = old->offset;
-        s.skipped_to = old->offset;
-        s.held_bytes -= held_cost(old);
-        s.held.pop_front();
+    while (b.held.size() > 1 && (b.held.size() > rule.keep || held_total() > backlog_mark())) {
+        const auto& old = b.held.front();
+        if (b.skipped_to == 0) b.skipped_from = old->offset;
+        b.skipped_to = old->offset;
+        b.bytes -= held_cost(old);
+        b.held.pop_front();
         w_.counters.messages_dropped.add();
     }
     if (!room_asked_) {
@@ -214,23 +222,28 @@ void ws_session::on_output_room() {
     bool left = false;
     for (auto& sp : subs_) {
         auto& s = *sp;
-        if (s.skipped_to != 0) {
+        if (!s.backlog) continue;
+        auto& b = *s.backlog;
+        if (b.skipped_to != 0) {
             // Offsets skipped_from..skipped_to were dropped: the client continues after
             // skipped_to, and its resume logic reloads (protocol.md, slow consumers).
-            std::string body = wire::reset_body(s.topic, s.epoch, s.skipped_to, "slow consumer");
+            std::string body = wire::reset_body(s.topic, s.epoch, b.skipped_to, "slow consumer");
             body.pop_back();
-            body += ",\"skipped\":{\"from\":" + std::to_string(s.skipped_from) +
-                    ",\"to\":" + std::to_string(s.skipped_to) + "}}";
+            body += ",\"skipped\":{\"from\":" + std::to_string(b.skipped_from) +
+                    ",\"to\":" + std::to_string(b.skipped_to) + "}}";
             send_json(wire::reset_frame_json(body));
-            s.skipped_from = s.skipped_to = 0;
+            b.skipped_from = b.skipped_to = 0;
         }
-        while (!s.held.empty() && output_bytes() <= backlog_mark()) {
-            const auto m = std::move(s.held.front());
-            s.held.pop_front();
-            s.held_bytes -= held_cost(m);
+        while (!b.held.empty() && output_bytes() <= backlog_mark()) {
+            const auto m = std::move(b.held.front());
+            b.held.pop_front();
+            b.bytes -= held_cost(m);
             if (enqueue(chunk::of_shared(m, frame_for(s, m)))) w_.counters.frames_delivered.add();
         }
-        left = left || !s.held.empty();
+        if (b.held.empty())
+            s.backlog.reset();  // caught up: an idle subscription holds nothing
+        else
+            left = true;
     }
     if (left && !room_asked_) {
         room_asked_ = true;
@@ -242,9 +255,7 @@ void ws_session::on_reset(hub::subscription& sub, const hub::message_ptr& m) {
     if (close_sent_) return;
     // The stream moved on: what was held back (and skipped) belongs to the old position.
     auto& s = static_cast<ws_sub&>(sub);
-    s.held.clear();
-    s.held_bytes = 0;
-    s.skipped_from = s.skipped_to = 0;
+    s.backlog.reset();
     enqueue(chunk::of_shared(m, m->ws_frames));
 }
 
