@@ -10,7 +10,7 @@ profile="${1:-all}"
 build_packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev libhiredis-dev
-  libgtest-dev libssl-dev libcli11-dev
+  libgtest-dev libssl-dev libcli11-dev zlib1g-dev
 )
 packages=(
   "${build_packages[@]}"

@@ -67,6 +67,13 @@ const std::map<std::string, bounds, std::less<>>& numeric_bounds() {
         {"quotas[].max_subscribers_per_topic", {unit::count, 0, 100'000'000}},
         {"ws.ping_interval", {unit::duration, 100, k_day_ms}},
         {"ws.pong_timeout", {unit::duration, 100, k_day_ms}},
+        {"ws.ping_interval_min", {unit::duration, 100, k_day_ms}},
+        {"ws.ping_interval_max", {unit::duration, 100, k_day_ms}},
+        {"sse.heartbeat_min", {unit::duration, 100, k_day_ms}},
+        {"sse.heartbeat_max", {unit::duration, 100, k_day_ms}},
+        {"compression.min_bytes", {unit::bytes, 0, 64 << 20}},
+        {"delivery.namespaces[].keep", {unit::count, 1, 10'000}},
+        {"compression.level", {unit::count, 1, 9}},
         {"sse.heartbeat", {unit::duration, 100, k_day_ms}},
         {"sse.retry", {unit::duration, 0, k_day_ms}},
         {"poll.timeout", {unit::duration, 100, 3'600'000}},
@@ -228,6 +235,37 @@ bool is_ip_address(const std::string& host) {
     return ::inet_pton(AF_INET, host.c_str(), &buf) == 1 ||
            ::inet_pton(AF_INET6, host.c_str(), &buf) == 1;
 }
+// A list of per-namespace rules, `[{pattern, ...}]`: each entry a map with a valid `pattern`;
+// `field(rule, name, value, key)` reads the other fields and returns false for an unknown one.
+template <class Rule, class Field>
+std::vector<Rule> rule_list(const YAML::Node& n, const std::string& k, const std::string& shape,
+                            Field field) {
+    std::vector<Rule> out;
+    if (n.IsNull()) return out;
+    if (!n.IsSequence()) throw config_error(k, "expected a list of " + shape);
+    for (std::size_t i = 0; i < n.size(); ++i) {
+        auto ik = k + "[" + std::to_string(i) + "]";
+        if (!n[i].IsMap()) throw config_error(ik, "expected a map " + shape);
+        Rule r;
+        bool has_pattern = false;
+        for (const auto& kv : n[i]) {
+            auto name = kv.first.Scalar();
+            auto fk = ik + "." + name;
+            if (name == "pattern") {
+                r.pattern = scalar(kv.second, fk);
+                if (!wire::is_valid_pattern(r.pattern))
+                    throw config_error(fk, "invalid topic pattern '" + r.pattern + "'");
+                has_pattern = true;
+            } else if (!field(r, name, kv.second, fk)) {
+                throw config_error(fk, "unknown key");
+            }
+        }
+        if (!has_pattern) throw config_error(ik + ".pattern", "missing");
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
 constexpr std::size_t k_unset_size = static_cast<std::size_t>(-1);
 constexpr milliseconds k_unset_ttl{-1};
 
@@ -394,12 +432,49 @@ const std::map<std::string, handler>& schema() {
          [](settings& c, const YAML::Node& n, const std::string& k) {
              c.ws.ping_interval = duration(n, k, bounds_of(k));
          }},
+        {"ws.ping_interval_min", [](settings& c, const YAML::Node& n, const std::string& k) { c.ws.ping_interval_min = duration(n, k, bounds_of(k)); }},
+        {"ws.ping_interval_max", [](settings& c, const YAML::Node& n, const std::string& k) { c.ws.ping_interval_max = duration(n, k, bounds_of(k)); }},
+        {"sse.heartbeat_min", [](settings& c, const YAML::Node& n, const std::string& k) { c.sse.heartbeat_min = duration(n, k, bounds_of(k)); }},
+        {"sse.heartbeat_max", [](settings& c, const YAML::Node& n, const std::string& k) { c.sse.heartbeat_max = duration(n, k, bounds_of(k)); }},
         {"ws.pong_timeout",
          [](settings& c, const YAML::Node& n, const std::string& k) {
              c.ws.pong_timeout = duration(n, k, bounds_of(k));
          }},
         {"ws.client_publish", [](settings& c, const YAML::Node& n,
                                  const std::string& k) { c.ws.client_publish = patterns(n, k); }},
+        {"compression.enabled", [](settings& c, const YAML::Node& n, const std::string& k) { c.compression.enabled = boolean(n, k); }},
+        {"compression.min_bytes", [](settings& c, const YAML::Node& n, const std::string& k) { c.compression.min_bytes = size(n, k, bounds_of(k)); }},
+        {"compression.level", [](settings& c, const YAML::Node& n, const std::string& k) { c.compression.level = static_cast<int>(integer(n, k, bounds_of(k))); }},
+        {"compression.namespaces",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.compression.namespaces = rule_list<compression_rule>(n, k, "{pattern, enabled}",
+                 [](compression_rule& r, const std::string& name, const YAML::Node& v, const std::string& fk) {
+                     if (name != "enabled") return false;
+                     r.enabled = boolean(v, fk);
+                     return true;
+                 });
+         }},
+        {"delivery.namespaces",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.delivery.namespaces = rule_list<delivery_rule>(n, k, "{pattern, slow_consumer, keep, key}",
+                 [](delivery_rule& r, const std::string& name, const YAML::Node& v, const std::string& fk) {
+                     if (name == "slow_consumer") {
+                         auto s = scalar(v, fk);
+                         if (s == "disconnect") r.slow_consumer = slow_policy::disconnect;
+                         else if (s == "drop_oldest") r.slow_consumer = slow_policy::drop_oldest;
+                         else if (s == "conflate") r.slow_consumer = slow_policy::conflate;
+                         else throw config_error(fk, "expected disconnect, drop_oldest or conflate, got '" + s + "'");
+                     } else if (name == "keep") {
+                         r.keep = integer(v, fk, bounds_of("delivery.namespaces[].keep"));
+                     } else if (name == "key") {
+                         r.key = scalar(v, fk);
+                         if (r.key.empty() || r.key.size() > 64) throw config_error(fk, "1 to 64 bytes expected");
+                     } else {
+                         return false;
+                     }
+                     return true;
+                 });
+         }},
         {"sse.heartbeat",
          [](settings& c, const YAML::Node& n, const std::string& k) {
              c.sse.heartbeat = duration(n, k, bounds_of(k));
@@ -785,9 +860,27 @@ std::vector<key_doc> describe(const settings& s) {
     add("limits.ws_messages_per_s", yaml_rate(s.limits.ws_messages_per_s));
     add("limits.publishes_per_key_per_s", yaml_rate(s.limits.publishes_per_key_per_s));
     add("ws.ping_interval", ms(s.ws.ping_interval));
+    add("ws.ping_interval_min", ms(s.ws.ping_interval_min));
+    add("ws.ping_interval_max", ms(s.ws.ping_interval_max));
     add("ws.pong_timeout", ms(s.ws.pong_timeout));
     add("ws.client_publish", yaml_strings(s.ws.client_publish));
+    add("compression.enabled", yaml_bool(s.compression.enabled));
+    add("compression.min_bytes", format_size(s.compression.min_bytes));
+    add("compression.level", n(s.compression.level));
+    add("compression.namespaces",
+        yaml_list(s.compression.namespaces, [](const compression_rule& r) {
+            return "{pattern: " + yaml_string(r.pattern) + ", enabled: " + yaml_bool(r.enabled) +
+                   "}";
+        }));
+    add("delivery.namespaces", yaml_list(s.delivery.namespaces, [&](const delivery_rule& r) {
+            static constexpr const char* names[] = {"disconnect", "drop_oldest", "conflate"};
+            return "{pattern: " + yaml_string(r.pattern) +
+                   ", slow_consumer: " + names[static_cast<int>(r.slow_consumer)] +
+                   ", keep: " + n(r.keep) + ", key: " + yaml_string(r.key) + "}";
+        }));
     add("sse.heartbeat", ms(s.sse.heartbeat));
+    add("sse.heartbeat_min", ms(s.sse.heartbeat_min));
+    add("sse.heartbeat_max", ms(s.sse.heartbeat_max));
     add("sse.retry", ms(s.sse.retry));
     add("poll.timeout", ms(s.poll.timeout));
     add("history.size", n(s.history.size));

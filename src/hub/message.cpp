@@ -3,8 +3,10 @@
 #include "herald/common/text.hpp"
 #include "herald/wire/topic.hpp"
 #include "herald/wire/envelope.hpp"
+#include "herald/wire/payload.hpp"
 #include "herald/wire/sse_codec.hpp"
 #include "herald/wire/ws_codec.hpp"
+#include "herald/wire/ws_deflate.hpp"
 
 namespace herald::hub {
 
@@ -15,6 +17,32 @@ std::string message::data_json_member() const {
 std::size_t message::footprint() const noexcept {
     return sizeof(message) + topic.size() + epoch.size() + event.size() + payload.size() +
            ws_frames.size() + sse_event.size();
+}
+
+namespace {
+// Publishes `built` in `slot` unless another thread did first; returns the one that stays.
+template <class T>
+const T& publish_once(std::atomic<const T*>& slot, std::unique_ptr<T> built) {
+    const T* expected = nullptr;
+    if (slot.compare_exchange_strong(expected, built.get(), std::memory_order_acq_rel,
+                                     std::memory_order_acquire))
+        return *built.release();
+    return *expected;  // another worker built it first
+}
+}  // namespace
+
+const deflated_frames& message::ws_deflated(int level) const {
+    if (const auto* d = deflated_.load(std::memory_order_acquire)) return *d;
+    auto built = std::make_unique<deflated_frames>();
+    built->bytes = ws::deflate_frames(ws_frames, level, built->window_bits);
+    return publish_once(deflated_, std::move(built));
+}
+
+const std::string& message::conflation_key(std::string_view field) const {
+    if (const auto* k = key_.load(std::memory_order_acquire)) return *k;
+    auto built = std::make_unique<std::string>();
+    if (kind == payload_kind::json) *built = wire::json_field_text(payload, field);
+    return publish_once(key_, std::move(built));
 }
 
 std::size_t append_messages_json(std::string& out, const std::vector<message_ptr>& messages,

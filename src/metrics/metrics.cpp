@@ -113,6 +113,14 @@ std::string registry::render(const std::vector<gauge>& extra) const {
            "Publishes answered from the idempotency window.", &worker_counters::duplicates);
     scalar("herald_frames_delivered_total", "counter", "Messages handed to client connections.",
            &worker_counters::frames_delivered);
+    scalar("herald_slow_consumer_dropped_total", "counter",
+           "Messages a backlogged subscriber (slow_consumer drop_oldest or conflate) never got "
+           "(the client was sent a reset).",
+           &worker_counters::messages_dropped);
+    scalar("herald_slow_consumer_conflated_total", "counter",
+           "Messages a backlogged subscriber (slow_consumer conflate) got a newer one of the same "
+           "key instead of.",
+           &worker_counters::messages_conflated);
     scalar("herald_bytes_out_total", "counter", "Bytes written to client sockets.",
            &worker_counters::bytes_out);
     scalar("herald_socket_writes_total", "counter",

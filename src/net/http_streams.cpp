@@ -4,7 +4,9 @@
 // The request loop itself is http_session.cpp.
 #include "herald/auth/context.hpp"
 #include "herald/common/text.hpp"
+#include "herald/config/config.hpp"
 #include "herald/wire/position.hpp"
+#include "herald/wire/ws_deflate.hpp"
 #include "sessions.hpp"
 
 #include <boost/beast/websocket/rfc6455.hpp>
@@ -18,17 +20,11 @@ namespace herald::net {
 using metrics::reject;
 
 namespace {
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
-
 // Does a comma-separated header list contain `token` (case-insensitive)?
 bool has_token(std::string_view list, std::string_view token) {
     while (!list.empty()) {
         auto comma = list.find(',');
-        auto item = trim(list.substr(0, comma));
+        auto item = trim_ows(list.substr(0, comma));
         if (item.size() == token.size() &&
             std::equal(item.begin(), item.end(), token.begin(), [](char a, char b) {
                 return std::tolower(static_cast<unsigned char>(a)) == b;
@@ -73,6 +69,22 @@ bool http_session::admit_stream(std::uint64_t seq, const http_request& req,
     return true;
 }
 
+std::optional<milliseconds> http_session::requested_heartbeat(std::uint64_t seq,
+                                                              const http_request& req,
+                                                              milliseconds lo, milliseconds hi) {
+    const auto v = req.target.get("heartbeat");
+    if (!v) return milliseconds(0);
+    const auto d = config::parse_duration(*v);
+    if (!d || *d < lo || *d > hi) {
+        fail_request(seq, reject::bad_request,
+                     "heartbeat must be a duration (30s, 2m) between " +
+                         config::format_duration(lo) + " and " + config::format_duration(hi),
+                     false);
+        return std::nullopt;
+    }
+    return *d;
+}
+
 bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req,
                                      const std::vector<std::string>& topics,
                                      std::unique_ptr<auth::token_claims> claims) {
@@ -97,17 +109,34 @@ bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req,
                      "an upgrade must not be pipelined behind other requests", false);
         return false;
     }
+    const auto ping =
+        requested_heartbeat(seq, req, w_.cfg.ws.ping_interval_min, w_.cfg.ws.ping_interval_max);
+    if (!ping) return false;
     std::string stream_ip;
     if (!admit_stream(seq, req, stream_ip)) return false;
     const bool subprotocol = has_token(req.header("Sec-WebSocket-Protocol"), "herald.v1");
+    std::optional<ws::deflate_offer> deflate;
+    if (w_.cfg.compression.enabled || !w_.cfg.compression.namespaces.empty()) {
+        // Several header lines form one list, in order.
+        std::string offers;
+        for (const auto& f : req.raw) {
+            if (!boost::beast::iequals(f.name_string(), "Sec-WebSocket-Extensions")) continue;
+            if (!offers.empty()) offers += ',';
+            offers.append(f.value().data(), f.value().size());
+        }
+        deflate = ws::pick_deflate_offer(offers);
+    }
     auto accept = ws::accept_key(key);
     slots_.clear();
     auto l = hand_over();
     in_.erase(0, in_head_);
     in_head_ = 0;
+    ws_options options;
+    options.deflate_bits = deflate ? deflate->server_max_window_bits : 0;
+    options.ping_interval = *ping;
     auto s = std::make_shared<ws_session>(w_, std::move(l), std::move(in_), std::move(claims),
-                                          std::move(stream_ip));
-    s->start(accept, subprotocol, topics);
+                                          std::move(stream_ip), options);
+    s->start(accept, subprotocol, topics, deflate ? ws::deflate_response(*deflate) : std::string());
     return true;
 }
 
@@ -132,6 +161,9 @@ bool http_session::start_sse(std::uint64_t seq, http_request& req,
                      "a stream must not be pipelined behind other requests", false);
         return false;
     }
+    const auto heartbeat =
+        requested_heartbeat(seq, req, w_.cfg.sse.heartbeat_min, w_.cfg.sse.heartbeat_max);
+    if (!heartbeat) return false;
     std::string stream_ip;
     if (!admit_stream(seq, req, stream_ip)) return false;
     // Allowed origins get their CORS headers on the stream's response.
@@ -139,8 +171,8 @@ bool http_session::start_sse(std::uint64_t seq, http_request& req,
     slots_.clear();
     auto l = hand_over();
     const bool join_leave = req.target.get("presence").value_or("") == "1";
-    auto s =
-        std::make_shared<sse_session>(w_, std::move(l), std::move(claims), std::move(stream_ip));
+    auto s = std::make_shared<sse_session>(w_, std::move(l), std::move(claims),
+                                           std::move(stream_ip), *heartbeat);
     s->start(topics, since, cors, join_leave);
     return true;
 }

@@ -12,6 +12,7 @@
 
 #include <boost/beast/http/parser.hpp>
 
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -92,6 +93,10 @@ private:
     void arm_idle();
     void release_hold();
     [[nodiscard]] std::string client_ip(const http_request& req);
+    // ?heartbeat=30s: the period a stream's client asks for, within [lo, hi]; 0 when absent;
+    // nullopt after answering 400 (malformed or out of range).
+    std::optional<milliseconds> requested_heartbeat(std::uint64_t seq, const http_request& req,
+                                                    milliseconds lo, milliseconds hi);
     // Per-address limits for a stream; answers the error itself.
     bool admit_stream(std::uint64_t seq, const http_request& req, std::string& stream_ip);
 
@@ -118,13 +123,22 @@ private:
     std::string peer_text_;   // peer_ as text, made on first use
 };
 
+// What the upgrade negotiated for a WebSocket session.
+struct ws_options {
+    std::uint8_t deflate_bits = 0;  // the client's inflate window with permessage-deflate, else 0
+    milliseconds ping_interval{0};  // 0: ws.ping_interval
+};
+
 class ws_session final : public connection, public hub::subscriber {
 public:
     ws_session(worker_context& w, link l, std::string leftover,
-               std::unique_ptr<auth::token_claims> claims, std::string stream_ip);
+               std::unique_ptr<auth::token_claims> claims, std::string stream_ip,
+               ws_options options = {});
     ~ws_session() override;
-    // Sends the 101 answer and subscribes the topics given in the URL.
-    void start(std::string_view accept, bool subprotocol, const std::vector<std::string>& topics);
+    // Sends the 101 answer and subscribes the topics given in the URL; `extensions`: the
+    // Sec-WebSocket-Extensions answer (empty: none).
+    void start(std::string_view accept, bool subprotocol, const std::vector<std::string>& topics,
+               std::string_view extensions = {});
 
     void on_message(hub::subscription& s, const hub::message_ptr& m) override;
     void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
@@ -138,18 +152,44 @@ private:
     struct ws_sub : hub::subscription {
         std::string reply_id;  // JSON of the op's id; empty for topics from the URL
         bool reply = false;
+        bool compress = false;  // compression negotiated and enabled for the topic's namespace
+        // delivery.namespaces' rule (null: slow_consumer disconnect).
+        const config::delivery_rule* rule = nullptr;
+        // Only while the connection's output is past backlog_mark() (see hold()): messages
+        // held back, in offset order, and the range dropped since the last drain.
+        struct backlog_state {
+            std::deque<hub::message_ptr> held;
+            std::size_t bytes = 0;  // charged to the connection (session_held_bytes())
+            std::uint64_t skipped_from = 0;
+            std::uint64_t skipped_to = 0;
+        };
+        std::unique_ptr<backlog_state> backlog;
     };
 
     void on_readable() override;
     void on_close() override;
     void on_slow_consumer() override;
     void on_flush_begin() override;
+    void on_output_room() override;
+    // The frame bytes `m` goes out as to this subscriber (compressed or plain).
+    [[nodiscard]] std::string_view frame_for(const ws_sub& s, const hub::message_ptr& m);
+    // slow_consumer drop_oldest / conflate: output past this holds messages back.
+    [[nodiscard]] std::size_t backlog_mark() const noexcept {
+        return w_.cfg.limits.max_queued_bytes / 2;
+    }
+    // Keeps `m` back for `s` (conflated by key, the oldest dropped past `keep` or the mark) and
+    // asks for on_output_room() once output falls to half the mark.
+    void hold(ws_sub& s, const hub::message_ptr& m);
+    [[nodiscard]] std::size_t held_total() const noexcept;
     // A partial frame, a fragmented message, the latest ping and its pong (see held_bytes()).
     [[nodiscard]] std::size_t session_held_bytes() const noexcept override;
     void consume(char* data, std::size_t n);
     // Returns the bytes of `buf` used; sets `stop` when the connection must stop reading.
     std::size_t parse_frames(char* buf, std::size_t n, bool& stop);
     bool on_frame(const ws::frame& f, char* payload);
+    // A compressed message: inflated within limits.max_client_message_bytes, then handled.
+    bool on_compressed(ws::opcode op, std::string_view compressed);
+    bool on_data_message(ws::opcode op, std::string_view message);
     void on_text(std::string_view text);
     void fail(std::uint16_t code, std::string_view reason, metrics::reject r);
     // Queues a close frame and ends the connection once it is written (at `grace` at the
@@ -179,6 +219,9 @@ private:
     std::uint64_t frag_charge_ = 0;
     ws::opcode frag_op_ = ws::opcode::text;
     bool in_frag_ = false;
+    bool frag_compressed_ = false;
+    bool room_asked_ = false;        // hold() asked for on_output_room()
+    std::uint8_t deflate_bits_ = 0;  // 0: no permessage-deflate on this connection
     bool close_sent_ = false;
     bool closing_ = false;       // end_with(): input is dropped until the socket closes
     bool slow_closing_ = false;  // on_slow_consumer() ran: later passes only flush
@@ -189,6 +232,9 @@ private:
     std::string ping_payload_;
     std::shared_ptr<std::string> pong_;
     bool awaiting_pong_ = false;
+    // Pings go out only after this long without traffic either way (a delivered message, a
+    // reply, anything from the client): they keep NAT mappings alive and find dead peers.
+    milliseconds ping_interval_;
     time_point last_seen_;
     time_point last_ping_;
     std::unique_ptr<auth::token_claims> claims_;
@@ -201,8 +247,9 @@ private:
 
 class sse_session final : public connection, public hub::subscriber {
 public:
+    // `heartbeat`: the comment period the client asked for (0: sse.heartbeat).
     sse_session(worker_context& w, link l, std::unique_ptr<auth::token_claims> claims,
-                std::string stream_ip);
+                std::string stream_ip, milliseconds heartbeat = milliseconds(0));
     ~sse_session() override;
     // `join_leave`: the stream asked for join/leave events (`presence=1`).
     void start(const std::vector<std::string>& topics,
@@ -252,6 +299,7 @@ private:
     // Until every topic is answered, a multi-topic stream cannot write complete ids: hold events
     // (a message, a reset message, or null for a failed resume's reset).
     std::vector<std::pair<sse_sub*, hub::message_ptr>> held_;
+    milliseconds heartbeat_;  // a comment after this long without writing
     std::unique_ptr<auth::token_claims> claims_;
     std::string stream_ip_;
     hub::presence_client who_;

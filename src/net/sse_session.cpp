@@ -12,8 +12,9 @@ constexpr std::string_view k_shutdown = "event: shutdown\ndata: {\"reason\":\"go
 }  // namespace
 
 sse_session::sse_session(worker_context& w, link l, std::unique_ptr<auth::token_claims> claims,
-                         std::string stream_ip)
+                         std::string stream_ip, milliseconds heartbeat)
     : connection(w, std::move(l), metrics::transport::sse),
+      heartbeat_(heartbeat.count() ? heartbeat : w.cfg.sse.heartbeat),
       claims_(std::move(claims)),
       stream_ip_(std::move(stream_ip)),
       who_(presence_identity(w, claims_.get())) {}
@@ -188,8 +189,7 @@ void sse_session::on_tick(time_point now) {
         claims_->exp.reset();
         return;
     }
-    if (now - last_write_ >= w_.cfg.sse.heartbeat && idle_output())
-        enqueue(chunk::of_static(k_heartbeat));
+    if (now - last_write_ >= heartbeat_ && idle_output()) enqueue(chunk::of_static(k_heartbeat));
 }
 
 void sse_session::on_drain() {

@@ -4,6 +4,8 @@
 #include "herald/common/text.hpp"
 #include "sessions.hpp"
 #include "herald/wire/envelope.hpp"
+#include "herald/wire/topic.hpp"
+#include "herald/wire/ws_deflate.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -22,16 +24,21 @@ constexpr milliseconds k_slow_close_grace{2000};
 }  // namespace
 
 ws_session::ws_session(worker_context& w, link l, std::string leftover,
-                       std::unique_ptr<auth::token_claims> claims, std::string stream_ip)
+                       std::unique_ptr<auth::token_claims> claims, std::string stream_ip,
+                       ws_options options)
     : connection(w, std::move(l), metrics::transport::ws),
       in_(std::move(leftover)),
+      ping_interval_(options.ping_interval.count() ? options.ping_interval
+                                                   : w.cfg.ws.ping_interval),
       last_seen_(clock::now()),
       last_ping_(clock::now()),
       claims_(std::move(claims)),
       stream_ip_(std::move(stream_ip)),
       who_(presence_identity(w, claims_.get())),
       msg_bucket_(w.cfg.limits.ws_messages_per_s, 2 * w.cfg.limits.ws_messages_per_s,
-                  clock::now()) {}
+                  clock::now()) {
+    deflate_bits_ = options.deflate_bits;
+}
 
 ws_session::~ws_session() {
     if (w_.auth && !stream_ip_.empty()) w_.auth->release_stream(stream_ip_);
@@ -60,7 +67,7 @@ bool ws_session::admit_message(bool tell) {
 }
 
 void ws_session::start(std::string_view accept, bool subprotocol,
-                       const std::vector<std::string>& topics) {
+                       const std::vector<std::string>& topics, std::string_view extensions) {
     // Subscribed before the 101 leaves: a publish the client makes after the upgrade is ordered
     // after these subscriptions on every topic's owner.
     for (const auto& t : topics) subscribe_topic(t, std::nullopt, {}, false);
@@ -70,6 +77,11 @@ void ws_session::start(std::string_view accept, bool subprotocol,
     r += accept;
     r += "\r\n";
     if (subprotocol) r += "Sec-WebSocket-Protocol: herald.v1\r\n";
+    if (!extensions.empty()) {
+        r += "Sec-WebSocket-Extensions: ";
+        r += extensions;
+        r += "\r\n";
+    }
     r += "\r\n";
     enqueue(chunk::of_string(std::move(r)), true);
     if (!in_.empty()) {
@@ -97,6 +109,20 @@ void ws_session::subscribe_topic(const std::string& topic, std::optional<wire::s
     s->since = std::move(since);
     s->reply_id = std::move(reply_id);
     s->reply = reply;
+    for (const auto& r : w_.cfg.delivery.namespaces) {
+        if (!wire::pattern_match(r.pattern, topic)) continue;
+        if (r.slow_consumer != config::slow_policy::disconnect) s->rule = &r;
+        break;
+    }
+    if (deflate_bits_) {
+        const auto& c = w_.cfg.compression;
+        s->compress = c.enabled;
+        for (const auto& r : c.namespaces) {
+            if (!wire::pattern_match(r.pattern, topic)) continue;
+            s->compress = r.enabled;
+            break;
+        }
+    }
     w_.shard.subscribe(*s);
     w_.counters.subscriptions.add(1);
     subs_.push_back(std::move(s));
@@ -119,13 +145,120 @@ void ws_session::on_subscribed(hub::subscription& sub, const hub::subscribe_resu
     send_json(std::move(o));
 }
 
-void ws_session::on_message(hub::subscription&, const hub::message_ptr& m) {
-    if (close_sent_) return;
-    if (enqueue(chunk::of_shared(m, m->ws_frames))) w_.counters.frames_delivered.add();
+std::string_view ws_session::frame_for(const ws_sub& s, const hub::message_ptr& m) {
+    std::string_view bytes = m->ws_frames;
+    if (s.compress && bytes.size() >= w_.cfg.compression.min_bytes) {
+        // Built once per message, by the first worker that gets here; shared like ws_frames.
+        const auto& d = m->ws_deflated(w_.cfg.compression.level);
+        if (!d.bytes.empty() && d.window_bits <= deflate_bits_) bytes = d.bytes;
+    }
+    return bytes;
 }
 
-void ws_session::on_reset(hub::subscription&, const hub::message_ptr& m) {
+void ws_session::on_message(hub::subscription& sub, const hub::message_ptr& m) {
     if (close_sent_) return;
+    auto& s = static_cast<ws_sub&>(sub);
+    const std::string_view bytes = frame_for(s, m);
+    if (s.rule && (s.backlog || output_bytes() + bytes.size() > backlog_mark())) {
+        hold(s, m);
+        return;
+    }
+    if (enqueue(chunk::of_shared(m, bytes))) w_.counters.frames_delivered.add();
+}
+
+namespace {
+// What a held message is charged: its frame (shared with history and other subscribers, so this
+// over-counts) and its slot.
+std::size_t held_cost(const hub::message_ptr& m) {
+    return m->ws_frames.size() + sizeof(hub::message_ptr);
+}
+// A backlog's own memory: the struct and the deque's map and first block (libstdc++: 512 B).
+constexpr std::size_t k_backlog_cost = sizeof(void*) * 8 + 512 + 128;
+}  // namespace
+
+std::size_t ws_session::held_total() const noexcept {
+    std::size_t n = 0;
+    for (const auto& s : subs_)
+        if (s->backlog) n += s->backlog->bytes;
+    return n;
+}
+
+void ws_session::hold(ws_sub& s, const hub::message_ptr& m) {
+    const auto& rule = *s.rule;
+    if (!s.backlog) {
+        s.backlog = std::make_unique<ws_sub::backlog_state>();
+        s.backlog->bytes = k_backlog_cost;
+    }
+    auto& b = *s.backlog;
+    if (rule.slow_consumer == config::slow_policy::conflate) {
+        // Only the newest message per key waits; the list stays in offset order.
+        const auto& key = m->conflation_key(rule.key);
+        for (auto it = b.held.begin(); it != b.held.end(); ++it) {
+            if ((*it)->conflation_key(rule.key) != key) continue;
+            b.bytes -= held_cost(*it);
+            b.held.erase(it);
+            w_.counters.messages_conflated.add();
+            break;
+        }
+    }
+    b.held.push_back(m);
+    b.bytes += held_cost(m);
+    // Bounded: `keep` messages per topic and backlog_mark() bytes per connection (at least the
+    // newest message of each topic stays). Past either, the oldest go, and the client is told.
+    while (b.held.size() > 1 && (b.held.size() > rule.keep || held_total() > backlog_mark())) {
+        const auto& old = b.held.front();
+        if (b.skipped_to == 0) b.skipped_from = old->offset;
+        b.skipped_to = old->offset;
+        b.bytes -= held_cost(old);
+        b.held.pop_front();
+        w_.counters.messages_dropped.add();
+    }
+    if (!room_asked_) {
+        room_asked_ = true;
+        want_room(backlog_mark() / 2);
+    }
+}
+
+void ws_session::on_output_room() {
+    room_asked_ = false;
+    if (close_sent_) return;
+    bool left = false;
+    for (auto& sp : subs_) {
+        auto& s = *sp;
+        if (!s.backlog) continue;
+        auto& b = *s.backlog;
+        if (b.skipped_to != 0) {
+            // Offsets skipped_from..skipped_to were dropped: the client continues after
+            // skipped_to, and its resume logic reloads (protocol.md, slow consumers).
+            std::string body = wire::reset_body(s.topic, s.epoch, b.skipped_to, "slow consumer");
+            body.pop_back();
+            body += ",\"skipped\":{\"from\":" + std::to_string(b.skipped_from) +
+                    ",\"to\":" + std::to_string(b.skipped_to) + "}}";
+            send_json(wire::reset_frame_json(body));
+            b.skipped_from = b.skipped_to = 0;
+        }
+        while (!b.held.empty() && output_bytes() <= backlog_mark()) {
+            const auto m = std::move(b.held.front());
+            b.held.pop_front();
+            b.bytes -= held_cost(m);
+            if (enqueue(chunk::of_shared(m, frame_for(s, m)))) w_.counters.frames_delivered.add();
+        }
+        if (b.held.empty())
+            s.backlog.reset();  // caught up: an idle subscription holds nothing
+        else
+            left = true;
+    }
+    if (left && !room_asked_) {
+        room_asked_ = true;
+        want_room(backlog_mark() / 2);
+    }
+}
+
+void ws_session::on_reset(hub::subscription& sub, const hub::message_ptr& m) {
+    if (close_sent_) return;
+    // The stream moved on: what was held back (and skipped) belongs to the old position.
+    auto& s = static_cast<ws_sub&>(sub);
+    s.backlog.reset();
     enqueue(chunk::of_shared(m, m->ws_frames));
 }
 
@@ -178,6 +311,7 @@ void ws_session::end_with(std::uint16_t code, std::string_view reason, milliseco
     // A message being assembled will never complete: its memory goes now.
     std::string().swap(frag_);
     in_frag_ = false;
+    frag_compressed_ = false;
     frag_charge_ = 0;
 }
 
@@ -203,7 +337,7 @@ void ws_session::on_flush_begin() {
 
 std::size_t ws_session::session_held_bytes() const noexcept {
     return in_.capacity() + frag_.capacity() + ping_payload_.capacity() +
-           (pong_ ? pong_->capacity() : 0);
+           (pong_ ? pong_->capacity() : 0) + held_total();
 }
 
 void ws_session::on_readable() {
@@ -251,7 +385,8 @@ std::size_t ws_session::parse_frames(char* buf, std::size_t n, bool& stop) {
         ws::frame f;
         const std::uint64_t limit = w_.cfg.limits.max_client_message_bytes;
         const std::uint64_t room = in_frag_ ? limit - std::min(limit, frag_charge_) : limit;
-        auto r = ws::parse_client_frame(std::string_view(buf + pos, n - pos), room, f);
+        auto r = ws::parse_client_frame(std::string_view(buf + pos, n - pos), room, f,
+                                        deflate_bits_ != 0);
         if (r == ws::parse_result::incomplete) break;
         if (r == ws::parse_result::protocol_error) {
             fail(ws::close_code::protocol_error, "protocol error", reject::ws_protocol_error);
@@ -307,6 +442,7 @@ bool ws_session::on_frame(const ws::frame& f, char* payload) {
             if (!f.fin) {
                 in_frag_ = true;
                 frag_op_ = f.op;
+                frag_compressed_ = f.rsv1;
                 frag_.assign(data);
                 frag_charge_ = f.header_bytes + f.payload_bytes;
                 return true;
@@ -331,15 +467,33 @@ bool ws_session::on_frame(const ws::frame& f, char* payload) {
     if (close_sent_) return true;  // closing: data is ignored
     const bool fragmented = f.op == ws::opcode::cont;
     const ws::opcode op = fragmented ? frag_op_ : f.op;
-    std::string assembled;
-    std::string_view message = data;
-    if (fragmented) {
-        assembled = std::move(frag_);
-        frag_.clear();
-        in_frag_ = false;
-        frag_charge_ = 0;
-        message = assembled;
+    if (!fragmented) return f.rsv1 ? on_compressed(op, data) : on_data_message(op, data);
+    const std::string assembled = std::move(frag_);
+    const bool compressed = frag_compressed_;
+    frag_.clear();
+    in_frag_ = false;
+    frag_compressed_ = false;
+    frag_charge_ = 0;
+    return compressed ? on_compressed(op, assembled) : on_data_message(op, assembled);
+}
+
+bool ws_session::on_compressed(ws::opcode op, std::string_view compressed) {
+    // Transient: inflated, handled and freed within this call, never more than the cap (+1).
+    std::string message;
+    switch (ws::inflate_message(compressed, w_.cfg.limits.max_client_message_bytes, message)) {
+        case ws::inflate_status::ok: break;
+        case ws::inflate_status::too_big:
+            fail(ws::close_code::too_big, "message too big", reject::ws_message_too_big);
+            return false;
+        case ws::inflate_status::corrupt:
+            fail(ws::close_code::invalid_payload, "invalid compressed data",
+                 reject::ws_protocol_error);
+            return false;
     }
+    return on_data_message(op, message);
+}
+
+bool ws_session::on_data_message(ws::opcode op, std::string_view message) {
     if (op == ws::opcode::binary) {
         w_.counters.inc(reject::ws_bad_op);
         w_.counters.inc(reject::binary_not_supported);
@@ -371,7 +525,8 @@ void ws_session::on_tick(time_point now) {
         }
         return;
     }
-    if (now - last_ping_ >= w_.cfg.ws.ping_interval) {
+    // Idle either way for the period: a connection that carries messages needs no ping.
+    if (now - std::max({last_ping_, last_write_, last_seen_}) >= ping_interval_) {
         last_ping_ = now;
         awaiting_pong_ = true;
         enqueue(chunk::of_static(k_ping_frame), true);

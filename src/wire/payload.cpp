@@ -27,4 +27,12 @@ payload_status read_payload(const nlohmann::json& m, payload_kind& kind, std::st
     return payload_status::ok;
 }
 
+std::string json_field_text(std::string_view json, std::string_view field) {
+    const auto j = nlohmann::json::parse(json, nullptr, false);
+    if (!j.is_object()) return {};
+    const auto it = j.find(field);
+    if (it == j.end()) return {};
+    return it->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 }  // namespace herald::wire

@@ -9,10 +9,15 @@
 namespace herald::ws {
 
 void append_frame(std::string& out, opcode op, std::string_view payload) {
-    const std::size_t n = payload.size();
+    append_frame_header(out, static_cast<std::uint8_t>(0x80 | static_cast<std::uint8_t>(op)),
+                        payload.size());
+    out.append(payload);
+}
+
+void append_frame_header(std::string& out, std::uint8_t first_byte, std::size_t n) {
     char h[10];
     std::size_t hn = 2;
-    h[0] = static_cast<char>(0x80 | static_cast<std::uint8_t>(op));
+    h[0] = static_cast<char>(first_byte);
     if (n < 126) {
         h[1] = static_cast<char>(n);
     } else if (n <= 0xFFFF) {
@@ -27,7 +32,6 @@ void append_frame(std::string& out, opcode op, std::string_view payload) {
         hn = 10;
     }
     out.append(h, hn);
-    out.append(payload);
 }
 
 std::string make_frame(opcode op, std::string_view payload) {
@@ -54,13 +58,16 @@ std::string accept_key(std::string_view client_key) {
     return base64_encode(std::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
 }
 
-parse_result parse_client_frame(std::string_view buf, std::uint64_t max_payload,
-                                frame& f) noexcept {
+parse_result parse_client_frame(std::string_view buf, std::uint64_t max_payload, frame& f,
+                                bool deflate) noexcept {
     if (buf.size() < 2) return parse_result::incomplete;
     const auto b0 = static_cast<std::uint8_t>(buf[0]);
     const auto b1 = static_cast<std::uint8_t>(buf[1]);
-    if (b0 & 0x70) return parse_result::protocol_error;  // RSV1-3: no extension was negotiated
     const std::uint8_t op = b0 & 0x0F;
+    // RSV2-3: no extension uses them; RSV1 only on a data message's first frame (RFC 7692 6).
+    f.rsv1 = b0 & 0x40;
+    if ((b0 & 0x30) || (f.rsv1 && (!deflate || op == 0x0 || op >= 0x8)))
+        return parse_result::protocol_error;
     const bool control = op & 0x8;
     if (!(op <= 0x2 || (op >= 0x8 && op <= 0xA))) return parse_result::protocol_error;
     if (!(b1 & 0x80)) return parse_result::protocol_error;  // client frames must be masked

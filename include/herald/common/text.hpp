@@ -19,6 +19,13 @@ void append_json_string(std::string& out, std::string_view s);
 // `"literal" + std::string` at -O3).
 [[nodiscard]] std::string cat(std::initializer_list<std::string_view> parts);
 
+// `s` without the spaces and tabs around it (HTTP's optional whitespace, RFC 9110 5.6.3).
+[[nodiscard]] inline std::string_view trim_ows(std::string_view s) noexcept {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
 // Standard base64 with padding (RFC 4648 §4).
 [[nodiscard]] std::string base64_encode(std::string_view in);
 [[nodiscard]] std::optional<std::string> base64_decode(std::string_view in);

@@ -20,6 +20,21 @@ struct history_rule {
     milliseconds ttl;
 };
 
+// permessage-deflate for the topics matching `pattern` (see settings::compression).
+struct compression_rule {
+    std::string pattern;
+    bool enabled = true;
+};
+
+// What a WebSocket subscriber that falls behind gets, for the topics matching `pattern`.
+enum class slow_policy : std::uint8_t { disconnect, drop_oldest, conflate };
+struct delivery_rule {
+    std::string pattern;
+    slow_policy slow_consumer = slow_policy::disconnect;
+    std::size_t keep = 100;   // messages held per subscription while the connection is backlogged
+    std::string key = "key";  // conflate: the top-level JSON field whose value is the key
+};
+
 struct settings {
     std::string listen_host = "127.0.0.1";
     std::uint16_t listen_port = 8080;
@@ -96,12 +111,31 @@ struct settings {
 
     struct {
         milliseconds ping_interval{25'000};
+        // A client may ask for its own period (/ws?heartbeat=60s) within these bounds.
+        milliseconds ping_interval_min{5'000};
+        milliseconds ping_interval_max{600'000};
         milliseconds pong_timeout{10'000};
         std::vector<std::string> client_publish;
     } ws;
 
+    // permessage-deflate (RFC 7692) on WebSocket: a message of at least min_bytes is compressed
+    // once and sent compressed to every subscriber that negotiated it.
+    struct {
+        bool enabled = true;
+        std::size_t min_bytes = 512;
+        int level = 6;
+        std::vector<compression_rule> namespaces;  // first match wins; else `enabled`
+    } compression;
+
+    struct {
+        std::vector<delivery_rule> namespaces;  // first match wins; else disconnect
+    } delivery;
+
     struct {
         milliseconds heartbeat{15'000};
+        // A client may ask for its own period (/sse?heartbeat=60s) within these bounds.
+        milliseconds heartbeat_min{5'000};
+        milliseconds heartbeat_max{600'000};
         milliseconds retry{2'000};
     } sse;
 

@@ -4,6 +4,7 @@
 #include "herald/wire/envelope.hpp"
 #include "herald/wire/position.hpp"
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -25,7 +26,21 @@ struct publish_request {
     std::string idempotency_key;
 };
 
+// permessage-deflate form of a message's WebSocket frames (see message::ws_deflated()).
+struct deflated_frames {
+    std::string bytes;              // empty: compressing made nothing smaller
+    std::uint8_t window_bits = 15;  // the window a client needs to inflate them
+};
+
 struct message {
+    message() = default;
+    message(const message&) = delete;
+    message& operator=(const message&) = delete;
+    ~message() {
+        delete deflated_.load(std::memory_order_relaxed);
+        delete key_.load(std::memory_order_relaxed);
+    }
+
     std::string topic;
     std::string epoch;
     std::uint64_t epoch_key = 0;  // hash of `epoch`: compared per delivery instead of the string
@@ -50,8 +65,23 @@ struct message {
 
     // `data` (or `data_base64`) as a JSON fragment, for poll and history answers.
     [[nodiscard]] std::string data_json_member() const;
-    // Bytes this message holds, for history accounting.
+    // Bytes this message holds, for history accounting (the compressed form, built later and
+    // smaller than ws_frames, is not counted).
     [[nodiscard]] std::size_t footprint() const noexcept;
+
+    // The compressed frames, built once by the first worker that delivers this message to a
+    // subscriber that negotiated compression. Any worker may call it: the first builders race
+    // on one compare-exchange and the losers free theirs; later calls are one acquire load.
+    [[nodiscard]] const deflated_frames& ws_deflated(int level) const;
+
+    // slow_consumer: conflate: the value of the top-level field `field` of a JSON payload, as
+    // JSON text; empty when there is none (such messages share one key per topic). Computed once
+    // like ws_deflated(), only for a subscriber that is backlogged (`field` is per topic).
+    [[nodiscard]] const std::string& conflation_key(std::string_view field) const;
+
+private:
+    mutable std::atomic<const deflated_frames*> deflated_{nullptr};
+    mutable std::atomic<const std::string*> key_{nullptr};
 };
 
 using message_ptr = std::shared_ptr<const message>;

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace herald::wire {
 
@@ -16,5 +17,9 @@ enum class payload_status : std::uint8_t { ok, missing, bad_base64 };
 // json (serialised compactly, invalid UTF-8 replaced). Sets `kind` and `payload` on ok.
 [[nodiscard]] payload_status read_payload(const nlohmann::json& m, payload_kind& kind,
                                           std::string& payload);
+
+// The value of the top-level field `field` of a JSON object, as compact JSON text ("\"AAPL\"",
+// "42"); empty when `json` is not an object or has no such field. The conflation key.
+[[nodiscard]] std::string json_field_text(std::string_view json, std::string_view field);
 
 }  // namespace herald::wire

@@ -26,6 +26,8 @@ inline constexpr std::uint16_t too_big = 1009;
 inline constexpr std::uint16_t internal_error = 1011;
 }  // namespace close_code
 
+// Appends an unmasked server frame's header: its first byte (FIN, RSV, opcode) and the length.
+void append_frame_header(std::string& out, std::uint8_t first_byte, std::size_t payload_bytes);
 // Appends one unmasked, final server frame.
 void append_frame(std::string& out, opcode op, std::string_view payload);
 [[nodiscard]] std::string make_frame(opcode op, std::string_view payload);
@@ -36,6 +38,7 @@ void append_frame(std::string& out, opcode op, std::string_view payload);
 
 struct frame {
     bool fin = false;
+    bool rsv1 = false;  // permessage-deflate: the message this frame starts is compressed
     opcode op = opcode::cont;
     std::size_t header_bytes = 0;
     std::uint64_t payload_bytes = 0;
@@ -51,8 +54,9 @@ enum class parse_result {
 
 // Parses one client frame header at the start of `buf`. Client frames must be masked, carry no
 // reserved bits and no unknown opcodes; control frames must be final and at most 125 bytes.
+// With `deflate` (permessage-deflate negotiated), RSV1 may be set on a message's first frame.
 [[nodiscard]] parse_result parse_client_frame(std::string_view buf, std::uint64_t max_payload,
-                                              frame& f) noexcept;
+                                              frame& f, bool deflate = false) noexcept;
 
 // XORs the mask into `data` in place; `phase` is the offset of data[0] in the frame's payload.
 void unmask(char* data, std::size_t n, const std::uint8_t mask[4], std::size_t phase = 0) noexcept;

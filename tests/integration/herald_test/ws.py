@@ -24,7 +24,8 @@ class RawWS:
     never read, never answer pings, send invalid UTF-8 or unmasked frames."""
 
     def __init__(self, port: int, path: str = "/ws", rcvbuf: int | None = None,
-                 timeout: float = 10.0, protocol: str | None = "herald.v1"):
+                 timeout: float = 10.0, protocol: str | None = "herald.v1",
+                 extensions: str | None = None):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -35,6 +36,9 @@ class RawWS:
                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n")
         if protocol:
             req += f"Sec-WebSocket-Protocol: {protocol}\r\n"
+        if extensions:
+            req += f"Sec-WebSocket-Extensions: {extensions}\r\n"
+        self.last_rsv = 0  # RSV bits of the last frame recv_frame() returned
         self.sock.sendall((req + "\r\n").encode())
         self.buf = bytearray()
         while b"\r\n\r\n" not in self.buf:
@@ -101,6 +105,7 @@ class RawWS:
         self._need(off + n)
         payload = bytes(self.buf[off:off + n])
         del self.buf[:off + n]
+        self.last_rsv = (b0 >> 4) & 0x7
         return bool(b0 & 0x80), b0 & 0x0F, payload
 
     def recv_json(self) -> dict:

@@ -416,3 +416,34 @@ TEST(ConfigRedis, BadSentinelShardsAndAckNameTheKey) {
     EXPECT_EQ(error_key("redis: {password_env: HERALD_TEST_SURELY_UNSET_VARIABLE}"),
               "redis.password_env");
 }
+
+TEST(ConfigParse, DeliveryAndCompressionNamespaces) {
+    auto s = parse_yaml(
+        "delivery:\n  namespaces:\n    - {pattern: \"q:*\", slow_consumer: conflate, keep: 20, "
+        "key: symbol}\n    - {pattern: \"d:*\", slow_consumer: drop_oldest}\n"
+        "compression:\n  namespaces: [{pattern: \"raw:*\", enabled: false}]\n");
+    ASSERT_EQ(s.delivery.namespaces.size(), 2u);
+    EXPECT_EQ(s.delivery.namespaces[0].slow_consumer, slow_policy::conflate);
+    EXPECT_EQ(s.delivery.namespaces[0].keep, 20u);
+    EXPECT_EQ(s.delivery.namespaces[0].key, "symbol");
+    EXPECT_EQ(s.delivery.namespaces[1].slow_consumer, slow_policy::drop_oldest);
+    EXPECT_EQ(s.delivery.namespaces[1].keep, 100u);
+    ASSERT_EQ(s.compression.namespaces.size(), 1u);
+    EXPECT_FALSE(s.compression.namespaces[0].enabled);
+    const auto key_of = [](const std::string& yaml) {
+        try {
+            (void)parse_yaml(yaml);
+        } catch (const config_error& e) {
+            return e.key();
+        }
+        return std::string("(accepted)");
+    };
+    EXPECT_EQ(key_of("delivery:\n  namespaces: [{pattern: a, slow_consumer: later}]\n"),
+              "delivery.namespaces[0].slow_consumer");
+    EXPECT_EQ(key_of("delivery:\n  namespaces: [{slow_consumer: conflate}]\n"),
+              "delivery.namespaces[0].pattern");
+    EXPECT_EQ(key_of("delivery:\n  namespaces: [{pattern: a, keep: 0}]\n"),
+              "delivery.namespaces[0].keep");
+    EXPECT_EQ(key_of("compression:\n  namespaces: [{pattern: a, on: true}]\n"),
+              "compression.namespaces[0].on");
+}

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <thread>
 #include <vector>
 
 using namespace herald;
@@ -225,4 +226,22 @@ TEST(MessageList, StopsBeforeTheEntryThatPassesTheBound) {
     std::string one;  // the first entry is always taken, whatever the bound
     EXPECT_EQ(append_messages_json(one, ms, 1), 1u);
     EXPECT_NE(one.find("\"offset\":1"), std::string::npos);
+}
+
+// The compressed frames are built once, whichever threads ask first: every caller gets the same
+// bytes (one allocation shared like ws_frames).
+TEST(Message, DeflatedFramesAreBuiltOnceAcrossThreads) {
+    std::string body = "{\"rows\":[";
+    for (int i = 0; i < 40; ++i)
+        body += "{\"symbol\":\"SYM" + std::to_string(i) + "\",\"bid\":1.5},";
+    body += "{}]}";
+    auto m = make_message("t", "e", 1, payload_kind::json, body, "", time_point{});
+    std::vector<const deflated_frames*> seen(4, nullptr);
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < seen.size(); ++i)
+        threads.emplace_back([&, i] { seen[i] = &m->ws_deflated(6); });
+    for (auto& t : threads) t.join();
+    for (auto* d : seen) EXPECT_EQ(d, seen[0]);
+    EXPECT_FALSE(seen[0]->bytes.empty());
+    EXPECT_LT(seen[0]->bytes.size(), m->ws_frames.size());
 }

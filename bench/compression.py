@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Bytes on the wire and server CPU per delivery of a 2 KiB JSON message, with and without
+permessage-deflate (docs/benchmarks.md, "Compression"). Starts build/herald (or $HERALD_BIN) on
+127.0.0.1 with 2 workers, connects SUBS raw WebSocket subscribers that offer permessage-deflate
+(or not), publishes MSGS messages over HTTP keep-alive, and reads every subscriber to the end.
+
+  bench/compression.py [--subs 200] [--msgs 300]
+
+Server CPU is utime+stime of the herald process over the publish-and-deliver phase (it includes
+the HTTP publishes, the same in both runs). Bounded: every wait has a deadline."""
+import argparse
+import base64
+import json
+import os
+import re
+import selectors
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def json_2k(i):
+    rows = [{"symbol": f"SYM{k:03d}", "bid": 100 + k * 0.25 + i, "ask": 100.5 + k * 0.25 + i,
+             "volume": 1000 * k + i, "venue": "XNAS", "ts": "2026-11-29T21:00:00.000Z"}
+            for k in range(16)]
+    return json.dumps({"type": "quotes", "seq": i, "rows": rows})
+
+
+def cpu_s(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / HZ
+
+
+def start_herald(binary, workdir):
+    cfg = os.path.join(workdir, "herald.yaml")
+    open(cfg, "w").write("listen: 127.0.0.1:0\nworkers: 2\n"
+                         "limits:\n  max_queued_bytes: 64MiB\n  connections_per_ip: 0\n"
+                         "  new_connections_per_ip_per_s: 0\n  publishes_per_key_per_s: 0\n"
+                         "auth:\n  allow_unauthenticated_publish: true\n")
+    log = os.path.join(workdir, "herald.log")
+    p = subprocess.Popen([binary, "--config", cfg], stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        m = re.search(rb"listening on 127\.0\.0\.1:(\d+)", open(log, "rb").read())
+        if m:
+            return p, int(m.group(1))
+        time.sleep(0.05)
+    p.kill()
+    raise SystemExit("herald did not start")
+
+
+def subscribe(port, topic, deflate):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    ext = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" if deflate else ""
+    s.sendall(f"GET /ws?topic={topic} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+              f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+              f"{ext}\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    assert (b"permessage-deflate" in head) == deflate, head
+    return s, len(head) - head.index(b"\r\n\r\n") - 4
+
+
+def run(binary, subs, msgs, deflate):
+    with tempfile.TemporaryDirectory() as d:
+        p, port = start_herald(binary, d)
+        try:
+            topic = f"bench{int(deflate)}"
+            socks = [subscribe(port, topic, deflate) for _ in range(subs)]
+            sess = requests.Session()
+            url = f"http://127.0.0.1:{port}/publish/{topic}"
+            while sess.post(url, data="warmup").json().get("subscribers", 0) < subs:
+                time.sleep(0.05)
+            sel = selectors.DefaultSelector()
+            got = {}
+            for s, extra in socks:
+                s.setblocking(False)
+                sel.register(s, selectors.EVENT_READ)
+                got[s] = bytearray()
+            bodies = [json_2k(i) for i in range(msgs)]
+            cpu0 = cpu_s(p.pid)
+            t0 = time.monotonic()
+            for b in bodies:
+                sess.post(url, data=b, headers={"Content-Type": "application/json"})
+            sess.post(url, data="__end__")
+            done = 0
+            deadline = time.monotonic() + 120
+            while done < subs and time.monotonic() < deadline:
+                for k, _ in sel.select(1):
+                    buf = got[k.fileobj]
+                    try:
+                        chunk = k.fileobj.recv(1 << 20)
+                    except BlockingIOError:
+                        continue
+                    buf += chunk
+                    if b"__end__" in buf[-64:]:
+                        done += 1
+                        sel.unregister(k.fileobj)
+            cpu = cpu_s(p.pid) - cpu0
+            wall = time.monotonic() - t0
+            assert done == subs, f"only {done} of {subs} subscribers got everything"
+            total = sum(len(b) for b in got.values())
+            deliveries = subs * msgs
+            return {"deflate": deflate, "bytes_per_delivery": total / (subs * (msgs + 2)),
+                    "cpu_us_per_1000": cpu * 1e6 / deliveries * 1000, "wall_s": wall}
+        finally:
+            p.terminate()
+            p.wait(15)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--subs", type=int, default=200)
+    ap.add_argument("--msgs", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=2)
+    a = ap.parse_args()
+    binary = os.environ.get("HERALD_BIN", os.path.join(ROOT, "build", "herald"))
+    print(f"2 KiB JSON ({len(json_2k(0))} B payload), {a.subs} subscribers x {a.msgs} messages")
+    for _ in range(a.rounds):
+        for deflate in (False, True):
+            r = run(binary, a.subs, a.msgs, deflate)
+            print(f"  {'deflate' if deflate else 'plain  '}  {r['bytes_per_delivery']:7.0f} B/delivery"
+                  f"  {r['cpu_us_per_1000']:7.0f} CPU-µs per 1,000 deliveries  ({r['wall_s']:.1f} s)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
