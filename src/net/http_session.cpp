@@ -1,4 +1,5 @@
 #include "herald/auth/context.hpp"
+#include "herald/net/hooks.hpp"
 #include "herald/broker/broker.hpp"
 #include "herald/wire/position.hpp"
 #include "herald/common/text.hpp"
@@ -92,7 +93,7 @@ std::size_t http_session::out_mark() const noexcept {
 
 bool http_session::may_read() const noexcept {
     if (stop_reading_) return true;  // input is read and dropped: holding none, it costs nothing
-    if (draining_ || peer_done_) return false;
+    if (draining_ || peer_done_ || hook_pending_) return false;
     // Enough input for the parser to finish a request head, and room for its answer.
     // A posted process() means this turn's share of requests is used up.
     return unparsed() <= w_.cfg.http.max_header_bytes && slots_.size() < k_max_pipelined &&
@@ -169,8 +170,8 @@ void http_session::process() {
     draining_ = draining_ || w_.state.draining.load(std::memory_order_relaxed);
     std::size_t dispatched = 0;
     bool yield = false;
-    while (!closed() && !stop_reading_ && !poll_ && slots_.size() < k_max_pipelined &&
-           unparsed() > 0) {
+    while (!closed() && !stop_reading_ && !poll_ && !hook_pending_ &&
+           slots_.size() < k_max_pipelined && unparsed() > 0) {
         if (output_bytes() + slot_bytes_ >= out_mark()) {
             // The client does not read its answers: parse (and read) nothing more until half
             // of them have left.
@@ -229,8 +230,8 @@ void http_session::process() {
             }
         }
     }
-    const bool starved = !closed() && !stop_reading_ && !poll_ && !waiting_room_ && !yield &&
-                         slots_.size() < k_max_pipelined;
+    const bool starved = !closed() && !stop_reading_ && !poll_ && !hook_pending_ &&
+                         !waiting_room_ && !yield && slots_.size() < k_max_pipelined;
     if (draining_ && starved && (parser_ || unparsed() > 0)) {
         // Part of a request (a head, half a body): the rest is not waited for.
         answer_draining(true);
@@ -427,19 +428,31 @@ void http_session::handle(beast_request raw) {
         }
         reader = std::move(d.reader);
     }
-    switch (ep->id) {
-        case endpoint_id::ws: upgrade_websocket(seq, req, topics, std::move(reader)); return;
-        case endpoint_id::sse: start_sse(seq, req, topics, std::move(reader)); return;
-        case endpoint_id::poll: start_poll(seq, req, topics, std::move(reader), keep_alive); return;
-        default: break;
+    if (held) {
+        if (w_.hooks && w_.hooks->gates_streams())
+            gate_stream(seq, std::move(req), std::move(topics), std::move(reader), keep_alive);
+        else
+            start_stream(seq, req, topics, std::move(reader), keep_alive);
+        return;
     }
     w_.api.handle(w_, req,
                   responder(std::static_pointer_cast<http_session>(shared_from_this()), seq,
                             keep_alive, cors_));
 }
 
+void http_session::start_stream(std::uint64_t seq, http_request& req,
+                                const std::vector<std::string>& topics,
+                                std::unique_ptr<auth::token_claims> claims, bool keep_alive) {
+    switch (req.route->id) {
+        case endpoint_id::ws: upgrade_websocket(seq, req, topics, std::move(claims)); return;
+        case endpoint_id::sse: start_sse(seq, req, topics, std::move(claims)); return;
+        default: start_poll(seq, req, topics, std::move(claims), keep_alive); return;
+    }
+}
+
 void http_session::on_close() {
     release_hold();
+    if (!hooked_ip_.empty() && w_.auth) w_.auth->release_stream(std::exchange(hooked_ip_, {}));
     if (poll_) {
         poll_->cancel();
         poll_.reset();

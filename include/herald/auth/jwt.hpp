@@ -108,6 +108,8 @@ struct token_claims {
     // Not a claim: set by context::authorize for a reader that presented an API key, which may
     // read every topic (access.hpp). verify() never sets it, so no token can.
     bool api_key = false;
+    // Not a claim either: what a connect hook said of the client (compact JSON, "" for none).
+    std::string info;
 };
 
 struct result {
