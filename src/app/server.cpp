@@ -225,6 +225,17 @@ int server::run() {
         }
         w->ctx->hooks = w->hooks.get();
         w->ctx->webhooks = w->webhooks.get();
+    }
+    // occupied/vacated: with the memory broker this process sees every subscriber, so the
+    // topic's owner decides. With redis that takes a decision across instances (in Redis), which
+    // presence brings; until then these events are not sent.
+    if (s.cfg.broker == "memory" && !s.cfg.webhooks.empty()) {
+        s.hub->set_activity_listener([&s](unsigned owner, const std::string& topic, bool active) {
+            if (auto* e = s.workers[owner]->webhooks.get())
+                e->emit(active ? "occupied" : "vacated", topic, {});
+        });
+    }
+    for (auto& w : s.workers) {
         try {
             auto acceptor = net::open_acceptor(w->ioc, ep);
             w->listener = std::make_shared<net::listener>(*w->ctx, std::move(acceptor));

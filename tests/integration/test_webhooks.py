@@ -188,3 +188,27 @@ def test_full_queue_drops_counts_and_logs(herald_factory):
     # Publishing never waited for the webhook: the publishes above were answered at once, and
     # the server still answers.
     assert requests.get(srv.url("/healthz"), timeout=5).status_code == 200
+
+
+def test_occupied_and_vacated_once_per_topic_cycle(herald_factory, receiver):
+    receiver.on("/events", ack)
+    srv = herald_factory({"webhooks": [webhook(receiver, ["occupied", "vacated"],
+                                               patterns=["room.*"])]}, workers=2)
+    room = "room." + unique("o")
+    other = unique("lobby")
+
+    async def cycle():
+        # Several subscribers on both workers (and on two transports' worth of connections):
+        # the topic is occupied once, vacated once, per cycle.
+        clients = [await ws_connect(srv, f"topic={room}") for _ in range(6)]
+        clients.append(await ws_connect(srv, f"topic={other}"))
+        await asyncio.sleep(0.3)
+        for c in clients:
+            await c.close()
+    for _ in range(2):
+        asyncio.run(asyncio.wait_for(cycle(), 30))
+        time.sleep(0.5)
+    wait_until(lambda: len(received(receiver)) >= 4, 10, what="two occupied/vacated cycles")
+    time.sleep(0.3)
+    events = [(e["type"], e["topic"]) for e in received(receiver)]
+    assert events == [("occupied", room), ("vacated", room)] * 2, events

@@ -122,7 +122,8 @@ private:
     struct route {
         std::vector<std::uint32_t> per_worker;  // subscriptions each worker holds
         std::size_t total = 0;
-        int quota = -1;  // index of the quota rule this topic counts against, if any
+        int quota = -1;       // index of the quota rule this topic counts against, if any
+        bool active = false;  // told the activity listener: an accepted subscriber came
     };
 
     void on_remote_subscribe(unsigned from, const std::string& topic, std::uint64_t sub_id,
@@ -168,6 +169,15 @@ public:
     }
     [[nodiscard]] stream_broker& broker() noexcept { return *broker_; }
 
+    // Called on a topic's owner worker when the topic gets its first accepted subscriber in this
+    // process (`active`) and when it loses its last one: the occupied/vacated webhook events.
+    // Set before the workers start.
+    using activity_fn = std::function<void(unsigned owner, const std::string& topic, bool active)>;
+    void set_activity_listener(activity_fn fn) { activity_ = std::move(fn); }
+    void on_activity(unsigned owner, const std::string& topic, bool active) const {
+        if (activity_) activity_(owner, topic, active);
+    }
+
     [[nodiscard]] unsigned workers() const noexcept {
         return static_cast<unsigned>(shards_.size());
     }
@@ -186,6 +196,7 @@ private:
     stream_broker* broker_ = nullptr;
     std::vector<quota_rule> quotas_;
     std::unique_ptr<std::atomic<std::size_t>[]> quota_topics_;
+    activity_fn activity_;
 };
 
 }  // namespace herald::hub
