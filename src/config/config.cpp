@@ -293,7 +293,7 @@ std::vector<settings::webhook> parse_webhooks(const YAML::Node& n, const std::st
         for (const auto& kv : n[i]) {
             const auto name = kv.first.Scalar();
             const auto fk = ik + "." + name;
-            const auto b = [&name](const char* field) {
+            const auto b = [](const char* field) -> const bounds& {
                 return bounds_of(std::string("webhooks[].") + field);
             };
             if (name == "url")
@@ -316,7 +316,6 @@ std::vector<settings::webhook> parse_webhooks(const YAML::Node& n, const std::st
                 w.max_backoff = duration(kv.second, fk, b("max_backoff"));
             else
                 throw config_error(fk, "unknown key");
-            (void)name;
         }
         if (w.url.empty()) throw config_error(ik + ".url", "missing");
         if (w.events.empty())

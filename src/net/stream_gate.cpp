@@ -58,7 +58,11 @@ void http_session::gate_stream(std::uint64_t seq, http_request req, std::vector<
         if (s.closed()) return;
         s.hook_pending_ = false;
         s.cors_ = g->cors;
-        if (g->refusal) {
+        if (s.w_.state.draining.load(std::memory_order_relaxed)) {
+            // The drain began while the backend was asked: no new stream now.
+            s.fail_request(g->seq, reject::draining, "the server is shutting down; reconnect",
+                           false);
+        } else if (g->refusal) {
             const auto& v = *g->refusal;
             if (v.from_error)
                 s.fail_request(g->seq, reject::unavailable,
