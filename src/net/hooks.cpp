@@ -206,10 +206,10 @@ void hook_caller::call(hook_kind k, std::string body,
                                  : v.allow    ? hook_outcome::allowed
                                               : hook_outcome::denied;
             counters_.calls[static_cast<std::size_t>(outcome)][i].add();
-            const auto us = std::chrono::duration_cast<std::chrono::microseconds>(a.took).count();
+            const auto us = a.took.count();
             counters_.latency_us[i].add(us);
             std::size_t b = 0;
-            while (b < k_hook_buckets_ms.size() && a.took.count() > k_hook_buckets_ms[b]) ++b;
+            while (b < k_hook_buckets_ms.size() && us > 1000ll * k_hook_buckets_ms[b]) ++b;
             counters_.buckets[i][b].add();
             counters_.open_breakers.add(static_cast<std::int64_t>(client_.open_breakers()) -
                                         counters_.open_breakers.get());

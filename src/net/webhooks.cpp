@@ -159,9 +159,7 @@ struct webhook_emitter::sink : std::enable_shared_from_this<sink> {
 webhook_emitter::webhook_emitter(asio::io_context& ioc, unsigned worker, unsigned workers,
                                  const config::settings& cfg, webhook_counters& counters,
                                  std::string instance)
-    : ioc_(ioc),
-      worker_(worker),
-      counters_(counters),
+    : worker_(worker),
       instance_(std::move(instance)),
       // One batch in flight per webhook; the breaker does not apply (backoff does its job).
       client_(ioc, client_limits{4, 64, 64 * 1024, ~0u, milliseconds(1000)}) {

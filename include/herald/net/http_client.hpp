@@ -53,7 +53,7 @@ struct http_answer {
     call_status status = call_status::failed;
     unsigned code = 0;  // the HTTP status when ok
     std::string body;
-    milliseconds took{0};
+    std::chrono::microseconds took{0};
 };
 
 struct client_limits {

@@ -66,9 +66,7 @@ public:
     struct sink;  // one webhook's queue, batch and timer (webhooks.cpp)
 
 private:
-    asio::io_context& ioc_;
     unsigned worker_;
-    webhook_counters& counters_;
     std::string instance_;
     std::uint64_t next_id_ = 0;
     http_client client_;

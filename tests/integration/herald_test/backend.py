@@ -38,6 +38,7 @@ class Backend:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"   # keep-alive, as herald's pool expects
+            wbufsize = -1                   # one write per answer (flushed per request)
 
             def do_POST(self):
                 n = int(self.headers.get("Content-Length") or 0)
