@@ -16,6 +16,9 @@ public:
     using disconnect_fn =
         std::function<void(unsigned from, std::string user, std::function<void(std::size_t)> done)>;
     void set_disconnect(disconnect_fn fn) { disconnect_ = std::move(fn); }
+    // More series for /metrics (hooks, webhooks), read when /metrics is asked for.
+    using metrics_fn = std::function<std::vector<metrics::registry::gauge>()>;
+    void set_extra_metrics(metrics_fn fn) { extra_metrics_ = std::move(fn); }
 
     api(const config::settings& cfg, metrics::registry& metrics, broker::broker& broker,
         net::process_state& state);
@@ -25,6 +28,9 @@ private:
     void publish_one(net::worker_context& w, const net::http_request& req, const std::string& topic,
                      net::responder r);
     void publish_json(net::worker_context& w, const net::http_request& req, net::responder r);
+    // The checked messages of a POST /publish, to the broker; one answer with every result.
+    void publish_batch(net::worker_context& w, std::vector<hub::publish_request> out,
+                       net::responder r);
     void history(net::worker_context& w, const net::http_request& req, const std::string& topic,
                  net::responder r);
     void presence(net::worker_context& w, std::string_view rest, net::responder r);
@@ -37,6 +43,7 @@ private:
     broker::broker& broker_;
     net::process_state& state_;
     disconnect_fn disconnect_;
+    metrics_fn extra_metrics_;
 };
 
 }  // namespace herald::app

@@ -46,6 +46,8 @@ void api::metrics_text(net::responder r) {
          static_cast<double>(state_.connections.load())},
     };
     for (auto& g : broker_.metrics()) extra.push_back(std::move(g));
+    if (extra_metrics_)
+        for (auto& g : extra_metrics_()) extra.push_back(std::move(g));
     r.send(200, "text/plain; version=0.0.4", metrics_.render(extra));
 }
 

@@ -3,6 +3,8 @@
 
 #include "herald/auth/context.hpp"
 #include "herald/common/text.hpp"
+#include "herald/net/hooks.hpp"
+#include "herald/net/webhooks.hpp"
 #include "herald/wire/payload.hpp"
 #include "herald/wire/topic.hpp"
 
@@ -80,10 +82,63 @@ struct batch {
 };
 
 void count_result(net::worker_context& w, const broker::publish_result& r) {
-    if (r.status == broker::publish_status::ok)
+    if (r.status == broker::publish_status::ok) {
         w.counters.messages_published.add();
-    else if (r.status == broker::publish_status::duplicate)
+        if (w.webhooks) w.webhooks->publish(r.topic, r.epoch, r.offset, "http", "");
+    } else if (r.status == broker::publish_status::duplicate) {
         w.counters.duplicates.add();
+    }
+}
+
+using publish_fn = std::function<void(std::vector<hub::publish_request>)>;
+
+// The publish hook (hooks.publish), asked about every message of the request at once; `go` runs
+// with the messages (their data replaced where the backend said so) only when it allowed all of
+// them, so a request is published whole or not at all. Without the hook, `go` runs now.
+void ask_publish_hook(net::worker_context& w, const net::http_request& req,
+                      std::vector<hub::publish_request> ps, const net::responder& r,
+                      std::size_t max_bytes, publish_fn go) {
+    if (!w.hooks || !w.hooks->enabled(net::hook_kind::publish)) {
+        go(std::move(ps));
+        return;
+    }
+    struct pending {
+        std::vector<hub::publish_request> ps;
+        std::size_t waiting = 0;
+        std::optional<net::hook_verdict> refusal;
+        bool too_large = false;
+    };
+    auto p = std::make_shared<pending>();
+    p->ps = std::move(ps);
+    p->waiting = p->ps.size();
+    const auto headers = w.hooks->forwarded(net::hook_kind::publish, req);
+    const net::hook_client_info who{req.client_ip, "http", "", ""};
+    for (std::size_t i = 0; i < p->ps.size(); ++i) {
+        const auto& m = p->ps[i];
+        w.hooks->call(net::hook_kind::publish,
+                      net::hook_caller::publish_body(who, headers, m.topic, m.kind, m.payload),
+                      headers, [p, i, r, max_bytes, go](net::hook_verdict v) {
+                          if (!v.allow) {
+                              if (!p->refusal) p->refusal = std::move(v);
+                          } else if (v.data) {
+                              p->too_large = p->too_large || v.data->second.size() > max_bytes;
+                              p->ps[i].kind = v.data->first;
+                              p->ps[i].payload = std::move(v.data->second);
+                          }
+                          if (--p->waiting != 0) return;
+                          if (p->refusal && p->refusal->from_error)
+                              r.error(reject::unavailable,
+                                      "the application's backend did not answer; retry",
+                                      "Retry-After: 1\r\n");
+                          else if (p->refusal)
+                              r.error(reject::forbidden, p->refusal->message);
+                          else if (p->too_large)
+                              r.error(reject::payload_too_large,
+                                      "the application's data exceeds limits.max_message_bytes");
+                          else
+                              go(std::move(p->ps));
+                      });
+    }
 }
 }  // namespace
 
@@ -133,11 +188,17 @@ void api::publish_one(net::worker_context& w, const net::http_request& req,
         p.idempotency_key = std::string(k);
     }
     p.payload = req.body();
-    broker_.publish(w.id, std::move(p), [&w, r](broker::publish_result res) {
-        if (refuse(r, res.status)) return;
-        count_result(w, res);
-        r.send(200, "application/json", result_json(res));
-    });
+    std::vector<hub::publish_request> one;
+    one.push_back(std::move(p));
+    ask_publish_hook(w, req, std::move(one), r, cfg_.limits.max_message_bytes,
+                     [this, &w, r](std::vector<hub::publish_request> ps) {
+                         broker_.publish(w.id, std::move(ps[0]),
+                                         [&w, r](broker::publish_result res) {
+                                             if (refuse(r, res.status)) return;
+                                             count_result(w, res);
+                                             r.send(200, "application/json", result_json(res));
+                                         });
+                     });
 }
 
 void api::publish_json(net::worker_context& w, const net::http_request& req, net::responder r) {
@@ -236,6 +297,14 @@ void api::publish_json(net::worker_context& w, const net::http_request& req, net
         r.error(problem_kind, problem);
         return;
     }
+    ask_publish_hook(w, req, std::move(out), r, cfg_.limits.max_message_bytes,
+                     [this, &w, r](std::vector<hub::publish_request> ps) {
+                         publish_batch(w, std::move(ps), r);
+                     });
+}
+
+void api::publish_batch(net::worker_context& w, std::vector<hub::publish_request> out,
+                        net::responder r) {
     auto b = std::make_shared<batch>(r);
     b->results.resize(out.size());
     b->remaining = out.size();

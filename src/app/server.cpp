@@ -4,8 +4,10 @@
 #include "herald/broker/broker.hpp"
 #include "herald/hub/hub.hpp"
 #include "herald/metrics/metrics.hpp"
+#include "herald/net/hooks.hpp"
 #include "herald/net/listener.hpp"
 #include "herald/net/tls.hpp"
+#include "herald/net/webhooks.hpp"
 #include "herald/net/worker_context.hpp"
 #include "api.hpp"
 
@@ -19,6 +21,7 @@
 
 #include <csignal>
 #include <optional>
+#include <random>
 #include <thread>
 
 namespace herald::app {
@@ -44,6 +47,8 @@ struct worker {
     // Declared before the io_context so it outlives it: handlers the io_context destroys at
     // shutdown may own sessions whose destructors use their worker's context.
     std::unique_ptr<net::worker_context> ctx;
+    std::unique_ptr<net::hook_caller> hooks;         // null: no hook configured
+    std::unique_ptr<net::webhook_emitter> webhooks;  // null: no webhook configured
     asio::io_context ioc;
     asio::steady_timer tick_timer;
     std::shared_ptr<net::listener> listener;
@@ -99,7 +104,20 @@ struct server::impl {
     std::unique_ptr<hub::hub> hub;
     std::unique_ptr<broker::broker> broker;
     std::unique_ptr<app::api> api;
+    std::vector<std::unique_ptr<net::hook_counters>> hook_counters;
+    std::vector<std::unique_ptr<net::webhook_counters>> webhook_counters;
 };
+
+namespace {
+// A random id for this process: the prefix of its webhook event ids.
+std::string instance_id() {
+    std::random_device rd;
+    static constexpr char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    std::string id;
+    for (int i = 0; i < 10; ++i) id += alphabet[rd() % 36];
+    return id;
+}
+}  // namespace
 
 server::server(config::settings cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
 server::~server() = default;
@@ -177,10 +195,48 @@ int server::run() {
                          e.code().message());
         return 1;
     }
+    const bool any_hook = !s.cfg.hooks.connect.url.empty() || !s.cfg.hooks.subscribe.url.empty() ||
+                          !s.cfg.hooks.publish.url.empty();
+    const std::string instance = instance_id();
+    for (unsigned i = 0; i < n; ++i) {
+        s.hook_counters.push_back(std::make_unique<net::hook_counters>());
+        s.webhook_counters.push_back(std::make_unique<net::webhook_counters>());
+    }
+    // Exposed (as zeros) also when no hook or webhook is configured: dashboards and alerts
+    // need not know the config.
+    s.api->set_extra_metrics([&s] {
+        auto out = net::hook_metrics(s.hook_counters);
+        for (auto& g : net::webhook_metrics(s.webhook_counters)) out.push_back(std::move(g));
+        return out;
+    });
     for (auto& w : s.workers) {
         w->ctx = std::make_unique<net::worker_context>(w->id, w->ioc, s.cfg, s.hub->at(w->id),
                                                        *s.broker, s.metrics.at(w->id), s.state,
                                                        *s.api, s.auth.get(), tls);
+        try {
+            if (any_hook)
+                w->hooks =
+                    std::make_unique<net::hook_caller>(w->ioc, s.cfg, *s.hook_counters[w->id]);
+            if (!s.cfg.webhooks.empty())
+                w->webhooks = std::make_unique<net::webhook_emitter>(
+                    w->ioc, w->id, n, s.cfg, *s.webhook_counters[w->id], instance);
+        } catch (const config::config_error& e) {
+            spdlog::critical("config error: {}", e.what());
+            return 2;
+        }
+        w->ctx->hooks = w->hooks.get();
+        w->ctx->webhooks = w->webhooks.get();
+    }
+    // occupied/vacated: with the memory broker this process sees every subscriber, so the
+    // topic's owner decides. With redis that takes a decision across instances (in Redis), which
+    // presence brings; until then these events are not sent.
+    if (s.cfg.broker == "memory" && !s.cfg.webhooks.empty()) {
+        s.hub->set_activity_listener([&s](unsigned owner, const std::string& topic, bool active) {
+            if (auto* e = s.workers[owner]->webhooks.get())
+                e->emit(active ? "occupied" : "vacated", topic, {});
+        });
+    }
+    for (auto& w : s.workers) {
         try {
             auto acceptor = net::open_acceptor(w->ioc, ep);
             w->listener = std::make_shared<net::listener>(*w->ctx, std::move(acceptor));
@@ -233,8 +289,12 @@ int server::run() {
     std::function<void()> check_drained = [&] {
         std::size_t open = 0;
         for (auto& w : s.workers) open += w->ctx->connection_count();
-        if (open == 0 || clock::now() >= drain_deadline) {
+        // Webhook events (the drain's own disconnects among them) leave before the process.
+        std::int64_t events = 0;
+        for (const auto& c : s.webhook_counters) events += c->pending.get();
+        if ((open == 0 && events <= 0) || clock::now() >= drain_deadline) {
             if (open) spdlog::warn("drain timeout: closing {} connections", open);
+            if (events > 0) spdlog::warn("drain timeout: {} webhook events not delivered", events);
             signals.cancel();
             reload.cancel();
             return;  // main_ioc runs out of work and run() returns
@@ -280,6 +340,14 @@ int server::run() {
     for (auto& w : s.workers) w->ioc.stop();
     for (auto& w : s.workers)
         if (w->thread.joinable()) w->thread.join();
+    // The hook callers and emitters go before the io_contexts: their sockets and timers must
+    // not outlive their loop; handlers still queued hold only shared parts of them.
+    for (auto& w : s.workers) {
+        w->ctx->hooks = nullptr;
+        w->ctx->webhooks = nullptr;
+        w->hooks.reset();
+        w->webhooks.reset();
+    }
     spdlog::info("stopped");
     return 0;
 }

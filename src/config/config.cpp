@@ -94,6 +94,19 @@ const std::map<std::string, bounds, std::less<>>& numeric_bounds() {
         {"redis.replicas_ack", {unit::count, 0, 16}},
         {"redis.replicas_ack_timeout", {unit::duration, 10, 600'000}},
         {"shutdown.drain_timeout", {unit::duration, 0, 3'600'000}},
+        {"hooks.connect.timeout", {unit::duration, 10, 60'000}},
+        {"hooks.subscribe.timeout", {unit::duration, 10, 60'000}},
+        {"hooks.publish.timeout", {unit::duration, 10, 60'000}},
+        {"hooks.max_in_flight", {unit::count, 1, 10'000}},
+        {"hooks.max_pending", {unit::count, 0, 1'000'000}},
+        {"hooks.max_response_bytes", {unit::bytes, 1024, 16 << 20}},
+        {"hooks.breaker_failures", {unit::count, 1, 1'000'000}},
+        {"hooks.breaker_cooldown", {unit::duration, 100, 3'600'000}},
+        {"webhooks[].batch_size", {unit::count, 1, 10'000}},
+        {"webhooks[].batch_interval", {unit::duration, 1, 60'000}},
+        {"webhooks[].timeout", {unit::duration, 100, 600'000}},
+        {"webhooks[].max_queue", {unit::count, 1, 100'000'000}},
+        {"webhooks[].max_backoff", {unit::duration, 100, 3'600'000}},
     };
     return b;
 }
@@ -271,8 +284,101 @@ constexpr milliseconds k_unset_ttl{-1};
 
 using handler = std::function<void(settings&, const YAML::Node&, const std::string&)>;
 
+// The backend's address; net::parse_http_url checks the rest at start-up.
+std::string http_url(const YAML::Node& n, const std::string& key) {
+    auto v = scalar(n, key);
+    if (!v.empty() && (v.rfind("http://", 0) != 0 || v.size() == 7))
+        throw config_error(key, "expected http://host[:port]/path, got '" + v + "'");
+    return v;
+}
+
+// hooks.connect, hooks.subscribe, hooks.publish: the same four keys each.
+using hook_of = settings::hook& (*)(settings&);
+constexpr std::pair<const char*, hook_of> k_hooks[] = {
+    {"connect", [](settings& c) -> settings::hook& { return c.hooks.connect; }},
+    {"subscribe", [](settings& c) -> settings::hook& { return c.hooks.subscribe; }},
+    {"publish", [](settings& c) -> settings::hook& { return c.hooks.publish; }},
+};
+
+void add_hook_keys(std::map<std::string, handler>& m) {
+    for (const auto& [name, get] : k_hooks) {
+        const std::string p = std::string("hooks.") + name + ".";
+        const hook_of h = get;
+        m[p + "url"] = [h](settings& c, const YAML::Node& n, const std::string& k) {
+            h(c).url = http_url(n, k);
+        };
+        m[p + "timeout"] = [h](settings& c, const YAML::Node& n, const std::string& k) {
+            h(c).timeout = duration(n, k, bounds_of(k));
+        };
+        m[p + "headers_to_forward"] = [h](settings& c, const YAML::Node& n, const std::string& k) {
+            h(c).headers_to_forward = strings(n, k);
+        };
+        m[p + "on_error"] = [h](settings& c, const YAML::Node& n, const std::string& k) {
+            const auto v = scalar(n, k);
+            if (v != "deny" && v != "allow")
+                throw config_error(k, "expected deny or allow, got '" + v + "'");
+            h(c).allow_on_error = v == "allow";
+        };
+    }
+}
+
+constexpr std::string_view k_webhook_events[] = {"disconnect", "publish", "occupied",
+                                                 "vacated",    "join",    "leave"};
+
+std::vector<settings::webhook> parse_webhooks(const YAML::Node& n, const std::string& k) {
+    std::vector<settings::webhook> out;
+    if (n.IsNull()) return out;
+    if (!n.IsSequence())
+        throw config_error(k, "expected a list of {url, events, patterns, secret}");
+    for (std::size_t i = 0; i < n.size(); ++i) {
+        const auto ik = k + "[" + std::to_string(i) + "]";
+        if (!n[i].IsMap()) throw config_error(ik, "expected a map {url, events, patterns, secret}");
+        settings::webhook w;
+        for (const auto& kv : n[i]) {
+            const auto name = kv.first.Scalar();
+            const auto fk = ik + "." + name;
+            const auto b = [](const char* field) -> const bounds& {
+                return bounds_of(std::string("webhooks[].") + field);
+            };
+            if (name == "url")
+                w.url = http_url(kv.second, fk);
+            else if (name == "events")
+                w.events = strings(kv.second, fk);
+            else if (name == "patterns")
+                w.patterns = patterns(kv.second, fk);
+            else if (name == "secret")
+                w.secret = scalar(kv.second, fk);
+            else if (name == "batch_size")
+                w.batch_size = integer(kv.second, fk, b("batch_size"));
+            else if (name == "batch_interval")
+                w.batch_interval = duration(kv.second, fk, b("batch_interval"));
+            else if (name == "timeout")
+                w.timeout = duration(kv.second, fk, b("timeout"));
+            else if (name == "max_queue")
+                w.max_queue = integer(kv.second, fk, b("max_queue"));
+            else if (name == "max_backoff")
+                w.max_backoff = duration(kv.second, fk, b("max_backoff"));
+            else
+                throw config_error(fk, "unknown key");
+        }
+        if (w.url.empty()) throw config_error(ik + ".url", "missing");
+        if (w.events.empty())
+            throw config_error(ik + ".events", "missing: name at least one event");
+        for (std::size_t e = 0; e < w.events.size(); ++e)
+            if (std::find(std::begin(k_webhook_events), std::end(k_webhook_events), w.events[e]) ==
+                std::end(k_webhook_events))
+                throw config_error(ik + ".events[" + std::to_string(e) + "]",
+                                   "unknown event '" + w.events[e] +
+                                       "' (disconnect, publish, occupied, vacated, join, leave)");
+        if (w.secret.empty()) throw config_error(ik + ".secret", "missing: webhooks are signed");
+        out.push_back(std::move(w));
+    }
+    return out;
+}
+
 const std::map<std::string, handler>& schema() {
-    static const std::map<std::string, handler> s = {
+    static const std::map<std::string, handler> s = [] {
+        std::map<std::string, handler> s = {
         {"listen", [](settings& c, const YAML::Node& n,
                       const std::string& k) { set_listen(c, scalar(n, k), k); }},
         {"workers", [](settings& c, const YAML::Node& n,
@@ -661,11 +767,20 @@ const std::map<std::string, handler>& schema() {
                  throw config_error(k, "expected \"1.2\" or \"1.3\", got '" + v + "'");
              c.tls.min_version = v;
          }},
+        {"hooks.max_in_flight", [](settings& c, const YAML::Node& n, const std::string& k) { c.hooks.max_in_flight = integer(n, k, bounds_of(k)); }},
+        {"hooks.max_pending", [](settings& c, const YAML::Node& n, const std::string& k) { c.hooks.max_pending = integer(n, k, bounds_of(k)); }},
+        {"hooks.max_response_bytes", [](settings& c, const YAML::Node& n, const std::string& k) { c.hooks.max_response_bytes = size(n, k, bounds_of(k)); }},
+        {"hooks.breaker_failures", [](settings& c, const YAML::Node& n, const std::string& k) { c.hooks.breaker_failures = integer(n, k, bounds_of(k)); }},
+        {"hooks.breaker_cooldown", [](settings& c, const YAML::Node& n, const std::string& k) { c.hooks.breaker_cooldown = duration(n, k, bounds_of(k)); }},
+        {"webhooks", [](settings& c, const YAML::Node& n, const std::string& k) { c.webhooks = parse_webhooks(n, k); }},
         {"shutdown.drain_timeout",
          [](settings& c, const YAML::Node& n,
             const std::string&
                 k) { c.shutdown.drain_timeout = duration(n, k, bounds_of(k)); }},
     };
+        add_hook_keys(s);
+        return s;
+    }();
     return s;
 }
 
@@ -947,6 +1062,27 @@ std::vector<key_doc> describe(const settings& s) {
                    ", max_subscribers_per_topic: " + n(q.max_subscribers_per_topic) + "}";
         }));
     add("trusted_proxies", yaml_strings(s.trusted_proxies));
+    const settings::hook* hooks[] = {&s.hooks.connect, &s.hooks.subscribe, &s.hooks.publish};
+    for (std::size_t i = 0; i < std::size(hooks); ++i) {
+        const auto& h = *hooks[i];
+        const std::string p = std::string("hooks.") + k_hooks[i].first + ".";
+        add(p + "url", yaml_string(h.url));
+        add(p + "timeout", ms(h.timeout));
+        add(p + "headers_to_forward", yaml_strings(h.headers_to_forward));
+        add(p + "on_error", h.allow_on_error ? "allow" : "deny");
+    }
+    add("hooks.max_in_flight", n(s.hooks.max_in_flight));
+    add("hooks.max_pending", n(s.hooks.max_pending));
+    add("hooks.max_response_bytes", format_size(s.hooks.max_response_bytes));
+    add("hooks.breaker_failures", n(s.hooks.breaker_failures));
+    add("hooks.breaker_cooldown", ms(s.hooks.breaker_cooldown));
+    add("webhooks", yaml_list(s.webhooks, [&](const settings::webhook& w) {
+            return "{url: " + yaml_string(w.url) + ", events: " + yaml_strings(w.events) +
+                   ", patterns: " + yaml_strings(w.patterns) +
+                   ", secret: " + yaml_string(w.secret) + ", batch_size: " + n(w.batch_size) +
+                   ", batch_interval: " + ms(w.batch_interval) + ", timeout: " + ms(w.timeout) +
+                   ", max_queue: " + n(w.max_queue) + ", max_backoff: " + ms(w.max_backoff) + "}";
+        }));
     return out;
 }
 

@@ -164,6 +164,10 @@ void shard::on_remote_subscribe(unsigned from, const std::string& topic, std::ui
         });
         return;
     }
+    if (!r.active) {
+        r.active = true;
+        hub_.on_activity(worker_, topic, true);
+    }
     // Counted before resolving: every message ordered after the answer reaches `from`.
     hub_.broker().resolve(worker_, topic, since, [h = &hub_, from, sub_id](subscribe_result res) {
         h->post(from, [h, from, sub_id, res = std::move(res)]() mutable {
@@ -185,7 +189,9 @@ void shard::on_remote_unsubscribe(unsigned from, const std::string& topic,
     }
     if (r.total == 0) {
         if (r.quota >= 0) hub_.quota_topics(r.quota).fetch_sub(1);
+        const bool was_active = r.active;
         routes_.erase(it);
+        if (was_active) hub_.on_activity(worker_, topic, false);
         hub_.broker().on_topic_idle(worker_, topic);
     }
 }

@@ -4,6 +4,7 @@
 // parses requests and orders their answers is http_session.cpp.
 #include "herald/auth/context.hpp"
 #include "herald/wire/topic.hpp"
+#include "herald/net/hooks.hpp"
 #include "sessions.hpp"
 
 namespace herald::net {
@@ -152,15 +153,26 @@ void http_session::handle(beast_request raw) {
         }
         reader = std::move(d.reader);
     }
-    switch (ep->id) {
-        case endpoint_id::ws: upgrade_websocket(seq, req, topics, std::move(reader)); return;
-        case endpoint_id::sse: start_sse(seq, req, topics, std::move(reader)); return;
-        case endpoint_id::poll: start_poll(seq, req, topics, std::move(reader), keep_alive); return;
-        default: break;
+    if (held) {
+        if (w_.hooks && w_.hooks->gates_streams())
+            gate_stream(seq, std::move(req), std::move(topics), std::move(reader), keep_alive);
+        else
+            start_stream(seq, req, topics, std::move(reader), keep_alive);
+        return;
     }
     w_.api.handle(w_, req,
                   responder(std::static_pointer_cast<http_session>(shared_from_this()), seq,
                             keep_alive, cors_));
+}
+
+void http_session::start_stream(std::uint64_t seq, http_request& req,
+                                const std::vector<std::string>& topics,
+                                std::unique_ptr<auth::token_claims> claims, bool keep_alive) {
+    switch (req.route->id) {
+        case endpoint_id::ws: upgrade_websocket(seq, req, topics, std::move(claims)); return;
+        case endpoint_id::sse: start_sse(seq, req, topics, std::move(claims)); return;
+        default: start_poll(seq, req, topics, std::move(claims), keep_alive); return;
+    }
 }
 
 }  // namespace herald::net

@@ -2,6 +2,8 @@
 // unanswered requests, answers not yet written), hands each to the router (http_router.cpp),
 // and writes the answers in request order; header and idle timeouts, drain. The stream
 // endpoints are http_streams.cpp.
+#include "herald/auth/context.hpp"
+#include "herald/net/hooks.hpp"
 #include "sessions.hpp"
 
 #include <boost/beast/http/error.hpp>
@@ -67,7 +69,7 @@ std::size_t http_session::out_mark() const noexcept {
 
 bool http_session::may_read() const noexcept {
     if (stop_reading_) return true;  // input is read and dropped: holding none, it costs nothing
-    if (draining_ || peer_done_) return false;
+    if (draining_ || peer_done_ || hook_pending_) return false;
     // Enough input for the parser to finish a request head, and room for its answer.
     // A posted process() means this turn's share of requests is used up.
     return unparsed() <= w_.cfg.http.max_header_bytes && slots_.size() < k_max_pipelined &&
@@ -144,7 +146,7 @@ void http_session::process() {
     draining_ = draining_ || w_.state.draining.load(std::memory_order_relaxed);
     std::size_t dispatched = 0;
     bool yield = false;
-    while (!closed() && !stop_reading_ && !poll_ && !large_owed_ &&
+    while (!closed() && !stop_reading_ && !poll_ && !large_owed_ && !hook_pending_ &&
            slots_.size() < k_max_pipelined && unparsed() > 0) {
         if (output_bytes() + slot_bytes_ >= out_mark()) {
             // The client does not read its answers: parse (and read) nothing more until half
@@ -205,7 +207,7 @@ void http_session::process() {
         }
     }
     const bool starved = !closed() && !stop_reading_ && !poll_ && !waiting_room_ && !yield &&
-                         !large_owed_ && slots_.size() < k_max_pipelined;
+                         !large_owed_ && !hook_pending_ && slots_.size() < k_max_pipelined;
     if (draining_ && starved && (parser_ || unparsed() > 0)) {
         // Part of a request (a head, half a body): the rest is not waited for.
         answer_draining(true);
@@ -294,6 +296,7 @@ void http_session::complete(std::uint64_t seq, std::string response, bool keep_a
 
 void http_session::on_close() {
     release_hold();
+    if (!hooked_ip_.empty() && w_.auth) w_.auth->release_stream(std::exchange(hooked_ip_, {}));
     if (poll_) {
         poll_->cancel();
         poll_.reset();

@@ -54,6 +54,10 @@ bool http_session::admit_stream(std::uint64_t seq, const http_request& req,
                                 std::string& stream_ip) {
     auto* a = w_.auth;
     if (!a) return true;
+    if (!hooked_ip_.empty()) {  // gate_stream() took the slot before asking the backend
+        stream_ip = std::exchange(hooked_ip_, {});
+        return true;
+    }
     const std::string& ip = req.client_ip;
     const auto adm = a->admit_stream(ip);
     if (!adm.ok()) {

@@ -8,6 +8,7 @@
 #include "herald/wire/ws_codec.hpp"
 
 #include "herald/auth/jwt.hpp"
+#include "herald/net/disconnect.hpp"
 #include "herald/auth/token_bucket.hpp"
 
 #include <boost/beast/http/parser.hpp>
@@ -24,6 +25,7 @@ namespace herald::net {
 // `info` (left out over presence.max_info_bytes). `claims` null: anonymous.
 [[nodiscard]] hub::presence_client presence_identity(worker_context& w,
                                                      const auth::token_claims* claims);
+struct hook_verdict;
 
 class http_session final : public connection, public poll_owner {
 public:
@@ -88,6 +90,15 @@ private:
     void start_poll(std::uint64_t seq, http_request& req, const std::vector<std::string>& topics,
                     std::unique_ptr<auth::token_claims> claims, bool keep_alive);
     void finish_poll();
+    // Starts the stream of an authorized, validated request (/ws, /sse, /poll).
+    void start_stream(std::uint64_t seq, http_request& req, const std::vector<std::string>& topics,
+                      std::unique_ptr<auth::token_claims> claims, bool keep_alive);
+    // Backend hooks before a stream starts (stream_gate.cpp): the connect hook, then the
+    // subscribe hook for each topic; the stream starts when all allow. The address's stream
+    // slot is taken first (hooked_ip_) and reading stops until the hooks answered, so a
+    // connection awaits at most one hook call at a time and counts against every limit.
+    void gate_stream(std::uint64_t seq, http_request req, std::vector<std::string> topics,
+                     std::unique_ptr<auth::token_claims> claims, bool keep_alive);
     std::optional<std::vector<std::string>> query_topics(std::uint64_t seq, const url& u,
                                                          bool keep_alive, bool required);
     void arm_idle();
@@ -118,9 +129,11 @@ private:
     bool stop_reading_ = false;
     bool peer_done_ = false;
     std::optional<metrics::reject> refuse_;
-    std::string cors_;        // CORS headers of the request being handled
-    asio::ip::address peer_;  // the TCP peer (from the link)
-    std::string peer_text_;   // peer_ as text, made on first use
+    std::string cors_;           // CORS headers of the request being handled
+    asio::ip::address peer_;     // the TCP peer (from the link)
+    std::string peer_text_;      // peer_ as text, made on first use
+    bool hook_pending_ = false;  // gate_stream() waits for the backend
+    std::string hooked_ip_;      // the stream slot gate_stream() took, for admit_stream()
 };
 
 // What the upgrade negotiated for a WebSocket session.
@@ -164,6 +177,7 @@ private:
             std::uint64_t skipped_to = 0;
         };
         std::unique_ptr<backlog_state> backlog;
+        std::string info;  // what the subscribe hook said (compact JSON, <= 1 KiB); "" for none
     };
 
     void on_readable() override;
@@ -209,6 +223,21 @@ private:
     // The `presence` op (presence_ops.cpp).
     void presence_op(const std::string& id, const std::string& topic);
     ws_sub* find(const std::string& topic);
+    // The backend hooks of the subscribe and publish ops (ws_hooks.cpp): the op goes on once
+    // the hook allowed it. At most k_max_ws_hook_calls per connection wait at once.
+    void hook_subscribe(std::string topic, std::optional<wire::stream_pos> since, std::string id,
+                        bool join_leave);
+    void hook_publish(hub::publish_request req, std::string id);
+    // Takes one of the connection's hook call slots (false: answered `rate_limited`).
+    bool take_hook_call(const std::string& id);
+    // Answers a refusal (forbidden, or unavailable when on_error decided); false when allowed.
+    bool refused_by_hook(const std::string& id, const hook_verdict& v);
+    // Hands a checked publish to the broker and answers the client.
+    void publish_now(hub::publish_request req, std::string id);
+    // Why the connection ends, for the `disconnect` webhook; set where the server ends it.
+    void set_end_reason(disconnect_reason r) noexcept {
+        if (!end_reason_) end_reason_ = r;
+    }
     bool take_message_token(time_point now);
     bool revoke(std::string_view user) override;
 
@@ -243,6 +272,8 @@ private:
     // Client message rate (limits.ws_messages_per_s, burst twice that); kept inline.
     auth::token_bucket msg_bucket_;
     unsigned rate_strikes_ = 0;
+    unsigned hook_calls_ = 0;  // hook calls of this connection not answered yet
+    std::optional<disconnect_reason> end_reason_;
 };
 
 class sse_session final : public connection, public hub::subscriber {
@@ -292,6 +323,7 @@ private:
     [[nodiscard]] std::string stream_id() const;
     bool revoke(std::string_view user) override;
     void end_with(std::string_view event);
+    std::optional<disconnect_reason> end_reason_;  // for the `disconnect` webhook
 
     std::vector<std::unique_ptr<sse_sub>> subs_;
     std::size_t answered_ = 0;

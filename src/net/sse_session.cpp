@@ -1,5 +1,6 @@
 #include "herald/auth/context.hpp"
 #include "herald/wire/position.hpp"
+#include "herald/net/webhooks.hpp"
 #include "sessions.hpp"
 #include "herald/wire/envelope.hpp"
 #include "herald/wire/sse_codec.hpp"
@@ -25,6 +26,7 @@ sse_session::~sse_session() {
 
 bool sse_session::revoke(std::string_view user) {
     if (!claims_ || claims_->sub != user || closed()) return false;
+    end_reason_ = disconnect_reason::revoked;
     end_with("event: disconnect\ndata: {\"reason\":\"disconnected\"}\n\n");
     return true;
 }
@@ -185,6 +187,7 @@ void sse_session::on_readable() {
 
 void sse_session::on_tick(time_point now) {
     if (claims_ && claims_->exp && std::chrono::system_clock::now() >= *claims_->exp && !closed()) {
+        if (!end_reason_) end_reason_ = disconnect_reason::token_expired;
         if (!slow()) end_with("event: token_expired\ndata: {\"reason\":\"token expired\"}\n\n");
         claims_->exp.reset();
         return;
@@ -193,11 +196,19 @@ void sse_session::on_tick(time_point now) {
 }
 
 void sse_session::on_drain() {
+    if (!end_reason_) end_reason_ = disconnect_reason::drain;
     enqueue(chunk::of_static(k_shutdown), true);
     close_after_flush(milliseconds(2000));
 }
 
 void sse_session::on_close() {
+    if (w_.webhooks) {
+        std::vector<std::string_view> topics;
+        for (const auto& s : subs_) topics.emplace_back(s->topic);
+        const auto why = slow() ? disconnect_reason::slow_consumer
+                                : end_reason_.value_or(disconnect_reason::client_closed);
+        w_.webhooks->disconnect("sse", claims_ ? claims_->sub : "", stream_ip_, why, topics);
+    }
     for (auto& s : subs_) w_.shard.unsubscribe(*s);
     w_.counters.subscriptions.add(-static_cast<std::int64_t>(subs_.size()));
     subs_.clear();

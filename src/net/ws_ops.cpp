@@ -4,6 +4,8 @@
 #include "herald/auth/context.hpp"
 #include "herald/broker/broker.hpp"
 #include "herald/common/text.hpp"
+#include "herald/net/hooks.hpp"
+#include "herald/net/webhooks.hpp"
 #include "herald/wire/envelope.hpp"
 #include "herald/wire/payload.hpp"
 #include "herald/wire/position.hpp"
@@ -133,6 +135,10 @@ void ws_session::on_text(std::string_view text) {
                             " topics per connection");
             return;
         }
+        if (w_.hooks && w_.hooks->enabled(hook_kind::subscribe)) {
+            hook_subscribe(topic, std::move(since), std::move(id), join_leave);
+            return;
+        }
         subscribe_topic(topic, std::move(since), id, true, join_leave);
         return;
     }
@@ -202,8 +208,24 @@ void ws_session::on_text(std::string_view text) {
         return;
     }
     w_.counters.publish_requests.add();
+    if (w_.hooks && w_.hooks->enabled(hook_kind::publish)) {
+        hook_publish(std::move(req), std::move(id));
+        return;
+    }
+    publish_now(std::move(req), std::move(id));
+}
+
+void ws_session::publish_now(hub::publish_request req, std::string id) {
     std::weak_ptr<connection> weak = shared_from_this();
-    w_.broker.publish(w_.id, std::move(req), [weak, id](broker::publish_result r) {
+    // The `publish` webhook event, emitted on this worker whether or not the client stays.
+    std::function<void(const broker::publish_result&)> announce;
+    if (w_.webhooks && w_.webhooks->wants("publish"))
+        announce = [&w = w_, user = claims_ ? claims_->sub
+                                            : std::string()](const broker::publish_result& r) {
+            w.webhooks->publish(r.topic, r.epoch, r.offset, "ws", user);
+        };
+    w_.broker.publish(w_.id, std::move(req), [weak, id, announce](broker::publish_result r) {
+        if (announce && r.status == broker::publish_status::ok) announce(r);
         auto self = std::static_pointer_cast<ws_session>(weak.lock());
         if (!self || self->closed()) return;
         if (r.status == broker::publish_status::unavailable) {

@@ -6,6 +6,7 @@
 #include "herald/wire/envelope.hpp"
 #include "herald/wire/topic.hpp"
 #include "herald/wire/ws_deflate.hpp"
+#include "herald/net/webhooks.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -46,6 +47,7 @@ ws_session::~ws_session() {
 
 bool ws_session::revoke(std::string_view user) {
     if (!claims_ || claims_->sub != user || close_sent_) return false;
+    set_end_reason(disconnect_reason::revoked);
     end_with(4002, "disconnected");
     return true;
 }
@@ -59,6 +61,7 @@ bool ws_session::admit_message(bool tell) {
     w_.counters.inc(reject::rate_limited);
     // A client that keeps going after being told is cut off.
     if (++rate_strikes_ > 2 * w_.cfg.limits.ws_messages_per_s + 10) {
+        set_end_reason(disconnect_reason::rate_limited);
         end_with(ws::close_code::policy, "rate limited");
         return false;
     }
@@ -137,6 +140,7 @@ void ws_session::on_subscribed(hub::subscription& sub, const hub::subscribe_resu
     if (!s.reply_id.empty()) o += ",\"id\":" + s.reply_id;
     o += ",\"op\":\"subscribe\",\"topic\":\"" + s.topic + "\",\"epoch\":\"" + r.epoch +
          "\",\"offset\":" + std::to_string(r.top);
+    if (!s.info.empty()) o += ",\"info\":" + s.info;
     if (r.resume_requested) {
         o += std::string(",\"recovered\":") + (r.recovered ? "true" : "false");
         if (!r.recovered) o += ",\"reason\":" + wire::json_quote(r.reason);
@@ -300,6 +304,7 @@ void ws_session::send_close(std::uint16_t code, std::string_view reason) {
 
 void ws_session::fail(std::uint16_t code, std::string_view reason, reject r) {
     w_.counters.inc(r);
+    set_end_reason(disconnect_reason::protocol_error);
     end_with(code, reason);
 }
 
@@ -511,6 +516,7 @@ bool ws_session::on_data_message(ws::opcode op, std::string_view message) {
 void ws_session::on_tick(time_point now) {
     if (close_sent_) return;  // the close deadline governs
     if (claims_ && claims_->exp && std::chrono::system_clock::now() >= *claims_->exp) {
+        set_end_reason(disconnect_reason::token_expired);
         end_with(4001, "token expired");
         return;
     }
@@ -521,6 +527,7 @@ void ws_session::on_tick(time_point now) {
         // Any frame from the client clears awaiting_pong_ (on_readable).
         if (now - last_ping_ >= w_.cfg.ws.pong_timeout) {
             w_.counters.pong_timeouts.add();
+            set_end_reason(disconnect_reason::ping_timeout);
             end_with(ws::close_code::policy, "pong timeout");
         }
         return;
@@ -534,6 +541,7 @@ void ws_session::on_tick(time_point now) {
 }
 
 void ws_session::on_drain() {
+    set_end_reason(disconnect_reason::drain);
     send_close(ws::close_code::going_away, "going away");
     arm_close_deadline(milliseconds(2000));
 }
@@ -546,6 +554,7 @@ void ws_session::on_slow_consumer() {
         return;
     }
     slow_closing_ = true;
+    set_end_reason(disconnect_reason::slow_consumer);
     // What is queued is dropped (a chunk partly on the wire finishes), so the close frame comes
     // right after what the kernel already holds.
     drop_queue();
@@ -554,6 +563,12 @@ void ws_session::on_slow_consumer() {
 }
 
 void ws_session::on_close() {
+    if (w_.webhooks) {
+        std::vector<std::string_view> topics;
+        for (const auto& s : subs_) topics.emplace_back(s->topic);
+        w_.webhooks->disconnect("ws", claims_ ? claims_->sub : "", stream_ip_,
+                                end_reason_.value_or(disconnect_reason::client_closed), topics);
+    }
     for (auto& s : subs_) w_.shard.unsubscribe(*s);
     w_.counters.subscriptions.add(-static_cast<std::int64_t>(subs_.size()));
     subs_.clear();

@@ -105,7 +105,8 @@ struct token_claims {
     // a valid hub pattern; a token carrying an invalid one is `malformed` (fail closed).
     std::vector<std::string> topics;
     std::vector<std::string> publish;
-    // The `info` claim (any JSON value) as compact JSON; empty when absent. Shown in presence.
+    // The `info` claim (any JSON value) as compact JSON; empty when absent. A connect hook's
+    // `info` replaces it (integration.md). Shown in presence.
     std::string info;
     // Not a claim: set by context::authorize for a reader that presented an API key, which may
     // read every topic (access.hpp). verify() never sets it, so no token can.

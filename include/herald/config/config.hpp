@@ -175,6 +175,39 @@ struct settings {
         std::string min_version = "1.2";
     } tls;
 
+    // Backend hooks (docs/integration.md): herald asks the application's backend before it
+    // admits a stream, a subscription or a publish. An empty url turns a hook off.
+    struct hook {
+        std::string url;  // http://host[:port]/path
+        milliseconds timeout{2'000};
+        std::vector<std::string> headers_to_forward;  // request headers passed on (connect)
+        bool allow_on_error = false;                  // on_error: allow | deny
+    };
+    struct {
+        hook connect;
+        hook subscribe;
+        hook publish;
+        std::size_t max_in_flight = 64;  // per worker and backend: calls at once
+        std::size_t max_pending = 256;   // per worker and backend: calls waiting beyond those
+        std::size_t max_response_bytes = 64 * 1024;
+        std::size_t breaker_failures = 5;  // failures in a row that open the breaker
+        milliseconds breaker_cooldown{5'000};
+    } hooks;
+
+    // Webhooks: events POSTed to the application, signed, batched, retried (at least once).
+    struct webhook {
+        std::string url;
+        std::vector<std::string> events;    // disconnect, publish, occupied, vacated, join, leave
+        std::vector<std::string> patterns;  // topics of the events sent; empty: every topic
+        std::string secret;                 // HMAC-SHA256 key of X-Herald-Signature
+        std::size_t batch_size = 100;
+        milliseconds batch_interval{200};
+        milliseconds timeout{5'000};
+        std::size_t max_queue = 100'000;  // events waiting, per instance (split over workers)
+        milliseconds max_backoff{30'000};
+    };
+    std::vector<webhook> webhooks;
+
     // Used when broker is "redis".
     struct {
         std::vector<std::string> shards{"127.0.0.1:6379"};  // host:port, topics spread by HRW hash

@@ -146,7 +146,8 @@ private:
     struct route {
         std::vector<std::uint32_t> per_worker;  // subscriptions each worker holds
         std::size_t total = 0;
-        int quota = -1;  // index of the quota rule this topic counts against, if any
+        int quota = -1;       // index of the quota rule this topic counts against, if any
+        bool active = false;  // told the activity listener: an accepted subscriber came
     };
 
     void on_remote_subscribe(unsigned from, const std::string& topic, std::uint64_t sub_id,
@@ -213,6 +214,14 @@ public:
         if (presence_observer_) presence_observer_(worker, c);
     }
     [[nodiscard]] const std::string& instance_tag() const noexcept { return tag_; }
+    // Called on a topic's owner worker when the topic gets its first accepted subscriber in this
+    // process (`active`) and when it loses its last one: the occupied/vacated webhook events.
+    // Set before the workers start.
+    using activity_fn = std::function<void(unsigned owner, const std::string& topic, bool active)>;
+    void set_activity_listener(activity_fn fn) { activity_ = std::move(fn); }
+    void on_activity(unsigned owner, const std::string& topic, bool active) const {
+        if (activity_) activity_(owner, topic, active);
+    }
 
     [[nodiscard]] unsigned workers() const noexcept {
         return static_cast<unsigned>(shards_.size());
@@ -238,6 +247,7 @@ private:
     presence_backend* presence_backend_ = nullptr;
     presence_observer presence_observer_;
     std::string tag_;  // random per process: connection ids are unique across instances
+    activity_fn activity_;
 };
 
 }  // namespace herald::hub

@@ -44,6 +44,8 @@ inline constexpr clock::duration k_max_cork_delay = std::chrono::milliseconds(10
 
 class connection;
 class http_api;
+class hook_caller;
+class webhook_emitter;
 
 // Process-wide state shared by all workers; read-mostly.
 struct process_state {
@@ -72,6 +74,10 @@ public:
     auth::context* const auth;  // process-wide; null in tests that need no security
     // Warnings for clients refused by a limit, rate-limited per address (this worker's share).
     reject_log rejects{cfg.log.rejection_interval};
+    // This worker's backend hooks and webhook emitter (hooks.hpp, webhooks.hpp); null when none
+    // is configured. Set before the worker runs, owned by the server.
+    hook_caller* hooks = nullptr;
+    webhook_emitter* webhooks = nullptr;
 
     // The TLS certificate new connections get (null: plain TCP).
     [[nodiscard]] const std::shared_ptr<const tls::context>& tls() const noexcept { return tls_; }
