@@ -7,6 +7,7 @@
 #include "herald/net/hooks.hpp"
 #include "herald/net/listener.hpp"
 #include "herald/net/tls.hpp"
+#include "herald/hub/presence.hpp"
 #include "herald/net/webhooks.hpp"
 #include "herald/net/worker_context.hpp"
 #include "api.hpp"
@@ -228,12 +229,27 @@ int server::run() {
         w->ctx->webhooks = w->webhooks.get();
     }
     // occupied/vacated: with the memory broker this process sees every subscriber, so the
-    // topic's owner decides. With redis that takes a decision across instances (in Redis), which
-    // presence brings; until then these events are not sent.
-    if (s.cfg.broker == "memory" && !s.cfg.webhooks.empty()) {
-        s.hub->set_activity_listener([&s](unsigned owner, const std::string& topic, bool active) {
-            if (auto* e = s.workers[owner]->webhooks.get())
-                e->emit(active ? "occupied" : "vacated", topic, {});
+    // topic's owner decides, for every topic. With redis that takes a decision across instances,
+    // which the presence script makes (redis_presence.cpp): there, the events come for the
+    // topics of presence.patterns only. join/leave come from presence on both brokers.
+    if (!s.cfg.webhooks.empty()) {
+        const bool memory = s.cfg.broker == "memory";
+        if (memory) {
+            s.hub->set_activity_listener(
+                [&s](unsigned owner, const std::string& topic, bool active) {
+                    if (auto* e = s.workers[owner]->webhooks.get())
+                        e->emit(active ? "occupied" : "vacated", topic, {});
+                });
+        }
+        s.hub->set_presence_observer([&s, memory](unsigned worker, const hub::presence_change& c) {
+            using kind = hub::presence_change_kind;
+            const bool member = c.kind == kind::join || c.kind == kind::leave;
+            if (memory && !member) return;  // the activity listener above sends these
+            auto* e = s.workers[worker]->webhooks.get();
+            const auto type = hub::to_string(c.kind);
+            if (!e || !e->wants(type)) return;
+            e->emit(type, c.topic,
+                    member ? "\"client\":" + hub::presence_client_json(c.client) : std::string());
         });
     }
     for (auto& w : s.workers) {

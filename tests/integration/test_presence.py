@@ -347,3 +347,61 @@ def test_redis_max_clients_answers_counts_only(redis1, herald_factory, keys):
             await ws.close()
 
     asyncio.run(main())
+
+
+# ------------------------------------------------------------------------------ webhooks
+
+WEBHOOK_SECRET = "presence-webhook-secret-" + "w" * 16
+
+
+@pytest.mark.scenario
+def test_redis_webhooks_once_per_topic_cycle_across_instances(redis1, herald_factory, keys):
+    """1,000 clients join and leave 50 topics through two instances, twice: exactly one
+    `occupied` and one `vacated` per topic and cycle (the presence script decides, in Redis),
+    and one `join` and one `leave` per client and cycle, all signed."""
+    from herald_test.backend import Backend, signature_ok
+
+    receiver = Backend()
+    try:
+        events = []
+
+        def ack(call):
+            assert signature_ok(WEBHOOK_SECRET, call), f"bad signature on {call.headers}"
+            events.extend(call.json["events"])
+            return 200, {}
+        receiver.on("/events", ack)
+        cfg = redis_presence_config(keys, redis1, ttl="5s")
+        cfg["webhooks"] = [{"url": receiver.url("/events"), "secret": WEBHOOK_SECRET,
+                            "events": ["occupied", "vacated", "join", "leave"],
+                            "patterns": ["room:*"], "batch_size": 100,
+                            "batch_interval": "100ms", "max_queue": 20000}]
+        a, b = two_instances(herald_factory, [redis1.address], config=cfg)
+        topics = [f"room:wh{i}" for i in range(50)]
+        tokens = [keys.token(f"u{i}") for i in range(1000)]
+
+        def kinds(kind):
+            return [e for e in events if e["type"] == kind]
+
+        async def cycle():
+            socks = []
+            for i, tok in enumerate(tokens):  # 20 per topic, alternating instances
+                socks.append(await subscribe(a if i % 2 == 0 else b, topics[i % 50], tok))
+            for ws in socks:
+                await ws.close()
+
+        for n in (1, 2):
+            asyncio.run(asyncio.wait_for(cycle(), 120))
+            wait_until(lambda: len(kinds("vacated")) >= 50 * n and len(kinds("leave")) >= 1000 * n,
+                       30, what=f"cycle {n}: 50 vacated and 1,000 leave events")
+            time.sleep(1.0)  # an extra occupied/vacated would come now
+            for kind, per in (("occupied", 50), ("vacated", 50), ("join", 1000), ("leave", 1000)):
+                got = {}
+                for e in kinds(kind):
+                    got.setdefault(e["id"], e)
+                assert len(got) == per * n, f"cycle {n}: {len(got)} {kind} events, want {per * n}"
+            for t in topics:
+                assert sum(e["topic"] == t for e in kinds("occupied")) == n, t
+                assert sum(e["topic"] == t for e in kinds("vacated")) == n, t
+            assert {e["client"]["sub"] for e in kinds("join")} == {f"u{i}" for i in range(1000)}
+    finally:
+        receiver.stop()
