@@ -133,7 +133,9 @@ void api::publish_one(net::worker_context& w, const net::http_request& req,
         p.idempotency_key = std::string(k);
     }
     p.payload = req.body();
-    broker_.publish(w.id, std::move(p), [&w, r](broker::publish_result res) {
+    // Timed from here (the request is read and valid) to the broker's answer, whatever it is.
+    broker_.publish(w.id, std::move(p), [&w, r, t0 = clock::now()](broker::publish_result res) {
+        w.counters.publish_duration.observe(clock::now() - t0);
         if (refuse(r, res.status)) return;
         count_result(w, res);
         r.send(200, "application/json", result_json(res));
@@ -239,8 +241,9 @@ void api::publish_json(net::worker_context& w, const net::http_request& req, net
     auto b = std::make_shared<batch>(r);
     b->results.resize(out.size());
     b->remaining = out.size();
+    const auto t0 = clock::now();
     for (std::size_t i = 0; i < out.size(); ++i) {
-        broker_.publish(w.id, std::move(out[i]), [&w, b, i](broker::publish_result res) {
+        broker_.publish(w.id, std::move(out[i]), [&w, b, i, t0](broker::publish_result res) {
             if (res.status == broker::publish_status::unknown)
                 b->failed = res.status;
             else if (res.status != broker::publish_status::unavailable)
@@ -248,7 +251,9 @@ void api::publish_json(net::worker_context& w, const net::http_request& req, net
             else if (b->failed == broker::publish_status::ok)
                 b->failed = res.status;
             b->results[i] = std::move(res);
-            if (--b->remaining == 0) b->finish();
+            if (--b->remaining > 0) return;
+            w.counters.publish_duration.observe(clock::now() - t0);
+            b->finish();
         });
     }
 }

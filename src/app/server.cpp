@@ -58,6 +58,7 @@ struct server::impl {
         w.tick_timer.async_wait([this, &w](error_code ec) {
             if (ec) return;
             const auto now = clock::now();
+            metrics.at(w.id).loop_lag.observe(now - w.tick_timer.expiry());
             w.ctx->tick(now);
             // History expiry once a second is plenty.
             if (++w_ticks[w.id] % 4 == 0) {

@@ -50,6 +50,10 @@ std::string poll_session::finish() {
     const std::size_t taken =
         hub::append_messages_json(list, messages_, w_.cfg.limits.max_queued_bytes / 2);
     if (taken < messages_.size()) cursor = messages_[taken - 1]->offset;
+    const auto now = clock::now();
+    for (std::size_t i = 0; i < taken; ++i)
+        if (s.live(*messages_[i]))
+            w_.counters.delivered(metrics::transport::poll, messages_[i]->created, now);
     std::string body = "{\"topic\":\"" + s.topic + "\",\"epoch\":\"" + epoch + "\"";
     if (s.since || resume_failed_)
         body += std::string(",\"recovered\":") + (resume_failed_ ? "false" : "true");
@@ -67,13 +71,9 @@ void poll_session::answer_soon() {
     owner_.on_poll_due();
 }
 
-void poll_session::on_subscribed(hub::subscription&, const hub::subscribe_result& r) {
-    if (!r.resume_requested) return;
-    if (r.recovered) {
-        w_.counters.resumes_recovered.add();
-        return;
-    }
-    w_.counters.resumes_failed.add();
+void poll_session::on_subscribed(hub::subscription& s, const hub::subscribe_result& r) {
+    w_.record_subscribe(s, r, metrics::transport::poll, nullptr);
+    if (!r.resume_requested || r.recovered) return;
     resume_failed_ = true;
     reason_ = r.reason;
     answer_soon();  // at once, from the top of the stream

@@ -6,6 +6,8 @@
 
 #include "connection.hpp"
 
+#include "herald/hub/hub.hpp"
+
 #include <algorithm>
 
 namespace herald::net {
@@ -97,14 +99,33 @@ void worker_context::detach(connection& c) noexcept {
 }
 
 void worker_context::tick(time_point now) {
+    std::size_t queued = 0;
     for (connection* c = head_; c;) {
         connection* next = c->next_;
         auto keep = c->shared_from_this();
+        queued += c->output_bytes();
         if (now >= c->close_deadline_ || (c->lingering_ && c->linger_done()))
             c->close_now();
         else
             c->on_tick(now);
         c = next;
+    }
+    counters.queued_bytes.add(static_cast<std::int64_t>(queued) - counters.queued_bytes.get());
+}
+
+void worker_context::record_subscribe(const hub::subscription& s, const hub::subscribe_result& r,
+                                      metrics::transport t, bool* reconnect_counted) noexcept {
+    counters.subscribe_duration.observe(clock::now() - s.asked);
+    if (!r.resume_requested) return;
+    (r.recovered ? counters.resumes_recovered : counters.resumes_failed).add();
+    using metrics::resume_outcome;
+    // "gap too large": the position is older than what history holds (see broker/history.cpp).
+    counters.resumed(r.recovered                   ? resume_outcome::recovered
+                     : r.reason == "gap too large" ? resume_outcome::too_old
+                                                   : resume_outcome::reset);
+    if (reconnect_counted && !*reconnect_counted) {
+        *reconnect_counted = true;
+        counters.reconnections[static_cast<std::size_t>(t)].add();
     }
 }
 

@@ -101,8 +101,7 @@ void ws_session::subscribe_topic(const std::string& topic, std::optional<wire::s
 
 void ws_session::on_subscribed(hub::subscription& sub, const hub::subscribe_result& r) {
     auto& s = static_cast<ws_sub&>(sub);
-    if (r.resume_requested)
-        (r.recovered ? w_.counters.resumes_recovered : w_.counters.resumes_failed).add();
+    w_.record_subscribe(s, r, metrics::transport::ws, &reconnected_);
     if (!s.reply) return;
     std::string o = "{\"type\":\"ok\"";
     if (!s.reply_id.empty()) o += ",\"id\":" + s.reply_id;
@@ -116,9 +115,9 @@ void ws_session::on_subscribed(hub::subscription& sub, const hub::subscribe_resu
     send_json(std::move(o));
 }
 
-void ws_session::on_message(hub::subscription&, const hub::message_ptr& m) {
+void ws_session::on_message(hub::subscription& s, const hub::message_ptr& m) {
     if (close_sent_) return;
-    if (enqueue(chunk::of_shared(m, m->ws_frames))) w_.counters.frames_delivered.add();
+    if (enqueue(chunk::of_message(m, m->ws_frames, s.live(*m)))) w_.counters.frames_delivered.add();
 }
 
 void ws_session::on_reset(hub::subscription&, const hub::message_ptr& m) {

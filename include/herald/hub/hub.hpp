@@ -44,6 +44,11 @@ struct subscription {
     std::uint64_t last_offset = 0;  // newest offset delivered (or skipped) to this subscriber
     std::optional<stream_pos> since;
     std::vector<message_ptr> early;  // live messages that arrived before the answer
+    // When the subscribe was asked (shard::subscribe): a message created before it reaches this
+    // subscriber only as a replay, which delivery-latency metrics leave out.
+    time_point asked{};
+
+    [[nodiscard]] bool live(const message& m) const noexcept { return m.created >= asked; }
 };
 
 class subscriber {

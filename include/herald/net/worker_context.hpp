@@ -21,7 +21,9 @@ class broker;
 }
 namespace herald::hub {
 class shard;
-}
+struct subscription;
+struct subscribe_result;
+}  // namespace herald::hub
 namespace herald::auth {
 class context;
 }
@@ -77,6 +79,12 @@ public:
     [[nodiscard]] const std::shared_ptr<const tls::context>& tls() const noexcept { return tls_; }
     // SIGHUP: connections accepted from now on get `fresh`; runs on this worker's thread.
     void reload_tls(std::shared_ptr<const tls::context> fresh) noexcept;
+
+    // Metrics of an answered subscribe: its duration and, for a resume, its outcome; a
+    // connection's first resume counts as a reconnection (`*reconnect_counted` then true; null
+    // for long-polls, whose every request carries a cursor).
+    void record_subscribe(const hub::subscription& s, const hub::subscribe_result& r,
+                          metrics::transport t, bool* reconnect_counted) noexcept;
 
     // Closes every connection of `user` (a token's sub); returns how many.
     std::size_t revoke(std::string_view user);
