@@ -51,22 +51,28 @@ int main(int argc, char** argv) {
     }
 
     config::settings cfg;
+    const auto env = [](const char* name) -> std::optional<std::string> {
+        const char* v = std::getenv(name);
+        return v ? std::optional<std::string>(v) : std::nullopt;
+    };
+    // What start-up reads, in this order; a reload (SIGHUP, POST /admin/reload) reads it again.
+    const auto read_config = [&]() {
+        config::settings c;
+        if (!config_path.empty()) c = config::load_file(config_path);
+        config::apply_env(c, env);
+        if (!listen.empty()) config::set_listen(c, listen, "--listen");
+        if (workers >= 0) config::set_workers(c, workers, "--workers");
+        if (!log_level.empty()) config::set_log_level(c, log_level, "--log-level");
+        return c;
+    };
     try {
-        const auto env = [](const char* name) -> std::optional<std::string> {
-            const char* v = std::getenv(name);
-            return v ? std::optional<std::string>(v) : std::nullopt;
-        };
         // --check-config reads what start-up reads (file, environment, flags) and refuses what
         // start-up refuses, short of binding the address.
         if (!check_path.empty())
             config_path = check_path;
         else if (config_path.empty() && std::filesystem::exists("config/herald.yaml"))
             config_path = "config/herald.yaml";
-        if (!config_path.empty()) cfg = config::load_file(config_path);
-        config::apply_env(cfg, env);
-        if (!listen.empty()) config::set_listen(cfg, listen, "--listen");
-        if (workers >= 0) config::set_workers(cfg, workers, "--workers");
-        if (!log_level.empty()) config::set_log_level(cfg, log_level, "--log-level");
+        cfg = read_config();
         if (!check_path.empty()) {
             auth::context check(cfg, env);         // keys, PEM files, origins, proxies
             (void)net::tls::load_configured(cfg);  // certificate, key, and that they match
@@ -82,6 +88,7 @@ int main(int argc, char** argv) {
     if (!config_path.empty()) spdlog::info("config: {}", config_path);
     try {
         app::server srv(cfg);
+        srv.set_config_source(read_config);
         return srv.run();
     } catch (const std::exception& e) {
         spdlog::critical("fatal: {}", e.what());

@@ -1,5 +1,5 @@
 // POST /admin/disconnect {"user": "<sub>"}: revocation, on this instance and, through the broker,
-// on every other one.
+// on every other one. POST /admin/reload: the config file read again (see reload.hpp).
 #include "api.hpp"
 
 #include <nlohmann/json.hpp>
@@ -60,6 +60,19 @@ void api::admin_disconnect(net::worker_context& w, const net::http_request& req,
         disconnect_(w.id, std::move(user), std::move(local));
     else
         local(0);
+}
+
+void api::admin_reload(net::worker_context& w, net::responder r) {
+    if (!reload_) {
+        r.error(reject::unavailable, "reload is not available in this process");
+        return;
+    }
+    reload_(w.id, [r](bool ok, std::string text) {
+        if (ok)
+            r.send(200, "application/json", text);
+        else
+            r.error(reject::bad_config, "the config was not reloaded: " + text);
+    });
 }
 
 }  // namespace herald::app

@@ -16,6 +16,11 @@ public:
     using disconnect_fn =
         std::function<void(unsigned from, std::string user, std::function<void(std::size_t)> done)>;
     void set_disconnect(disconnect_fn fn) { disconnect_ = std::move(fn); }
+    // Reloads the config (server.cpp); `done` runs on worker `from` with the report (JSON) or,
+    // when the file has errors and nothing changed, the error.
+    using reload_fn = std::function<void(
+        unsigned from, std::function<void(bool ok, std::string report_or_error)> done)>;
+    void set_reload(reload_fn fn) { reload_ = std::move(fn); }
 
     api(const config::settings& cfg, metrics::registry& metrics, broker::broker& broker,
         net::process_state& state);
@@ -30,12 +35,14 @@ private:
     void health(net::endpoint_id id, net::responder r);
     void metrics_text(net::responder r);
     void admin_disconnect(net::worker_context& w, const net::http_request& req, net::responder r);
+    void admin_reload(net::worker_context& w, net::responder r);
 
     const config::settings& cfg_;
     metrics::registry& metrics_;
     broker::broker& broker_;
     net::process_state& state_;
     disconnect_fn disconnect_;
+    reload_fn reload_;
 };
 
 }  // namespace herald::app

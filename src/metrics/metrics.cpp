@@ -47,6 +47,7 @@ const char* to_string(reject r) noexcept {
         "ws_message_too_big",
         "ws_bad_op",
         "tls_required",
+        "bad_config",
         "unknown_op",
         "not_subscribed",
         "bad_since",

@@ -47,6 +47,7 @@ enum class reject : std::uint8_t {
     ws_message_too_big,
     ws_bad_op,     // every malformed op, also counted under the code its error frame carries
     tls_required,  // plain HTTP on a TLS port
+    bad_config,    // POST /admin/reload: the config file has errors (nothing changed)
     // Codes only WebSocket error frames carry.
     unknown_op,
     not_subscribed,

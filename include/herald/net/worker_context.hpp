@@ -71,7 +71,10 @@ public:
     metrics::worker_counters& counters;
     process_state& state;
     http_api& api;
-    auth::context* const auth;  // process-wide; null in tests that need no security
+    // Process-wide; null in tests that need no security. Changed only by set_auth() on this
+    // worker's thread (a reload), so a handler reads one generation from start to end.
+    auth::context* auth;
+    void set_auth(auth::context* fresh) noexcept { auth = fresh; }
     // Warnings for clients refused by a limit, rate-limited per address (this worker's share).
     reject_log rejects{cfg.log.rejection_interval};
 
