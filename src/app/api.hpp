@@ -35,7 +35,7 @@ private:
     void health(net::endpoint_id id, net::responder r);
     void metrics_text(net::responder r);
     void admin_disconnect(net::worker_context& w, const net::http_request& req, net::responder r);
-    void admin_reload(net::worker_context& w, net::responder r);
+    void admin_reload(net::worker_context& w, const net::http_request& req, net::responder r);
 
     const config::settings& cfg_;
     metrics::registry& metrics_;

@@ -147,7 +147,8 @@ int server::run() {
     s.hub->set_broker(*s.broker);
     s.api = std::make_unique<app::api>(s.cfg, s.metrics, *s.broker, s.state);
     try {
-        s.auth = std::make_shared<auth::context>(s.cfg, process_env);
+        s.auth = std::make_shared<auth::context>(s.cfg, process_env, nullptr,
+                                                 std::make_shared<auth::audit_log>(s.cfg));
     } catch (const config::config_error& e) {
         spdlog::critical("config error: {}", e.what());
         return 2;
@@ -275,7 +276,8 @@ int server::run() {
     asio::signal_set reload(main_ioc, SIGHUP);
     std::function<void(error_code, int)> on_reload = [&](error_code ec, int) {
         if (ec) return;
-        (void)do_reload("SIGHUP");
+        const bool ok = do_reload("SIGHUP").first;
+        s.auth->audit->admin_action("reload", ok ? "ok" : "bad_config", "SIGHUP", {});
         reload.async_wait(on_reload);
     };
     reload.async_wait(on_reload);

@@ -20,9 +20,22 @@ std::vector<namespace_rule> rules_of(const config::settings& cfg) {
 }
 }  // namespace
 
+namespace {
+std::shared_ptr<audit_log> audit_of(const config::settings& c, const context* previous,
+                                    std::shared_ptr<audit_log> given) {
+    if (previous) return previous->audit;
+    if (given) return given;
+    auto off = c;
+    off.audit.sink.clear();
+    return std::make_shared<audit_log>(off);
+}
+}  // namespace
+
 context::context(const config::settings& c, const config::env_lookup& getenv,
-                 const context* previous)
-    : cfg(c), policy(rules_of(c), c.auth.default_anonymous_subscribe) {
+                 const context* previous, std::shared_ptr<audit_log> audit_sink)
+    : cfg(c),
+      policy(rules_of(c), c.auth.default_anonymous_subscribe),
+      audit(audit_of(c, previous, std::move(audit_sink))) {
     for (std::size_t i = 0; i < c.auth.jwt.keys.size(); ++i) {
         const auto& k = c.auth.jwt.keys[i];
         key_spec spec{k.alg, k.secret, k.public_key, k.public_key_file, k.kid};

@@ -81,6 +81,7 @@ const std::map<std::string, bounds, std::less<>>& numeric_bounds() {
         {"redis.ping_interval", {unit::duration, 100, 600'000}},
         {"redis.reconnect_max_backoff", {unit::duration, 100, 600'000}},
         {"shutdown.drain_timeout", {unit::duration, 0, 3'600'000}},
+        {"audit.sample_one_in", {unit::count, 0, 1'000'000}},
     };
     return b;
 }
@@ -513,6 +514,18 @@ const std::map<std::string, handler>& schema() {
          [](settings& c, const YAML::Node& n,
             const std::string&
                 k) { c.shutdown.drain_timeout = duration(n, k, bounds_of(k)); }},
+        {"audit.sink", [](settings& c, const YAML::Node& n, const std::string& k) { c.audit.sink = scalar(n, k); }},
+        {"audit.sample_one_in",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.audit.sample_one_in = static_cast<std::size_t>(integer(n, k, bounds_of(k)));
+         }},
+        {"audit.pseudonym_key",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             auto v = scalar(n, k);
+             if (!v.empty() && v.size() < 16)
+                 throw config_error(k, "must be at least 16 bytes (or empty: random per start)");
+             c.audit.pseudonym_key = std::move(v);
+         }},
     };
     return s;
 }
@@ -720,6 +733,9 @@ std::vector<key_doc> describe(const settings& s) {
         }));
     add("publish.idempotency_window", ms(s.publish.idempotency_window));
     add("shutdown.drain_timeout", ms(s.shutdown.drain_timeout));
+    add("audit.sink", yaml_string(s.audit.sink));
+    add("audit.sample_one_in", n(s.audit.sample_one_in));
+    add("audit.pseudonym_key", yaml_string(s.audit.pseudonym_key));
     add("tls.cert", yaml_string(s.tls.cert));
     add("tls.key", yaml_string(s.tls.key));
     add("tls.min_version", yaml_string(s.tls.min_version));

@@ -147,6 +147,7 @@ void sse_session::on_reset(hub::subscription& sub, const hub::message_ptr& m) {
 void sse_session::on_refused(hub::subscription& s, const std::string& reason) {
     // The stream already started, so the refusal is its last event.
     w_.counters.inc(metrics::reject::quota_exceeded);
+    if (w_.auth) w_.auth->audit->refused("quota_exceeded", stream_ip_, "/sse " + s.topic);
     send_retry();  // the client's reconnection delay, then why it must go
     end_with("event: error\ndata: {\"code\":\"quota_exceeded\",\"topic\":\"" + s.topic +
              "\",\"message\":" + wire::json_quote(reason) + "}\n\n");

@@ -128,6 +128,7 @@ void ws_session::on_reset(hub::subscription&, const hub::message_ptr& m) {
 void ws_session::on_refused(hub::subscription& sub, const std::string& reason) {
     w_.counters.inc(reject::quota_exceeded);
     auto& s = static_cast<ws_sub&>(sub);
+    if (w_.auth) w_.auth->audit->refused("quota_exceeded", stream_ip_, "/ws " + s.topic);
     std::string o = "{\"type\":\"error\"";
     if (!s.reply_id.empty()) o += ",\"id\":" + s.reply_id;
     o += ",\"code\":\"quota_exceeded\",\"topic\":\"" + s.topic +

@@ -10,6 +10,7 @@
 // (streams held per address, token buckets), so a new context takes them over from `previous`.
 #include "herald/auth/access.hpp"
 #include "herald/auth/api_keys.hpp"
+#include "herald/auth/audit.hpp"
 #include "herald/auth/client_ip.hpp"
 #include "herald/auth/jwt.hpp"
 #include "herald/auth/origin.hpp"
@@ -26,8 +27,9 @@ namespace herald::auth {
 class context {
 public:
     // Throws config::config_error naming the key (bad PEM, short secret, bad CIDR...).
+    // `audit`: where security events go (taken from `previous` when there is one; null: none).
     context(const config::settings& cfg, const config::env_lookup& getenv,
-            const context* previous = nullptr);
+            const context* previous = nullptr, std::shared_ptr<audit_log> audit = nullptr);
 
     const config::settings cfg;  // a copy: a reload's context keeps the settings it was built from
     key_set jwt_keys;
@@ -36,6 +38,8 @@ public:
     api_key_set publish_keys;
     origin_allowlist origins;
     trusted_proxies proxies;
+    // Never null; the same log across reloads (audit.* keys need a restart).
+    std::shared_ptr<audit_log> audit;
 
     // Admission of a stream (WebSocket, SSE, long-poll) from address `ip`, once authorize() said
     // yes and the request is well-formed: limits.new_connections_per_ip_per_s, then

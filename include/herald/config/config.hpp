@@ -125,6 +125,13 @@ struct settings {
         milliseconds drain_timeout{10'000};
     } shutdown;
 
+    // Security events as JSON lines (auth/audit.hpp).
+    struct {
+        std::string sink;                 // "" off, "stderr", or a file path (appended to)
+        std::size_t sample_one_in = 100;  // rate-limit and quota refusals: 1 in N (0: none)
+        std::string pseudonym_key;        // HMAC key for identifiers; "": random per start
+    } audit;
+
     // In-process TLS: with both set, the listener speaks HTTPS/WSS only.
     struct {
         std::string cert;  // PEM certificate chain (leaf first)
