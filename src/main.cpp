@@ -1,6 +1,7 @@
 // herald: flags, config, logging, then the server. The only code the tests do not link.
 #include "herald/app/server.hpp"
 #include "herald/auth/context.hpp"
+#include "herald/auth/dev_token.hpp"
 #include "herald/net/endpoints.hpp"
 #include "herald/net/tls.hpp"
 #include "herald/config/config.hpp"
@@ -8,8 +9,10 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 int main(int argc, char** argv) {
@@ -34,6 +37,23 @@ int main(int argc, char** argv) {
     cli.add_flag("--print-defaults", print_defaults,
                  "print every config key with its compiled default (YAML) and exit");
     cli.set_version_flag("--version", "herald 0.1.0");
+    // herald token: a development JWT signed with the configured HS256 key.
+    auth::dev_token_request token_req;
+    std::string token_ttl = "1h";
+    auto* token_cmd = cli.add_subcommand(
+        "token", "print a development JWT signed with the config's first HS256 key");
+    token_cmd->add_option("-c,--config", config_path, "YAML config file with auth.jwt.keys");
+    token_cmd->add_option("--sub", token_req.sub, "the token's subject (user)")->required();
+    token_cmd->add_option("--topics", token_req.topics, "topic patterns it may read")
+        ->delimiter(',');
+    token_cmd->add_option("--publish", token_req.publish, "topic patterns it may publish on")
+        ->delimiter(',');
+    token_cmd->add_option("--ttl", token_ttl, "lifetime: 30s, 15m, 1h, 7d (default 1h)");
+    // herald genconfig: a commented production config with fresh random secrets.
+    std::string genconfig_out;
+    auto* genconfig_cmd = cli.add_subcommand(
+        "genconfig", "write a production config with a random publish key and JWT secret");
+    genconfig_cmd->add_option("-o,--output", genconfig_out, "file to write (default: stdout)");
     try {
         cli.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -43,6 +63,30 @@ int main(int argc, char** argv) {
     }
     if (print_defaults) {
         std::cout << config::defaults_yaml();
+        return 0;
+    }
+    if (genconfig_cmd->parsed()) {
+        const auto text = config::production_config(
+            auth::random_secret(32), auth::random_secret(48), auth::random_secret(32));
+        if (genconfig_out.empty()) {
+            std::cout << text;
+            return 0;
+        }
+        // Secrets inside: created for the owner only, never over an existing file.
+        if (std::filesystem::exists(genconfig_out)) {
+            std::cerr << "herald: genconfig: " << genconfig_out << " exists; not overwritten\n";
+            return 2;
+        }
+        std::ofstream f(genconfig_out);
+        std::filesystem::permissions(genconfig_out, std::filesystem::perms::owner_read |
+                                                        std::filesystem::perms::owner_write);
+        f << text;
+        if (!f.flush()) {
+            std::cerr << "herald: genconfig: cannot write " << genconfig_out << '\n';
+            return 1;
+        }
+        std::cerr << "herald: wrote " << genconfig_out << "; check it with herald --check-config "
+                  << genconfig_out << '\n';
         return 0;
     }
     if (list_endpoints) {
@@ -73,6 +117,15 @@ int main(int argc, char** argv) {
         else if (config_path.empty() && std::filesystem::exists("config/herald.yaml"))
             config_path = "config/herald.yaml";
         cfg = read_config();
+        if (token_cmd->parsed()) {
+            const auto ttl = config::parse_duration(token_ttl);
+            if (!ttl || ttl->count() < 1000)
+                throw config::config_error("--ttl", "expected a duration of 1s or more, e.g. 1h");
+            token_req.ttl = std::chrono::duration_cast<std::chrono::seconds>(*ttl);
+            std::cout << auth::make_dev_token(cfg, token_req, std::chrono::system_clock::now())
+                      << '\n';
+            return 0;
+        }
         if (!check_path.empty()) {
             auth::context check(cfg, env);         // keys, PEM files, origins, proxies
             (void)net::tls::load_configured(cfg);  // certificate, key, and that they match

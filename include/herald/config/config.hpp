@@ -199,4 +199,9 @@ struct key_doc {
 // The keys the YAML schema accepts (sections excluded), sorted.
 [[nodiscard]] std::vector<std::string> schema_keys();
 
+// `herald genconfig`: a commented production config around the given secrets.
+[[nodiscard]] std::string production_config(const std::string& publish_key,
+                                            const std::string& jwt_secret,
+                                            const std::string& pseudonym_key);
+
 }  // namespace herald::config
