@@ -81,6 +81,7 @@ const std::map<std::string, bounds, std::less<>>& numeric_bounds() {
         {"redis.ping_interval", {unit::duration, 100, 600'000}},
         {"redis.reconnect_max_backoff", {unit::duration, 100, 600'000}},
         {"shutdown.drain_timeout", {unit::duration, 0, 3'600'000}},
+        {"shutdown.drain_spread", {unit::duration, 0, 3'600'000}},
         {"audit.sample_one_in", {unit::count, 0, 1'000'000}},
     };
     return b;
@@ -514,6 +515,10 @@ const std::map<std::string, handler>& schema() {
          [](settings& c, const YAML::Node& n,
             const std::string&
                 k) { c.shutdown.drain_timeout = duration(n, k, bounds_of(k)); }},
+        {"shutdown.drain_spread",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.shutdown.drain_spread = duration(n, k, bounds_of(k));
+         }},
         {"audit.sink", [](settings& c, const YAML::Node& n, const std::string& k) { c.audit.sink = scalar(n, k); }},
         {"audit.sample_one_in",
          [](settings& c, const YAML::Node& n, const std::string& k) {
@@ -531,6 +536,10 @@ const std::map<std::string, handler>& schema() {
 }
 
 void resolve_defaults(settings& s) {
+    if (s.shutdown.drain_spread > s.shutdown.drain_timeout)
+        throw config_error("shutdown.drain_spread", "must not exceed shutdown.drain_timeout (" +
+                                                        format_duration(s.shutdown.drain_timeout) +
+                                                        "): streams told to go later would be cut");
     if (s.tls.cert.empty() != s.tls.key.empty())
         throw config_error(s.tls.cert.empty() ? "tls.cert" : "tls.key",
                            "tls.cert and tls.key go together: set both (TLS) or neither");
@@ -733,6 +742,7 @@ std::vector<key_doc> describe(const settings& s) {
         }));
     add("publish.idempotency_window", ms(s.publish.idempotency_window));
     add("shutdown.drain_timeout", ms(s.shutdown.drain_timeout));
+    add("shutdown.drain_spread", ms(s.shutdown.drain_spread));
     add("audit.sink", yaml_string(s.audit.sink));
     add("audit.sample_one_in", n(s.audit.sample_one_in));
     add("audit.pseudonym_key", yaml_string(s.audit.pseudonym_key));

@@ -9,6 +9,7 @@
 #include "herald/hub/hub.hpp"
 
 #include <algorithm>
+#include <random>
 
 namespace herald::net {
 
@@ -110,6 +111,7 @@ void worker_context::tick(time_point now) {
             c->on_tick(now);
         c = next;
     }
+    if (!drain_due_.empty()) drain_due(now);
     counters.queued_bytes.add(static_cast<std::int64_t>(queued) - counters.queued_bytes.get());
 }
 
@@ -141,11 +143,32 @@ std::size_t worker_context::revoke(std::string_view user) {
 }
 
 void worker_context::drain() {
+    const auto spread = cfg.shutdown.drain_spread;
+    const auto now = clock::now();
+    // Each stream gets a uniformly random moment in the window: N workers' streams together
+    // leave at an even rate, whatever their number, with no coordination between workers.
+    std::minstd_rand rng(static_cast<unsigned>(now.time_since_epoch().count()) + id);
+    std::uniform_int_distribution<clock::rep> at(
+        0, std::chrono::duration_cast<clock::duration>(spread).count());
     for (connection* c = head_; c;) {
         connection* next = c->next_;
         auto keep = c->shared_from_this();
-        c->on_drain();
+        const bool stream =
+            c->transport_ == metrics::transport::ws || c->transport_ == metrics::transport::sse;
+        if (spread.count() > 0 && stream)
+            drain_due_.emplace_back(now + clock::duration(at(rng)), keep);
+        else
+            c->on_drain();  // plain HTTP and long-polls: answered now, they hold nothing long
         c = next;
+    }
+    std::sort(drain_due_.begin(), drain_due_.end(),
+              [](const auto& a, const auto& b) { return a.first > b.first; });
+}
+
+void worker_context::drain_due(time_point now) {
+    while (!drain_due_.empty() && drain_due_.back().first <= now) {
+        if (auto c = drain_due_.back().second.lock(); c && !c->closed_) c->on_drain();
+        drain_due_.pop_back();
     }
 }
 

@@ -123,6 +123,9 @@ struct settings {
 
     struct {
         milliseconds drain_timeout{10'000};
+        // Streams are told to go at times spread evenly over this window (0: all at once), so
+        // that a fleet restart does not send every client to the other instances in one burst.
+        milliseconds drain_spread{0};
     } shutdown;
 
     // Security events as JSON lines (auth/audit.hpp).

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <memory>
+#include <utility>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -114,7 +115,8 @@ public:
 
     // Sweep: timers of every connection (ping, heartbeat, timeouts) from one per-worker timer.
     void tick(time_point now);
-    // Drain: every connection is told the server is going away.
+    // Drain: every connection is told the server is going away; with shutdown.drain_spread,
+    // streams (WebSocket, SSE) are told at times spread evenly over that window (see tick()).
     void drain();
 
 private:
@@ -131,6 +133,9 @@ private:
     clock::duration last_pass_length_{};
     std::size_t last_pass_writers_ = 0;
     connection* head_ = nullptr;  // intrusive list of live connections
+    // Streams waiting for their turn to be drained, latest first (popped from the back).
+    std::vector<std::pair<time_point, std::weak_ptr<connection>>> drain_due_;
+    void drain_due(time_point now);
     std::atomic<std::size_t> count_{0};
 };
 
