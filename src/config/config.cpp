@@ -536,10 +536,6 @@ const std::map<std::string, handler>& schema() {
 }
 
 void resolve_defaults(settings& s) {
-    if (s.shutdown.drain_spread > s.shutdown.drain_timeout)
-        throw config_error("shutdown.drain_spread", "must not exceed shutdown.drain_timeout (" +
-                                                        format_duration(s.shutdown.drain_timeout) +
-                                                        "): streams told to go later would be cut");
     if (s.tls.cert.empty() != s.tls.key.empty())
         throw config_error(s.tls.cert.empty() ? "tls.cert" : "tls.key",
                            "tls.cert and tls.key go together: set both (TLS) or neither");

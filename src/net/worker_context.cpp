@@ -143,7 +143,8 @@ std::size_t worker_context::revoke(std::string_view user) {
 }
 
 void worker_context::drain() {
-    const auto spread = cfg.shutdown.drain_spread;
+    // Past drain_timeout the process exits anyway: a longer spread is cut to it.
+    const auto spread = std::min(cfg.shutdown.drain_spread, cfg.shutdown.drain_timeout);
     const auto now = clock::now();
     // Each stream gets a uniformly random moment in the window: N workers' streams together
     // leave at an even rate, whatever their number, with no coordination between workers.

@@ -92,7 +92,7 @@ def test_2000_clients_of_a_draining_instance_reconnect_spread_over_the_window(he
 
 @pytest.mark.scenario
 def test_without_a_spread_the_same_clients_reconnect_in_one_burst(herald_factory):
-    """The control: what drain_spread prevents."""
+    """The control: what drain_spread prevents (on the old code, which lacks it, the same)."""
     raise_fd_limit(3 * CLIENTS + 200)
     n = 500
     a = herald_factory({"shutdown": {"drain_timeout": "10s"}})
