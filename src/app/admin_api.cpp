@@ -1,6 +1,8 @@
 // POST /admin/disconnect {"user": "<sub>"}: revocation, on this instance and, through the broker,
-// on every other one.
+// on every other one. POST /admin/reload: the config file read again (see reload.hpp).
 #include "api.hpp"
+
+#include "herald/auth/context.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -34,6 +36,14 @@ struct revocation {
     }
 };
 
+// The API key an admin request came with, as its index ("key#0"): the router let it through, so
+// it carries a valid one.
+std::string admin_key(const net::worker_context& w, const net::http_request& req) {
+    const auto bearer = auth::parse_bearer(req.header("Authorization"));
+    const auto key = bearer && w.auth ? w.auth->publish_keys.match(*bearer) : std::nullopt;
+    return key ? "key#" + std::to_string(*key) : "";
+}
+
 }  // namespace
 
 void api::admin_disconnect(net::worker_context& w, const net::http_request& req, net::responder r) {
@@ -48,6 +58,9 @@ void api::admin_disconnect(net::worker_context& w, const net::http_request& req,
     // the others. The answer waits for both (their callbacks run on this worker).
     auto t = std::make_shared<revocation>(r);
     auto user = u->get<std::string>();
+    if (w.auth)
+        w.auth->audit->admin_action("disconnect", "requested", admin_key(w, req), req.client_ip,
+                                    user);
     broker_.broadcast_disconnect(w.id, user, [t](broker::broadcast_result b) {
         t->remote = b;
         t->arrive();
@@ -60,6 +73,23 @@ void api::admin_disconnect(net::worker_context& w, const net::http_request& req,
         disconnect_(w.id, std::move(user), std::move(local));
     else
         local(0);
+}
+
+void api::admin_reload(net::worker_context& w, const net::http_request& req, net::responder r) {
+    if (!reload_) {
+        r.error(reject::unavailable, "reload is not available in this process");
+        return;
+    }
+    // Audited once the outcome is known, naming the key the request came with.
+    reload_(w.id,
+            [r, &w, by = admin_key(w, req), client = req.client_ip](bool ok, std::string text) {
+                if (w.auth)
+                    w.auth->audit->admin_action("reload", ok ? "ok" : "bad_config", by, client);
+                if (ok)
+                    r.send(200, "application/json", text);
+                else
+                    r.error(reject::bad_config, "the config was not reloaded: " + text);
+            });
 }
 
 }  // namespace herald::app

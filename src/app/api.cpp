@@ -21,6 +21,7 @@ void api::handle(net::worker_context& w, const net::http_request& req, net::resp
         case endpoint_id::readyz: health(req.route->id, r); return;
         case endpoint_id::metrics: metrics_text(r); return;
         case endpoint_id::admin_disconnect: admin_disconnect(w, req, r); return;
+        case endpoint_id::admin_reload: admin_reload(w, req, r); return;
         case endpoint_id::publish:
             w.counters.publish_requests.add();
             publish_json(w, req, r);

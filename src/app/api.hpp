@@ -19,6 +19,11 @@ public:
     // More series for /metrics (hooks, webhooks), read when /metrics is asked for.
     using metrics_fn = std::function<std::vector<metrics::registry::gauge>()>;
     void set_extra_metrics(metrics_fn fn) { extra_metrics_ = std::move(fn); }
+    // Reloads the config (server.cpp); `done` runs on worker `from` with the report (JSON) or,
+    // when the file has errors and nothing changed, the error.
+    using reload_fn = std::function<void(
+        unsigned from, std::function<void(bool ok, std::string report_or_error)> done)>;
+    void set_reload(reload_fn fn) { reload_ = std::move(fn); }
 
     api(const config::settings& cfg, metrics::registry& metrics, broker::broker& broker,
         net::process_state& state);
@@ -37,6 +42,7 @@ private:
     void health(net::endpoint_id id, net::responder r);
     void metrics_text(net::responder r);
     void admin_disconnect(net::worker_context& w, const net::http_request& req, net::responder r);
+    void admin_reload(net::worker_context& w, const net::http_request& req, net::responder r);
 
     const config::settings& cfg_;
     metrics::registry& metrics_;
@@ -44,6 +50,7 @@ private:
     net::process_state& state_;
     disconnect_fn disconnect_;
     metrics_fn extra_metrics_;
+    reload_fn reload_;
 };
 
 }  // namespace herald::app

@@ -4,6 +4,13 @@
 
 #include "herald/wire/envelope.hpp"
 
+#ifndef HERALD_VERSION
+#define HERALD_VERSION "0.1.0"
+#endif
+#ifndef HERALD_COMMIT
+#define HERALD_COMMIT "unknown"
+#endif
+
 namespace herald::app {
 
 namespace {
@@ -45,6 +52,13 @@ void api::metrics_text(net::responder r) {
         {"herald_open_sockets", "TCP connections open (all transports).",
          static_cast<double>(state_.connections.load())},
     };
+    {
+        metrics::registry::gauge info{"herald_build_info",
+                                      "1, labelled with the version and commit of this binary.", 1};
+        info.samples.emplace_back("{version=\"" HERALD_VERSION "\",commit=\"" HERALD_COMMIT "\"}",
+                                  1.0);
+        extra.push_back(std::move(info));
+    }
     for (auto& g : broker_.metrics()) extra.push_back(std::move(g));
     if (extra_metrics_)
         for (auto& g : extra_metrics_()) extra.push_back(std::move(g));

@@ -190,10 +190,13 @@ void api::publish_one(net::worker_context& w, const net::http_request& req,
     p.payload = req.body();
     std::vector<hub::publish_request> one;
     one.push_back(std::move(p));
+    // Timed from here (the request is read and valid) to the broker's answer, whatever it is;
+    // a publish hook's call is part of it.
     ask_publish_hook(w, req, std::move(one), r, cfg_.limits.max_message_bytes,
-                     [this, &w, r](std::vector<hub::publish_request> ps) {
+                     [this, &w, r, t0 = clock::now()](std::vector<hub::publish_request> ps) {
                          broker_.publish(w.id, std::move(ps[0]),
-                                         [&w, r](broker::publish_result res) {
+                                         [&w, r, t0](broker::publish_result res) {
+                                             w.counters.publish_duration.observe(clock::now() - t0);
                                              if (refuse(r, res.status)) return;
                                              count_result(w, res);
                                              r.send(200, "application/json", result_json(res));
@@ -308,8 +311,9 @@ void api::publish_batch(net::worker_context& w, std::vector<hub::publish_request
     auto b = std::make_shared<batch>(r);
     b->results.resize(out.size());
     b->remaining = out.size();
+    const auto t0 = clock::now();
     for (std::size_t i = 0; i < out.size(); ++i) {
-        broker_.publish(w.id, std::move(out[i]), [&w, b, i](broker::publish_result res) {
+        broker_.publish(w.id, std::move(out[i]), [&w, b, i, t0](broker::publish_result res) {
             if (res.status == broker::publish_status::unknown)
                 b->failed = res.status;
             else if (res.status != broker::publish_status::unavailable)
@@ -317,7 +321,9 @@ void api::publish_batch(net::worker_context& w, std::vector<hub::publish_request
             else if (b->failed == broker::publish_status::ok)
                 b->failed = res.status;
             b->results[i] = std::move(res);
-            if (--b->remaining == 0) b->finish();
+            if (--b->remaining > 0) return;
+            w.counters.publish_duration.observe(clock::now() - t0);
+            b->finish();
         });
     }
 }

@@ -11,11 +11,13 @@
 #include "herald/net/webhooks.hpp"
 #include "herald/net/worker_context.hpp"
 #include "api.hpp"
+#include "reload.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <sys/resource.h>
@@ -64,6 +66,7 @@ struct server::impl {
         w.tick_timer.async_wait([this, &w](error_code ec) {
             if (ec) return;
             const auto now = clock::now();
+            metrics.at(w.id).loop_lag.observe(now - w.tick_timer.expiry());
             w.ctx->tick(now);
             // History expiry once a second is plenty.
             if (++w_ticks[w.id] % 4 == 0) {
@@ -95,11 +98,17 @@ struct server::impl {
         }
     }
 
+    // Reload: reads the new file; the settings applied so far and the auth contexts replaced by
+    // reloads that some worker may still use (dropped once every worker switched). Main thread.
+    std::function<config::settings()> config_source;
+    config::settings running;
+    std::vector<std::shared_ptr<auth::context>> retired;
+
     config::settings cfg;
     metrics::registry metrics;
     net::process_state state;
-    std::unique_ptr<auth::context>
-        auth;  // outlives the workers (session destructors release slots)
+    // Outlives the workers (session destructors release slots); replaced by reloads.
+    std::shared_ptr<auth::context> auth;
     std::vector<std::unique_ptr<worker>> workers;
     std::vector<unsigned> w_ticks;
     std::unique_ptr<hub::hub> hub;
@@ -122,6 +131,17 @@ std::string instance_id() {
 
 server::server(config::settings cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
 server::~server() = default;
+
+void server::set_config_source(std::function<config::settings()> source) {
+    impl_->config_source = std::move(source);
+}
+
+namespace {
+std::optional<std::string> process_env(const char* name) {
+    const char* v = std::getenv(name);
+    return v ? std::optional<std::string>(v) : std::nullopt;
+}
+}  // namespace
 
 int server::run() {
     auto& s = *impl_;
@@ -147,11 +167,8 @@ int server::run() {
     s.hub->set_broker(*s.broker);
     s.api = std::make_unique<app::api>(s.cfg, s.metrics, *s.broker, s.state);
     try {
-        s.auth = std::make_unique<auth::context>(
-            s.cfg, [](const char* name) -> std::optional<std::string> {
-                const char* v = std::getenv(name);
-                return v ? std::optional<std::string>(v) : std::nullopt;
-            });
+        s.auth = std::make_shared<auth::context>(s.cfg, process_env, nullptr,
+                                                 std::make_shared<auth::audit_log>(s.cfg));
     } catch (const config::config_error& e) {
         spdlog::critical("config error: {}", e.what());
         return 2;
@@ -263,6 +280,56 @@ int server::run() {
         }
     }
 
+    // The main thread only waits for signals, runs reloads and the drain.
+    asio::io_context main_ioc(1);
+    // A reload: read the file again, apply what can change live, report the rest. Runs on the
+    // main thread (reloads are serialised); nothing changes when the file or a key in it is bad.
+    const auto do_reload = [&](const char* trigger) -> std::pair<bool, std::string> {
+        try {
+            if (!s.config_source) throw config::config_error("", "no config source");
+            auto plan = plan_reload(s.running, s.config_source());
+            auto fresh = std::make_shared<auth::context>(plan.next, process_env, s.auth.get());
+            std::shared_ptr<const net::tls::context> cert;
+            if (tls) cert = net::tls::load_configured(s.cfg);  // the same files, read again
+            // Nothing can fail from here on.
+            auto* old = s.auth.get();
+            s.retired.push_back(std::move(s.auth));
+            s.auth = std::move(fresh);
+            auto left = std::make_shared<std::size_t>(s.workers.size());
+            for (auto& w : s.workers)
+                asio::post(w->ioc, [&s, &main_ioc, &w = *w, now = s.auth.get(), old, left, cert] {
+                    w.ctx->set_auth(now);
+                    if (cert) w.ctx->reload_tls(cert);
+                    asio::post(main_ioc, [&s, old, left] {
+                        if (--*left != 0) return;
+                        std::erase_if(s.retired, [old](const auto& a) { return a.get() == old; });
+                    });
+                });
+            spdlog::set_level(spdlog::level::from_str(plan.next.log.level));
+            s.running = plan.next;
+            auto report = reload_report_json(plan);
+            if (tls) spdlog::info("{}: TLS certificate reloaded from {}", trigger, s.cfg.tls.cert);
+            spdlog::info("{}: config reloaded: {}", trigger, report);
+            if (!plan.restart_required.empty())
+                spdlog::warn("{}: changed keys that need a restart were left as they are: {}",
+                             trigger, fmt::join(plan.restart_required, ", "));
+            return {true, std::move(report)};
+        } catch (const config::config_error& e) {
+            spdlog::error(
+                "{}: nothing reloaded (keeping the current TLS certificate and settings): {}",
+                trigger, e.what());
+            return {false, e.what()};
+        }
+    };
+    s.running = s.cfg;
+    s.api->set_reload([&](unsigned from, std::function<void(bool, std::string)> done) {
+        asio::post(main_ioc, [&, from, done = std::move(done)] {
+            auto [ok, text] = do_reload("POST /admin/reload");
+            asio::post(s.workers[from]->ioc,
+                       [done, ok = ok, text = std::move(text)] { done(ok, text); });
+        });
+    });
+
     for (auto& w : s.workers) {
         w->listener->start();
         s.schedule_tick(*w);
@@ -275,26 +342,15 @@ int server::run() {
     spdlog::info("listening on {}:{} ({}{} workers, broker {})", ep.address().to_string(),
                  ep.port(), tls ? "TLS, " : "", n, s.cfg.broker);
 
-    // The main thread only waits for signals and runs the drain.
-    asio::io_context main_ioc(1);
     asio::signal_set signals(main_ioc, SIGINT, SIGTERM);
-    // SIGHUP reloads the TLS certificate and key from the same files (certificate renewal):
-    // connections accepted afterwards get the new one, open ones keep theirs.
+    // SIGHUP reloads the config (see do_reload) and the TLS certificate and key from the same
+    // files (certificate renewal): connections accepted afterwards get the new one, open ones
+    // keep theirs.
     asio::signal_set reload(main_ioc, SIGHUP);
     std::function<void(error_code, int)> on_reload = [&](error_code ec, int) {
         if (ec) return;
-        if (!tls) {
-            spdlog::info("SIGHUP: TLS is off, nothing to reload");
-        } else {
-            try {
-                auto fresh = net::tls::load_configured(s.cfg);
-                for (auto& w : s.workers)
-                    asio::post(w->ioc, [&w = *w, fresh] { w.ctx->reload_tls(fresh); });
-                spdlog::info("SIGHUP: TLS certificate reloaded from {}", s.cfg.tls.cert);
-            } catch (const config::config_error& e) {
-                spdlog::error("SIGHUP: keeping the current TLS certificate: {}", e.what());
-            }
-        }
+        const bool ok = do_reload("SIGHUP").first;
+        s.auth->audit->admin_action("reload", ok ? "ok" : "bad_config", "SIGHUP", {});
         reload.async_wait(on_reload);
     };
     reload.async_wait(on_reload);

@@ -20,8 +20,22 @@ std::vector<namespace_rule> rules_of(const config::settings& cfg) {
 }
 }  // namespace
 
-context::context(const config::settings& c, const config::env_lookup& getenv)
-    : cfg(c), policy(rules_of(c), c.auth.default_anonymous_subscribe) {
+namespace {
+std::shared_ptr<audit_log> audit_of(const config::settings& c, const context* previous,
+                                    std::shared_ptr<audit_log> given) {
+    if (previous) return previous->audit;
+    if (given) return given;
+    auto off = c;
+    off.audit.sink.clear();
+    return std::make_shared<audit_log>(off);
+}
+}  // namespace
+
+context::context(const config::settings& c, const config::env_lookup& getenv,
+                 const context* previous, std::shared_ptr<audit_log> audit_sink)
+    : cfg(c),
+      policy(rules_of(c), c.auth.default_anonymous_subscribe),
+      audit(audit_of(c, previous, std::move(audit_sink))) {
     for (std::size_t i = 0; i < c.auth.jwt.keys.size(); ++i) {
         const auto& k = c.auth.jwt.keys[i];
         key_spec spec{k.alg, k.secret, k.public_key, k.public_key_file, k.kid};
@@ -45,15 +59,29 @@ context::context(const config::settings& c, const config::env_lookup& getenv)
     for (std::size_t i = 0; i < c.trusted_proxies.size(); ++i)
         if (auto err = proxies.add(c.trusted_proxies[i]))
             throw config::config_error("trusted_proxies[" + std::to_string(i) + "]", *err);
-    if (c.limits.connections_per_ip > 0)
-        streams_ = std::make_unique<connection_counter>(c.limits.connections_per_ip);
-    if (c.limits.new_connections_per_ip_per_s > 0)
-        new_streams_ = std::make_unique<shared_rate_limiter>(
-            rate_limiter::options{c.limits.new_connections_per_ip_per_s,
-                                  2 * c.limits.new_connections_per_ip_per_s, 100'000});
-    if (c.limits.publishes_per_key_per_s > 0)
-        publishes_ = std::make_unique<shared_rate_limiter>(rate_limiter::options{
-            c.limits.publishes_per_key_per_s, 2 * c.limits.publishes_per_key_per_s, 100'000});
+    // The stream counter of a previous generation is kept whatever the new limit (0: no limit),
+    // so that every stream it admitted releases its slot where it took it.
+    if (previous && previous->streams_) {
+        streams_ = previous->streams_;
+        streams_->set_max(c.limits.connections_per_ip > 0 ? c.limits.connections_per_ip
+                                                          : static_cast<std::size_t>(-1));
+    } else if (c.limits.connections_per_ip > 0) {
+        streams_ = std::make_shared<connection_counter>(c.limits.connections_per_ip);
+    }
+    // Token buckets are kept while their rate is unchanged (a changed rate starts full ones).
+    const auto bucket = [](double rate, const std::shared_ptr<shared_rate_limiter>* before,
+                           double rate_before) -> std::shared_ptr<shared_rate_limiter> {
+        if (rate <= 0) return nullptr;
+        if (before && *before && rate == rate_before) return *before;
+        return std::make_shared<shared_rate_limiter>(
+            rate_limiter::options{rate, 2 * rate, 100'000});
+    };
+    new_streams_ =
+        bucket(c.limits.new_connections_per_ip_per_s, previous ? &previous->new_streams_ : nullptr,
+               previous ? previous->cfg.limits.new_connections_per_ip_per_s : 0);
+    publishes_ =
+        bucket(c.limits.publishes_per_key_per_s, previous ? &previous->publishes_ : nullptr,
+               previous ? previous->cfg.limits.publishes_per_key_per_s : 0);
 }
 
 context::admission_result context::admit_stream(const std::string& ip) {

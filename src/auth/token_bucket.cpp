@@ -153,6 +153,11 @@ void connection_counter::release(std::string_view key) {
     if (--it->second == 0) counts_.erase(it);
 }
 
+void connection_counter::set_max(std::size_t max_per_key) noexcept {
+    std::lock_guard lock(mutex_);
+    max_ = max_per_key;
+}
+
 std::size_t connection_counter::count(std::string_view key) const {
     std::lock_guard lock(mutex_);
     auto it = counts_.find(clip(key));

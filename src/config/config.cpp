@@ -107,6 +107,8 @@ const std::map<std::string, bounds, std::less<>>& numeric_bounds() {
         {"webhooks[].timeout", {unit::duration, 100, 600'000}},
         {"webhooks[].max_queue", {unit::count, 1, 100'000'000}},
         {"webhooks[].max_backoff", {unit::duration, 100, 3'600'000}},
+        {"shutdown.drain_spread", {unit::duration, 0, 3'600'000}},
+        {"audit.sample_one_in", {unit::count, 0, 1'000'000}},
     };
     return b;
 }
@@ -777,6 +779,22 @@ const std::map<std::string, handler>& schema() {
          [](settings& c, const YAML::Node& n,
             const std::string&
                 k) { c.shutdown.drain_timeout = duration(n, k, bounds_of(k)); }},
+        {"shutdown.drain_spread",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.shutdown.drain_spread = duration(n, k, bounds_of(k));
+         }},
+        {"audit.sink", [](settings& c, const YAML::Node& n, const std::string& k) { c.audit.sink = scalar(n, k); }},
+        {"audit.sample_one_in",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.audit.sample_one_in = static_cast<std::size_t>(integer(n, k, bounds_of(k)));
+         }},
+        {"audit.pseudonym_key",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             auto v = scalar(n, k);
+             if (!v.empty() && v.size() < 16)
+                 throw config_error(k, "must be at least 16 bytes (or empty: random per start)");
+             c.audit.pseudonym_key = std::move(v);
+         }},
     };
         add_hook_keys(s);
         return s;
@@ -1013,6 +1031,10 @@ std::vector<key_doc> describe(const settings& s) {
     add("presence.max_clients", n(s.presence.max_clients));
     add("presence.max_info_bytes", format_size(s.presence.max_info_bytes));
     add("shutdown.drain_timeout", ms(s.shutdown.drain_timeout));
+    add("shutdown.drain_spread", ms(s.shutdown.drain_spread));
+    add("audit.sink", yaml_string(s.audit.sink));
+    add("audit.sample_one_in", n(s.audit.sample_one_in));
+    add("audit.pseudonym_key", yaml_string(s.audit.pseudonym_key));
     add("tls.cert", yaml_string(s.tls.cert));
     add("tls.key", yaml_string(s.tls.key));
     add("tls.min_version", yaml_string(s.tls.min_version));

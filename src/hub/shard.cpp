@@ -81,6 +81,7 @@ shard::shard(hub& h, unsigned worker) : hub_(h), worker_(worker) {}
 void shard::subscribe(subscription& s) {
     s.id = ++next_sub_id_;
     s.active = false;
+    s.asked = clock::now();
     s.early.clear();
     auto& lt = topics_[s.topic];
     s.index = static_cast<std::uint32_t>(lt.subs.size());

@@ -152,12 +152,14 @@ void connection::flush() {
         std::size_t written = 0;
         if (!write_now(bufs, written)) return;
         queued_bytes_ -= written;
+        time_point now{};
         std::size_t left = written;
         while (left > 0) {
             auto& c = queue_[head_];
             const std::size_t rest = c.size - head_sent_;
             if (left >= rest) {
                 left -= rest;
+                sent(c, now);
                 c.hold.reset();
                 ++head_;
                 head_sent_ = 0;

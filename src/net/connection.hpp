@@ -27,12 +27,22 @@ struct chunk {
     std::shared_ptr<const void> hold;  // keeps `data` alive; empty for static bytes
     const char* data = nullptr;
     std::size_t size = 0;
+    // A live message's publish time (else empty): its write is recorded in
+    // herald_delivery_latency_seconds.
+    time_point published{};
 
     static chunk of_static(std::string_view s) noexcept { return {nullptr, s.data(), s.size()}; }
     static chunk of_string(std::string s);
     template <class T>
     static chunk of_shared(const std::shared_ptr<T>& owner, std::string_view bytes) {
         return {std::shared_ptr<const void>(owner), bytes.data(), bytes.size()};
+    }
+    // A message's bytes; a live one (not a replay) carries its publish time.
+    template <class Message>
+    static chunk of_message(const std::shared_ptr<Message>& m, std::string_view bytes, bool live) {
+        chunk c = of_shared(m, bytes);
+        if (live) c.published = m->created;
+        return c;
     }
 };
 
@@ -187,6 +197,13 @@ private:
     template <class Buffers>
     bool write_now(const Buffers& bufs, std::size_t& written);
     std::size_t read_tls(error_code& ec);
+    // A chunk has left (plain: written; TLS: encrypted into the record being written). `now`
+    // is read once per write, and only when a chunk carries a publish time.
+    void sent(const chunk& c, time_point& now) noexcept {
+        if (c.published == time_point{}) return;
+        if (now == time_point{}) now = clock::now();
+        w_.counters.delivered(transport_, c.published, now);
+    }
     void flush_tls();
     bool encrypt_queued();
     // Output left: arm a parked read, call on_output_room() if asked for.

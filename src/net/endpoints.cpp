@@ -33,6 +33,8 @@ constexpr std::array k_endpoints{
              topic_source::none, "publish one message"},
     endpoint{endpoint_id::admin_disconnect, "/admin/disconnect", false, verb::post,
              access_class::admin, topic_source::none, "revoke a user's connections"},
+    endpoint{endpoint_id::admin_reload, "/admin/reload", false, verb::post, access_class::admin,
+             topic_source::none, "re-read the config file and apply what can change live"},
     endpoint{endpoint_id::client_js, "/client/herald.js", false, verb::get, access_class::open,
              topic_source::none, "the JavaScript client (clients/js/herald.js)"},
     // Who is subscribed, with user ids and `info`: keyed, never opened to clients (they read it

@@ -146,8 +146,14 @@ void http_session::handle(beast_request raw) {
         auto d = w_.auth->authorize(ep->access, cred, topics, req.client_ip);
         if (!d.ok()) {
             // The one rate-limited verdict is the publish rate (auth::context::authorize_key).
-            if (d.status == auth::verdict::rate_limited)
+            if (d.status == auth::verdict::rate_limited) {
                 w_.rejects.note(reject_log::reason::publish_rate, req.client_ip);
+                w_.auth->audit->refused("rate_limited", req.client_ip, req.target.path);
+            } else {
+                w_.auth->audit->auth_failure(
+                    d.status == auth::verdict::unauthorized ? "unauthorized" : "forbidden",
+                    d.message, req.client_ip, req.target.path);
+            }
             refuse(*this, seq, d, held ? false : keep_alive);
             return;
         }

@@ -65,6 +65,7 @@ bool http_session::admit_stream(std::uint64_t seq, const http_request& req,
                             ? reject_log::reason::new_connections_per_ip
                             : reject_log::reason::connections_per_ip,
                         ip);
+        a->audit->refused("rate_limited", ip, req.target.path);
         fail_request(seq, reject::rate_limited, adm.message, false,
                      "Retry-After: " + std::to_string(adm.retry_after_s) + "\r\n");
         return false;

@@ -145,6 +145,7 @@ error_spec error_for(metrics::reject r) noexcept {
         case reject::unauthorized: status = 401; break;
         case reject::rate_limited:
         case reject::quota_exceeded: status = 429; break;
+        case reject::bad_config: status = 409; break;
         default: break;
     }
     return {status, metrics::to_string(r), r};

@@ -55,6 +55,10 @@ std::string poll_session::topic_answer(const poll_topic& t, const std::string& e
         taken = hub::append_messages_json(list, t.messages, budget);
         budget -= std::min(budget, list.size());
     }
+    const auto now = clock::now();
+    for (std::size_t i = 0; i < taken; ++i)
+        if (t.live(*t.messages[i]))
+            w_.counters.delivered(metrics::transport::poll, t.messages[i]->created, now);
     if (taken < t.messages.size())
         cursor = taken > 0 ? t.messages[taken - 1]->offset : t.messages[0]->offset - 1;
     std::string body = "{\"topic\":\"" + t.topic + "\",\"epoch\":\"" + epoch + "\"";
@@ -99,12 +103,8 @@ void poll_session::answer_soon() {
 void poll_session::on_subscribed(hub::subscription& s, const hub::subscribe_result& r) {
     ++answered_;
     if (want_answer_) answer_soon();
-    if (!r.resume_requested) return;
-    if (r.recovered) {
-        w_.counters.resumes_recovered.add();
-        return;
-    }
-    w_.counters.resumes_failed.add();
+    w_.record_subscribe(s, r, metrics::transport::poll, nullptr);
+    if (!r.resume_requested || r.recovered) return;
     auto& t = static_cast<poll_topic&>(s);
     t.resume_failed = true;
     t.reason = r.reason;

@@ -77,8 +77,8 @@ private:
     void release_stream() noexcept;
     // One topic's answer object; its messages take at most `budget` bytes (at least one message
     // while `budget` is not 0), and `budget` shrinks by what they took.
-    [[nodiscard]] static std::string topic_answer(const poll_topic& t, const std::string& epoch,
-                                                  std::uint64_t cursor, std::size_t& budget);
+    [[nodiscard]] std::string topic_answer(const poll_topic& t, const std::string& epoch,
+                                           std::uint64_t cursor, std::size_t& budget);
 
     poll_owner& owner_;
     worker_context& w_;

@@ -252,6 +252,7 @@ private:
     bool room_asked_ = false;        // hold() asked for on_output_room()
     std::uint8_t deflate_bits_ = 0;  // 0: no permessage-deflate on this connection
     bool close_sent_ = false;
+    bool reconnected_ = false;   // counted in herald_reconnections_total
     bool closing_ = false;       // end_with(): input is dropped until the socket closes
     bool slow_closing_ = false;  // on_slow_consumer() ran: later passes only flush
     // RFC 6455 5.5.3: only the latest ping is answered. Its payload waits here (<= 125 bytes)
@@ -327,6 +328,7 @@ private:
 
     std::vector<std::unique_ptr<sse_sub>> subs_;
     std::size_t answered_ = 0;
+    bool reconnected_ = false;  // counted in herald_reconnections_total
     bool retry_sent_ = false;
     // Until every topic is answered, a multi-topic stream cannot write complete ids: hold events
     // (a message, a reset message, or null for a failed resume's reset).

@@ -77,11 +77,11 @@ void sse_session::send_message(sse_sub& s, const hub::message_ptr& m) {
     s.sent(*m);  // a held event's id names the positions up to it, not the hub's latest
     bool ok;
     if (subs_.size() == 1) {
-        ok = enqueue(chunk::of_shared(m, m->sse_event));
+        ok = enqueue(chunk::of_message(m, m->sse_event, s.live(*m)));
     } else {
         // The id names every topic's position, so it is this stream's own; the rest is shared.
         enqueue(chunk::of_string(sse::encode_id_line(stream_id())));
-        ok = enqueue(chunk::of_shared(m, m->sse_body()));
+        ok = enqueue(chunk::of_message(m, m->sse_body(), s.live(*m)));
     }
     if (ok) w_.counters.frames_delivered.add();
 }
@@ -110,8 +110,8 @@ void sse_session::on_subscribed(hub::subscription& sub, const hub::subscribe_res
     s.sent_epoch = s.epoch;
     s.sent_epoch_key = s.epoch_key;
     s.sent_offset = s.last_offset;
+    w_.record_subscribe(s, r, metrics::transport::sse, &reconnected_);
     if (r.resume_requested) {
-        (r.recovered ? w_.counters.resumes_recovered : w_.counters.resumes_failed).add();
         if (!r.recovered) {
             s.reset = true;
             s.reason = r.reason;
@@ -153,6 +153,7 @@ void sse_session::on_reset(hub::subscription& sub, const hub::message_ptr& m) {
 void sse_session::on_refused(hub::subscription& s, const std::string& reason) {
     // The stream already started, so the refusal is its last event.
     w_.counters.inc(metrics::reject::quota_exceeded);
+    if (w_.auth) w_.auth->audit->refused("quota_exceeded", stream_ip_, "/sse " + s.topic);
     send_retry();  // the client's reconnection delay, then why it must go
     end_with("event: error\ndata: {\"code\":\"quota_exceeded\",\"topic\":\"" + s.topic +
              "\",\"message\":" + wire::json_quote(reason) + "}\n\n");

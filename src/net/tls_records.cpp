@@ -74,6 +74,7 @@ bool connection::encrypt_queued() {
     // per frame); a chunk of a record's size or more is encrypted where it lies. The staging
     // buffer is the one plain writes pack small chunks into.
     auto& stage = w_.pack();
+    time_point now{};
     std::size_t staged = 0;
     std::size_t done = 0;
     auto seal = [&]() {
@@ -93,6 +94,7 @@ bool connection::encrypt_queued() {
         }
         done += c.size;
         queued_bytes_ -= c.size;
+        sent(c, now);
         c.hold.reset();
         ++head_;
     }

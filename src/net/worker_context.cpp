@@ -6,7 +6,10 @@
 
 #include "connection.hpp"
 
+#include "herald/hub/hub.hpp"
+
 #include <algorithm>
+#include <random>
 
 namespace herald::net {
 
@@ -97,14 +100,34 @@ void worker_context::detach(connection& c) noexcept {
 }
 
 void worker_context::tick(time_point now) {
+    std::size_t queued = 0;
     for (connection* c = head_; c;) {
         connection* next = c->next_;
         auto keep = c->shared_from_this();
+        queued += c->output_bytes();
         if (now >= c->close_deadline_ || (c->lingering_ && c->linger_done()))
             c->close_now();
         else
             c->on_tick(now);
         c = next;
+    }
+    if (!drain_due_.empty()) drain_due(now);
+    counters.queued_bytes.add(static_cast<std::int64_t>(queued) - counters.queued_bytes.get());
+}
+
+void worker_context::record_subscribe(const hub::subscription& s, const hub::subscribe_result& r,
+                                      metrics::transport t, bool* reconnect_counted) noexcept {
+    counters.subscribe_duration.observe(clock::now() - s.asked);
+    if (!r.resume_requested) return;
+    (r.recovered ? counters.resumes_recovered : counters.resumes_failed).add();
+    using metrics::resume_outcome;
+    // "gap too large": the position is older than what history holds (see broker/history.cpp).
+    counters.resumed(r.recovered                   ? resume_outcome::recovered
+                     : r.reason == "gap too large" ? resume_outcome::too_old
+                                                   : resume_outcome::reset);
+    if (reconnect_counted && !*reconnect_counted) {
+        *reconnect_counted = true;
+        counters.reconnections[static_cast<std::size_t>(t)].add();
     }
 }
 
@@ -120,11 +143,33 @@ std::size_t worker_context::revoke(std::string_view user) {
 }
 
 void worker_context::drain() {
+    // Past drain_timeout the process exits anyway: a longer spread is cut to it.
+    const auto spread = std::min(cfg.shutdown.drain_spread, cfg.shutdown.drain_timeout);
+    const auto now = clock::now();
+    // Each stream gets a uniformly random moment in the window: N workers' streams together
+    // leave at an even rate, whatever their number, with no coordination between workers.
+    std::minstd_rand rng(static_cast<unsigned>(now.time_since_epoch().count()) + id);
+    std::uniform_int_distribution<clock::rep> at(
+        0, std::chrono::duration_cast<clock::duration>(spread).count());
     for (connection* c = head_; c;) {
         connection* next = c->next_;
         auto keep = c->shared_from_this();
-        c->on_drain();
+        const bool stream =
+            c->transport_ == metrics::transport::ws || c->transport_ == metrics::transport::sse;
+        if (spread.count() > 0 && stream)
+            drain_due_.emplace_back(now + clock::duration(at(rng)), keep);
+        else
+            c->on_drain();  // plain HTTP and long-polls: answered now, they hold nothing long
         c = next;
+    }
+    std::sort(drain_due_.begin(), drain_due_.end(),
+              [](const auto& a, const auto& b) { return a.first > b.first; });
+}
+
+void worker_context::drain_due(time_point now) {
+    while (!drain_due_.empty() && drain_due_.back().first <= now) {
+        if (auto c = drain_due_.back().second.lock(); c && !c->closed_) c->on_drain();
+        drain_due_.pop_back();
     }
 }
 

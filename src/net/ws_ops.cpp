@@ -63,6 +63,10 @@ void ws_session::on_text(std::string_view text) {
         auto r = w_.auth->verify_token(tok->get_ref<const std::string&>());
         if (!r.ok() || (claims_ && r.claims.sub != claims_->sub)) {
             w_.counters.inc(reject::unauthorized);
+            w_.auth->audit->auth_failure(
+                "unauthorized",
+                r.ok() ? "refresh: token for another user" : auth::to_string(r.status), stream_ip_,
+                "/ws refresh", claims_ ? std::string_view(claims_->sub) : "");
             reply_error(id, "unauthorized",
                         r.ok() ? "the token is for another user"
                                : "invalid token: " + std::string(auth::to_string(r.status)));
@@ -125,6 +129,9 @@ void ws_session::on_text(std::string_view text) {
         }
         if (w_.auth && !w_.auth->may_read(claims_.get(), topic)) {
             w_.counters.inc(reject::forbidden);
+            w_.auth->audit->auth_failure("forbidden", "subscribe to '" + topic + "'", stream_ip_,
+                                         "/ws subscribe",
+                                         claims_ ? std::string_view(claims_->sub) : "");
             reply_error(id, "forbidden", "not allowed to subscribe to '" + topic + "'");
             return;
         }

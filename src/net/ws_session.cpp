@@ -133,8 +133,7 @@ void ws_session::subscribe_topic(const std::string& topic, std::optional<wire::s
 
 void ws_session::on_subscribed(hub::subscription& sub, const hub::subscribe_result& r) {
     auto& s = static_cast<ws_sub&>(sub);
-    if (r.resume_requested)
-        (r.recovered ? w_.counters.resumes_recovered : w_.counters.resumes_failed).add();
+    w_.record_subscribe(s, r, metrics::transport::ws, &reconnected_);
     if (!s.reply) return;
     std::string o = "{\"type\":\"ok\"";
     if (!s.reply_id.empty()) o += ",\"id\":" + s.reply_id;
@@ -167,7 +166,7 @@ void ws_session::on_message(hub::subscription& sub, const hub::message_ptr& m) {
         hold(s, m);
         return;
     }
-    if (enqueue(chunk::of_shared(m, bytes))) w_.counters.frames_delivered.add();
+    if (enqueue(chunk::of_message(m, bytes, s.live(*m)))) w_.counters.frames_delivered.add();
 }
 
 namespace {
@@ -245,7 +244,8 @@ void ws_session::on_output_room() {
             const auto m = std::move(b.held.front());
             b.held.pop_front();
             b.bytes -= held_cost(m);
-            if (enqueue(chunk::of_shared(m, frame_for(s, m)))) w_.counters.frames_delivered.add();
+            if (enqueue(chunk::of_message(m, frame_for(s, m), s.live(*m))))
+                w_.counters.frames_delivered.add();
         }
         if (b.held.empty())
             s.backlog.reset();  // caught up: an idle subscription holds nothing
@@ -269,6 +269,7 @@ void ws_session::on_reset(hub::subscription& sub, const hub::message_ptr& m) {
 void ws_session::on_refused(hub::subscription& sub, const std::string& reason) {
     w_.counters.inc(reject::quota_exceeded);
     auto& s = static_cast<ws_sub&>(sub);
+    if (w_.auth) w_.auth->audit->refused("quota_exceeded", stream_ip_, "/ws " + s.topic);
     std::string o = "{\"type\":\"error\"";
     if (!s.reply_id.empty()) o += ",\"id\":" + s.reply_id;
     o += ",\"code\":\"quota_exceeded\",\"topic\":\"" + s.topic +

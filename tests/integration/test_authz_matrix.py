@@ -371,6 +371,11 @@ def probe_admin(m, cred, topic):
     return verdict(a), False
 
 
+def probe_admin_reload(m, cred, topic):
+    a = http(m.port, "POST", cred.target("/admin/reload"), cred.headers, b"")
+    return verdict(a), False
+
+
 # The matrix's own table: (path, match, method) as --list-endpoints prints it -> the access class
 # this test expects and the probe that calls it. A row the binary lists and this table lacks fails
 # test_every_endpoint_is_in_the_matrix.
@@ -386,6 +391,7 @@ ENDPOINTS = {
     ("/publish/", "prefix", "POST"): ("publish", probe_publish_topic),
     ("/admin/disconnect", "exact", "POST"): ("admin", probe_admin),
     ("/presence/", "prefix", "GET"): ("admin", probe_presence),
+    ("/admin/reload", "exact", "POST"): ("admin", probe_admin_reload),
     ("/client/herald.js", "exact", "GET"): ("public", probe_get("/client/herald.js")),
 }
 

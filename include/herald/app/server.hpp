@@ -4,6 +4,7 @@
 #include "herald/config/config.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 namespace herald::app {
@@ -17,6 +18,10 @@ public:
 
     // Binds, serves until SIGTERM/SIGINT, drains, and returns the process exit code.
     int run();
+
+    // How a reload (SIGHUP, POST /admin/reload) reads the config again: the file, the
+    // environment and the flags, as at start-up; throws config::config_error. Set before run().
+    void set_config_source(std::function<config::settings()> source);
 
 private:
     struct impl;

@@ -3,8 +3,14 @@
 // Shared by all workers: the key sets and policies are immutable after build; the limiters are
 // locked: the per-address ones when a stream starts or ends, the publish rate once per publish
 // (HTTP or WebSocket), never per delivered message.
+//
+// Reload (SIGHUP, POST /admin/reload) builds a new context from the new file and each worker
+// switches its pointer to it in a posted handler, so the data path never locks to read it; the
+// old one lives until every worker has switched (the posts own it). The limiters carry state
+// (streams held per address, token buckets), so a new context takes them over from `previous`.
 #include "herald/auth/access.hpp"
 #include "herald/auth/api_keys.hpp"
+#include "herald/auth/audit.hpp"
 #include "herald/auth/client_ip.hpp"
 #include "herald/auth/jwt.hpp"
 #include "herald/auth/origin.hpp"
@@ -21,15 +27,19 @@ namespace herald::auth {
 class context {
 public:
     // Throws config::config_error naming the key (bad PEM, short secret, bad CIDR...).
-    context(const config::settings& cfg, const config::env_lookup& getenv);
+    // `audit`: where security events go (taken from `previous` when there is one; null: none).
+    context(const config::settings& cfg, const config::env_lookup& getenv,
+            const context* previous = nullptr, std::shared_ptr<audit_log> audit = nullptr);
 
-    const config::settings& cfg;
+    const config::settings cfg;  // a copy: a reload's context keeps the settings it was built from
     key_set jwt_keys;
     expectations jwt_expect;
     access_policy policy;
     api_key_set publish_keys;
     origin_allowlist origins;
     trusted_proxies proxies;
+    // Never null; the same log across reloads (audit.* keys need a restart).
+    std::shared_ptr<audit_log> audit;
 
     // Admission of a stream (WebSocket, SSE, long-poll) from address `ip`, once authorize() said
     // yes and the request is well-formed: limits.new_connections_per_ip_per_s, then
@@ -79,9 +89,10 @@ private:
     [[nodiscard]] decision authorize_key(const credentials& cred, bool publishing,
                                          std::string_view client);
 
-    std::unique_ptr<connection_counter> streams_;
-    std::unique_ptr<shared_rate_limiter> new_streams_;
-    std::unique_ptr<shared_rate_limiter> publishes_;
+    // Shared with the contexts that reloads build from this one (see the header comment).
+    std::shared_ptr<connection_counter> streams_;
+    std::shared_ptr<shared_rate_limiter> new_streams_;
+    std::shared_ptr<shared_rate_limiter> publishes_;
 };
 
 }  // namespace herald::auth

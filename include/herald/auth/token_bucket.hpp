@@ -117,6 +117,8 @@ public:
     explicit connection_counter(std::size_t max_per_key) noexcept : max_(max_per_key) {}
     [[nodiscard]] bool try_acquire(std::string_view key);
     void release(std::string_view key);
+    // A reload changed the limit: streams held keep their slots, new ones see `max_per_key`.
+    void set_max(std::size_t max_per_key) noexcept;
     [[nodiscard]] std::size_t count(std::string_view key) const;
     [[nodiscard]] std::size_t keys() const;
 

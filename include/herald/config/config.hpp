@@ -166,7 +166,17 @@ struct settings {
 
     struct {
         milliseconds drain_timeout{10'000};
+        // Streams are told to go at times spread evenly over this window (0: all at once), so
+        // that a fleet restart does not send every client to the other instances in one burst.
+        milliseconds drain_spread{0};
     } shutdown;
+
+    // Security events as JSON lines (auth/audit.hpp).
+    struct {
+        std::string sink;                 // "" off, "stderr", or a file path (appended to)
+        std::size_t sample_one_in = 100;  // rate-limit and quota refusals: 1 in N (0: none)
+        std::string pseudonym_key;        // HMAC key for identifiers; "": random per start
+    } audit;
 
     // In-process TLS: with both set, the listener speaks HTTPS/WSS only.
     struct {
@@ -274,5 +284,10 @@ struct key_doc {
 [[nodiscard]] std::string defaults_yaml();
 // The keys the YAML schema accepts (sections excluded), sorted.
 [[nodiscard]] std::vector<std::string> schema_keys();
+
+// `herald genconfig`: a commented production config around the given secrets.
+[[nodiscard]] std::string production_config(const std::string& publish_key,
+                                            const std::string& jwt_secret,
+                                            const std::string& pseudonym_key);
 
 }  // namespace herald::config

@@ -50,6 +50,11 @@ struct subscription {
     const presence_client* who = nullptr;
     bool join_leave = false;
     bool in_presence = false;  // set by shard::subscribe: the topic is a presence topic
+    // When the subscribe was asked (shard::subscribe): a message created before it reaches this
+    // subscriber only as a replay, which delivery-latency metrics leave out.
+    time_point asked{};
+
+    [[nodiscard]] bool live(const message& m) const noexcept { return m.created >= asked; }
 };
 
 class subscriber {

@@ -4,6 +4,7 @@
 // no contention, no data race.
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -46,6 +47,7 @@ enum class reject : std::uint8_t {
     ws_message_too_big,
     ws_bad_op,     // every malformed op, also counted under the code its error frame carries
     tls_required,  // plain HTTP on a TLS port
+    bad_config,    // POST /admin/reload: the config file has errors (nothing changed)
     // Codes only WebSocket error frames carry.
     unknown_op,
     not_subscribed,
@@ -73,6 +75,52 @@ private:
 template <class E>
 using by = std::array<counter, static_cast<std::size_t>(E::count_)>;
 
+// A Prometheus histogram of durations with fixed bounds (100 us .. 10 s), written by one thread
+// only (its worker, like a counter) and read by /metrics: observe() is a short bucket search and
+// two relaxed load/store pairs, no lock and no read-modify-write. A value written from several
+// threads needs one histogram per thread (see histogram_totals, which adds them up).
+class histogram {
+public:
+    // Upper bounds (`le`), in nanoseconds and as printed (seconds).
+    static constexpr std::array<std::int64_t, 16> k_bounds_ns{
+        100'000,       250'000,       500'000,       1'000'000,     2'500'000,   5'000'000,
+        10'000'000,    25'000'000,    50'000'000,    100'000'000,   250'000'000, 500'000'000,
+        1'000'000'000, 2'500'000'000, 5'000'000'000, 10'000'000'000};
+    static constexpr std::array<const char*, 16> k_bounds_text{
+        "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
+        "0.05",   "0.1",     "0.25",   "0.5",   "1",      "2.5",   "5",    "10"};
+
+    void observe(std::chrono::nanoseconds d) noexcept {
+        const std::int64_t ns = d.count() < 0 ? 0 : d.count();
+        std::size_t b = 0;
+        while (b < k_bounds_ns.size() && ns > k_bounds_ns[b]) ++b;
+        buckets_[b].add();
+        sum_ns_.add(ns);
+    }
+    // Per bucket (not cumulative; the last is above every bound) and the sum.
+    [[nodiscard]] std::int64_t bucket(std::size_t b) const noexcept { return buckets_[b].get(); }
+    [[nodiscard]] std::int64_t sum_ns() const noexcept { return sum_ns_.get(); }
+
+private:
+    std::array<counter, k_bounds_ns.size() + 1> buckets_;
+    counter sum_ns_;
+};
+
+// Several histograms added up (one per worker), for rendering.
+struct histogram_totals {
+    std::array<std::int64_t, histogram::k_bounds_ns.size() + 1> buckets{};
+    std::int64_t sum_ns = 0;
+    void add(const histogram& h) noexcept {
+        for (std::size_t b = 0; b < buckets.size(); ++b) buckets[b] += h.bucket(b);
+        sum_ns += h.sum_ns();
+    }
+};
+
+// How a resume (a subscribe with a position) ended: the gap replayed, the stream moved on (epoch
+// changed, bad offset), or the position is older than history holds.
+enum class resume_outcome : std::uint8_t { recovered, reset, too_old, count_ };
+[[nodiscard]] const char* to_string(resume_outcome o) noexcept;
+
 struct alignas(64) worker_counters {
     by<transport> connections;        // gauge: open now
     by<transport> connections_total;  // accepted or upgraded since start
@@ -94,7 +142,22 @@ struct alignas(64) worker_counters {
     counter tls_handshakes;  // completed
     counter tls_errors;      // failed handshakes, bad records, peers gone mid-handshake
 
+    // Operations (issue 17). Latency from a message's publish to the socket write that sent
+    // its last byte (ws, sse; poll: to the answer that carries it), live messages only.
+    std::array<histogram, static_cast<std::size_t>(transport::count_)> delivery_latency;
+    histogram publish_duration;    // HTTP publish: request read to answer
+    histogram subscribe_duration;  // subscribe asked to answered by the topic's owner
+    histogram loop_lag;            // how late the 250 ms sweep timer ran
+    counter queued_bytes;          // gauge: output waiting in send queues, at the last sweep
+    by<resume_outcome> resumes;
+    by<transport> reconnections;  // connections that resumed with a position
+
     void inc(reject r) noexcept { rejected[static_cast<std::size_t>(r)].add(); }
+    void delivered(transport t, std::chrono::steady_clock::time_point published,
+                   std::chrono::steady_clock::time_point now) noexcept {
+        delivery_latency[static_cast<std::size_t>(t)].observe(now - published);
+    }
+    void resumed(resume_outcome o) noexcept { resumes[static_cast<std::size_t>(o)].add(); }
     counter& conn(transport t) noexcept { return connections[static_cast<std::size_t>(t)]; }
 };
 
@@ -115,6 +178,12 @@ public:
         std::vector<std::pair<std::string, double>> samples{};
     };
     [[nodiscard]] std::string render(const std::vector<gauge>& extra) const;
+
+    // The series of one histogram as gauge samples ("_bucket{<labels>,le=..}", "_sum",
+    // "_count"); `labels` is empty or `name="value",...`. For modules with histograms of their
+    // own (a broker), rendered through `extra` with type "histogram".
+    static void append_histogram(std::vector<std::pair<std::string, double>>& samples,
+                                 std::string_view labels, const histogram_totals& h);
 
 private:
     std::vector<std::unique_ptr<worker_counters>> workers_;

@@ -29,6 +29,7 @@ enum class endpoint_id : std::uint8_t {
     publish,
     publish_topic,
     admin_disconnect,
+    admin_reload,
     client_js,
     presence,
 };

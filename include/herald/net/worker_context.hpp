@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <memory>
+#include <utility>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,7 +22,9 @@ class broker;
 }
 namespace herald::hub {
 class shard;
-}
+struct subscription;
+struct subscribe_result;
+}  // namespace herald::hub
 namespace herald::auth {
 class context;
 }
@@ -71,7 +74,10 @@ public:
     metrics::worker_counters& counters;
     process_state& state;
     http_api& api;
-    auth::context* const auth;  // process-wide; null in tests that need no security
+    // Process-wide; null in tests that need no security. Changed only by set_auth() on this
+    // worker's thread (a reload), so a handler reads one generation from start to end.
+    auth::context* auth;
+    void set_auth(auth::context* fresh) noexcept { auth = fresh; }
     // Warnings for clients refused by a limit, rate-limited per address (this worker's share).
     reject_log rejects{cfg.log.rejection_interval};
     // This worker's backend hooks and webhook emitter (hooks.hpp, webhooks.hpp); null when none
@@ -83,6 +89,12 @@ public:
     [[nodiscard]] const std::shared_ptr<const tls::context>& tls() const noexcept { return tls_; }
     // SIGHUP: connections accepted from now on get `fresh`; runs on this worker's thread.
     void reload_tls(std::shared_ptr<const tls::context> fresh) noexcept;
+
+    // Metrics of an answered subscribe: its duration and, for a resume, its outcome; a
+    // connection's first resume counts as a reconnection (`*reconnect_counted` then true; null
+    // for long-polls, whose every request carries a cursor).
+    void record_subscribe(const hub::subscription& s, const hub::subscribe_result& r,
+                          metrics::transport t, bool* reconnect_counted) noexcept;
 
     // Closes every connection of `user` (a token's sub); returns how many.
     std::size_t revoke(std::string_view user);
@@ -109,7 +121,8 @@ public:
 
     // Sweep: timers of every connection (ping, heartbeat, timeouts) from one per-worker timer.
     void tick(time_point now);
-    // Drain: every connection is told the server is going away.
+    // Drain: every connection is told the server is going away; with shutdown.drain_spread,
+    // streams (WebSocket, SSE) are told at times spread evenly over that window (see tick()).
     void drain();
 
 private:
@@ -126,6 +139,9 @@ private:
     clock::duration last_pass_length_{};
     std::size_t last_pass_writers_ = 0;
     connection* head_ = nullptr;  // intrusive list of live connections
+    // Streams waiting for their turn to be drained, latest first (popped from the back).
+    std::vector<std::pair<time_point, std::weak_ptr<connection>>> drain_due_;
+    void drain_due(time_point now);
     std::atomic<std::size_t> count_{0};
 };
 

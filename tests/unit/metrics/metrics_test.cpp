@@ -110,3 +110,47 @@ TEST(Metrics, ExtraGaugeKeepsEveryDigit) {
         reg.render({{"herald_history_bytes", "Bytes held by message history.", 12345678.0}});
     EXPECT_TRUE(has_line(text, "herald_history_bytes 12345678")) << text;
 }
+
+// A value on a bound falls in that bound's bucket (Prometheus `le` is inclusive); buckets render
+// cumulative, summed over workers, with _sum in seconds and _count equal to +Inf.
+TEST(Metrics, HistogramBucketsAreInclusiveCumulativeAndSummedOverWorkers) {
+    using namespace std::chrono;
+    registry reg(2);
+    auto& h0 = reg.at(0).publish_duration;
+    h0.observe(microseconds(100));  // le 0.0001
+    h0.observe(microseconds(101));  // le 0.00025
+    h0.observe(seconds(11));        // +Inf
+    h0.observe(nanoseconds(-5));    // a clock step back counts as 0
+    reg.at(1).publish_duration.observe(milliseconds(1));
+    EXPECT_EQ(h0.bucket(0), 2);
+    EXPECT_EQ(h0.bucket(1), 1);
+    EXPECT_EQ(h0.bucket(histogram::k_bounds_ns.size()), 1);
+    const auto text = reg.render({});
+    EXPECT_TRUE(has_line(text, "# TYPE herald_publish_duration_seconds histogram")) << text;
+    EXPECT_TRUE(has_line(text, "herald_publish_duration_seconds_bucket{le=\"0.0001\"} 2"));
+    EXPECT_TRUE(has_line(text, "herald_publish_duration_seconds_bucket{le=\"0.00025\"} 3"));
+    EXPECT_TRUE(has_line(text, "herald_publish_duration_seconds_bucket{le=\"0.001\"} 4"));
+    EXPECT_TRUE(has_line(text, "herald_publish_duration_seconds_bucket{le=\"10\"} 4"));
+    EXPECT_TRUE(has_line(text, "herald_publish_duration_seconds_bucket{le=\"+Inf\"} 5"));
+    EXPECT_TRUE(has_line(text, "herald_publish_duration_seconds_count 5"));
+    EXPECT_TRUE(has_line(text, "herald_publish_duration_seconds_sum 11.001201")) << text;
+}
+
+TEST(Metrics, LabelledHistogramsAndResumeOutcomes) {
+    using namespace std::chrono;
+    registry reg(2);
+    const auto t0 = steady_clock::now();
+    reg.at(1).delivered(transport::sse, t0, t0 + milliseconds(3));
+    reg.at(1).loop_lag.observe(milliseconds(30));
+    reg.at(0).resumed(resume_outcome::too_old);
+    const auto text = reg.render({});
+    EXPECT_TRUE(
+        has_line(text, "herald_delivery_latency_seconds_bucket{transport=\"sse\",le=\"0.005\"} 1"));
+    EXPECT_TRUE(
+        has_line(text, "herald_delivery_latency_seconds_bucket{transport=\"ws\",le=\"+Inf\"} 0"));
+    EXPECT_TRUE(has_line(text, "herald_delivery_latency_seconds_count{transport=\"sse\"} 1"));
+    EXPECT_TRUE(has_line(text, "herald_event_loop_lag_seconds_count{worker=\"1\"} 1"));
+    EXPECT_TRUE(has_line(text, "herald_event_loop_lag_seconds_count{worker=\"0\"} 0"));
+    EXPECT_TRUE(has_line(text, "herald_resumes_total{outcome=\"too_old\"} 1"));
+    EXPECT_TRUE(has_line(text, "herald_queued_bytes{worker=\"0\"} 0"));
+}
