@@ -46,7 +46,7 @@ body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}h1{margin:0 0 .5em}h
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(11em,1fr));gap:.6em}
 .card{border:1px solid #ccc;border-radius:6px;padding:.5em .7em}.card b{display:block;font-size:1.5em}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}
-input,button{font:inherit}pre{background:#f4f4f4;padding:.5em;max-height:14em;overflow:auto}
+input,button{font:inherit}pre{background:#f4f4f4;padding:.5em;max-height:14em;overflow:auto;white-space:pre-wrap;word-break:break-all}
 #broker.ok{color:#070}#broker.bad{color:#b00}
 </style></head><body>
 <h1>herald admin</h1>
@@ -79,7 +79,7 @@ function draw() {
   for (const [key, colour] of [["pub", "#06c"], ["del", "#c60"]]) {
     g.strokeStyle = colour; g.lineWidth = 2; g.beginPath();
     hist.forEach((h, i) => {
-      const x = (i / 59) * (c.width - 4) + 2, y = c.height - 4 - (h[key] / max) * (c.height - 20);
+      const x = ((60 - hist.length + i) / 59) * (c.width - 4) + 2, y = c.height - 4 - (h[key] / max) * (c.height - 20);
       i ? g.lineTo(x, y) : g.moveTo(x, y);
     });
     g.stroke();
