@@ -1035,9 +1035,9 @@ std::vector<key_doc> describe(const settings& s) {
     add("presence.max_clients", n(s.presence.max_clients));
     add("presence.max_info_bytes", format_size(s.presence.max_info_bytes));
     add("shutdown.drain_timeout", ms(s.shutdown.drain_timeout));
+    add("shutdown.drain_spread", ms(s.shutdown.drain_spread));
     add("admin.enabled", yaml_bool(s.admin.enabled));
     add("admin.session_ttl", ms(s.admin.session_ttl));
-    add("shutdown.drain_spread", ms(s.shutdown.drain_spread));
     add("audit.sink", yaml_string(s.audit.sink));
     add("audit.sample_one_in", n(s.audit.sample_one_in));
     add("audit.pseudonym_key", yaml_string(s.audit.pseudonym_key));

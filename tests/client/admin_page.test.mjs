@@ -52,17 +52,17 @@ test("admin page: login, live figures, actions", { timeout: 90000 }, async () =>
       [r] = await Promise.all([page.waitForNavigation(), page.click("#login")]);
       assert.equal(r.status(), 401);
       assert.match(await page.textContent("#note"), /Wrong API key/);
-      assert.equal((await browser.cookies()).filter((c) => c.name === "herald_admin").length, 0);
+      assert.equal((await browser.cookies()).filter((c) => c.name === "herald-admin").length, 0);
 
       // The key: the page, with an HttpOnly, SameSite=Strict session cookie.
       await page.fill("#key", KEY);
       [r] = await Promise.all([page.waitForNavigation({ url: /\/admin$/ }), page.click("#login")]);
       assert.equal(r.status(), 200);
-      const cookie = (await browser.cookies()).find((c) => c.name === "herald_admin");
+      const cookie = (await browser.cookies()).find((c) => c.name === "herald-admin");
       assert.ok(cookie, "session cookie set");
       assert.equal(cookie.httpOnly, true);
       assert.equal(cookie.sameSite, "Strict");
-      assert.equal(await page.evaluate(() => document.cookie.includes("herald_admin")), false);
+      assert.equal(await page.evaluate(() => document.cookie.includes("herald-admin")), false);
 
       await page.waitForFunction(() => Number(document.body.dataset.polls || 0) >= 2, null, { timeout: 10000 });
       const pub0 = await num(page, "pub-total");

@@ -59,12 +59,12 @@ def test_login_and_session_rules(herald_factory):
     r = login(srv)
     assert r.status_code == 303 and r.headers["Location"] == "/admin"
     set_cookie = r.headers["Set-Cookie"]
-    assert set_cookie.startswith("herald_admin=v1.")
+    assert set_cookie.startswith("herald-admin=v1.")
     for attr in ("HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=60"):
         assert attr in set_cookie, set_cookie
     assert "Secure" not in set_cookie  # plain HTTP here; TLS adds it
-    session = r.cookies["herald_admin"]
-    jar = {"herald_admin": session}
+    session = r.cookies["herald-admin"]
+    jar = {"herald-admin": session}
 
     page = requests.get(srv.url("/admin"), cookies=jar, timeout=5)
     m = re.search(r'name="herald-csrf" content="([0-9a-f]{64})"', page.text)
@@ -85,9 +85,9 @@ def test_login_and_session_rules(herald_factory):
     forged = body + "." + ("0" if sig[0] != "0" else "1") + sig[1:]
     stretched = "v1." + str(int(body[3:]) + 3600) + "." + sig
     for bad in (forged, stretched, "v1.1.00", "nonsense"):
-        r = requests.get(srv.url("/admin/stats"), cookies={"herald_admin": bad}, timeout=5)
+        r = requests.get(srv.url("/admin/stats"), cookies={"herald-admin": bad}, timeout=5)
         assert r.status_code == 401, (bad, r.status_code, r.text)
-        r = requests.get(srv.url("/admin"), cookies={"herald_admin": bad}, timeout=5)
+        r = requests.get(srv.url("/admin"), cookies={"herald-admin": bad}, timeout=5)
         assert "herald-csrf" not in r.text
 
     # State-changing calls on the cookie need the CSRF header, and the right one.
@@ -116,10 +116,10 @@ def test_expired_session_is_refused(herald_factory):
     not verify either, which is the restart case."""
     a = herald_factory(config())
     b = herald_factory(config())
-    session = login(a).cookies["herald_admin"]
-    assert requests.get(a.url("/admin/stats"), cookies={"herald_admin": session},
+    session = login(a).cookies["herald-admin"]
+    assert requests.get(a.url("/admin/stats"), cookies={"herald-admin": session},
                         timeout=5).status_code == 200
-    r = requests.get(b.url("/admin/stats"), cookies={"herald_admin": session}, timeout=5)
+    r = requests.get(b.url("/admin/stats"), cookies={"herald-admin": session}, timeout=5)
     assert r.status_code == 401
 
 

@@ -386,7 +386,7 @@ def probe_admin_login(m, cred, topic):
     a = http(m.port, "POST", cred.target("/admin/login"),
              {"Content-Type": "application/x-www-form-urlencoded", **cred.headers},
              f"key={PUB_KEY}".encode())
-    ok = a.status == 303 and a.headers.get("set-cookie", "").startswith("herald_admin=")
+    ok = a.status == 303 and a.headers.get("set-cookie", "").startswith("herald-admin=")
     return ("ok" if ok else f"{a.status} {a.body[:80]!r}"), False
 
 

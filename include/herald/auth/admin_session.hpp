@@ -11,7 +11,7 @@
 
 namespace herald::auth {
 
-inline constexpr std::string_view k_admin_cookie = "herald_admin";
+inline constexpr std::string_view k_admin_cookie = "herald-admin";
 inline constexpr std::string_view k_csrf_header = "X-Herald-CSRF";
 
 // A session that expires at `expires`.

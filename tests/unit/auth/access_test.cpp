@@ -215,7 +215,7 @@ TEST(AdminSession, CookieStandsForAnApiKeyOnlyWhenEnabledAndWithCsrfOnUnsafeMeth
     auth::context ctx(cfg, [](const char*) -> std::optional<std::string> { return std::nullopt; });
     const auto s =
         auth::make_admin_session(std::chrono::system_clock::now() + std::chrono::hours(1));
-    const auto cookie = "a=b; herald_admin=" + s;
+    const auto cookie = "a=b; herald-admin=" + s;
     const auto csrf = auth::admin_csrf_token(s);
     const auto ask = [&](auth::context& c, access_class a, std::string_view ck,
                          std::string_view token, bool unsafe) {
@@ -225,7 +225,7 @@ TEST(AdminSession, CookieStandsForAnApiKeyOnlyWhenEnabledAndWithCsrfOnUnsafeMeth
     EXPECT_EQ(ask(ctx, access_class::admin, cookie, "", true), verdict::forbidden);
     EXPECT_EQ(ask(ctx, access_class::admin, cookie, "wrong", true), verdict::forbidden);
     EXPECT_EQ(ask(ctx, access_class::publish, cookie, csrf, true), verdict::ok);
-    EXPECT_EQ(ask(ctx, access_class::admin, "herald_admin=v1.99999999999.00", "", false),
+    EXPECT_EQ(ask(ctx, access_class::admin, "herald-admin=v1.99999999999.00", "", false),
               verdict::unauthorized);
     const std::vector<std::string> priv{"private:a"};
     auto d = ctx.authorize(access_class::read, auth::credentials{"", cookie, {}, {}, false}, priv,
