@@ -4,6 +4,7 @@ session cookie's attributes, /admin/stats refused without a session or API key a
 or expired cookie, a state-changing call on the cookie refused without its CSRF header, and
 everything 404 when admin.enabled is off; then the page itself in headless Chromium
 (tests/client/admin_page.test.mjs), which saves docs/images/admin.png."""
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import pytest
 import requests
 
 from herald_test.metrics import metric_sum
+from herald_test.tls import make_test_certs
 from herald_testlib import herald_bin
 
 KEY = "admin-page-test-key-" + "k" * 20
@@ -37,8 +39,9 @@ def rejected(srv, reason):
                       "herald_rejected_requests_total", reason=reason) or 0
 
 
-def test_login_and_session_rules(herald_factory):
-    srv = herald_factory(config())
+def test_login_and_session_rules(herald_factory, tmp_path):
+    sink = tmp_path / "audit.jsonl"
+    srv = herald_factory({**config(), "audit": {"sink": str(sink)}})
     # No session: the form (no figures, no CSRF token); the stats refused.
     r = requests.get(srv.url("/admin"), timeout=5)
     assert r.status_code == 200 and 'action="/admin/login"' in r.text
@@ -108,6 +111,29 @@ def test_login_and_session_rules(herald_factory):
     r = requests.get(srv.url("/history/demo:x"), cookies=jar, timeout=5)
     assert r.status_code == 200 and '"a":1' in r.text.replace(" ", "")
     assert requests.get(srv.url("/presence/demo:x/count"), cookies=jar, timeout=5).status_code == 200
+
+    # The audit log: both failed logins, the good one, the disconnect on the session.
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [json.loads(x) for x in sink.read_text().splitlines()] if sink.exists() else []
+        failures = [e for e in lines if e["event"] == "auth_failure" and e["path"] == "/admin/login"]
+        actions = [(e["action"], e["by"]) for e in lines if e["event"] == "admin"]
+        if (len(failures) == 2 and ("login", "key#0") in actions and ("disconnect", "session") in actions) \
+                or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(failures) == 2 and ("login", "key#0") in actions, lines
+    assert ("disconnect", "session") in actions, lines
+    assert KEY not in sink.read_text()
+
+
+def test_cookie_is_secure_under_tls(herald_factory, tmp_path):
+    certs = make_test_certs(str(tmp_path))
+    srv = herald_factory({**config(), "tls": {"cert": certs["cert"], "key": certs["key"]}})
+    r = requests.post(f"https://localhost:{srv.port}/admin/login", data={"key": KEY},
+                      allow_redirects=False, timeout=5, verify=certs["cafile"])
+    assert r.status_code == 303
+    assert "; Secure" in r.headers["Set-Cookie"], r.headers["Set-Cookie"]
 
 
 def test_expired_session_is_refused(herald_factory):
