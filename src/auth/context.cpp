@@ -129,7 +129,7 @@ context::session_use context::admin_session(const credentials& cred) const {
     const auto c = cookie_value(cred.cookie_header, k_admin_cookie);
     if (!c) return session_use::none;
     if (!valid_admin_session(*c, std::chrono::system_clock::now())) return session_use::invalid;
-    if (cred.unsafe_method && (cred.csrf.empty() || cred.csrf != admin_csrf_token(*c)))
+    if (cred.csrf_required && (cred.csrf.empty() || cred.csrf != admin_csrf_token(*c)))
         return session_use::no_csrf;
     return session_use::ok;
 }

@@ -107,6 +107,12 @@ def test_login_and_session_rules(herald_factory, tmp_path):
     r = requests.post(srv.url("/admin/disconnect"), json={"user": "nobody"}, cookies=jar,
                       timeout=5, headers={"X-Herald-CSRF": csrf})
     assert r.status_code == 200 and r.json()["disconnected"] == 0
+    # Streams on the cookie are refused without the token (a foreign page could start them).
+    r = requests.get(srv.url("/sse?topic=demo:x"), cookies=jar, timeout=5, stream=True)
+    assert r.status_code == 403, r.status_code
+    r.close()
+    r = requests.get(srv.url("/poll?topic=demo:x"), cookies=jar, timeout=5)
+    assert r.status_code == 403, r.status_code
     # Reads on the cookie need no token: history and presence.
     r = requests.get(srv.url("/history/demo:x"), cookies=jar, timeout=5)
     assert r.status_code == 200 and '"a":1' in r.text.replace(" ", "")

@@ -37,10 +37,11 @@ struct credentials {
     // The query parameters, percent-decoded, in order; the token parameter's name is configured
     // (auth.token_query_param) and looked up by the decision.
     std::span<const std::pair<std::string, std::string>> query;
-    // The admin page's session cookie stands for an API key (admin_session.hpp); on a request
-    // with an unsafe method it counts only with this header's CSRF token.
+    // The admin page's session cookie stands for an API key (admin_session.hpp); where
+    // `csrf_required` (an unsafe method, or a stream: a WebSocket handshake or an EventSource is a
+    // GET a foreign page can start) it counts only with this header's CSRF token.
     std::string_view csrf;  // the X-Herald-CSRF header, "" when absent
-    bool unsafe_method = false;
+    bool csrf_required = false;
 };
 
 enum class verdict : std::uint8_t {

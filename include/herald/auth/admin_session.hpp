@@ -3,8 +3,9 @@
 // an API key, a cookie holding "v1.<expiry, unix seconds>.<hex HMAC-SHA256>" signed with a key
 // drawn at random when the process starts (so a restart logs everyone out, and no key is
 // configured or stored). A valid session is an API-key equivalent for admin, publish and read
-// endpoints; because a cookie is ambient authority, a request with an unsafe method that relies
-// on it must also carry the session's CSRF token (X-Herald-CSRF), which the page embeds.
+// endpoints; because a cookie is ambient authority, a request with an unsafe method (or a stream)
+// that relies on it must also carry the session's CSRF token (X-Herald-CSRF), which the page
+// embeds.
 #include <chrono>
 #include <string>
 #include <string_view>
