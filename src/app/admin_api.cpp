@@ -36,10 +36,11 @@ struct revocation {
     }
 };
 
-// The API key an admin request came with, as its index ("key#0"): the router let it through, so
-// it carries a valid one.
+// The API key an admin request came with, as its index ("key#0"), or "session" for the admin
+// page's cookie: the router let it through, so it carries a valid one.
 std::string admin_key(const net::worker_context& w, const net::http_request& req) {
     const auto bearer = auth::parse_bearer(req.header("Authorization"));
+    if (!bearer && w.auth) return "session";
     const auto key = bearer && w.auth ? w.auth->publish_keys.match(*bearer) : std::nullopt;
     return key ? "key#" + std::to_string(*key) : "";
 }

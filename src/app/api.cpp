@@ -22,6 +22,17 @@ void api::handle(net::worker_context& w, const net::http_request& req, net::resp
         case endpoint_id::metrics: metrics_text(r); return;
         case endpoint_id::admin_disconnect: admin_disconnect(w, req, r); return;
         case endpoint_id::admin_reload: admin_reload(w, req, r); return;
+        case endpoint_id::admin_page:
+        case endpoint_id::admin_login:
+        case endpoint_id::admin_stats:
+            if (!cfg_.admin.enabled || !w.auth) break;  // 404: the page is off
+            if (req.route->id == endpoint_id::admin_page)
+                admin_page(w, req, r);
+            else if (req.route->id == endpoint_id::admin_login)
+                admin_login(w, req, r);
+            else
+                admin_stats(r);
+            return;
         case endpoint_id::publish:
             w.counters.publish_requests.add();
             publish_json(w, req, r);

@@ -40,6 +40,12 @@ private:
                  net::responder r);
     void presence(net::worker_context& w, std::string_view rest, net::responder r);
     void health(net::endpoint_id id, net::responder r);
+    // /readyz's status and body.
+    [[nodiscard]] std::pair<int, std::string> readiness() const;
+    // The admin page (admin_page.cpp).
+    void admin_page(net::worker_context& w, const net::http_request& req, net::responder r);
+    void admin_login(net::worker_context& w, const net::http_request& req, net::responder r);
+    void admin_stats(net::responder r);
     void metrics_text(net::responder r);
     void admin_disconnect(net::worker_context& w, const net::http_request& req, net::responder r);
     void admin_reload(net::worker_context& w, const net::http_request& req, net::responder r);

@@ -23,23 +23,26 @@ std::string broker_down_body(std::string reason) {
 
 }  // namespace
 
+std::pair<int, std::string> api::readiness() const {
+    if (state_.draining.load(std::memory_order_relaxed))
+        return {503,
+                "{\"status\":\"draining\",\"error\":{\"code\":\"draining\",\"message\":"
+                "\"shutting down\"}}"};
+    if (!state_.ready.load(std::memory_order_relaxed))
+        return {503,
+                "{\"status\":\"starting\",\"error\":{\"code\":\"not_ready\",\"message\":\"not "
+                "ready\"}}"};
+    if (!broker_.ready()) return {503, broker_down_body(broker_.not_ready_reason())};
+    return {200, "{\"status\":\"ready\"}"};
+}
+
 void api::health(net::endpoint_id id, net::responder r) {
     if (id == net::endpoint_id::healthz) {
         r.send(200, "application/json", "{\"status\":\"ok\"}");
         return;
     }
-    if (state_.draining.load(std::memory_order_relaxed))
-        r.send(503, "application/json",
-               "{\"status\":\"draining\",\"error\":{\"code\":\"draining\",\"message\":"
-               "\"shutting down\"}}");
-    else if (!state_.ready.load(std::memory_order_relaxed))
-        r.send(503, "application/json",
-               "{\"status\":\"starting\",\"error\":{\"code\":\"not_ready\",\"message\":\"not "
-               "ready\"}}");
-    else if (!broker_.ready())
-        r.send(503, "application/json", broker_down_body(broker_.not_ready_reason()));
-    else
-        r.send(200, "application/json", "{\"status\":\"ready\"}");
+    const auto [status, body] = readiness();
+    r.send(status, "application/json", body);
 }
 
 void api::metrics_text(net::responder r) {

@@ -1,5 +1,7 @@
 #include "herald/auth/context.hpp"
 
+#include "herald/auth/admin_session.hpp"
+
 namespace herald::auth {
 
 std::string_view to_string(access_class c) noexcept {
@@ -122,6 +124,25 @@ decision refused(verdict v, std::string message) {
 }
 }  // namespace
 
+context::session_use context::admin_session(const credentials& cred) const {
+    if (!cfg.admin.enabled || cred.cookie_header.empty()) return session_use::none;
+    const auto c = cookie_value(cred.cookie_header, k_admin_cookie);
+    if (!c) return session_use::none;
+    if (!valid_admin_session(*c, std::chrono::system_clock::now())) return session_use::invalid;
+    if (cred.csrf_required && (cred.csrf.empty() || cred.csrf != admin_csrf_token(*c)))
+        return session_use::no_csrf;
+    return session_use::ok;
+}
+
+namespace {
+decision refused_session(context::session_use u) {
+    return refused(u == context::session_use::no_csrf ? verdict::forbidden : verdict::unauthorized,
+                   u == context::session_use::no_csrf
+                       ? "a request on the admin session needs its X-Herald-CSRF header"
+                       : "the admin session is invalid or expired; log in again at /admin");
+}
+}  // namespace
+
 decision context::authorize(access_class c, const credentials& cred,
                             std::span<const std::string> topics, std::string_view client) {
     switch (c) {
@@ -154,6 +175,12 @@ decision context::authorize_read(const credentials& cred,
         }
         token = *b;
         from_header = true;
+    } else if (auto s = admin_session(cred); s != session_use::none) {
+        if (s != session_use::ok) return refused_session(s);
+        d.anonymous = false;
+        d.reader = std::make_unique<token_claims>();
+        d.reader->api_key = true;
+        return d;
     } else {
         const auto& param = cfg.auth.token_query_param;
         for (const auto& [k, v] : cred.query)
@@ -194,6 +221,9 @@ decision context::authorize_key(const credentials& cred, bool publishing, std::s
         auto idx = publish_keys.match(*bearer);
         if (!idx) return refused(verdict::unauthorized, "invalid API key");
         limit_key = "key#" + std::to_string(*idx);
+    } else if (auto s = admin_session(cred); s != session_use::none) {
+        if (s != session_use::ok) return refused_session(s);
+        limit_key = "key#session";
     } else if (publishing && cfg.auth.allow_unauthenticated_publish) {
         limit_key = "ip:" + std::string(client);
     } else {

@@ -94,6 +94,7 @@ const std::map<std::string, bounds, std::less<>>& numeric_bounds() {
         {"redis.replicas_ack", {unit::count, 0, 16}},
         {"redis.replicas_ack_timeout", {unit::duration, 10, 600'000}},
         {"shutdown.drain_timeout", {unit::duration, 0, 3'600'000}},
+        {"admin.session_ttl", {unit::duration, 60'000, 7 * k_day_ms}},
         {"hooks.connect.timeout", {unit::duration, 10, 60'000}},
         {"hooks.subscribe.timeout", {unit::duration, 10, 60'000}},
         {"hooks.publish.timeout", {unit::duration, 10, 60'000}},
@@ -775,6 +776,9 @@ const std::map<std::string, handler>& schema() {
         {"hooks.breaker_failures", [](settings& c, const YAML::Node& n, const std::string& k) { c.hooks.breaker_failures = integer(n, k, bounds_of(k)); }},
         {"hooks.breaker_cooldown", [](settings& c, const YAML::Node& n, const std::string& k) { c.hooks.breaker_cooldown = duration(n, k, bounds_of(k)); }},
         {"webhooks", [](settings& c, const YAML::Node& n, const std::string& k) { c.webhooks = parse_webhooks(n, k); }},
+        {"admin.enabled", [](settings& c, const YAML::Node& n, const std::string& k) { c.admin.enabled = boolean(n, k); }},
+        {"admin.session_ttl",
+         [](settings& c, const YAML::Node& n, const std::string& k) { c.admin.session_ttl = duration(n, k, bounds_of(k)); }},
         {"shutdown.drain_timeout",
          [](settings& c, const YAML::Node& n,
             const std::string&
@@ -1032,6 +1036,8 @@ std::vector<key_doc> describe(const settings& s) {
     add("presence.max_info_bytes", format_size(s.presence.max_info_bytes));
     add("shutdown.drain_timeout", ms(s.shutdown.drain_timeout));
     add("shutdown.drain_spread", ms(s.shutdown.drain_spread));
+    add("admin.enabled", yaml_bool(s.admin.enabled));
+    add("admin.session_ttl", ms(s.admin.session_ttl));
     add("audit.sink", yaml_string(s.audit.sink));
     add("audit.sample_one_in", n(s.audit.sample_one_in));
     add("audit.pseudonym_key", yaml_string(s.audit.pseudonym_key));

@@ -41,6 +41,15 @@ constexpr std::array k_endpoints{
     // with the WebSocket op, under presence.client_read).
     endpoint{endpoint_id::presence, "/presence/", true, verb::get, access_class::admin,
              topic_source::none, "a topic's presence ({topic} or {topic}/count)"},
+    // The admin page (admin.enabled, else 404). Open rows because a browser navigates without a
+    // Bearer header: the handler shows the login form unless the request carries a valid admin
+    // session (the same check authorize() makes), and the login checks the API key itself.
+    endpoint{endpoint_id::admin_page, "/admin", false, verb::get, access_class::open,
+             topic_source::none, "the admin page; a login form without an admin session"},
+    endpoint{endpoint_id::admin_login, "/admin/login", false, verb::post, access_class::open,
+             topic_source::none, "admin login: an API key (form field `key`) for a session cookie"},
+    endpoint{endpoint_id::admin_stats, "/admin/stats", false, verb::get, access_class::admin,
+             topic_source::none, "the admin page's live figures (JSON)"},
 };
 
 std::string_view topics_name(topic_source t) noexcept {

@@ -142,7 +142,8 @@ void http_session::handle(beast_request raw) {
     std::unique_ptr<auth::token_claims> reader;
     if (w_.auth) {
         const auth::credentials cred{req.header("Authorization"), req.header("Cookie"),
-                                     req.target.query};
+                                     req.target.query, req.header("X-Herald-CSRF"),
+                                     req.method() != http::verb::get || held};
         auto d = w_.auth->authorize(ep->access, cred, topics, req.client_ip);
         if (!d.ok()) {
             // The one rate-limited verdict is the publish rate (auth::context::authorize_key).

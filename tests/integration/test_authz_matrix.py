@@ -232,6 +232,7 @@ class Matrix:
             },
             "history": {"size": 1000},
             "presence": {"patterns": ["private:*"]},
+            "admin": {"enabled": True},
         })
         self.port = self.srv.port
         good = keys.token("reader", topics=[PRIVATE])
@@ -371,6 +372,24 @@ def probe_admin(m, cred, topic):
     return verdict(a), False
 
 
+def probe_admin_page(m, cred, topic):
+    # Public row: whoever asks gets the login form (the page itself needs the admin session,
+    # which no principal here has: tests/integration/test_admin_page.py covers it).
+    a = http(m.port, "GET", cred.target("/admin"), cred.headers)
+    if a.status == 200:
+        assert b'action="/admin/login"' in a.body and b"herald-csrf" not in a.body, a.body[:300]
+    return verdict(a), False
+
+
+def probe_admin_login(m, cred, topic):
+    # Public row: the API key in the form is the credential, whatever else the request carries.
+    a = http(m.port, "POST", cred.target("/admin/login"),
+             {"Content-Type": "application/x-www-form-urlencoded", **cred.headers},
+             f"key={PUB_KEY}".encode())
+    ok = a.status == 303 and a.headers.get("set-cookie", "").startswith("herald-admin=")
+    return ("ok" if ok else f"{a.status} {a.body[:80]!r}"), False
+
+
 def probe_admin_reload(m, cred, topic):
     a = http(m.port, "POST", cred.target("/admin/reload"), cred.headers, b"")
     return verdict(a), False
@@ -392,6 +411,9 @@ ENDPOINTS = {
     ("/admin/disconnect", "exact", "POST"): ("admin", probe_admin),
     ("/presence/", "prefix", "GET"): ("admin", probe_presence),
     ("/admin/reload", "exact", "POST"): ("admin", probe_admin_reload),
+    ("/admin", "exact", "GET"): ("public", probe_admin_page),
+    ("/admin/login", "exact", "POST"): ("public", probe_admin_login),
+    ("/admin/stats", "exact", "GET"): ("admin", probe_get("/admin/stats")),
     ("/client/herald.js", "exact", "GET"): ("public", probe_get("/client/herald.js")),
 }
 
@@ -475,7 +497,7 @@ def test_methods_and_unknown_paths(herald_factory, keys):
             assert a.headers.get("allow") == method, (other, target, a.headers)
         a = http(m.port, "OPTIONS", target, {"Origin": "https://app.example"})
         assert a.status == 204, (target, a)
-    for path in ("/", "/nope", "/history", "/admin", "/admin/", "/admin/disconnectx", "/publishx",
+    for path in ("/", "/nope", "/history", "/adminx", "/admin/", "/admin/disconnectx", "/publishx",
                  "/healthz/x", "/ws/x"):
         for method, headers in (("GET", {}), ("POST", key), ("OPTIONS", {})):
             a = http(m.port, method, path, headers)

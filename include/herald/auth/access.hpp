@@ -12,6 +12,8 @@
 //            that is presented but invalid is refused (401), even for public topics.
 //   publish  an API key; anyone when auth.allow_unauthenticated_publish is set.
 //   admin    an API key, always (allow_unauthenticated_publish does not open it).
+// With admin.enabled, a valid admin session cookie counts as an API key for read, publish and
+// admin (with the CSRF header on unsafe methods).
 #include "herald/auth/jwt.hpp"
 
 #include <cstdint>
@@ -35,6 +37,11 @@ struct credentials {
     // The query parameters, percent-decoded, in order; the token parameter's name is configured
     // (auth.token_query_param) and looked up by the decision.
     std::span<const std::pair<std::string, std::string>> query;
+    // The admin page's session cookie stands for an API key (admin_session.hpp); where
+    // `csrf_required` (an unsafe method, or a stream: a WebSocket handshake or an EventSource is a
+    // GET a foreign page can start) it counts only with this header's CSRF token.
+    std::string_view csrf;  // the X-Herald-CSRF header, "" when absent
+    bool csrf_required = false;
 };
 
 enum class verdict : std::uint8_t {

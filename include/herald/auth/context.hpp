@@ -81,6 +81,11 @@ public:
     // for a reader identified earlier (a WebSocket subscribe op).
     [[nodiscard]] bool may_read(const token_claims* reader, std::string_view topic) const noexcept;
 
+    // The admin session cookie of a request: absent (or admin.enabled off), valid, invalid or
+    // expired, or valid but missing its CSRF token on an unsafe method.
+    enum class session_use : std::uint8_t { none, ok, invalid, no_csrf };
+    [[nodiscard]] session_use admin_session(const credentials& cred) const;
+
 private:
     [[nodiscard]] decision authorize_read(const credentials& cred,
                                           std::span<const std::string> topics) const;

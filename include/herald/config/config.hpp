@@ -178,6 +178,13 @@ struct settings {
         std::string pseudonym_key;        // HMAC key for identifiers; "": random per start
     } audit;
 
+    // The admin page (GET /admin, docs/operations.md): off unless enabled; its login session
+    // (an HMAC-signed cookie) lasts session_ttl.
+    struct {
+        bool enabled = false;
+        milliseconds session_ttl{12 * 3'600'000};
+    } admin;
+
     // In-process TLS: with both set, the listener speaks HTTPS/WSS only.
     struct {
         std::string cert;  // PEM certificate chain (leaf first)

@@ -32,6 +32,9 @@ enum class endpoint_id : std::uint8_t {
     admin_reload,
     client_js,
     presence,
+    admin_page,
+    admin_login,
+    admin_stats,
 };
 
 // Where a read endpoint names the topics it delivers (they are validated, then authorized, by

@@ -1,5 +1,6 @@
 #include "herald/auth/access.hpp"
 
+#include "herald/auth/admin_session.hpp"
 #include "herald/auth/context.hpp"
 #include "herald/common/text.hpp"
 
@@ -60,7 +61,8 @@ struct fixture {
     auth::decision ask(access_class c, std::string authorization,
                        std::vector<std::string> topics = {}, std::string cookie = {},
                        std::vector<std::pair<std::string, std::string>> query = {}) {
-        return ctx.authorize(c, auth::credentials{authorization, cookie, query}, topics, "1.2.3.4");
+        return ctx.authorize(c, auth::credentials{authorization, cookie, query, {}, false}, topics,
+                             "1.2.3.4");
     }
 };
 }  // namespace
@@ -150,7 +152,7 @@ TEST(Access, PublishRate) {
     cfg.limits.publishes_per_key_per_s = 1;  // burst 2
     auth::context ctx(cfg, [](const char*) -> std::optional<std::string> { return std::nullopt; });
     const std::string h = "Bearer " + k_key;
-    const auth::credentials cred{h, "", {}};
+    const auth::credentials cred{h, "", {}, {}, false};
     EXPECT_TRUE(ctx.authorize(access_class::publish, cred, {}, "ip").ok());
     EXPECT_TRUE(ctx.authorize(access_class::publish, cred, {}, "ip").ok());
     auto d = ctx.authorize(access_class::publish, cred, {}, "ip");
@@ -188,4 +190,48 @@ TEST(Admission, RateThenSlotsPerAddress) {
     EXPECT_EQ(fast.status, adm::new_streams_per_ip);
     EXPECT_GE(fast.retry_after_s, 1);
     EXPECT_EQ(fast.message, "too many new connections from this address");
+}
+
+TEST(AdminSession, SignedExpiringAndBoundToItsCsrfToken) {
+    const auto now = std::chrono::system_clock::now();
+    const auto s = auth::make_admin_session(now + std::chrono::hours(1));
+    EXPECT_TRUE(auth::valid_admin_session(s, now));
+    EXPECT_FALSE(auth::valid_admin_session(s, now + std::chrono::hours(2)));  // expired
+    auto forged = s;
+    forged.back() = forged.back() == '0' ? '1' : '0';
+    EXPECT_FALSE(auth::valid_admin_session(forged, now));
+    // A later expiry with the old signature.
+    auto stretched = s;
+    stretched[3] = stretched[3] == '9' ? '8' : '9';
+    EXPECT_FALSE(auth::valid_admin_session(stretched, now));
+    EXPECT_FALSE(auth::valid_admin_session("", now));
+    EXPECT_FALSE(auth::valid_admin_session("v1.", now));
+    EXPECT_NE(auth::admin_csrf_token(s), auth::admin_csrf_token(forged));
+}
+
+TEST(AdminSession, CookieStandsForAnApiKeyOnlyWhenEnabledAndWithCsrfOnUnsafeMethods) {
+    auto cfg = settings(false);
+    cfg.admin.enabled = true;
+    auth::context ctx(cfg, [](const char*) -> std::optional<std::string> { return std::nullopt; });
+    const auto s =
+        auth::make_admin_session(std::chrono::system_clock::now() + std::chrono::hours(1));
+    const auto cookie = "a=b; herald-admin=" + s;
+    const auto csrf = auth::admin_csrf_token(s);
+    const auto ask = [&](auth::context& c, access_class a, std::string_view ck,
+                         std::string_view token, bool unsafe) {
+        return c.authorize(a, auth::credentials{"", ck, {}, token, unsafe}, {}, "1.2.3.4").status;
+    };
+    EXPECT_EQ(ask(ctx, access_class::admin, cookie, "", false), verdict::ok);
+    EXPECT_EQ(ask(ctx, access_class::admin, cookie, "", true), verdict::forbidden);
+    EXPECT_EQ(ask(ctx, access_class::admin, cookie, "wrong", true), verdict::forbidden);
+    EXPECT_EQ(ask(ctx, access_class::publish, cookie, csrf, true), verdict::ok);
+    EXPECT_EQ(ask(ctx, access_class::admin, "herald-admin=v1.99999999999.00", "", false),
+              verdict::unauthorized);
+    const std::vector<std::string> priv{"private:a"};
+    auto d = ctx.authorize(access_class::read, auth::credentials{"", cookie, {}, {}, false}, priv,
+                           "1.2.3.4");
+    EXPECT_TRUE(d.ok());
+    // admin.enabled off: the cookie is not looked at.
+    fixture off;
+    EXPECT_EQ(ask(off.ctx, access_class::admin, cookie, csrf, true), verdict::unauthorized);
 }
