@@ -200,6 +200,10 @@ void ws_session::on_text(std::string_view text) {
         }
         req.idempotency_key = kit->get<std::string>();
     }
+    // As the HTTP `traceparent` header: a malformed one is ignored, never an error.
+    if (auto tit = op.find("traceparent"); tit != op.end() && tit->is_string())
+        req.trace =
+            wire::parse_traceparent(tit->get_ref<const std::string&>()).value_or(wire::trace_id{});
     switch (wire::read_payload(op, req.kind, req.payload)) {
         case wire::payload_status::ok: break;
         case wire::payload_status::bad_base64:
@@ -231,31 +235,35 @@ void ws_session::publish_now(hub::publish_request req, std::string id) {
                                             : std::string()](const broker::publish_result& r) {
             w.webhooks->publish(r.topic, r.epoch, r.offset, "ws", user);
         };
-    w_.broker.publish(w_.id, std::move(req), [weak, id, announce](broker::publish_result r) {
-        if (announce && r.status == broker::publish_status::ok) announce(r);
-        auto self = std::static_pointer_cast<ws_session>(weak.lock());
-        if (!self || self->closed()) return;
-        if (r.status == broker::publish_status::unavailable) {
-            self->reply_error(id, "unavailable", "the broker is unavailable; retry");
-            return;
-        }
-        if (r.status == broker::publish_status::unknown) {
-            // With an idempotency_key, sending the same publish again is the safe retry.
-            self->reply_error(id, "unknown",
-                              "Redis did not answer in time: the message may or may not be "
-                              "published; retry with the same idempotency_key");
-            return;
-        }
-        const bool duplicate = r.status == broker::publish_status::duplicate;
-        if (duplicate)
-            self->w_.counters.duplicates.add();
-        else
-            self->w_.counters.messages_published.add();
-        self->send_json("{\"type\":\"ok\"" + (id.empty() ? std::string() : ",\"id\":" + id) +
-                        ",\"op\":\"publish\",\"topic\":\"" + r.topic + "\",\"epoch\":\"" + r.epoch +
-                        "\",\"offset\":" + std::to_string(r.offset) +
-                        (duplicate ? ",\"duplicate\":true}" : "}"));
-    });
+    const auto trace = req.trace;
+    w_.broker.publish(
+        w_.id, std::move(req),
+        [this_worker = w_.id, weak, id, announce, trace](broker::publish_result r) {
+            broker::log_published(trace, this_worker, r);
+            if (announce && r.status == broker::publish_status::ok) announce(r);
+            auto self = std::static_pointer_cast<ws_session>(weak.lock());
+            if (!self || self->closed()) return;
+            if (r.status == broker::publish_status::unavailable) {
+                self->reply_error(id, "unavailable", "the broker is unavailable; retry");
+                return;
+            }
+            if (r.status == broker::publish_status::unknown) {
+                // With an idempotency_key, sending the same publish again is the safe retry.
+                self->reply_error(id, "unknown",
+                                  "Redis did not answer in time: the message may or may not be "
+                                  "published; retry with the same idempotency_key");
+                return;
+            }
+            const bool duplicate = r.status == broker::publish_status::duplicate;
+            if (duplicate)
+                self->w_.counters.duplicates.add();
+            else
+                self->w_.counters.messages_published.add();
+            self->send_json("{\"type\":\"ok\"" + (id.empty() ? std::string() : ",\"id\":" + id) +
+                            ",\"op\":\"publish\",\"topic\":\"" + r.topic + "\",\"epoch\":\"" +
+                            r.epoch + "\",\"offset\":" + std::to_string(r.offset) +
+                            (duplicate ? ",\"duplicate\":true}" : "}"));
+        });
 }
 
 }  // namespace herald::net
