@@ -235,35 +235,35 @@ void ws_session::publish_now(hub::publish_request req, std::string id) {
                                             : std::string()](const broker::publish_result& r) {
             w.webhooks->publish(r.topic, r.epoch, r.offset, "ws", user);
         };
-    const auto trace = req.trace;
-    w_.broker.publish(
-        w_.id, std::move(req),
-        [this_worker = w_.id, weak, id, announce, trace](broker::publish_result r) {
-            broker::log_published(trace, this_worker, r);
-            if (announce && r.status == broker::publish_status::ok) announce(r);
-            auto self = std::static_pointer_cast<ws_session>(weak.lock());
-            if (!self || self->closed()) return;
-            if (r.status == broker::publish_status::unavailable) {
-                self->reply_error(id, "unavailable", "the broker is unavailable; retry");
-                return;
-            }
-            if (r.status == broker::publish_status::unknown) {
-                // With an idempotency_key, sending the same publish again is the safe retry.
-                self->reply_error(id, "unknown",
-                                  "Redis did not answer in time: the message may or may not be "
-                                  "published; retry with the same idempotency_key");
-                return;
-            }
-            const bool duplicate = r.status == broker::publish_status::duplicate;
-            if (duplicate)
-                self->w_.counters.duplicates.add();
-            else
-                self->w_.counters.messages_published.add();
-            self->send_json("{\"type\":\"ok\"" + (id.empty() ? std::string() : ",\"id\":" + id) +
-                            ",\"op\":\"publish\",\"topic\":\"" + r.topic + "\",\"epoch\":\"" +
-                            r.epoch + "\",\"offset\":" + std::to_string(r.offset) +
-                            (duplicate ? ",\"duplicate\":true}" : "}"));
-        });
+    // The first line of a traced message's way (its offset is in the owner's line).
+    if (!req.trace.empty())
+        wire::log_trace(req.trace, "publish: worker {} topic '{}' over WebSocket", w_.id,
+                        req.topic);
+    w_.broker.publish(w_.id, std::move(req), [weak, id, announce](broker::publish_result r) {
+        if (announce && r.status == broker::publish_status::ok) announce(r);
+        auto self = std::static_pointer_cast<ws_session>(weak.lock());
+        if (!self || self->closed()) return;
+        if (r.status == broker::publish_status::unavailable) {
+            self->reply_error(id, "unavailable", "the broker is unavailable; retry");
+            return;
+        }
+        if (r.status == broker::publish_status::unknown) {
+            // With an idempotency_key, sending the same publish again is the safe retry.
+            self->reply_error(id, "unknown",
+                              "Redis did not answer in time: the message may or may not be "
+                              "published; retry with the same idempotency_key");
+            return;
+        }
+        const bool duplicate = r.status == broker::publish_status::duplicate;
+        if (duplicate)
+            self->w_.counters.duplicates.add();
+        else
+            self->w_.counters.messages_published.add();
+        self->send_json("{\"type\":\"ok\"" + (id.empty() ? std::string() : ",\"id\":" + id) +
+                        ",\"op\":\"publish\",\"topic\":\"" + r.topic + "\",\"epoch\":\"" + r.epoch +
+                        "\",\"offset\":" + std::to_string(r.offset) +
+                        (duplicate ? ",\"duplicate\":true}" : "}"));
+    });
 }
 
 }  // namespace herald::net
