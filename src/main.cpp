@@ -1,7 +1,9 @@
 // herald: flags, config, logging, then the server. The only code the tests do not link.
 #include "herald/app/server.hpp"
 #include "herald/auth/context.hpp"
+#include "herald/app/probe.hpp"
 #include "herald/auth/dev_token.hpp"
+#include "herald/wire/topic.hpp"
 #include "herald/net/endpoints.hpp"
 #include "herald/net/tls.hpp"
 #include "herald/config/config.hpp"
@@ -49,6 +51,16 @@ int main(int argc, char** argv) {
     token_cmd->add_option("--publish", token_req.publish, "topic patterns it may publish on")
         ->delimiter(',');
     token_cmd->add_option("--ttl", token_ttl, "lifetime: 30s, 15m, 1h, 7d (default 1h)");
+    // herald probe: a synthetic client (connect, subscribe, publish, receive) against a server.
+    app::probe_options probe_opts;
+    auto* probe_cmd = cli.add_subcommand(
+        "probe", "connect, subscribe, publish and receive; print connect time and latency");
+    probe_cmd->add_option("url", probe_opts.url, "http://host:port of a herald")->required();
+    probe_cmd->add_option("--api-key", probe_opts.api_key, "API key for the publish");
+    probe_cmd->add_option("--token", probe_opts.token, "JWT for the subscribe (default: the key)");
+    probe_cmd->add_option("--topic", probe_opts.topic, "topic to use (default: probe)");
+    probe_cmd->add_option("--count", probe_opts.count, "messages to send (default 1)")
+        ->check(CLI::Range(1, 10000));
     // herald genconfig: a commented production config with fresh random secrets.
     std::string genconfig_out;
     auto* genconfig_cmd = cli.add_subcommand(
@@ -64,6 +76,13 @@ int main(int argc, char** argv) {
     if (print_defaults) {
         std::cout << config::defaults_yaml();
         return 0;
+    }
+    if (probe_cmd->parsed()) {
+        if (!wire::is_valid_topic(probe_opts.topic)) {
+            std::cerr << "herald: probe: invalid --topic\n";
+            return 2;
+        }
+        return app::run_probe(probe_opts);
     }
     if (genconfig_cmd->parsed()) {
         const auto text = config::production_config(

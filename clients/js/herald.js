@@ -84,6 +84,12 @@ class End {
   }
 }
 
+// The hint in a close 1001 reason, "going away; reconnect_after_ms=N"; null when absent.
+function reconnectHint(reason) {
+  const m = /reconnect_after_ms=(\d+)/.exec(reason || "");
+  return m ? Number(m[1]) : null;
+}
+
 async function httpError(res) {
   let body = null;
   try { body = await res.json(); } catch { /* not JSON */ }
@@ -155,7 +161,7 @@ class WsTransport {
       const code = ev.code;
       if (code === 4002) c.tpEnd(this, new End("fatal", { error: new HeraldError("disconnected", ev.reason || "disconnected", { closeCode: code }) }));
       else if (code === 4001) c.tpEnd(this, new End("token_expired"));
-      else if (code === 1001) c.tpEnd(this, new End("going_away"));
+      else if (code === 1001) c.tpEnd(this, new End("going_away", { reconnectAfter: reconnectHint(ev.reason) }));
       else c.tpEnd(this, new End(this.open ? "network" : "refused", { closeCode: code }));
     };
   }
@@ -418,7 +424,12 @@ class SseStream extends TopicsRun {
   }
   dispatch(ev) {
     const t = this.t, c = t.c, data = ev.data.join("\n");
-    if (ev.event === "shutdown") { c.tpEnd(t, new End("going_away")); return; }
+    if (ev.event === "shutdown") {
+      let hint = null;
+      try { hint = JSON.parse(data).reconnect_after_ms; } catch { /* no hint */ }
+      c.tpEnd(t, new End("going_away", { reconnectAfter: Number.isInteger(hint) && hint >= 0 ? hint : null }));
+      return;
+    }
     if (ev.event === "disconnect") { c.tpEnd(t, new End("fatal", { error: new HeraldError("disconnected", "disconnected by the server") })); return; }
     if (ev.event === "error") {
       let e = {};
@@ -758,8 +769,10 @@ export class Herald {
       return;
     }
     if (end.kind === "going_away") {
-      // Draining: another instance may take us at once; jitter spreads the herd.
-      this._connectSoon(Math.floor(this.random() * this.opts.minDelay));
+      // Draining: another instance may take us at once; jitter spreads the herd. The server's
+      // reconnect_after_ms hint (shutdown.drain_spread) already carries its own jitter.
+      this._connectSoon(end.reconnectAfter != null ? end.reconnectAfter
+        : Math.floor(this.random() * this.opts.minDelay));
       return;
     }
     if (end.kind === "retry") {

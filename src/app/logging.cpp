@@ -1,5 +1,7 @@
 #include "herald/app/server.hpp"
 
+#include "herald/wire/trace.hpp"
+
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -39,6 +41,7 @@ void setup_logging(const config::settings& cfg) {
     auto logger = spdlog::stderr_logger_mt("herald");
     spdlog::set_default_logger(logger);
     spdlog::set_level(spdlog::level::from_str(cfg.log.level));
+    wire::set_trace_sample(cfg.log.trace_sample);
     if (cfg.log.format == "json") {
         auto f = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
         f->add_flag<json_message_flag>('J').set_pattern(

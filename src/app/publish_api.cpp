@@ -7,6 +7,7 @@
 #include "herald/net/webhooks.hpp"
 #include "herald/wire/payload.hpp"
 #include "herald/wire/topic.hpp"
+#include "herald/wire/trace.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -45,6 +46,12 @@ std::string result_json(const broker::publish_result& r) {
 }
 
 // A publish the broker did not apply, or may not have: the answer, or false when it was applied.
+// The trace id of a W3C `traceparent` header; a missing or malformed one is no trace (a
+// tracing header never fails a publish).
+wire::trace_id trace_of(const net::http_request& req) {
+    return wire::parse_traceparent(req.header("traceparent")).value_or(wire::trace_id{});
+}
+
 bool refuse(const net::responder& r, broker::publish_status st) {
     if (st == broker::publish_status::unavailable) {
         r.error(reject::unavailable, "the broker is unavailable; retry", "Retry-After: 1\r\n");
@@ -188,15 +195,18 @@ void api::publish_one(net::worker_context& w, const net::http_request& req,
         p.idempotency_key = std::string(k);
     }
     p.payload = req.body();
+    p.trace = trace_of(req);
     std::vector<hub::publish_request> one;
     one.push_back(std::move(p));
     // Timed from here (the request is read and valid) to the broker's answer, whatever it is;
     // a publish hook's call is part of it.
     ask_publish_hook(w, req, std::move(one), r, cfg_.limits.max_message_bytes,
                      [this, &w, r, t0 = clock::now()](std::vector<hub::publish_request> ps) {
+                         const auto trace = ps[0].trace;
                          broker_.publish(w.id, std::move(ps[0]),
-                                         [&w, r, t0](broker::publish_result res) {
+                                         [&w, r, t0, trace](broker::publish_result res) {
                                              w.counters.publish_duration.observe(clock::now() - t0);
+                                             broker::log_published(trace, w.id, res);
                                              if (refuse(r, res.status)) return;
                                              count_result(w, res);
                                              r.send(200, "application/json", result_json(res));
@@ -220,6 +230,7 @@ void api::publish_json(net::worker_context& w, const net::http_request& req, net
     std::string problem;
     reject problem_kind = reject::bad_request;
     std::string header_key(req.header("Idempotency-Key"));
+    const auto trace = trace_of(req);  // one header: every message of the batch carries it
     if (!header_key.empty() && !wire::is_valid_idempotency_key(header_key)) {
         r.error(reject::bad_idempotency_key,
                 "Idempotency-Key must be 1..128 printable ASCII bytes");
@@ -244,6 +255,7 @@ void api::publish_json(net::worker_context& w, const net::http_request& req, net
         }
         if (topics.empty()) return problem = "a message needs topic or topics", false;
         hub::publish_request base;
+        base.trace = trace;
         switch (wire::read_payload(m, base.kind, base.payload)) {
             case wire::payload_status::ok: break;
             case wire::payload_status::bad_base64:
@@ -313,7 +325,9 @@ void api::publish_batch(net::worker_context& w, std::vector<hub::publish_request
     b->remaining = out.size();
     const auto t0 = clock::now();
     for (std::size_t i = 0; i < out.size(); ++i) {
-        broker_.publish(w.id, std::move(out[i]), [&w, b, i, t0](broker::publish_result res) {
+        const auto trace = out[i].trace;
+        broker_.publish(w.id, std::move(out[i]), [&w, b, i, t0, trace](broker::publish_result res) {
+            broker::log_published(trace, w.id, res);
             if (res.status == broker::publish_status::unknown)
                 b->failed = res.status;
             else if (res.status != broker::publish_status::unavailable)

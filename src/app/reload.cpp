@@ -7,7 +7,8 @@ namespace herald::app {
 bool live_key(std::string_view key) noexcept {
     return key.starts_with("auth.") || key.starts_with("origins.") || key == "trusted_proxies" ||
            key == "limits.connections_per_ip" || key == "limits.new_connections_per_ip_per_s" ||
-           key == "limits.publishes_per_key_per_s" || key == "log.level";
+           key == "limits.publishes_per_key_per_s" || key == "log.level" ||
+           key == "log.trace_sample";
 }
 
 reload_plan plan_reload(const config::settings& running, const config::settings& fresh) {
@@ -27,6 +28,7 @@ reload_plan plan_reload(const config::settings& running, const config::settings&
     p.next.limits.new_connections_per_ip_per_s = fresh.limits.new_connections_per_ip_per_s;
     p.next.limits.publishes_per_key_per_s = fresh.limits.publishes_per_key_per_s;
     p.next.log.level = fresh.log.level;
+    p.next.log.trace_sample = fresh.log.trace_sample;
     return p;
 }
 

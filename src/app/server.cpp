@@ -10,6 +10,7 @@
 #include "herald/hub/presence.hpp"
 #include "herald/net/webhooks.hpp"
 #include "herald/net/worker_context.hpp"
+#include "herald/wire/trace.hpp"
 #include "api.hpp"
 #include "reload.hpp"
 
@@ -306,6 +307,7 @@ int server::run() {
                     });
                 });
             spdlog::set_level(spdlog::level::from_str(plan.next.log.level));
+            wire::set_trace_sample(plan.next.log.trace_sample);
             s.running = plan.next;
             auto report = reload_report_json(plan);
             if (tls) spdlog::info("{}: TLS certificate reloaded from {}", trigger, s.cfg.tls.cert);

@@ -34,7 +34,7 @@ publish_result memory_broker::publish_on_owner(unsigned owner, hub::publish_requ
     }
     const std::uint64_t offset = ++s.top;
     auto m = hub::make_message(req.topic, s.epoch, offset, req.kind, std::move(req.payload),
-                               std::move(req.event), now);
+                               std::move(req.event), now, req.trace);
     if (!req.idempotency_key.empty() && window.count() > 0)
         store.remember_key(s, std::move(req.idempotency_key), offset, now);
     res.offset = offset;

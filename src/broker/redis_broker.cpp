@@ -231,7 +231,7 @@ std::string redis_broker::new_epoch(worker_state& ws) {
 hub::message_ptr redis_broker::to_message(const std::string& topic, redis::entry e) {
     const auto age = std::max<std::int64_t>(0, unix_ms_now() - e.unix_ms);
     return hub::make_message(topic, std::move(e.epoch), e.offset, e.kind, std::move(e.payload),
-                             std::move(e.event), clock::now() - milliseconds(age));
+                             std::move(e.event), clock::now() - milliseconds(age), e.trace);
 }
 
 void redis_broker::eval(unsigned w, redis_link& link, script which, std::vector<std::string> args,
@@ -313,7 +313,7 @@ void redis_broker::publish(unsigned from, hub::publish_request req, publish_hand
     const bool idem = !req.idempotency_key.empty() && window.count() > 0;
     const auto& prefix = cfg_.redis.key_prefix;
     std::vector<std::string> args;
-    args.reserve(12);
+    args.reserve(13);
     args.push_back(redis::meta_key(prefix, req.topic));
     args.push_back(redis::history_key(prefix, req.topic));
     if (idem) args.push_back(redis::idempotency_key(prefix, req.topic, req.idempotency_key));
@@ -329,6 +329,7 @@ void redis_broker::publish(unsigned from, hub::publish_request req, publish_hand
     args.push_back(link.replid());
     const bool ack = cfg_.redis.replicas_ack > 0;
     args.push_back(ack ? "1" : "0");
+    args.push_back(redis::trace_suffix(req.trace));
     const auto t0 = clock::now();
     eval(from, link, script::publish, std::move(args), idem ? 3 : 2,
          [this, from, shard, ack, &link, topic = std::move(req.topic), t0, done = std::move(done)](

@@ -66,10 +66,18 @@ bool as_u64(const redisReply* r, std::uint64_t& out) {
 
 }  // namespace
 
+std::string trace_suffix(const wire::trace_id& t) {
+    std::string out;
+    if (t.empty()) return out;
+    out += ';';
+    out += wire::to_hex(t);
+    return out;
+}
+
 std::string encode_entry(const entry& e) {
     const char kind = static_cast<char>('0' + static_cast<int>(e.kind));
     return join_fields({e.epoch, std::to_string(e.offset), std::string_view(&kind, 1), e.event,
-                        std::to_string(e.unix_ms)},
+                        std::to_string(e.unix_ms) + trace_suffix(e.trace)},
                        e.payload);
 }
 
@@ -83,7 +91,13 @@ std::optional<entry> decode_entry(std::string_view in) {
     e.kind = static_cast<hub::payload_kind>(f[0] - '0');
     if (!field(in, f)) return std::nullopt;
     e.event = std::string(f);
-    if (!field(in, f) || !parse_int(f, e.unix_ms)) return std::nullopt;
+    if (!field(in, f)) return std::nullopt;
+    if (auto semi = f.find(';'); semi != std::string_view::npos) {
+        // A malformed trace id costs the message nothing but its trace.
+        e.trace = wire::trace_from_hex(f.substr(semi + 1)).value_or(wire::trace_id{});
+        f = f.substr(0, semi);
+    }
+    if (!parse_int(f, e.unix_ms)) return std::nullopt;
     e.payload = std::string(in);
     return e;
 }
@@ -201,7 +215,7 @@ if KEYS[3] then
 end
 local off = redis.call('HINCRBY', KEYS[1], 't', 1)
 local entry = epoch .. '\n' .. string.format('%d', off) .. '\n' .. ARGV[2] .. '\n' .. ARGV[3] ..
-  '\n' .. string.format('%d', ms) .. '\n' .. ARGV[4]
+  '\n' .. string.format('%d', ms) .. ARGV[12] .. '\n' .. ARGV[4]
 local size = tonumber(ARGV[5])
 if size > 0 then
   redis.call('RPUSH', KEYS[2], entry)

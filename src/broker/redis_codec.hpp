@@ -15,9 +15,12 @@ struct redisReply;
 namespace herald::broker::redis {
 
 // One message as stored in a topic's history list and as PUBLISHed on its channel:
-//   "<epoch>\n<offset>\n<kind digit>\n<event>\n<unix ms>\n<payload bytes>"
+//   "<epoch>\n<offset>\n<kind digit>\n<event>\n<unix ms>[;<trace id>]\n<payload bytes>"
 // Epoch, offset, kind, event and time never contain '\n', so the payload is simply the rest and
-// may hold any byte. The Lua publish script builds the same bytes.
+// may hold any byte. The Lua publish script builds the same bytes. A traced publish (W3C
+// `traceparent`) appends ";<32 hex>" to the time; entries without it are the older format and
+// still decode. (An instance older than the trace suffix fails to decode a traced entry: see
+// docs/operations.md on mixed versions.)
 struct entry {
     std::string epoch;
     std::uint64_t offset = 0;
@@ -25,10 +28,13 @@ struct entry {
     std::string event;
     std::int64_t unix_ms = 0;
     std::string payload;
+    wire::trace_id trace;  // empty: no ";<trace id>" suffix
 };
 
 [[nodiscard]] std::string encode_entry(const entry& e);
 [[nodiscard]] std::optional<entry> decode_entry(std::string_view bytes);
+// ";<32 hex>" for a trace id, "" for none: what follows the time in an entry.
+[[nodiscard]] std::string trace_suffix(const wire::trace_id& t);
 
 // Keys of a topic. The topic sits in a {hash tag}, so one topic's keys share a Redis Cluster
 // slot should the shards ever be cluster nodes. Topic names cannot contain '{' or '}'.
@@ -71,7 +77,7 @@ struct control {
 
 // Lua. publish: KEYS meta, history[, idempotency]; ARGV new_epoch, kind, event, payload,
 // history_size, history_ttl_ms, window_ms, channel, meta_ttl_ms, replid (the master's
-// replication id), ack ('1': replicas_ack is on).
+// replication id), ack ('1': replicas_ack is on), trace (trace_suffix(), '' for most).
 // Returns {1|0 (0 = duplicate), epoch, offset, receivers}, and with ack = '1' the entry as a
 // fifth element, not yet PUBLISHed. Meta hash fields: e epoch, t top, r replid, c confirmed top.
 extern const char* const publish_script;

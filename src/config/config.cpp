@@ -50,6 +50,7 @@ const std::map<std::string, bounds, std::less<>>& numeric_bounds() {
     static const std::map<std::string, bounds, std::less<>> b = {
         {"workers", {unit::count, 0, 64}},
         {"log.rejection_interval", {unit::duration, 1000, 3'600'000}},
+        {"log.trace_sample", {unit::count, 0, 1'000'000}},
         {"http.header_timeout", {unit::duration, 100, k_day_ms}},
         {"http.idle_timeout", {unit::duration, 100, k_day_ms}},
         {"http.max_header_bytes", {unit::bytes, 1024, 1 << 20}},
@@ -400,6 +401,10 @@ const std::map<std::string, handler>& schema() {
         {"log.rejection_interval",
          [](settings& c, const YAML::Node& n, const std::string& k) {
              c.log.rejection_interval = duration(n, k, bounds_of(k));
+         }},
+        {"log.trace_sample",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             c.log.trace_sample = static_cast<std::size_t>(integer(n, k, bounds_of(k)));
          }},
         {"http.header_timeout",
          [](settings& c, const YAML::Node& n, const std::string& k) {
@@ -984,6 +989,7 @@ std::vector<key_doc> describe(const settings& s) {
     add("log.level", yaml_string(s.log.level));
     add("log.format", yaml_string(s.log.format));
     add("log.rejection_interval", ms(s.log.rejection_interval));
+    add("log.trace_sample", n(s.log.trace_sample));
     add("http.header_timeout", ms(s.http.header_timeout));
     add("http.idle_timeout", ms(s.http.idle_timeout));
     add("http.max_header_bytes", format_size(s.http.max_header_bytes));

@@ -65,8 +65,9 @@ std::size_t append_messages_json(std::string& out, const std::vector<message_ptr
 
 message_ptr make_message(std::string topic, std::string epoch, std::uint64_t offset,
                          payload_kind kind, std::string payload, std::string event,
-                         time_point created) {
+                         time_point created, wire::trace_id trace) {
     auto m = std::make_shared<message>();
+    m->trace = trace;
     m->topic = std::move(topic);
     m->epoch = std::move(epoch);
     m->epoch_key = wire::topic_hash(m->epoch);

@@ -243,6 +243,10 @@ void shard::offer(subscription& s, const message_ptr& m) {
 
 void shard::deliver(const message_ptr& m) {
     auto it = topics_.find(m->topic);
+    if (!m->trace.empty())
+        wire::log_trace(m->trace, "deliver: worker {} topic '{}' offset {}:{} subscribers {}",
+                        worker_, m->topic, m->epoch, m->offset,
+                        it == topics_.end() ? 0 : it->second.subs.size());
     if (it == topics_.end()) return;
     // Subscribers never unsubscribe from inside on_message (they schedule a close), so the
     // list is stable during this loop.
@@ -257,6 +261,10 @@ void shard::deliver(const message_ptr& m) {
 
 std::size_t shard::dispatch(const message_ptr& m) {
     auto it = routes_.find(m->topic);
+    if (!m->trace.empty())
+        wire::log_trace(m->trace, "owner: worker {} topic '{}' offset {}:{} subscribers {}",
+                        worker_, m->topic, m->epoch, m->offset,
+                        it == routes_.end() ? 0 : it->second.total);
     if (it == routes_.end()) return 0;
     const auto& r = it->second;
     for (unsigned w = 0; w < r.per_worker.size(); ++w) {

@@ -10,6 +10,7 @@
 #include "herald/net/worker_context.hpp"
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -107,7 +108,8 @@ public:
 
     // Periodic sweep (timeouts, pings, heartbeats) and server drain.
     virtual void on_tick(time_point now) = 0;
-    virtual void on_drain() = 0;
+    // `reconnect_after`: the hint (shutdown.drain_spread) a stream passes on to its client.
+    virtual void on_drain(std::optional<milliseconds> reconnect_after) = 0;
     // Closes the connection if it belongs to `user`; true when it did.
     virtual bool revoke(std::string_view /*user*/) { return false; }
 

@@ -329,7 +329,7 @@ void http_session::on_tick(time_point now) {
     }
 }
 
-void http_session::on_drain() {
+void http_session::on_drain(std::optional<milliseconds> /*reconnect_after*/) {
     draining_ = true;
     if (poll_) {
         poll_->end_keep_alive();

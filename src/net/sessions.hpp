@@ -43,7 +43,7 @@ public:
     void on_poll_due() override;
     void on_poll_refused(const std::string& reason) override;
     void on_tick(time_point now) override;
-    void on_drain() override;
+    void on_drain(std::optional<milliseconds> reconnect_after) override;
 
 private:
     // `peer` is copied out of the link before the link is moved.
@@ -159,7 +159,7 @@ public:
     void on_refused(hub::subscription& s, const std::string& reason) override;
     void on_presence(hub::subscription& s, const hub::presence_event_ptr& e) override;
     void on_tick(time_point now) override;
-    void on_drain() override;
+    void on_drain(std::optional<milliseconds> reconnect_after) override;
 
 private:
     struct ws_sub : hub::subscription {
@@ -294,7 +294,7 @@ public:
     void on_refused(hub::subscription& s, const std::string& reason) override;
     void on_presence(hub::subscription& s, const hub::presence_event_ptr& e) override;
     void on_tick(time_point now) override;
-    void on_drain() override;
+    void on_drain(std::optional<milliseconds> reconnect_after) override;
 
 private:
     struct sse_sub : hub::subscription {

@@ -196,9 +196,18 @@ void sse_session::on_tick(time_point now) {
     if (now - last_write_ >= heartbeat_ && idle_output()) enqueue(chunk::of_static(k_heartbeat));
 }
 
-void sse_session::on_drain() {
+void sse_session::on_drain(std::optional<milliseconds> reconnect_after) {
     if (!end_reason_) end_reason_ = disconnect_reason::drain;
-    enqueue(chunk::of_static(k_shutdown), true);
+    if (reconnect_after) {
+        // `retry:` makes a plain EventSource wait as long as the hint asks.
+        const auto ms = std::to_string(reconnect_after->count());
+        enqueue(chunk::of_string("retry: " + ms +
+                                 "\nevent: shutdown\ndata: {\"reason\":\"going away\"," +
+                                 "\"reconnect_after_ms\":" + ms + "}\n\n"),
+                true);
+    } else {
+        enqueue(chunk::of_static(k_shutdown), true);
+    }
     close_after_flush(milliseconds(2000));
 }
 

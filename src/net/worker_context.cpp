@@ -151,24 +151,29 @@ void worker_context::drain() {
     std::minstd_rand rng(static_cast<unsigned>(now.time_since_epoch().count()) + id);
     std::uniform_int_distribution<clock::rep> at(
         0, std::chrono::duration_cast<clock::duration>(spread).count());
+    // The reconnect hint is drawn apart from the moment: a client's reconnect then lands anywhere
+    // in [its close, its close + spread], so even clients closed together (a proxy cutting many
+    // at once) come back spread out.
+    std::uniform_int_distribution<milliseconds::rep> hint(0, spread.count());
     for (connection* c = head_; c;) {
         connection* next = c->next_;
         auto keep = c->shared_from_this();
         const bool stream =
             c->transport_ == metrics::transport::ws || c->transport_ == metrics::transport::sse;
         if (spread.count() > 0 && stream)
-            drain_due_.emplace_back(now + clock::duration(at(rng)), keep);
+            drain_due_.push_back({now + clock::duration(at(rng)), milliseconds(hint(rng)), keep});
         else
-            c->on_drain();  // plain HTTP and long-polls: answered now, they hold nothing long
+            c->on_drain(std::nullopt);  // plain HTTP and long-polls: answered now, hold nothing
         c = next;
     }
     std::sort(drain_due_.begin(), drain_due_.end(),
-              [](const auto& a, const auto& b) { return a.first > b.first; });
+              [](const auto& a, const auto& b) { return a.at > b.at; });
 }
 
 void worker_context::drain_due(time_point now) {
-    while (!drain_due_.empty() && drain_due_.back().first <= now) {
-        if (auto c = drain_due_.back().second.lock(); c && !c->closed_) c->on_drain();
+    while (!drain_due_.empty() && drain_due_.back().at <= now) {
+        const auto& turn = drain_due_.back();
+        if (auto c = turn.c.lock(); c && !c->closed_) c->on_drain(turn.reconnect_after);
         drain_due_.pop_back();
     }
 }

@@ -200,6 +200,10 @@ void ws_session::on_text(std::string_view text) {
         }
         req.idempotency_key = kit->get<std::string>();
     }
+    // As the HTTP `traceparent` header: a malformed one is ignored, never an error.
+    if (auto tit = op.find("traceparent"); tit != op.end() && tit->is_string())
+        req.trace =
+            wire::parse_traceparent(tit->get_ref<const std::string&>()).value_or(wire::trace_id{});
     switch (wire::read_payload(op, req.kind, req.payload)) {
         case wire::payload_status::ok: break;
         case wire::payload_status::bad_base64:
@@ -231,6 +235,10 @@ void ws_session::publish_now(hub::publish_request req, std::string id) {
                                             : std::string()](const broker::publish_result& r) {
             w.webhooks->publish(r.topic, r.epoch, r.offset, "ws", user);
         };
+    // The first line of a traced message's way (its offset is in the owner's line).
+    if (!req.trace.empty())
+        wire::log_trace(req.trace, "publish: worker {} topic '{}' over WebSocket", w_.id,
+                        req.topic);
     w_.broker.publish(w_.id, std::move(req), [weak, id, announce](broker::publish_result r) {
         if (announce && r.status == broker::publish_status::ok) announce(r);
         auto self = std::static_pointer_cast<ws_session>(weak.lock());

@@ -541,9 +541,13 @@ void ws_session::on_tick(time_point now) {
     }
 }
 
-void ws_session::on_drain() {
+void ws_session::on_drain(std::optional<milliseconds> reconnect_after) {
     set_end_reason(disconnect_reason::drain);
-    send_close(ws::close_code::going_away, "going away");
+    if (reconnect_after)
+        send_close(ws::close_code::going_away,
+                   "going away; reconnect_after_ms=" + std::to_string(reconnect_after->count()));
+    else
+        send_close(ws::close_code::going_away, "going away");
     arm_close_deadline(milliseconds(2000));
 }
 

@@ -172,6 +172,18 @@ test("close codes: 1001 reconnects within minDelay without backoff growth; 4002 
   assert.equal(log.length, 2);
 });
 
+test("a drain's reconnect_after_ms hint is the delay before reconnecting", async () => {
+  const { h, clock, log, last } = client({ random: () => 0 });
+  await clock.advance(0);
+  h.tpConfirm(last());
+  h.tpEnd(last(), { kind: "going_away", reconnectAfter: 2500 });
+  await clock.advance(2499);
+  assert.equal(log.length, 1);
+  await clock.advance(1);
+  assert.equal(log.length, 2);
+  h.close();
+});
+
 test("Retry-After is honoured", async () => {
   const { h, clock, log, last } = client({ random: () => 0 });
   await clock.advance(0);

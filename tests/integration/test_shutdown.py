@@ -89,3 +89,51 @@ def test_sigint_also_exits_zero(herald_factory):
     srv.proc.send_signal(signal.SIGINT)
     assert srv.proc.wait(10) == 0
     srv.terminate()
+
+
+def test_drain_spread_sends_a_jittered_reconnect_after_ms_hint(herald_factory):
+    """With shutdown.drain_spread, each stream's goodbye carries reconnect_after_ms drawn over the
+    window (WebSocket close 1001 reason, SSE `retry:` plus the shutdown event's data), so clients
+    that honour it come back spread out; on the old code the goodbyes carried no hint."""
+    spread_ms = 1500
+    srv = herald_factory({"shutdown": {"drain_timeout": "5s", "drain_spread": f"{spread_ms}ms"}})
+    topic = unique("hint")
+    n = 12
+
+    async def run():
+        wss = [await ws_connect(srv, f"topic={topic}") for _ in range(n)]
+        sses = [SSEClient(srv.url(f"/sse?topic={topic}")) for _ in range(n)]
+        try:
+            for s in sses:
+                s.wait_ready()
+            srv.proc.send_signal(signal.SIGTERM)
+            hints = []
+            for ws in wss:
+                try:
+                    while True:
+                        await asyncio.wait_for(ws.recv(), 8)
+                except websockets.ConnectionClosed:
+                    pass
+                assert ws.close_code == 1001, (ws.close_code, ws.close_reason)
+                prefix = "going away; reconnect_after_ms="
+                assert ws.close_reason.startswith(prefix), ws.close_reason
+                hints.append(int(ws.close_reason[len(prefix):]))
+            for s in sses:
+                ev = await asyncio.to_thread(s.next_event, 8)
+                assert ev.event == "shutdown", ev.raw
+                data = json.loads(ev.data)
+                assert data["reason"] == "going away", ev.raw
+                assert ev.get("retry") == str(data["reconnect_after_ms"]), ev.raw
+                hints.append(data["reconnect_after_ms"])
+            assert all(0 <= h <= spread_ms for h in hints), hints
+            # jitter: 24 uniform draws over 1.5 s are neither equal nor bunched
+            assert len(set(hints)) >= n, hints
+            assert max(hints) - min(hints) >= spread_ms // 3, hints
+            rc = await asyncio.to_thread(srv.proc.wait, 10)
+            assert rc == 0, rc
+        finally:
+            for s in sses:
+                s.close()
+
+    asyncio.run(run())
+    srv.terminate()

@@ -27,6 +27,15 @@ struct publish_result {
     std::size_t subscribers = 0;
 };
 
+// The first line of a traced message's way: this instance took the publish and the broker
+// answered (hub/shard.cpp logs the owner's and each worker's lines).
+inline void log_published(const wire::trace_id& t, unsigned worker, const publish_result& res) {
+    if (t.empty()) return;
+    static constexpr const char* names[] = {"ok", "duplicate", "unavailable", "unknown"};
+    wire::log_trace(t, "publish: worker {} topic '{}' offset {}:{} {}", worker, res.topic,
+                    res.epoch, res.offset, names[static_cast<int>(res.status)]);
+}
+
 struct history_result {
     bool found = false;  // false: the topic has no stream (never published, or expired)
     bool epoch_mismatch = false;

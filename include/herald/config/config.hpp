@@ -47,6 +47,8 @@ struct settings {
         // Clients refused by a limit: the first refusal per address and reason is logged, the
         // rest are counted and summarised once per interval.
         milliseconds rejection_interval{60'000};
+        // Traced publishes (`traceparent`): one in N is logged at info, the rest at debug; 0: none.
+        std::size_t trace_sample = 0;
     } log;
 
     struct {

@@ -3,6 +3,7 @@
 #include "herald/common/net.hpp"
 #include "herald/wire/envelope.hpp"
 #include "herald/wire/position.hpp"
+#include "herald/wire/trace.hpp"
 
 #include <atomic>
 #include <cstdint>
@@ -24,6 +25,7 @@ struct publish_request {
     std::string payload;
     std::string event;
     std::string idempotency_key;
+    wire::trace_id trace;  // from `traceparent`; empty when the publish carried none
 };
 
 // permessage-deflate form of a message's WebSocket frames (see message::ws_deflated()).
@@ -53,6 +55,8 @@ struct message {
     // fill (history lost, epoch changed). It travels the same ordered path as messages.
     bool reset = false;
     std::string reset_reason;
+    // The publish's W3C trace id (16 bytes, empty when none), logged along the message's way.
+    wire::trace_id trace;
 
     // Wire forms, built once by make_message().
     std::string ws_frames;        // one text frame, or a header text frame plus a binary frame
@@ -88,7 +92,7 @@ using message_ptr = std::shared_ptr<const message>;
 
 [[nodiscard]] message_ptr make_message(std::string topic, std::string epoch, std::uint64_t offset,
                                        payload_kind kind, std::string payload, std::string event,
-                                       time_point created);
+                                       time_point created, wire::trace_id trace = {});
 
 // Appends `[{"offset":..,"data":..},...]`: the message list of history and poll answers. Stops
 // before an entry that would take `out` past `max_bytes` (but always takes the first), so that an

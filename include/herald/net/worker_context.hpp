@@ -140,7 +140,12 @@ private:
     std::size_t last_pass_writers_ = 0;
     connection* head_ = nullptr;  // intrusive list of live connections
     // Streams waiting for their turn to be drained, latest first (popped from the back).
-    std::vector<std::pair<time_point, std::weak_ptr<connection>>> drain_due_;
+    struct drain_turn {
+        time_point at;
+        milliseconds reconnect_after;  // the hint the stream passes on (uniform over the spread)
+        std::weak_ptr<connection> c;
+    };
+    std::vector<drain_turn> drain_due_;
     void drain_due(time_point now);
     std::atomic<std::size_t> count_{0};
 };

@@ -97,6 +97,29 @@ TEST(RedisCodec, EntryMatchesTheLuaLayout) {
     EXPECT_EQ(redis::encode_entry(sample(7, "a\nb")), "k3v9x0aa\n7\n0\n\n1700000000123\na\nb");
 }
 
+TEST(RedisCodec, ATraceIdTravelsAfterTheTimeAndOldEntriesStillDecode) {
+    auto e = sample(7, "a\nb");
+    e.trace = *wire::trace_from_hex("4bf92f3577b34da6a3ce929d0e0e4736");
+    const auto bytes = redis::encode_entry(e);
+    EXPECT_EQ(bytes, "k3v9x0aa\n7\n0\n\n1700000000123;4bf92f3577b34da6a3ce929d0e0e4736\na\nb");
+    auto d = redis::decode_entry(bytes);
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->trace, e.trace);
+    EXPECT_EQ(d->unix_ms, e.unix_ms);
+    EXPECT_EQ(d->payload, "a\nb");
+    // The format before trace ids: no trace, same message.
+    auto old = redis::decode_entry("k3v9x0aa\n7\n0\n\n1700000000123\na\nb");
+    ASSERT_TRUE(old);
+    EXPECT_TRUE(old->trace.empty());
+    EXPECT_EQ(old->payload, "a\nb");
+    // A malformed trace costs only the trace; a malformed time still fails.
+    auto junk = redis::decode_entry("k3v9x0aa\n7\n0\n\n1700000000123;zz\np");
+    ASSERT_TRUE(junk);
+    EXPECT_TRUE(junk->trace.empty());
+    EXPECT_EQ(junk->unix_ms, e.unix_ms);
+    EXPECT_FALSE(redis::decode_entry("k3v9x0aa\n7\n0\n\nx;4bf92f3577b34da6a3ce929d0e0e4736\np"));
+}
+
 TEST(RedisCodec, MalformedEntriesAreRejected) {
     for (const char* bad :
          {"", "k3v9x0aa", "k3v9x0aa\n", "k3v9x0aa\nx\n0\n\n1\np", "k3v9x0aa\n0\n0\n\n1\np",

@@ -24,7 +24,7 @@ class test_connection final : public net::connection {
 public:
     using connection::connection;
     void on_tick(time_point) override {}
-    void on_drain() override {}
+    void on_drain(std::optional<milliseconds>) override {}
     int slow_calls = 0;
 
 private:
@@ -39,7 +39,7 @@ class gated_connection final : public net::connection {
 public:
     using connection::connection;
     void on_tick(time_point) override {}
-    void on_drain() override {}
+    void on_drain(std::optional<milliseconds>) override {}
 
     void start() { wait_readable(); }
     void open_gate() {
