@@ -23,6 +23,7 @@ SCENARIOS = [
     ("idle_sse_10k", "10,000 idle SSE connections (1,000 topics)"),
     ("ws_1x1000_100mps", "WS, 1 topic x 1,000 subscribers, 100 msg/s, 64 B"),
     ("ws_1x1000_flat", "WS, 1 topic x 1,000 subscribers, flat out, 64 B"),
+    ("ws_1x1000_flat_presence", "the same with presence on every topic (herald; nchan runs it plain)"),
     ("ws_1x1000_flat_4k", "WS, 1 topic x 1,000 subscribers, flat out, 4 KiB"),
     ("ws_1x10000_flat", "WS, 1 topic x 10,000 subscribers, flat out, 64 B"),
     ("ws_1x10000_flat_4k", "WS, 1 topic x 10,000 subscribers, flat out, 4 KiB"),

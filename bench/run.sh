@@ -120,6 +120,10 @@ history:
 shutdown:
   drain_timeout: 5s
 EOF
+  if [[ ${HERALD_PRESENCE:-0} == 1 ]]; then
+    # *_presence scenarios: every topic has presence (issue 16: it must not cost per message)
+    printf 'presence:\n  patterns: ["*"]\n' >> "$TMP/herald.yaml"
+  fi
   "$HERALD_BIN" --config "$TMP/herald.yaml" --listen "127.0.0.1:$HERALD_PORT" --workers 2 \
     --log-level warn >>"$TMP/herald.log" 2>&1 &
   SERVER_PID=$!
@@ -180,6 +184,7 @@ SCENARIO_LIST=(
   "idle_sse_10k|--sse 10000 --topics 1000 --idle $IDLE"
   "ws_1x1000_100mps|--ws 1000 --topics 1 --rate 100 --duration $D"
   "ws_1x1000_flat|--ws 1000 --topics 1 --duration $D --pipeline 16"
+  "ws_1x1000_flat_presence|--ws 1000 --topics 1 --duration $D --pipeline 16"
   "ws_1x1000_flat_4k|--ws 1000 --topics 1 --duration $D --pipeline 16 --size 4096"
   "ws_1x10000_flat|--ws 10000 --topics 1 --duration $D --pipeline 16"
   "ws_1x10000_flat_4k|--ws 10000 --topics 1 --duration $D --pipeline 16 --size 4096"
@@ -252,6 +257,8 @@ for entry in "${SCENARIO_LIST[@]}"; do
       order=(); for (( i = ${#server_arr[@]} - 1; i >= 0; i-- )); do order+=("${server_arr[i]}"); done
     fi
     for server in "${order[@]}"; do
+      HERALD_PRESENCE=0
+      [[ $name == *_presence ]] && HERALD_PRESENCE=1
       # shellcheck disable=SC2086
       run_one "$server" "$name" "$rep" $args
     done
