@@ -4,6 +4,7 @@ skipped range; conflate keeps only the newest message per key (a JSON field). Te
 reader that never reads and one that reads slowly, beside a fast reader that must get everything:
 the server's memory stays bounded, and the slow reader's view is consistent. (The default, disconnect, is test_slow_consumer.py.)"""
 import json
+import os
 import threading
 import time
 
@@ -112,7 +113,9 @@ def test_drop_oldest_never_reading_then_reading(server):
     last = got[-1]["offset"]
     # ~4 MB published; the stalled one holds at most 1 MiB queued + 512 KiB held back
     rss1 = server_rss_kib(server.proc.pid)
-    assert rss1 - rss0 < 24 * 1024, (rss0, rss1)
+    # Under a sanitizer the allocator's quarantine keeps freed memory: make test widens the slack.
+    slack = int(os.environ.get("HERALD_TEST_RSS_SLACK_KIB", 24 * 1024))
+    assert rss1 - rss0 < max(slack, 24 * 1024), (rss0, rss1)
     frames = read_until(stalled, lambda fr: fr and fr[-1].get("offset") == last)
     msgs, resets = check_positions(frames, last)
     assert resets >= 1 and msgs < n
