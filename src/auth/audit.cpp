@@ -56,6 +56,9 @@ audit_log::audit_log(const config::settings& cfg) : sample_one_in_(cfg.audit.sam
 
 audit_log::~audit_log() {
     if (logger_) logger_->flush();
+    // Join the pool's thread (it drains its queue first) before the logger and its sink go: that
+    // thread touches the sink until then. The logger holds the pool only weakly.
+    pool_.reset();
 }
 
 std::string audit_log::pseudonym(std::string_view value) const {
