@@ -65,6 +65,9 @@ bench-quick: build
 # One clang tree serves the sanitizer tests and the fuzzers: everything is built with ASan + UBSan
 # (and libFuzzer's coverage hooks, which cost little), the fuzz targets also link libFuzzer.
 ASAN_BUILD ?= build-asan
+# The sanitizer passes run every integration test but the long scenarios and the tests of files,
+# tools and browsers (markers in tests/integration/conftest.py).
+SAN_TESTS  := not scenario and not release_only
 SAN_FLAGS  := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHERALD_BENCH=OFF -DHERALD_WERROR=ON
 asan-build: deps
 	@cmake -S . -B $(ASAN_BUILD) -G Ninja $(SAN_FLAGS) -DCMAKE_CXX_COMPILER=clang++ \
@@ -76,7 +79,7 @@ asan-build: deps
 test-asan: asan-build
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS)
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 HERALD_BIN=$(abspath $(ASAN_BUILD))/herald \
-	  HERALD_TEST_RSS_SLACK_KIB=262144 $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider -m "not scenario"
+	  HERALD_TEST_RSS_SLACK_KIB=262144 $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider -m "$(SAN_TESTS)"
 
 # Unit and integration tests under ThreadSanitizer: every server runs 2 workers, so the
 # cross-worker paths (posts between io_contexts, shared counters, limiters, the Redis control
@@ -89,7 +92,7 @@ test-tsan: deps
 	$(TSAN_BUILD)/tests/herald_unit_tests --gtest_brief=1
 	rm -f $(TSAN_BUILD)/tsan.*
 	TSAN_OPTIONS="log_path=$(abspath $(TSAN_BUILD))/tsan" HERALD_BIN=$(abspath $(TSAN_BUILD))/herald \
-	  HERALD_TEST_RSS_SLACK_KIB=1048576 $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider -m "not scenario"
+	  HERALD_TEST_RSS_SLACK_KIB=1048576 $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider -m "$(SAN_TESTS)"
 	@if ls $(TSAN_BUILD)/tsan.* >/dev/null 2>&1; then cat $(TSAN_BUILD)/tsan.*; exit 1; fi
 
 # libFuzzer targets for every parser and for the raw server path, each for FUZZ_SECONDS, starting

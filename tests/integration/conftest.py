@@ -17,6 +17,10 @@ def pytest_configure(config):
     # them with -m "not scenario" because their figures mean nothing under a sanitizer's 5-20x
     # slowdown. Every other test runs in all three passes.
     config.addinivalue_line("markers", "scenario: a long fault-injection scenario (Release pass only)")
+    # Tests of files, tools, docs and a browser's side (the Dockerfile, the install layout, the
+    # layer and doc checks, Chromium pages) add nothing under a sanitizer: Release pass only too.
+    config.addinivalue_line("markers",
+                            "release_only: checks no server path a sanitizer could (Release only)")
 
 
 @pytest.fixture(scope="module")

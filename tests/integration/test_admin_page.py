@@ -163,6 +163,7 @@ def test_admin_off_is_404(herald_factory):
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", (path, r.text)
 
 
+@pytest.mark.release_only  # the browser's side; the page's requests are tested above
 def test_admin_page_in_chromium(herald_factory, tmp_path):
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     if not Path(chromium).exists() or not shutil.which("node"):

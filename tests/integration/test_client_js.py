@@ -46,6 +46,7 @@ def chromium_or_fail():
         pytest.fail(f"{chromium} is missing (scripts/install-deps.sh installs Debian's chromium)")
 
 
+@pytest.mark.release_only  # fake transports and clock: no server path
 def test_client_state_machine(server):
     node_test(server, "state.test.mjs")
 
@@ -67,6 +68,7 @@ def test_client_tokens(server):
     node_test(server, "token.test.mjs")
 
 
+@pytest.mark.release_only  # the browser's side; test_client_live runs the same paths
 def test_client_in_chromium(server):
     chromium_or_fail()
     node_test(server, "browser.test.mjs")

@@ -22,6 +22,9 @@ from herald_test import REPO_ROOT, free_port, unique, wait_until
 from herald_test.server import herald_bin
 from herald_test.sse import SSEClient
 
+# Files, tools and docs, not a server path a sanitizer could check: the Release pass only.
+pytestmark = pytest.mark.release_only
+
 KEY = "docs-test-publish-key-0123456789"
 
 # (document, section heading, number of shell blocks: start, tour, stop)

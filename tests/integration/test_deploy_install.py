@@ -11,6 +11,9 @@ import pytest
 from herald_test import REPO_ROOT
 from herald_test.server import herald_bin
 
+# Files, tools and docs, not a server path a sanitizer could check: the Release pass only.
+pytestmark = pytest.mark.release_only
+
 UNIT = REPO_ROOT / "config" / "herald.service"
 MAX_EXPOSURE = 3.0
 

@@ -5,10 +5,15 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from herald_test import REPO_ROOT
 from herald_test.server import herald_bin
 
 SCRIPT = REPO_ROOT / "scripts" / "check-docs.py"
+
+# Files, tools and docs, not a server path a sanitizer could check: the Release pass only.
+pytestmark = pytest.mark.release_only
 
 
 def run_check(root=REPO_ROOT, extra=()):

@@ -178,6 +178,7 @@ def free_port():
 
 
 @pytest.mark.skipif(not shutil.which("prometheus"), reason="Debian package prometheus not installed")
+@pytest.mark.release_only  # Prometheus reading the format
 def test_real_prometheus_scrapes_herald_and_answers_a_quantile(server, tmp_path):
     port = free_port()
     target = server.url("/").split("//", 1)[1].rstrip("/")
