@@ -31,9 +31,10 @@ integration: build
 
 # Every test CI runs: the Release build's unit and integration tests, the same tests under
 # AddressSanitizer + UndefinedBehaviorSanitizer, each fuzz target briefly, and the same tests under
-# ThreadSanitizer; `make check` is the first part. The two sanitizer trees compile (niced) while
-# the Release integration tests run, which mostly wait on sockets and timers; their log is
-# $(BUILD)/sanitizer-builds.log. TIMING
+# ThreadSanitizer; `make check` is the first part. About 20 minutes on 2 cores: the Release
+# integration pass about 7, each sanitizer pass about 3, and the two sanitizer trees compile
+# (niced, log in $(BUILD)/sanitizer-builds.log) while the Release integration tests run, which
+# mostly wait on sockets and timers (about a quarter of one core).
 test: deps
 	@$(MAKE) --no-print-directory check-layers check-format build
 	@mkdir -p $(BUILD); nice -n 19 $(MAKE) --no-print-directory asan-build tsan-build \
