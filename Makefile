@@ -26,8 +26,10 @@ run: build
 unit: build
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 
+# Each pass lists its slowest tests, so that CI's log shows where make test's time goes.
+PYTEST_TIMES ?= --durations=15
 integration: build
-	HERALD_BIN=$(abspath $(BUILD))/herald $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider
+	HERALD_BIN=$(abspath $(BUILD))/herald $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider $(PYTEST_TIMES)
 
 # Every test CI runs: the Release build's unit and integration tests, the same tests under
 # AddressSanitizer + UndefinedBehaviorSanitizer, each fuzz target briefly, and the same tests under
@@ -93,7 +95,7 @@ asan-build: deps
 test-asan: asan-build
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS)
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 HERALD_BIN=$(abspath $(ASAN_BUILD))/herald \
-	  HERALD_TEST_RSS_SLACK_KIB=262144 $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider -m "$(SAN_TESTS)"
+	  HERALD_TEST_RSS_SLACK_KIB=262144 $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider $(PYTEST_TIMES) -m "$(SAN_TESTS)"
 
 # Unit and integration tests under ThreadSanitizer: every server runs 2 workers, so the
 # cross-worker paths (posts between io_contexts, shared counters, limiters, the Redis control
@@ -108,7 +110,7 @@ test-tsan: tsan-build
 	$(TSAN_BUILD)/tests/herald_unit_tests --gtest_brief=1
 	rm -f $(TSAN_BUILD)/tsan.*
 	TSAN_OPTIONS="log_path=$(abspath $(TSAN_BUILD))/tsan" HERALD_BIN=$(abspath $(TSAN_BUILD))/herald \
-	  HERALD_TEST_RSS_SLACK_KIB=1048576 $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider -m "$(SAN_TESTS)"
+	  HERALD_TEST_RSS_SLACK_KIB=1048576 $(PYTHON) -m pytest tests/integration -q -p no:cacheprovider $(PYTEST_TIMES) -m "$(SAN_TESTS)"
 	@if ls $(TSAN_BUILD)/tsan.* >/dev/null 2>&1; then cat $(TSAN_BUILD)/tsan.*; exit 1; fi
 
 # libFuzzer targets for every parser and for the raw server path, each for FUZZ_SECONDS, starting
