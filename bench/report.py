@@ -190,7 +190,7 @@ def plot(summary, chart_dir, servers):
             return
         data = write(fname + ".dat", [[s] + [val(s, sv, key) for sv in servers] for s in scen])
         cols = " , ".join(
-            f"'{data}' using {i + 2}:xtic(1) title '{sv}'" for i, sv in enumerate(servers))
+            f"'{data}' using {i + 2}:xtic(1) title '{NAMES.get(sv, sv)}'" for i, sv in enumerate(servers))
         script = f"""
 set terminal pngcairo size 1100,520 font 'DejaVu Sans,10'
 set output '{os.path.join(chart_dir, fname + '.png')}'
@@ -233,7 +233,7 @@ plot {cols}
         i = 2
         for sv in servers:
             for p in ("p50", "p99", "p99.9"):
-                cols.append(f"'{data}' using {i}:xtic(1) title '{sv} {p}'")
+                cols.append(f"'{data}' using {i}:xtic(1) title '{NAMES.get(sv, sv)} {p}'")
                 i += 1
         script = f"""
 set terminal pngcairo size 1200,560 font 'DejaVu Sans,10'
@@ -368,7 +368,8 @@ def render_md(meta, summary, runs, charts, optimisations, extras=()):
             row.append(fmt_ratio(r.get("cpu")))
             if scen == "ws_1x1000_100mps":
                 p99r = r.get("p99")
-                row.append(f"p99 ≤ {NAMES[p]}: " + ("–" if p99r is None else ("**met**" if p99r <= 1 else "not met")))
+                row.append(f"p99 ≤ {NAMES[p]}: " + ("–" if p99r is None else
+                                                    f"{p99r:.2f}, " + ("**met**" if p99r <= 1 else "not met")))
             else:
                 row.append(target_cell((CPU_TARGETS if p == "nchan" else UWS_CPU_TARGETS).get(scen), r.get("cpu")))
         for sv in servers:
@@ -438,7 +439,7 @@ def render_md(meta, summary, runs, charts, optimisations, extras=()):
             if flags or m.get("errors"):
                 any_flag = True
                 errs = "; ".join(m.get("errors", []))
-                w(f"- **{sv} `{scen}`**: {', '.join(flags) or 'no counter set'}" + (f" — first errors: `{errs}`" if errs else ""))
+                w(f"- **{NAMES.get(sv, sv)} `{scen}`**: {', '.join(flags) or 'no counter set'}" + (f" — first errors: `{errs}`" if errs else ""))
     if any(summary.get(sc, {}).get(sv, {}).get("stop_killed") for sc, _ in SCENARIOS for sv in servers):
         w("")
         w("`stop_killed`: the server was still running 8 s after SIGTERM (herald's `shutdown.drain_timeout` is "

@@ -180,7 +180,8 @@ def write_md(a, rows):
         by.setdefault(r["policy"], []).append(r)
     med = lambda xs: sorted(xs)[len(xs) // 2]
     out = ["## Slow consumers: memory under stalled readers", "",
-           f"Measured with `bench/slow_consumer.py --stalled {a.stalled} --msgs {a.msgs} --rounds {a.rounds}` "
+           f"Measured with `bench/slow_consumer.py --stalled {a.stalled} --msgs {a.msgs} --rounds {a.rounds} "
+           "--out-md bench/results/slow_consumer.md` "
            f"({time.strftime('%Y-%m-%d', time.gmtime())}, Release build, 2 workers, "
            f"`limits.max_queued_bytes: {a.queued}`): {a.stalled} WebSocket subscribers that never read "
            f"(4 KiB receive buffer) and one fast reader on one topic, {a.msgs} JSON messages of about "
@@ -206,7 +207,7 @@ def write_md(a, rows):
         out.append(f"| {name} | {n} | {grow / 1024:,.1f} MiB | {peak / 1024:,.1f} MiB | {per} | "
                    f"{med([r['cut'] for r in rs]):,.0f} | {med([r['dropped'] for r in rs]):,.0f} | "
                    f"{med([r['conflated'] for r in rs]):,.0f} | "
-                   f"{min(r['fast_got'] for r in rs):,} of {a.msgs} |")
+                   f"{min(r['fast_got'] for r in rs):,} of {a.msgs:,} |")
     out.append("")
     with open(a.out_md, "w") as f:
         f.write("\n".join(out))
