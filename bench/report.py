@@ -485,9 +485,11 @@ def render_md(meta, summary, runs, charts, optimisations, extras=()):
     w("## How to run")
     w("")
     w("```")
-    w("make bench                      # or: bench/run.sh (full matrix, 3 repetitions: about 8-12 minutes)")
+    w("make bench                      # or: bench/run.sh (full matrix, 3 servers, 3 repetitions: about 15-25 minutes)")
     w("QUICK=1 bench/run.sh            # one short run per scenario: about 2-4 minutes")
     w("SCENARIOS='ws_1x10000_flat publish_only' REPEAT=5 bench/run.sh")
+    if not meta.get("quick"):
+        w(f"REPEAT={meta.get('repeat')} make bench".ljust(32) + "# this run")
     w("SERVERS=nchan bench/run.sh      # one peer alone (herald, uws, nchan)")
     w("```")
     w("")
@@ -501,7 +503,8 @@ def render_md(meta, summary, runs, charts, optimisations, extras=()):
     w("")
     w("Knobs (environment): `HERALD_BIN`, `BENCH_BIN`, `UWS_BIN`, `NGINX_BIN`, `NCHAN_MODULE`, `SERVERS`, `REPEAT`, "
       "`QUICK`, `DURATION`, `IDLE`, `SCENARIOS`, `THREADS`, `DRAIN`, `HERALD_HISTORY`, `NO_REPORT`, `KEEP_TMP`. "
-      "Needs Debian packages `nginx`, `libnginx-mod-nchan`, `gnuplot-nox`, `curl`, `iproute2`.")
+      "Needs Debian packages `nginx`, `libnginx-mod-nchan`, `gnuplot-nox`, `curl`, `iproute2` (and for the "
+      "uWebSockets peer `g++` 12 or later, `zlib1g-dev`, `git`, all in scripts/install-deps.sh).")
     w("")
     w("Servers, each started fresh for every run on its own loopback port:")
     w("")
