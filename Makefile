@@ -78,6 +78,12 @@ bench: build
 bench-quick: build
 	QUICK=1 bench/run.sh
 
+# The uWebSockets peer of bench/run.sh, from pinned upstream commits (cloned, or UWS_SRC=a directory
+# holding uWebSockets and uSockets checkouts), into build/peers/uws.
+.PHONY: bench-peers
+bench-peers:
+	bench/peers/uws/build.sh $(UWS_SRC)
+
 # One clang tree serves the sanitizer tests and the fuzzers: everything is built with ASan + UBSan
 # (and libFuzzer's coverage hooks, which cost little), the fuzz targets also link libFuzzer.
 ASAN_BUILD ?= build-asan

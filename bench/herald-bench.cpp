@@ -951,7 +951,7 @@ private:
         bool blocked = false;
         if (ph == ph_warmup) {
             // One warm-up message per owned topic every 200 ms until the controller moves on.
-            if (t - p->last_warm_round_ns > 200000000ull && p->inflight.size() < 100000) {
+            if (t - p->last_warm_round_ns > 200000000ull && p->inflight.empty()) {
                 p->last_warm_round_ns = t;
                 for (uint32_t tpc : p->topics) build_request(p, tpc, false, t);
             }

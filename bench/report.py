@@ -17,7 +17,8 @@ import sys
 import tempfile
 from datetime import datetime, timezone
 
-# Scenario order and description; targets from issue 3 (ratio = herald / nchan, same repetition).
+# Scenario order and description. Targets: issue 3 against nchan, issue 15 against uWebSockets
+# (ratio = herald / peer within the same repetition, then the median).
 SCENARIOS = [
     ("idle_ws_10k", "10,000 idle WebSocket connections (1,000 topics)"),
     ("idle_sse_10k", "10,000 idle SSE connections (1,000 topics)"),
@@ -31,6 +32,7 @@ SCENARIOS = [
     ("sse_1x1000_flat", "SSE, 1 topic x 1,000 subscribers, flat out, 64 B"),
     ("sse_1x1000_flat_4k", "SSE, 1 topic x 1,000 subscribers, flat out, 4 KiB"),
     ("publish_only", "publish only, 1,000 topics, no subscribers, 64 B"),
+    ("publish_only_history", "the same, herald with its default history (100 per topic; the peers keep none)"),
     ("publish_only_4k", "publish only, 1,000 topics, no subscribers, 4 KiB"),
 ]
 CPU_TARGETS = {  # max herald/nchan ratio of CPU per 1,000 deliveries (or publish requests)
@@ -40,6 +42,18 @@ CPU_TARGETS = {  # max herald/nchan ratio of CPU per 1,000 deliveries (or publis
     "publish_only": 0.20,
 }
 RSS_TARGET_BYTES = 2048
+UWS_CPU_TARGETS = {  # issue 15: max herald/uWS ratio
+    "ws_1x1000_flat": 1.0,
+    "ws_1x10000_flat": 1.0,
+    "sse_1x1000_flat": 1.0,
+    "ws_10000x1_flat": 1.2,
+    "publish_only": 1.5,
+    "publish_only_history": 2.0,
+}
+UWS_RSS_TARGET_BYTES = 600
+SERVER_ORDER = ("herald", "uws", "nchan")
+NAMES = {"herald": "herald", "uws": "uWS", "nchan": "nchan"}
+PEERS = ("uws", "nchan")
 FD_LIMIT_NOTE = 20000
 
 
@@ -97,29 +111,34 @@ def summarize(runs):
                     m["warmup_failed"] = sum(1 for r in ok if not r.get("warmup_ok", 1))
                 m["errors"] = sorted({e for r in ok for e in r.get("errors", [])})[:5]
             s[server] = m
-        # per-repetition ratios herald / nchan
+        # per-repetition ratios herald / peer: "ratio" against nchan, "ratio_uws" against uWS
         h = {r["repeat"]: r for r in servers.get("herald", []) if not r.get("failed")}
-        n = {r["repeat"]: r for r in servers.get("nchan", []) if not r.get("failed")}
-        ratios = {}
-        for rep in sorted(set(h) & set(n)):
-            a, b = h[rep], n[rep]
-            if is_idle(a):
-                x, y = a.get("rss_per_conn_bytes"), b.get("rss_per_conn_bytes")
-                if x is not None and y:
-                    ratios.setdefault("rss_per_conn", []).append(x / y)
-            else:
-                x, y = cpu_metric(a), cpu_metric(b)
-                if x is not None and y:
-                    ratios.setdefault("cpu", []).append(x / y)
-                x, y = a.get("deliveries_per_s") or a.get("publish_req_per_s"), b.get("deliveries_per_s") or b.get("publish_req_per_s")
-                if x and y:
-                    ratios.setdefault("rate", []).append(x / y)
-                x, y = a.get("latency_us", {}).get("p99"), b.get("latency_us", {}).get("p99")
-                if x and y:
-                    ratios.setdefault("p99", []).append(x / y)
-        s["ratio"] = {k: median(v) for k, v in ratios.items()}
+        for peer in PEERS:
+            n = {r["repeat"]: r for r in servers.get(peer, []) if not r.get("failed")}
+            s["ratio" if peer == "nchan" else "ratio_" + peer] = peer_ratios(h, n)
         summary[scen] = s
     return summary
+
+
+def peer_ratios(h, n):
+    ratios = {}
+    for rep in sorted(set(h) & set(n)):
+        a, b = h[rep], n[rep]
+        if is_idle(a):
+            x, y = a.get("rss_per_conn_bytes"), b.get("rss_per_conn_bytes")
+            if x is not None and y:
+                ratios.setdefault("rss_per_conn", []).append(x / y)
+        else:
+            x, y = cpu_metric(a), cpu_metric(b)
+            if x is not None and y:
+                ratios.setdefault("cpu", []).append(x / y)
+            x, y = a.get("deliveries_per_s") or a.get("publish_req_per_s"), b.get("deliveries_per_s") or b.get("publish_req_per_s")
+            if x and y:
+                ratios.setdefault("rate", []).append(x / y)
+            x, y = a.get("latency_us", {}).get("p99"), b.get("latency_us", {}).get("p99")
+            if x and y:
+                ratios.setdefault("p99", []).append(x / y)
+    return {k: median(v) for k, v in ratios.items()}
 
 
 def fmt(x, digits=0):
@@ -171,7 +190,7 @@ def plot(summary, chart_dir, servers):
             return
         data = write(fname + ".dat", [[s] + [val(s, sv, key) for sv in servers] for s in scen])
         cols = " , ".join(
-            f"'{data}' using {i + 2}:xtic(1) title '{sv}'" for i, sv in enumerate(servers))
+            f"'{data}' using {i + 2}:xtic(1) title '{NAMES.get(sv, sv)}'" for i, sv in enumerate(servers))
         script = f"""
 set terminal pngcairo size 1100,520 font 'DejaVu Sans,10'
 set output '{os.path.join(chart_dir, fname + '.png')}'
@@ -214,7 +233,7 @@ plot {cols}
         i = 2
         for sv in servers:
             for p in ("p50", "p99", "p99.9"):
-                cols.append(f"'{data}' using {i}:xtic(1) title '{sv} {p}'")
+                cols.append(f"'{data}' using {i}:xtic(1) title '{NAMES.get(sv, sv)} {p}'")
                 i += 1
         script = f"""
 set terminal pngcairo size 1200,560 font 'DejaVu Sans,10'
@@ -256,19 +275,36 @@ def status_flags(m):
     return flags
 
 
-def render_md(meta, summary, runs, charts, optimisations):
-    servers = [s for s in ("herald", "nchan") if any(s in v for v in summary.values())]
+def target_cell(tgt, ratio):
+    if tgt is None:
+        return ""
+    return f"≤ {tgt:.2f}: " + ("–" if ratio is None else ("**met**" if ratio <= tgt else "not met"))
+
+
+def spread(m):
+    """(max - min) / median of a server's CPU per 1,000 over the repetitions."""
+    lo, hi, med = m.get("cpu_per_1000_min"), m.get("cpu_per_1000_max"), m.get("cpu_per_1000")
+    if lo is None or hi is None or not med or m.get("runs", 0) < 2:
+        return None
+    return (hi - lo) / med
+
+
+def render_md(meta, summary, runs, charts, optimisations, extras=()):
+    servers = [s for s in SERVER_ORDER if any(s in v for v in summary.values())]
+    peers = [p for p in PEERS if p in servers]
+    names = " vs ".join({"herald": "herald", "uws": "uWebSockets", "nchan": "nginx + nchan"}[s] for s in servers)
     out = []
     w = out.append
     stamp = meta.get("stamp", "")
-    w("# Benchmarks: herald vs nginx + nchan")
+    w(f"# Benchmarks: {names}")
     w("")
     w("Generated by `bench/run.sh` (`make bench`) through `bench/report.py`; do not edit by hand, rerun it. "
       "Raw runs: `bench/results/latest.json`.")
     w("")
     w(f"Run {stamp}: {meta.get('repeat')} repetition(s) per scenario and server, {meta.get('duration')} s "
-      f"measured per run, servers alternating within each repetition, a freshly started server for every "
-      f"run. Figures are **medians**; ratios are herald / nchan within the same repetition, then the median. "
+      f"measured per run, servers alternating within each repetition (the order reversed every other "
+      f"repetition), a freshly started server for every run, all servers in the same run. Figures are "
+      f"**medians**; ratios are herald / peer within the same repetition, then the median. "
       f"Whole matrix: {meta.get('wall_s')} s{' (QUICK mode)' if meta.get('quick') else ''}.")
     w("")
     w("## Machine")
@@ -281,26 +317,41 @@ def render_md(meta, summary, runs, charts, optimisations):
             w("- **Other work was running on the machine during this run** (load well above 2): absolute rates "
               "and latencies are pessimistic and noisy, a paced run may fall short of its rate; the CPU-per-"
               "delivery figures and the same-repetition ratios are the robust part. Rerun on a quiet machine.")
+    spreads = {sv: [x for x in (spread(summary[sc].get(sv, {})) for sc in summary) if x is not None]
+               for sv in servers}
+    if any(spreads.values()):
+        w("- Noise: spread (highest − lowest) / median of CPU per 1,000 over the repetitions of a scenario, "
+          "median over the scenarios: " + ", ".join(
+              f"{NAMES[sv]} {statistics.median(v) * 100:.0f} % (worst {max(v) * 100:.0f} %)"
+              for sv, v in spreads.items() if v))
     w(f"- CPU: {meta.get('cpu')}, `nproc` = {meta.get('nproc')} (shared and noisy: the client, the server "
       "and whatever else runs share them, so absolute rates mislead; compare CPU per delivery and ratios)")
     w(f"- Kernel {meta.get('kernel')}, {meta.get('mem_mb')} MiB RAM, fd limit per process {meta.get('fd_limit')}")
     w(f"- herald at commit {meta.get('herald_commit')} when the run started (binary sha256 "
-      f"{meta.get('herald_sha256', '?')}), 2 workers, `history.size: {meta.get('herald_history')}`; "
-      f"nginx {meta.get('nginx')} with libnginx-mod-nchan {meta.get('nchan')} (2 worker processes, "
-      "`nchan_message_buffer_length 1`: with 0 nchan 1.3.6 keeps every message in shared memory until it times out and runs out of it under 4 KiB load)")
+      f"{meta.get('herald_sha256', '?')}), 2 workers, `history.size: {meta.get('herald_history')}` "
+      "(`publish_only_history`: 100, herald's default)")
+    if "uws" in servers:
+        w(f"- uWebSockets peer (`bench/peers/uws/server.cpp`, one thread, one process: its best case) built "
+          f"by `bench/peers/uws/build.sh` from {meta.get('uws', '?')}")
+    if "nchan" in servers:
+        w(f"- nginx {meta.get('nginx')} with libnginx-mod-nchan {meta.get('nchan')} (2 worker processes, "
+          "`nchan_message_buffer_length 1`: with 0 nchan 1.3.6 keeps every message in shared memory until it "
+          "times out and runs out of it under 4 KiB load)")
     w(f"- Load generator: `herald-bench`, {meta.get('threads')} threads, on the same cores")
     w("")
     w("## Headline: server CPU per 1,000 deliveries")
     w("")
     w("CPU is the server's utime + stime (`/proc/PID/stat`, all nginx processes summed) over the measured "
       "phase, divided by the deliveries the clients received (publish only: by the publish requests "
-      "answered). Under each median: the lowest and highest of the repetitions.")
+      "answered). Under each median: the lowest and highest of the repetitions. Targets: issue 15 against "
+      "uWebSockets, issue 3 against nchan.")
     w("")
-    hdr = "| scenario | " + " | ".join(f"{s} del/s" for s in servers) + " | " + \
-          " | ".join(f"{s} CPU-µs/1k" for s in servers) + " | herald/nchan CPU | target | " + \
-          " | ".join(f"{s} p50 / p99 / p99.9" for s in servers) + " | lost / dup / reord |"
-    w(hdr)
-    w("|" + "---|" * (hdr.count("|") - 1))
+    hdr = ["scenario"] + [f"{NAMES[s]} CPU-µs/1k" for s in servers]
+    for p in peers:
+        hdr += [f"herald/{NAMES[p]}", "target"]
+    hdr += [f"{NAMES[s]} del/s" for s in servers] + ["lost / dup / reord"]
+    w("| " + " | ".join(hdr) + " |")
+    w("|" + "---|" * len(hdr))
     for scen, desc in SCENARIOS:
         if scen not in summary or scen.startswith("idle"):
             continue
@@ -308,36 +359,41 @@ def render_md(meta, summary, runs, charts, optimisations):
         row = [f"`{scen}`<br>{desc}"]
         for sv in servers:
             m = s.get(sv, {})
-            rate = m.get("deliveries_per_s") if m.get("mode") != "publish_only" else m.get("publish_req_per_s")
-            row.append(fmt(rate) + (" req/s" if m.get("mode") == "publish_only" else ""))
-        for sv in servers:
-            m = s.get(sv, {})
             cell = fmt(m.get("cpu_per_1000"))
             if m.get("runs", 0) > 1 and m.get("cpu_per_1000_min") is not None:
                 cell += f"<br><sub>{fmt(m['cpu_per_1000_min'])}–{fmt(m['cpu_per_1000_max'])}</sub>"
             row.append(cell)
-        ratio = s.get("ratio", {}).get("cpu")
-        row.append(fmt_ratio(ratio))
-        tgt = CPU_TARGETS.get(scen)
-        if scen == "ws_1x1000_100mps":
-            p99r = s.get("ratio", {}).get("p99")
-            row.append("p99 < nchan: " + ("–" if p99r is None else ("**met**" if p99r < 1 else "not met")))
-        elif tgt is not None:
-            row.append(f"≤ {tgt:.2f}: " + ("–" if ratio is None else ("**met**" if ratio <= tgt else "not met")))
-        else:
-            row.append("")
-        for sv in servers:
-            m = s.get(sv, {})
-            if m.get("mode") == "publish_only":
-                row.append("–")
+        for p in peers:
+            r = s.get("ratio" if p == "nchan" else "ratio_" + p, {})
+            row.append(fmt_ratio(r.get("cpu")))
+            if scen == "ws_1x1000_100mps":
+                p99r = r.get("p99")
+                row.append(f"p99 ≤ {NAMES[p]}: " + ("–" if p99r is None else
+                                                    f"{p99r:.2f}, " + ("**met**" if p99r <= 1 else "not met")))
             else:
-                row.append(" / ".join(fmt_lat(m.get(p)) for p in ("p50", "p99", "p99.9")))
-        cells = []
+                row.append(target_cell((CPU_TARGETS if p == "nchan" else UWS_CPU_TARGETS).get(scen), r.get("cpu")))
         for sv in servers:
             m = s.get(sv, {})
-            cells.append(f"{sv[0]}: {m.get('lost', 0)}/{m.get('dup', 0)}/{m.get('reordered', 0)}")
-        row.append("<br>".join(cells))
+            rate = m.get("deliveries_per_s") if m.get("mode") != "publish_only" else m.get("publish_req_per_s")
+            row.append(fmt(rate) + (" req/s" if m.get("mode") == "publish_only" else ""))
+        row.append("<br>".join(f"{NAMES[sv]}: {s.get(sv, {}).get('lost', 0)}/{s.get(sv, {}).get('dup', 0)}/"
+                               f"{s.get(sv, {}).get('reordered', 0)}" for sv in servers if sv in s))
         w("| " + " | ".join(row) + " |")
+    w("")
+    w("## Latency")
+    w("")
+    w("Publish to delivery, measured by the subscriber (p50 / p99 / p99.9, medians over the repetitions). "
+      "Flat-out runs include the queue behind the in-flight window (see Method), so only the paced "
+      "`ws_1x1000_100mps` is a latency figure in the usual sense.")
+    w("")
+    w("| scenario | " + " | ".join(f"{NAMES[s]} p50 / p99 / p99.9" for s in servers) + " |")
+    w("|---|" + "---|" * len(servers))
+    for scen, desc in SCENARIOS:
+        if scen not in summary or scen.startswith("idle") or scen.startswith("publish"):
+            continue
+        s = summary[scen]
+        w(f"| `{scen}` | " + " | ".join(" / ".join(fmt_lat(s.get(sv, {}).get(p)) for p in ("p50", "p99", "p99.9"))
+                                      for sv in servers) + " |")
     w("")
     w("## Memory: RSS per idle connection")
     w("")
@@ -346,20 +402,24 @@ def render_md(meta, summary, runs, charts, optimisations):
       "`smaps_rollup`) divides pages shared between nginx processes instead of counting them once per "
       "process. Kernel socket memory is not in either figure.")
     w("")
-    w("| scenario | " + " | ".join(f"{s} RSS/conn | {s} PSS/conn" for s in servers) + " | herald/nchan | target |")
-    w("|---|" + "---|---|" * len(servers) + "---|---|")
+    hdr = ["scenario"] + [f"{NAMES[s]} RSS/conn" for s in servers] + [f"{NAMES[s]} PSS/conn" for s in servers]
+    for p in peers:
+        hdr.append(f"herald/{NAMES[p]}")
+    hdr += [f"target (issue 15: ≤ {UWS_RSS_TARGET_BYTES} B)", f"target (issue 3: ≤ {RSS_TARGET_BYTES} B)"]
+    w("| " + " | ".join(hdr) + " |")
+    w("|" + "---|" * len(hdr))
     for scen, desc in SCENARIOS:
         if scen not in summary or not scen.startswith("idle"):
             continue
         s = summary[scen]
         row = [f"`{scen}`<br>{desc}"]
-        for sv in servers:
-            m = s.get(sv, {})
-            row.append(fmt(m.get("rss_per_conn_bytes")) + " B")
-            row.append(fmt(m.get("pss_per_conn_bytes")) + " B")
-        row.append(fmt_ratio(s.get("ratio", {}).get("rss_per_conn")))
+        row += [fmt(s.get(sv, {}).get("rss_per_conn_bytes")) + " B" for sv in servers]
+        row += [fmt(s.get(sv, {}).get("pss_per_conn_bytes")) + " B" for sv in servers]
+        for p in peers:
+            row.append(fmt_ratio(s.get("ratio" if p == "nchan" else "ratio_" + p, {}).get("rss_per_conn")))
         h = s.get("herald", {}).get("rss_per_conn_bytes")
-        row.append(f"≤ {RSS_TARGET_BYTES} B: " + ("–" if h is None else ("**met**" if h <= RSS_TARGET_BYTES else "not met")))
+        for t in (UWS_RSS_TARGET_BYTES, RSS_TARGET_BYTES):
+            row.append("–" if h is None else ("**met**" if h <= t else "not met"))
         w("| " + " | ".join(row) + " |")
     w("")
     # anomalies
@@ -379,7 +439,7 @@ def render_md(meta, summary, runs, charts, optimisations):
             if flags or m.get("errors"):
                 any_flag = True
                 errs = "; ".join(m.get("errors", []))
-                w(f"- **{sv} `{scen}`**: {', '.join(flags) or 'no counter set'}" + (f" — first errors: `{errs}`" if errs else ""))
+                w(f"- **{NAMES.get(sv, sv)} `{scen}`**: {', '.join(flags) or 'no counter set'}" + (f" — first errors: `{errs}`" if errs else ""))
     if any(summary.get(sc, {}).get(sv, {}).get("stop_killed") for sc, _ in SCENARIOS for sv in servers):
         w("")
         w("`stop_killed`: the server was still running 8 s after SIGTERM (herald's `shutdown.drain_timeout` is "
@@ -410,15 +470,14 @@ def render_md(meta, summary, runs, charts, optimisations):
         w("| measured | bytes/conn (RSS) | 100,000 connections | 1,000,000 connections |")
         w("|---|---|---|---|")
         for scen, sv, v in rows:
-            w(f"| {sv}, {scen} | {fmt(v)} | {v * 1e5 / 2**20:,.0f} MiB | {v * 1e6 / 2**30:,.2f} GiB |")
+            w(f"| {NAMES[sv]}, {scen} | {fmt(v)} | {v * 1e5 / 2**20:,.0f} MiB | {v * 1e6 / 2**30:,.2f} GiB |")
         w("")
     per_proc = FD_LIMIT_NOTE - 500
     w(f"A process may hold at most {FD_LIMIT_NOTE:,} file descriptors here (hard limit), so one herald "
       f"process serves at most about {per_proc:,} clients (keeping some descriptors for listeners, publishers "
       f"and files). 100,000 connections therefore need at least {-(-100000 // per_proc)} herald processes and "
-      f"1,000,000 need at least {-(-1000000 // per_proc)}; the processes must share topics, which is the Redis "
-      "broker's job (`broker: redis`, a later issue), so the 100,000-connection run with several instances "
-      "belongs to that issue. The figures above are user-space memory only: the kernel adds its own per-socket "
+      f"1,000,000 need at least {-(-1000000 // per_proc)}; the processes share topics through the Redis broker "
+      "(`broker: redis`): see \"100,000 connections: several instances on one Redis\" below. The figures above are user-space memory only: the kernel adds its own per-socket "
       "cost (socket, TCP control block, and buffers while data is queued; a few KiB per idle loopback "
       "socket), and the load generator needs as many descriptors again, on other source addresses.")
     w("")
@@ -426,21 +485,33 @@ def render_md(meta, summary, runs, charts, optimisations):
     w("## How to run")
     w("")
     w("```")
-    w("make bench                      # or: bench/run.sh (full matrix, 3 repetitions: about 8-12 minutes)")
+    w("make bench                      # or: bench/run.sh (full matrix, 3 servers, 3 repetitions: about 15-25 minutes)")
     w("QUICK=1 bench/run.sh            # one short run per scenario: about 2-4 minutes")
     w("SCENARIOS='ws_1x10000_flat publish_only' REPEAT=5 bench/run.sh")
-    w("SERVERS=nchan bench/run.sh      # the peer alone")
+    if not meta.get("quick"):
+        w(f"REPEAT={meta.get('repeat')} make bench".ljust(32) + "# this run")
+    w("SERVERS=nchan bench/run.sh      # one peer alone (herald, uws, nchan)")
     w("```")
     w("")
-    w("Knobs (environment): `HERALD_BIN`, `BENCH_BIN`, `NGINX_BIN`, `NCHAN_MODULE`, `SERVERS`, `REPEAT`, "
+    w("The uWebSockets peer is built once, from pinned upstream commits, outside the source tree "
+      "(`build/peers/uws/uws-peer`); `bench/run.sh` skips it, saying so, when it is not built:")
+    w("")
+    w("```")
+    w("make bench-peers                          # = bench/peers/uws/build.sh: clones the pinned commits from GitHub")
+    w("bench/peers/uws/build.sh /path/to/src     # or from local checkouts / git directories of uWebSockets and uSockets")
+    w("```")
+    w("")
+    w("Knobs (environment): `HERALD_BIN`, `BENCH_BIN`, `UWS_BIN`, `NGINX_BIN`, `NCHAN_MODULE`, `SERVERS`, `REPEAT`, "
       "`QUICK`, `DURATION`, `IDLE`, `SCENARIOS`, `THREADS`, `DRAIN`, `HERALD_HISTORY`, `NO_REPORT`, `KEEP_TMP`. "
-      "Needs Debian packages `nginx`, `libnginx-mod-nchan`, `gnuplot-nox`, `curl`, `iproute2`.")
+      "Needs Debian packages `nginx`, `libnginx-mod-nchan`, `gnuplot-nox`, `curl`, `iproute2` (and for the "
+      "uWebSockets peer `g++` 12 or later, `zlib1g-dev`, `git`, all in scripts/install-deps.sh).")
     w("")
     w("Servers, each started fresh for every run on its own loopback port:")
     w("")
     w("```")
     w(f"herald --config herald.yaml --listen 127.0.0.1:PORT --workers 2 --log-level warn")
     w(f"#   herald.yaml: limits.max_connections 20000, limits.max_queued_bytes 4MiB, history.size {meta.get('herald_history')}")
+    w("uws-peer PORT                    # bench/peers/uws/server.cpp: one thread, listens on 127.0.0.1:PORT")
     w("nginx -p TMP -c TMP/nginx.conf   # from bench/nchan.conf.in: 2 workers, /ws, /sse, /publish/{topic}, no history (buffer length 1, see the file)")
     w("```")
     w("")
@@ -480,7 +551,11 @@ def render_md(meta, summary, runs, charts, optimisations):
     w("- **Payload**: `HB k=<topic> s=<seq> m=<0|1> t=<CLOCK_MONOTONIC ns> ` padded with `x` to the size, "
       "published as `text/plain`. herald's WebSocket delivers it inside its JSON (`\"data\":\"HB ...\"`), "
       "herald's and nchan's SSE as a `data:` line; nchan's WebSocket (no subprotocol requested) sends the "
-      "bare body as one text frame. The client finds the prefix in all three.")
+      "bare body as one text frame. The uWebSockets peer mirrors herald: the same JSON envelope per WebSocket "
+      "message (`{\"type\":\"message\",\"topic\",\"epoch\",\"offset\",\"data\"}`, built once per message) and the "
+      "same SSE event (`id: epoch:offset` and `data:` lines), but its SSE stream is chunked (uWS's "
+      "`HttpResponse::write`), 6-8 bytes more per write; it keeps no history, checks nothing and runs one thread. "
+      "The client finds the prefix in all of them.")
     w("- **Warm-up**: before measuring, every subscriber must receive one unmeasured message (m=0), which "
       "proves it is attached; publishes are then allowed to settle.")
     w("- **Flat out** means as fast as the server absorbs it, with flow control: a publisher sends only while "
@@ -494,6 +569,9 @@ def render_md(meta, summary, runs, charts, optimisations):
     w("- **Idle**: connections are opened, held for the idle period, and the server's RSS growth is divided by "
       "the connections still open.")
     w("")
+    for extra in extras:  # hand-run measurements kept in bench/results/*.md (see each section)
+        w(extra.rstrip())
+        w("")
     if optimisations:
         w("## Optimisations and what they bought")
         w("")
@@ -527,7 +605,7 @@ def main():
     summary = summarize(runs)
     for s in summary.values():  # one rate metric for the charts
         for sv, m in s.items():
-            if sv != "ratio":
+            if not sv.startswith("ratio"):
                 m["rate_metric"] = m.get("publish_req_per_s") if m.get("mode") == "publish_only" else m.get("deliveries_per_s")
     doc = {"meta": meta, "summary": summary, "runs": runs,
            "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
@@ -535,12 +613,19 @@ def main():
         with open(a.out_json, "w") as f:
             json.dump(doc, f, indent=1)
     if a.out_md:
-        servers = [s for s in ("herald", "nchan") if any(s in v for v in summary.values())]
+        servers = [s for s in SERVER_ORDER if any(s in v for v in summary.values())]
         charts = plot(summary, a.charts or os.path.join(os.path.dirname(a.out_md), "bench"), servers)
         opt_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "optimisations.md")
         optimisations = open(opt_path).read() if os.path.exists(opt_path) else ""
+        # measured by their own scripts, kept as markdown (bench/compression.py --out-md, and the
+        # slow-consumer runs of bench/slow_consumer.py --out-md): shown after Method
+        extras = []
+        for name in ("compression.md", "slow_consumer.md"):
+            path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", name)
+            if os.path.exists(path):
+                extras.append(open(path).read())
         with open(a.out_md, "w") as f:
-            f.write(render_md(meta, summary, runs, charts, optimisations))
+            f.write(render_md(meta, summary, runs, charts, optimisations, extras))
             # written by bench/run-100k.sh (several instances on one Redis), when it has run
             big = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "100k.md")
             if os.path.exists(big):
@@ -551,7 +636,7 @@ def main():
             continue
         s = summary[scen]
         parts = []
-        for sv in ("herald", "nchan"):
+        for sv in SERVER_ORDER:
             m = s.get(sv)
             if not m:
                 continue
@@ -559,8 +644,9 @@ def main():
                 parts.append(f"{sv} rss/conn={fmt(m.get('rss_per_conn_bytes'))}")
             else:
                 parts.append(f"{sv} cpu/1k={fmt(m.get('cpu_per_1000'))} p99={fmt_lat(m.get('p99'))}")
-        r = s.get("ratio", {})
-        print(f"{scen:22} " + "  ".join(parts) + (f"  ratio cpu={fmt_ratio(r.get('cpu'))}" if r.get("cpu") else ""))
+        ratios = [f"herald/{NAMES[p]} cpu={fmt_ratio(s.get('ratio' if p == 'nchan' else 'ratio_' + p, {}).get('cpu'))}"
+                  for p in PEERS if s.get("ratio" if p == "nchan" else "ratio_" + p, {}).get("cpu")]
+        print(f"{scen:22} " + "  ".join(parts + ratios))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the benchmark matrix of issue 3 against herald and nginx + nchan, side by side, and writes
+# Runs the benchmark matrix of issue 3 against herald, a uWebSockets peer (issue 15) and nginx + nchan,
+# side by side, and writes
 # bench/results/latest.json and docs/benchmarks.md (with charts in docs/bench/).
 #
 # Every run gets a freshly started server (so idle RSS is measured from a clean process), servers
@@ -10,7 +11,9 @@
 #   BENCH_BIN    herald-bench binary      (default build/bench/herald-bench; built standalone if missing)
 #   NGINX_BIN    nginx binary             (default nginx from PATH)
 #   NCHAN_MODULE nchan module             (default /usr/lib/nginx/modules/ngx_nchan_module.so)
-#   SERVERS      servers to run           (default "herald nchan")
+#   UWS_BIN      uWebSockets peer         (default build/peers/uws/uws-peer; bench/peers/uws/build.sh
+#                builds it, `make bench-peers`; skipped with a message when absent)
+#   SERVERS      servers to run           (default "herald uws nchan")
 #   REPEAT       runs per scenario/server (default 3; QUICK=1 makes it 1)
 #   QUICK=1      short runs (3 s, idle 2 s), one repetition: about 2-4 minutes (full: 8-12)
 #   DURATION     seconds per measured run (default 6; QUICK 3)
@@ -29,7 +32,8 @@ HERALD_BIN=${HERALD_BIN:-$BUILD_DIR/herald}
 BENCH_BIN=${BENCH_BIN:-$BUILD_DIR/bench/herald-bench}
 NGINX_BIN=${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}
 NCHAN_MODULE=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
-SERVERS=${SERVERS:-"herald nchan"}
+UWS_BIN=${UWS_BIN:-$BUILD_DIR/peers/uws/uws-peer}
+SERVERS=${SERVERS:-"herald uws nchan"}
 QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
   REPEAT=${REPEAT:-1}; DURATION=${DURATION:-3}; IDLE=${IDLE:-2}
@@ -57,6 +61,11 @@ fi
 if [[ " $SERVERS " == *" herald "* && ! -x $HERALD_BIN ]]; then
   die "herald binary not found at $HERALD_BIN (build it first: cmake --build build, or set HERALD_BIN; SERVERS=nchan runs the peer alone)"
 fi
+if [[ " $SERVERS " == *" uws "* && ! -x $UWS_BIN ]]; then
+  log "uWebSockets peer not built ($UWS_BIN not found): skipping it. Build it with" \
+      "'make bench-peers' or 'bench/peers/uws/build.sh SRC_DIR' (see bench/README.md)"
+  SERVERS=$(tr ' ' '\n' <<<"$SERVERS" | grep -vx uws | paste -sd' ')
+fi
 if [[ " $SERVERS " == *" nchan "* ]]; then
   [[ -x $NGINX_BIN ]] || die "nginx not found (apt-get install nginx libnginx-mod-nchan)"
   [[ -f $NCHAN_MODULE ]] || die "nchan module not found at $NCHAN_MODULE (apt-get install libnginx-mod-nchan)"
@@ -80,13 +89,14 @@ pick_port() {
   local p tries=0
   while (( tries++ < 200 )); do
     p=$(( 20000 + RANDOM % 10000 ))
-    [[ $p == "${HERALD_PORT:-}" || $p == "${NCHAN_PORT:-}" ]] && continue
+    [[ $p == "${HERALD_PORT:-}" || $p == "${NCHAN_PORT:-}" || $p == "${UWS_PORT:-}" ]] && continue
     port_in_use "$p" || { echo "$p"; return 0; }
   done
   die "no free port found"
 }
 HERALD_PORT=$(pick_port)
 NCHAN_PORT=$(pick_port)
+UWS_PORT=$(pick_port)
 
 wait_http() {  # wait (bounded, 10 s) until something answers HTTP on port $1
   local i
@@ -100,6 +110,10 @@ wait_http() {  # wait (bounded, 10 s) until something answers HTTP on port $1
 
 SERVER_PIDS=""
 start_herald() {
+  # *_history scenarios run herald with its default history (100 messages per topic, issue 15's
+  # "publish only <= 2.0 x uWS with history on"); the others with HERALD_HISTORY
+  local HERALD_SIZE=$HERALD_HISTORY
+  [[ ${HERALD_DEFAULT_HISTORY:-0} == 1 ]] && HERALD_SIZE=100
   cat > "$TMP/herald.yaml" <<EOF
 listen: 127.0.0.1:$HERALD_PORT
 workers: 2
@@ -116,7 +130,7 @@ limits:
 auth:
   allow_unauthenticated_publish: true
 history:
-  size: $HERALD_HISTORY
+  size: $HERALD_SIZE
 shutdown:
   drain_timeout: 5s
 EOF
@@ -147,6 +161,14 @@ start_nchan() {
     sleep 0.05
   done
   SERVER_PIDS="$SERVER_PID${workers:+,$workers}"
+}
+
+start_uws() {
+  # one thread, one process: the peer's best case (bench/peers/uws/server.cpp)
+  "$UWS_BIN" "$UWS_PORT" >>"$TMP/uws.log" 2>&1 &
+  SERVER_PID=$!
+  wait_http "$UWS_PORT" || { tail -20 "$TMP/uws.log" >&2; die "uws-peer did not start"; }
+  SERVER_PIDS=$SERVER_PID
 }
 
 STOP_MS=0
@@ -192,6 +214,7 @@ SCENARIO_LIST=(
   "sse_1x1000_flat|--sse 1000 --topics 1 --duration $D --pipeline 16"
   "sse_1x1000_flat_4k|--sse 1000 --topics 1 --duration $D --pipeline 16 --size 4096"
   "publish_only|--topics 1000 --publishers 4 --pipeline 32 --duration $D"
+  "publish_only_history|--topics 1000 --publishers 4 --pipeline 32 --duration $D"
   "publish_only_4k|--topics 1000 --publishers 4 --pipeline 32 --duration $D --size 4096"
 )
 list_scenarios() { local s; for s in "${SCENARIO_LIST[@]}"; do echo "${s%%|*}"; done; }
@@ -204,7 +227,7 @@ RUNS=$RESULTS_DIR/runs-$STAMP.jsonl
 : > "$RUNS"
 T0=$(date +%s)
 HERALD_COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo uncommitted)
-log "servers: $SERVERS; herald port $HERALD_PORT, nchan port $NCHAN_PORT; repeat $REPEAT; duration $D s"
+log "servers: $SERVERS; herald port $HERALD_PORT, uws port $UWS_PORT, nchan port $NCHAN_PORT; repeat $REPEAT; duration $D s"
 log "raw results: $RUNS"
 
 run_one() {  # server scenario repeat args...
@@ -212,6 +235,7 @@ run_one() {  # server scenario repeat args...
   local port
   case $server in
     herald) start_herald; port=$HERALD_PORT ;;
+    uws)    start_uws;    port=$UWS_PORT ;;
     nchan)  start_nchan;  port=$NCHAN_PORT ;;
     *) die "unknown server $server" ;;
   esac
@@ -259,6 +283,8 @@ for entry in "${SCENARIO_LIST[@]}"; do
     for server in "${order[@]}"; do
       HERALD_PRESENCE=0
       [[ $name == *_presence ]] && HERALD_PRESENCE=1
+      HERALD_DEFAULT_HISTORY=0
+      [[ $name == *_history ]] && HERALD_DEFAULT_HISTORY=1
       # shellcheck disable=SC2086
       run_one "$server" "$name" "$rep" $args
     done
@@ -275,6 +301,7 @@ log "matrix done in $(( T1 - T0 )) s"
   printf '"nginx":"%s","nchan":"%s",' "$("$NGINX_BIN" -v 2>&1 | sed 's/.*nginx\///')" \
     "$(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null || echo unknown)"
   printf '"herald_commit":"%s",' "$HERALD_COMMIT"
+  printf '"uws":"%s",' "$( [[ -f ${UWS_BIN%/*}/VERSION ]] && paste -sd' ' "${UWS_BIN%/*}/VERSION" || echo none)"
   printf '"repeat":%s,"duration":%s,"idle":%s,"threads":%s,"herald_history":%s,' \
     "$REPEAT" "$DURATION" "$IDLE" "$THREADS" "$HERALD_HISTORY"
   printf '"quick":%s,"wall_s":%s,"servers":"%s","drain":%s,' "$QUICK" "$(( T1 - T0 ))" "$SERVERS" "$DRAIN"
