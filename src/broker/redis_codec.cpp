@@ -111,14 +111,18 @@ std::string history_key(std::string_view prefix, std::string_view topic) {
 std::string idempotency_key(std::string_view prefix, std::string_view topic, std::string_view key) {
     return std::string(prefix) + "{" + std::string(topic) + "}:i:" + std::string(key);
 }
-std::string channel(std::string_view prefix, std::string_view topic) {
+std::string channel(std::string_view prefix, std::string_view topic, bool cluster) {
+    if (cluster) return std::string(prefix) + "c:{" + std::string(topic) + "}";
     return std::string(prefix) + "c:" + std::string(topic);
 }
 std::string_view topic_of_channel(std::string_view prefix, std::string_view ch) {
     if (ch.size() <= prefix.size() + 2 || ch.substr(0, prefix.size()) != prefix ||
         ch.substr(prefix.size(), 2) != "c:")
         return {};
-    return ch.substr(prefix.size() + 2);
+    auto t = ch.substr(prefix.size() + 2);
+    // A topic never holds '{' or '}': braces around it are the cluster form's hash tag.
+    if (t.size() > 2 && t.front() == '{' && t.back() == '}') t = t.substr(1, t.size() - 2);
+    return t;
 }
 
 std::string control_channel(std::string_view prefix) {
@@ -291,6 +295,15 @@ return res
 
 #undef HERALD_OPEN_STREAM
 
+std::string sharded(std::string_view script) {
+    static constexpr std::string_view from = "redis.call('PUBLISH'";
+    static constexpr std::string_view to = "redis.call('SPUBLISH'";
+    std::string out(script);
+    for (auto at = out.find(from); at != std::string::npos; at = out.find(from, at + to.size()))
+        out.replace(at, from.size(), to);
+    return out;
+}
+
 std::string script_sha(std::string_view script) {
     unsigned char md[SHA_DIGEST_LENGTH];
     SHA1(reinterpret_cast<const unsigned char*>(script.data()), script.size(), md);
@@ -347,12 +360,12 @@ push parse_push(const redisReply* r) {
     if (k->type != REDIS_REPLY_STRING || c->type != REDIS_REPLY_STRING) return p;
     const auto kind = str(k);
     p.channel = str(c);
-    if (kind == "message" && r->element[2]->type == REDIS_REPLY_STRING) {
+    if ((kind == "message" || kind == "smessage") && r->element[2]->type == REDIS_REPLY_STRING) {
         p.kind = push::type::message;
         p.payload = str(r->element[2]);
-    } else if (kind == "subscribe") {
+    } else if (kind == "subscribe" || kind == "ssubscribe") {
         p.kind = push::type::subscribe;
-    } else if (kind == "unsubscribe") {
+    } else if (kind == "unsubscribe" || kind == "sunsubscribe") {
         p.kind = push::type::unsubscribe;
     }
     return p;
