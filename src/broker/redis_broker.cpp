@@ -337,9 +337,24 @@ void redis_broker::eval(unsigned w, std::size_t shard, script which, std::vector
     send_eval(c);
 }
 
+// The script's `ids` argument (redis_codec.cpp, open_stream): the shard's master's replication
+// id; in a cluster followed by those of the other masters this worker reaches now.
+std::string redis_broker::replids(unsigned w, std::size_t shard) const {
+    const auto& shards = workers_[w]->shards;
+    std::string out = shards[shard].cmd->replid();
+    if (!cluster_) return out;
+    for (std::size_t s = 0; s < shards.size(); ++s) {
+        const auto& l = *shards[s].cmd;
+        if (s == shard || !l.up() || l.replid().empty()) continue;
+        out += ',';
+        out += l.replid();
+    }
+    return out;
+}
+
 void redis_broker::send_eval(const std::shared_ptr<eval_call>& c) {
     auto& link = *workers_[c->w]->shards[c->shard].cmd;
-    if (c->replid_at < c->args.size()) c->args[c->replid_at] = link.replid();
+    if (c->replid_at < c->args.size()) c->args[c->replid_at] = replids(c->w, c->shard);
     const auto idx = static_cast<std::size_t>(c->which);
     const std::string& sha = c->which == script::publish
                                  ? sha_publish_

@@ -161,6 +161,7 @@ private:
     void eval(unsigned w, std::size_t shard, script which, std::vector<std::string> args,
               std::size_t numkeys, reply_fn done, std::size_t replid_at = k_no_shard,
               std::shared_ptr<std::size_t> where = nullptr);
+    [[nodiscard]] std::string replids(unsigned w, std::size_t shard) const;
     struct eval_call;
     void send_eval(const std::shared_ptr<eval_call>& c);
     void on_eval_reply(const std::shared_ptr<eval_call>& c, redisReply* r, no_reply why);

@@ -181,12 +181,25 @@ std::size_t pick_shard(std::string_view topic, const std::vector<std::string>& s
 // replicas_ack (ARGV ack = '1') nothing was made visible before N replicas had it, so the stream
 // keeps its epoch, and what this server holds (up to t) becomes the confirmed tail c. A stream
 // without r (written before r existed) adopts the current id.
+// Redis Cluster: `replid` may be "<this master's id>,<id>,...", the ids of the other masters
+// serving now. A stream last written by one of them came here by slot migration (MIGRATE moves
+// the keys synchronously, from a master that is still up), so its tail is intact: it keeps its
+// epoch and confirmed tail. A dead master's id is never in the list (a failover).
 #define HERALD_OPEN_STREAM                                                                \
-    "local function open_stream(meta, hist, new_epoch, replid, ack)\n"                    \
+    "local function open_stream(meta, hist, new_epoch, ids, ack)\n"                       \
+    "  local replid = string.match(ids, '^[^,]*')\n"                                      \
     "  local epoch = redis.call('HGET', meta, 'e')\n"                                     \
     "  if epoch then\n"                                                                   \
     "    local r = redis.call('HGET', meta, 'r')\n"                                       \
-    "    if r ~= replid then\n"                                                           \
+    "    local migrated = false\n"                                                        \
+    "    if r and r ~= replid then\n"                                                     \
+    "      for id in string.gmatch(ids, '[^,]+') do\n"                                    \
+    "        if id == r then migrated = true end\n"                                       \
+    "      end\n"                                                                         \
+    "    end\n"                                                                           \
+    "    if migrated then\n"                                                              \
+    "      redis.call('HSET', meta, 'r', replid)\n"                                       \
+    "    elseif r ~= replid then\n"                                                       \
     "      if r and ack ~= '1' then\n"                                                    \
     "        epoch = false\n"                                                             \
     "      else\n"                                                                        \

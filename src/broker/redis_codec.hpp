@@ -79,8 +79,8 @@ struct control {
                                      const std::vector<std::string>& shards) noexcept;
 
 // Lua. publish: KEYS meta, history[, idempotency]; ARGV new_epoch, kind, event, payload,
-// history_size, history_ttl_ms, window_ms, channel, meta_ttl_ms, replid (the master's
-// replication id), ack ('1': replicas_ack is on), trace (trace_suffix(), '' for most).
+// history_size, history_ttl_ms, window_ms, channel, meta_ttl_ms, replid (see open_stream: the
+// master's replication id), ack ('1': replicas_ack is on), trace (trace_suffix(), '' for most).
 // Returns {1|0 (0 = duplicate), epoch, offset, receivers}, and with ack = '1' the entry as a
 // fifth element, not yet PUBLISHed. Meta hash fields: e epoch, t top, r replid, c confirmed top.
 extern const char* const publish_script;
