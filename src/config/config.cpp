@@ -721,8 +721,8 @@ const std::map<std::string, handler>& schema() {
          }},
         {"redis.cluster",
          [](settings& c, const YAML::Node& n, const std::string& k) {
-             if (!n.IsSequence() || n.size() == 0)
-                 throw config_error(k, "expected a non-empty list of host:port (seed nodes)");
+             // An empty list is the default: no cluster, `shards` apply.
+             if (!n.IsSequence()) throw config_error(k, "expected a list of host:port (seed nodes)");
              std::vector<std::string> out;
              for (std::size_t i = 0; i < n.size(); ++i) {
                  auto ik = k + "[" + std::to_string(i) + "]";
@@ -1065,7 +1065,9 @@ std::vector<key_doc> describe(const settings& s) {
     add("tls.cert", yaml_string(s.tls.cert));
     add("tls.key", yaml_string(s.tls.key));
     add("tls.min_version", yaml_string(s.tls.min_version));
-    add("redis.shards", yaml_list(s.redis.shards, [&](const std::string& name) {
+    // Only one of them reads back: with cluster seeds, shards are not used.
+    if (s.redis.cluster.empty())
+        add("redis.shards", yaml_list(s.redis.shards, [&](const std::string& name) {
             const auto i = static_cast<std::size_t>(&name - s.redis.shards.data());
             if (i >= s.redis.sentinels.size() || s.redis.sentinels[i].empty())
                 return yaml_string(name);
