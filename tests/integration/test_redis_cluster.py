@@ -254,3 +254,55 @@ def test_documented_cluster_script_runs_a_cluster_herald_fails_over_on(herald_fa
         subprocess.run([script, "stop", str(d)], env=env, timeout=60)
     left = subprocess.run(["pgrep", "-f", str(d)], capture_output=True, text=True).stdout.split()
     assert not left, f"processes left running: {left}"
+
+
+def test_cluster_revocation_and_presence_cross_instances(herald_factory, cluster, tmp_path):
+    """The control channel (SPUBLISH / SSUBSCRIBE on its own slot) carries a revocation to the
+    other instance, and presence entries and events (SPUBLISHed by the presence scripts) agree
+    on both instances."""
+    import asyncio
+
+    import test_presence as pr
+    import test_revocation as rv
+
+    (tmp_path / "keys").mkdir()
+    keys = rv.Keys(str(tmp_path / "keys"))
+    cfg = cluster_config(cluster.seeds())
+    cfg.update(pr.presence_config(keys, ttl="5s"))
+    cfg["auth"]["publish_keys"] = [rv.PUB_KEY, pr.KEY]
+    a = herald_factory(cfg)
+    b = herald_factory(cfg)
+    wait_ready(a, timeout=20)
+    wait_ready(b, timeout=20)
+
+    topic = unique("rev")
+    tokens = {u: keys.token(u, topics=[topic]) for u in ("alice", "bob")}
+    conns = rv.connect_all(a, b, topic, tokens, ("alice", "bob"))
+    try:
+        rv.warm_up(a, topic, conns)
+        r = rv.disconnect(a, "alice")
+        assert r.status_code == 200 and r.json() == {"disconnected": 2, "instances": 2}, r.text
+        for c in conns:
+            if c.who.startswith("alice"):
+                c.expect_closed_by_revocation()
+        wait_until(lambda: metric(b, "herald_redis_control_received_total") == 1, 5,
+                   what="B acted on the control message")
+    finally:
+        for c in conns:
+            c.close()
+
+    room = f"room:{unique('cl')}"
+
+    async def main():
+        watcher = await pr.subscribe(b, room, keys.token("watcher"), join_leave=True)
+        member = await pr.subscribe(a, room, keys.token("m1"))
+        got = await pr.events(watcher, 1)
+        assert [(e["type"], e["client"]["sub"]) for e in got] == [("join", "m1")], got
+        pr.wait_agree((a, b), room, (2, 2), 5.0)
+        await member.close()
+        got = await pr.events(watcher, 1)
+        assert [(e["type"], e["client"]["sub"]) for e in got] == [("leave", "m1")], got
+        pr.wait_agree((a, b), room, (1, 1), 5.0)
+        await watcher.close()
+
+    asyncio.run(main())
