@@ -20,6 +20,14 @@ std::optional<redis_endpoint> parse_endpoint(std::string_view text) {
     return redis_endpoint{std::move(hp->host), hp->port};
 }
 
+milliseconds next_backoff(milliseconds& backoff, milliseconds max, std::mt19937_64& rng) {
+    const auto b = backoff.count();
+    std::uniform_int_distribution<long long> jitter(b / 2, b);
+    const auto wait = milliseconds(jitter(rng));
+    backoff = std::min(max, backoff * 2);
+    return wait;
+}
+
 namespace {
 
 // The adapter: hiredis asks for readiness notifications through the hooks below, and this
@@ -404,13 +412,7 @@ void redis_link::drop_later(const char* why) {
 void redis_link::schedule_reconnect() {
     state_ = state::waiting;
     if (stopped_) return;
-    // Full backoff doubles up to the cap; the wait is uniformly jittered in [backoff/2, backoff]
-    // so instances that lost the same server do not come back in lockstep.
-    const auto b = backoff_.count();
-    std::uniform_int_distribution<long long> jitter(b / 2, b);
-    const auto wait = milliseconds(jitter(rng_));
-    backoff_ = std::min(opt_.max_backoff, backoff_ * 2);
-    timer_.expires_after(wait);
+    timer_.expires_after(next_backoff(backoff_, opt_.max_backoff, rng_));
     timer_.async_wait([this, alive = alive_](error_code ec) {
         if (ec || !*alive || stopped_ || state_ != state::waiting) return;
         do_connect();

@@ -44,6 +44,11 @@ struct redis_endpoint {
 // "host:port" (IPv6 as "[::1]:6379"); nullopt when malformed.
 [[nodiscard]] std::optional<redis_endpoint> parse_endpoint(std::string_view text);
 
+// The next reconnect delay: uniformly jittered in [backoff/2, backoff] so instances that lost the
+// same server do not come back in lockstep; `backoff` then doubles up to `max`.
+[[nodiscard]] milliseconds next_backoff(milliseconds& backoff, milliseconds max,
+                                        std::mt19937_64& rng);
+
 // Why a command got no reply (the reply pointer is null).
 enum class no_reply : std::uint8_t {
     not_sent,  // never handed to the kernel (or refused): Redis cannot have run it

@@ -16,6 +16,20 @@ namespace herald::broker {
 
 namespace {
 
+// Redis Cluster: shards are slots for masters, filled as the map names them. A cluster with
+// more masters than this is served on the first k_cluster_max_shards (the rest are refused,
+// logged, and /readyz says their slots are unserved).
+constexpr std::size_t k_cluster_max_shards = 32;
+constexpr unsigned k_max_redirects = 3;
+
+std::vector<std::string> shard_names_of(const config::settings& cfg) {
+    if (cfg.redis.cluster.empty()) return cfg.redis.shards;
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < k_cluster_max_shards; ++i)
+        out.push_back("cluster-" + std::to_string(i));
+    return out;
+}
+
 std::int64_t unix_ms_now() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())
@@ -28,12 +42,16 @@ redis_broker::redis_broker(hub::hub& h, const config::settings& cfg,
                            const std::vector<asio::io_context*>& contexts)
     : hub_(h),
       cfg_(cfg),
-      shard_names_(cfg.redis.shards),
-      sha_publish_(redis::script_sha(redis::publish_script)),
-      sha_read_(redis::script_sha(redis::read_script)),
-      sha_confirm_(redis::script_sha(redis::confirm_script)),
+      cluster_(!cfg.redis.cluster.empty()),
+      shard_names_(shard_names_of(cfg)),
+      script_body_{redis::publish_script, redis::read_script, redis::confirm_script},
       control_channel_(redis::control_channel(cfg.redis.key_prefix)),
-      control_shard_(redis::pick_shard(control_channel_, shard_names_)) {
+      control_shard_(cluster_ ? 0 : redis::pick_shard(control_channel_, shard_names_)) {
+    if (cluster_)
+        for (auto& b : script_body_) b = redis::sharded(b);
+    sha_publish_ = redis::script_sha(script_body_[0]);
+    sha_read_ = redis::script_sha(script_body_[1]);
+    sha_confirm_ = redis::script_sha(script_body_[2]);
     std::random_device rd;
     instance_id_ = fmt::format("{:08x}{:08x}", rd(), rd());
     const auto shards = shard_names_.size();
@@ -45,9 +63,10 @@ redis_broker::redis_broker(hub::hub& h, const config::settings& cfg,
         ws->rng.seed((static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ (w * 0x9E3779B97F4A7C15ULL));
         for (std::size_t s = 0; s < shards; ++s) {
             redis_link::options opt;
-            const bool sentinel = s < cfg.redis.sentinels.size() && !cfg.redis.sentinels[s].empty();
-            if (sentinel) {
-                opt.endpoint.port = 0;  // unknown until a sentinel names the master
+            const bool sentinel =
+                !cluster_ && s < cfg.redis.sentinels.size() && !cfg.redis.sentinels[s].empty();
+            if (sentinel || cluster_) {
+                opt.endpoint.port = 0;  // unknown until a sentinel (the slot map) names it
             } else {
                 auto ep = parse_endpoint(shard_names_[s]);
                 if (!ep)
@@ -55,43 +74,64 @@ redis_broker::redis_broker(hub::hub& h, const config::settings& cfg,
                 opt.endpoint = *ep;
             }
             shard_stats_[s].sentinel.store(sentinel, std::memory_order_relaxed);
-            opt.connect_timeout = cfg.redis.connect_timeout;
-            opt.command_timeout = cfg.redis.command_timeout;
-            opt.ping_interval = cfg.redis.ping_interval;
-            opt.max_backoff = cfg.redis.reconnect_max_backoff;
-            opt.username = cfg.redis.username;
-            opt.password = cfg.redis.password;
+            link_options(cfg, opt);
             opt.require_master = true;  // never write to (nor follow) a replica
             shard_links l;
             const auto base = "herald-" + std::to_string(::getpid()) + "-w" + std::to_string(w);
             opt.client_name = base + "-cmd";
             l.cmd = std::make_unique<redis_link>(*contexts[w], opt, ws->rng());
-            opt.client_name = base + "-sub";
-            opt.heartbeat_pattern = heartbeat;
-            l.sub = std::make_unique<redis_link>(*contexts[w], opt, ws->rng());
             auto* cmd = l.cmd.get();
-            auto* sub = l.sub.get();
             cmd->on_up = [this, w, s, cmd] {
-                on_link_up(w, s, false, *cmd);
+                on_link_up(w, s, false, cmd->reconnects());
                 on_cmd_up(w, s);
             };
-            cmd->on_down = [this, w, s, cmd] { on_link_down(w, s, false, *cmd); };
-            sub->on_up = [this, w, s, sub] {
-                on_link_up(w, s, true, *sub);
-                on_sub_up(w, s);
-            };
-            sub->on_down = [this, w, s, sub] {
-                on_link_down(w, s, true, *sub);
-                on_sub_down(w, s);
-            };
+            cmd->on_down = [this, w, s, cmd] { on_link_down(w, s, false, cmd->timed_out()); };
             auto not_master = [this, s] {
                 shard_stats_[s].not_master.fetch_add(1, std::memory_order_relaxed);
                 ask_sentinels(s);
+                ask_cluster();
             };
             cmd->on_not_master = not_master;
-            sub->on_not_master = not_master;
-            sub->on_push = [this, w, s](redisReply* r) { on_push(w, s, r); };
+            // Either kind of pub/sub link reports to the same handlers.
+            auto wire_sub = [this, w, s](auto* sub) {
+                sub->on_up = [this, w, s, sub] {
+                    on_link_up(w, s, true, sub->reconnects());
+                    on_sub_up(w, s);
+                };
+                sub->on_down = [this, w, s, sub] {
+                    on_link_down(w, s, true, sub->timed_out());
+                    on_sub_down(w, s);
+                };
+                sub->on_push = [this, w, s](redisReply* r) { on_push(w, s, r); };
+            };
+            if (cluster_) {
+                redis_sharded_link::options so;
+                so.endpoint = opt.endpoint;
+                so.connect_timeout = opt.connect_timeout;
+                so.command_timeout = opt.command_timeout;
+                so.ping_interval = opt.ping_interval;
+                so.max_backoff = opt.max_backoff;
+                so.username = opt.username;
+                so.password = opt.password;
+                so.client_name = base + "-ssub";
+                l.ssub = std::make_unique<redis_sharded_link>(*contexts[w], so, ws->rng());
+                wire_sub(l.ssub.get());
+                l.ssub->on_refused = [this, w, s](const std::string& ch, redisReply* r) {
+                    on_refused(w, s, ch, r);
+                };
+            } else {
+                opt.client_name = base + "-sub";
+                opt.heartbeat_pattern = heartbeat;
+                l.sub = std::make_unique<redis_link>(*contexts[w], opt, ws->rng());
+                wire_sub(l.sub.get());
+                l.sub->on_not_master = not_master;
+            }
             ws->shards.push_back(std::move(l));
+            // A cluster shard counts once a master is mapped to it (on_cluster_slots).
+            if (cluster_) {
+                shard_stats_[s].assigned.store(false, std::memory_order_relaxed);
+                continue;
+            }
             links_down_.fetch_add(2, std::memory_order_relaxed);
             shard_stats_[s].cmd_down.fetch_add(1, std::memory_order_relaxed);
             shard_stats_[s].sub_down.fetch_add(1, std::memory_order_relaxed);
@@ -101,29 +141,54 @@ redis_broker::redis_broker(hub::hub& h, const config::settings& cfg,
     presence_ = std::make_unique<redis_presence>(
         h, cfg, instance_id_,
         [this](unsigned w, std::size_t s) -> redis_link& { return *workers_[w]->shards[s].cmd; },
-        [this](std::string_view topic) { return redis::pick_shard(topic, shard_names_); });
+        [this](unsigned w, std::string_view topic) {
+            // Unmapped (a cluster without a map yet): shard 0's links, not started or refusing
+            // with MOVED; the presence refresh writes the entry again later.
+            const auto s = shard_of(w, topic);
+            return s == k_no_shard ? 0 : s;
+        });
     h.set_presence_backend(*presence_);
-    spdlog::info("redis: instance {}; control channel '{}' on {}", instance_id_, control_channel_,
-                 shard_names_[control_shard_]);
+    for (auto& ws : workers_) ws->control_shard = control_shard_;
+    if (cluster_)
+        spdlog::info("redis cluster: instance {}; seeds {}", instance_id_,
+                     fmt::join(cfg.redis.cluster, ", "));
+    else
+        spdlog::info("redis: instance {}; control channel '{}' on {}", instance_id_,
+                     control_channel_, shard_names_[control_shard_]);
     start_sentinels(contexts);
+    start_cluster(contexts);
     for (unsigned w = 0; w < contexts.size(); ++w) {
         hub_.post(w, [this, w] {
-            for (auto& l : workers_[w]->shards) {
-                l.cmd->start();
-                l.sub->start();
-            }
+            for (auto& l : workers_[w]->shards) l.start();
         });
     }
+}
+
+void redis_broker::link_options(const config::settings& cfg, redis_link::options& opt) {
+    opt.connect_timeout = cfg.redis.connect_timeout;
+    opt.command_timeout = cfg.redis.command_timeout;
+    opt.ping_interval = cfg.redis.ping_interval;
+    opt.max_backoff = cfg.redis.reconnect_max_backoff;
+    opt.username = cfg.redis.username;
+    opt.password = cfg.redis.password;
 }
 
 // Runs after the worker threads stopped: hiredis's teardown callbacks only post.
 redis_broker::~redis_broker() = default;
 
 bool redis_broker::ready() const noexcept {
+    if (cluster_ && (!cluster_mapped_.load(std::memory_order_relaxed) ||
+                     slots_unserved_.load(std::memory_order_relaxed) > 0))
+        return false;
     return links_down_.load(std::memory_order_relaxed) == 0;
 }
 
 std::string redis_broker::not_ready_reason() const {
+    if (cluster_ && !cluster_mapped_.load(std::memory_order_relaxed))
+        return "redis cluster: no slot map yet (no seed node answered CLUSTER SLOTS)";
+    if (cluster_ && slots_unserved_.load(std::memory_order_relaxed) > 0)
+        return "redis cluster: " + std::to_string(slots_unserved_.load(std::memory_order_relaxed)) +
+               " slots have no master";
     for (std::size_t s = 0; s < shard_names_.size(); ++s) {
         auto why = shard_down_reason(s);
         if (!why.empty()) return why;
@@ -139,7 +204,8 @@ std::string redis_broker::shard_down_reason(std::size_t s) const {
     const auto sub_down = st.sub_down.load(std::memory_order_relaxed);
     if (cmd_down == 0 && sub_down == 0) return {};
     const bool sentinel = st.sentinel.load(std::memory_order_relaxed);
-    std::string name = "redis shard " + shard_names_[s];
+    std::string name = "redis shard " + shard_label(s);
+    if (cluster_) name = "redis cluster node " + shard_label(s);
     if (sentinel) name = "redis shard '" + shard_names_[s] + "' (Sentinel)";
     if (sentinel && !st.master_known.load(std::memory_order_relaxed))
         return name + ": no master known yet (" +
@@ -171,30 +237,44 @@ void redis_broker::link_changed(unsigned w, std::size_t shard, bool sub, bool up
         up, std::memory_order_relaxed);
 }
 
-void redis_broker::on_link_up(unsigned w, std::size_t shard, bool sub, const redis_link& link) {
-    if (link.reconnects() > 0) reconnects_.fetch_add(1, std::memory_order_relaxed);
+void redis_broker::on_link_up(unsigned w, std::size_t shard, bool sub, std::uint64_t reconnects) {
+    if (reconnects > 0) reconnects_.fetch_add(1, std::memory_order_relaxed);
     shard_stats_[shard].seen.store(true, std::memory_order_relaxed);
     link_changed(w, shard, sub, true);
     // The shard answers again: every other link to it, on every worker, tries now rather than
     // at the end of its own backoff, so publishing and /readyz come back together.
     for (unsigned v = 0; v < workers_.size(); ++v) {
         if (v == w) {
-            workers_[v]->shards[shard].cmd->retry_now();
-            workers_[v]->shards[shard].sub->retry_now();
+            workers_[v]->shards[shard].retry_now();
             continue;
         }
-        hub_.post(v, [this, v, shard] {
-            workers_[v]->shards[shard].cmd->retry_now();
-            workers_[v]->shards[shard].sub->retry_now();
-        });
+        hub_.post(v, [this, v, shard] { workers_[v]->shards[shard].retry_now(); });
     }
 }
 
-void redis_broker::on_link_down(unsigned w, std::size_t shard, bool sub, const redis_link& link) {
+void redis_broker::on_link_down(unsigned w, std::size_t shard, bool sub, bool timed_out) {
     link_changed(w, shard, sub, false);
-    if (link.timed_out()) command_timeouts_.fetch_add(1, std::memory_order_relaxed);
-    // The master may have moved: the sentinels are asked now, not at the next tick.
+    if (timed_out) command_timeouts_.fetch_add(1, std::memory_order_relaxed);
+    // The master may have moved: the sentinels (the slot map) are asked now, not at the next tick.
     if (!sub) ask_sentinels(shard);
+    ask_cluster();
+}
+
+std::size_t redis_broker::shard_of(unsigned w, std::string_view topic) const {
+    if (!cluster_) return redis::pick_shard(topic, shard_names_);
+    // A topic's keys and channel share the slot of its {hash tag}: the topic itself.
+    return shard_of_slot(w, redis::key_slot("{" + std::string(topic) + "}"));
+}
+
+std::size_t redis_broker::shard_of_slot(unsigned w, std::uint16_t slot) const {
+    const auto& map = workers_[w]->slots;
+    if (!map) return k_no_shard;
+    const auto s = (*map)[slot];
+    return s == k_unserved ? k_no_shard : s;
+}
+
+std::string redis_broker::channel_of(std::string_view topic) const {
+    return redis::channel(cfg_.redis.key_prefix, topic, cluster_);
 }
 
 redis_broker::stats redis_broker::snapshot() const noexcept {
@@ -234,48 +314,95 @@ hub::message_ptr redis_broker::to_message(const std::string& topic, redis::entry
                              std::move(e.event), clock::now() - milliseconds(age), e.trace);
 }
 
-void redis_broker::eval(unsigned w, redis_link& link, script which, std::vector<std::string> args,
-                        std::size_t numkeys, reply_fn done) {
-    auto a = std::make_shared<std::vector<std::string>>(std::move(args));
-    auto nk = std::make_shared<std::string>(std::to_string(numkeys));
-    auto argv = [this, a, nk, which](bool by_body) {
-        std::vector<std::string_view> v;
-        v.reserve(a->size() + 3);
-        v.emplace_back(by_body ? "EVAL" : "EVALSHA");
-        switch (which) {
-            case script::publish:
-                v.emplace_back(by_body ? std::string_view(redis::publish_script) : sha_publish_);
-                break;
-            case script::read:
-                v.emplace_back(by_body ? std::string_view(redis::read_script) : sha_read_);
-                break;
-            case script::confirm:
-                v.emplace_back(by_body ? std::string_view(redis::confirm_script) : sha_confirm_);
-                break;
+struct redis_broker::eval_call {
+    unsigned w;
+    std::size_t shard;
+    script which;
+    std::vector<std::string> args;
+    std::string numkeys;
+    std::size_t replid_at;
+    std::shared_ptr<std::size_t> where;
+    reply_fn done;
+    unsigned redirects = 0;
+    bool asking = false;   // an ASK redirection: ASKING goes first, on this node only
+    bool by_body = false;  // NOSCRIPT was answered: EVAL with the body (which loads it)
+};
+
+void redis_broker::eval(unsigned w, std::size_t shard, script which, std::vector<std::string> args,
+                        std::size_t numkeys, reply_fn done, std::size_t replid_at,
+                        std::shared_ptr<std::size_t> where) {
+    auto c = std::make_shared<eval_call>(eval_call{w, shard, which, std::move(args),
+                                                   std::to_string(numkeys), replid_at,
+                                                   std::move(where), std::move(done)});
+    send_eval(c);
+}
+
+// The script's `ids` argument (redis_codec.cpp, open_stream): the shard's master's replication
+// id; in a cluster followed by those of the other masters this worker reaches now.
+std::string redis_broker::replids(unsigned w, std::size_t shard) const {
+    const auto& shards = workers_[w]->shards;
+    std::string out = shards[shard].cmd->replid();
+    if (!cluster_) return out;
+    for (std::size_t s = 0; s < shards.size(); ++s) {
+        const auto& l = *shards[s].cmd;
+        if (s == shard || !l.up() || l.replid().empty()) continue;
+        out += ',';
+        out += l.replid();
+    }
+    return out;
+}
+
+void redis_broker::send_eval(const std::shared_ptr<eval_call>& c) {
+    auto& link = *workers_[c->w]->shards[c->shard].cmd;
+    if (c->replid_at < c->args.size()) c->args[c->replid_at] = replids(c->w, c->shard);
+    const auto idx = static_cast<std::size_t>(c->which);
+    const std::string& sha = c->which == script::publish
+                                 ? sha_publish_
+                                 : (c->which == script::read ? sha_read_ : sha_confirm_);
+    std::vector<std::string_view> v;
+    v.reserve(c->args.size() + 3);
+    v.emplace_back(c->by_body ? "EVAL" : "EVALSHA");
+    v.emplace_back(c->by_body ? std::string_view(script_body_[idx]) : std::string_view(sha));
+    v.emplace_back(c->numkeys);
+    for (const auto& s : c->args) v.emplace_back(s);
+    // ASKING holds for the next command of the connection: both are queued back to back.
+    if (c->asking) link.command({"ASKING"}, [](redisReply*, no_reply) {});
+    if (!link.command(v, [this, c](redisReply* r, no_reply why) { on_eval_reply(c, r, why); }))
+        hub_.post(c->w, [c] { c->done(nullptr, no_reply::not_sent); });
+}
+
+void redis_broker::on_eval_reply(const std::shared_ptr<eval_call>& c, redisReply* r, no_reply why) {
+    // A restarted or flushed Redis forgot the script: send it once by body (which loads it).
+    if (!c->by_body && redis::is_error(r, "NOSCRIPT")) {
+        c->by_body = true;
+        send_eval(c);
+        return;
+    }
+    if (cluster_) {
+        if (auto rd = redis::parse_redirect(r)) {
+            auto& st = shard_stats_[c->shard];
+            (rd->ask ? st.asked : st.moved).fetch_add(1, std::memory_order_relaxed);
+            if (!rd->ask) ask_cluster();  // the map is stale
+            const auto to = shard_at(c->w, rd->to);
+            if (to == k_no_shard) ask_cluster();  // a node the map does not know yet
+            if (to != k_no_shard && c->redirects < k_max_redirects &&
+                workers_[c->w]->shards[to].cmd->up()) {
+                ++c->redirects;
+                c->shard = to;
+                c->asking = rd->ask;
+                c->by_body = false;
+                if (c->where) *c->where = to;
+                send_eval(c);
+                return;
+            }
         }
-        v.emplace_back(*nk);
-        for (const auto& s : *a) v.emplace_back(s);
-        return v;
-    };
-    auto fail = [this, w](reply_fn& d) {
-        hub_.post(w, [d = std::move(d)]() mutable { d(nullptr, no_reply::not_sent); });
-    };
-    auto on_reply = [&link, argv, fail, done](redisReply* r, no_reply why) mutable {
-        // A restarted or flushed Redis forgot the script: send it once by body (which loads it).
-        if (redis::is_error(r, "NOSCRIPT")) {
-            auto d = std::move(done);
-            if (!link.command(argv(true), d)) fail(d);
-            return;
-        }
-        done(r, why);
-    };
-    if (!link.command(argv(false), std::move(on_reply))) fail(done);
+    }
+    c->done(r, why);
 }
 
 void redis_broker::read(unsigned w, std::size_t shard, const std::string& topic,
                         std::uint64_t after, std::size_t limit, bool newest, reply_fn done) {
     auto& ws = *workers_[w];
-    auto& link = *ws.shards[shard].cmd;
     const auto pol = policy_for(cfg_, topic);
     const auto& prefix = cfg_.redis.key_prefix;
     std::vector<std::string> args{redis::meta_key(prefix, topic),
@@ -286,9 +413,9 @@ void redis_broker::read(unsigned w, std::size_t shard, const std::string& topic,
                                   std::to_string(meta_ttl_ms(pol)),
                                   newest ? "1" : "0",
                                   std::to_string(pol.ttl.count()),
-                                  link.replid(),
+                                  std::string(),  // the replication id, set by eval
                                   cfg_.redis.replicas_ack > 0 ? "1" : "0"};
-    eval(w, link, script::read, std::move(args), 2, std::move(done));
+    eval(w, shard, script::read, std::move(args), 2, std::move(done), 8);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -296,9 +423,8 @@ void redis_broker::read(unsigned w, std::size_t shard, const std::string& topic,
 
 void redis_broker::publish(unsigned from, hub::publish_request req, publish_handler done) {
     auto& ws = *workers_[from];
-    const auto shard = redis::pick_shard(req.topic, shard_names_);
-    auto& link = *ws.shards[shard].cmd;
-    if (!link.up()) {
+    const auto shard = shard_of(from, req.topic);
+    if (shard == k_no_shard || !ws.shards[shard].cmd->up()) {
         publish_failures_.fetch_add(1, std::memory_order_relaxed);
         hub_.post(from, [topic = std::move(req.topic), done = std::move(done)]() mutable {
             publish_result r;
@@ -324,44 +450,51 @@ void redis_broker::publish(unsigned from, hub::publish_request req, publish_hand
     args.push_back(std::to_string(pol.size));
     args.push_back(std::to_string(pol.ttl.count()));
     args.push_back(std::to_string(window.count()));
-    args.push_back(redis::channel(prefix, req.topic));
+    args.push_back(channel_of(req.topic));
     args.push_back(std::to_string(meta_ttl_ms(pol)));
-    args.push_back(link.replid());
+    const auto replid_at = args.size();
+    args.push_back(std::string());  // the replication id, set by eval
     const bool ack = cfg_.redis.replicas_ack > 0;
     args.push_back(ack ? "1" : "0");
     args.push_back(redis::trace_suffix(req.trace));
     const auto t0 = clock::now();
-    eval(from, link, script::publish, std::move(args), idem ? 3 : 2,
-         [this, from, shard, ack, &link, topic = std::move(req.topic), t0, done = std::move(done)](
-             redisReply* r, no_reply why) mutable {
-             publish_result res;
-             res.topic = std::move(topic);
-             auto p = redis::parse_publish_reply(r);
-             if (!p && r == nullptr && why == no_reply::lost) {
-                 // Sent, and the link timed out or broke before the answer: Redis may run it
-                 // yet (a frozen server wakes up and reads its socket).
-                 publish_unknown_.fetch_add(1, std::memory_order_relaxed);
-                 res.status = publish_status::unknown;
-             } else if (!p) {
-                 if (r && r->type == REDIS_REPLY_ERROR)
-                     spdlog::warn("redis publish to '{}': {}", res.topic,
-                                  std::string_view(r->str, r->len));
-                 // A replica (a stale address): never write there; find the master again.
-                 if (redis::is_error(r, "READONLY")) {
-                     shard_stats_[shard].not_master.fetch_add(1, std::memory_order_relaxed);
-                     link.reconnect("a replica (READONLY)");
-                     ask_sentinels(shard);
-                 }
-                 publish_failures_.fetch_add(1, std::memory_order_relaxed);
-                 res.status = publish_status::unavailable;
-             } else if (ack) {
-                 confirm(from, shard, std::move(res.topic), std::move(*p), t0, std::move(done));
-                 return;
-             } else {
-                 finish_publish(shard, res, *p, t0);
-             }
-             done(std::move(res));
-         });
+    auto where = std::make_shared<std::size_t>(shard);
+    eval(
+        from, shard, script::publish, std::move(args), idem ? 3 : 2,
+        [this, from, where, ack, topic = std::move(req.topic), t0, done = std::move(done)](
+            redisReply* r, no_reply why) mutable {
+            const auto shard = *where;
+            auto& link = *workers_[from]->shards[shard].cmd;
+            publish_result res;
+            res.topic = std::move(topic);
+            auto p = redis::parse_publish_reply(r);
+            if (!p && r == nullptr && why == no_reply::lost) {
+                // Sent, and the link timed out or broke before the answer: Redis may run it
+                // yet (a frozen server wakes up and reads its socket).
+                publish_unknown_.fetch_add(1, std::memory_order_relaxed);
+                res.status = publish_status::unknown;
+            } else if (!p) {
+                if (r && r->type == REDIS_REPLY_ERROR)
+                    spdlog::warn("redis publish to '{}': {}", res.topic,
+                                 std::string_view(r->str, r->len));
+                // A replica (a stale address): never write there; find the master again.
+                if (redis::is_error(r, "READONLY")) {
+                    shard_stats_[shard].not_master.fetch_add(1, std::memory_order_relaxed);
+                    link.reconnect("a replica (READONLY)");
+                    ask_sentinels(shard);
+                    ask_cluster();
+                }
+                publish_failures_.fetch_add(1, std::memory_order_relaxed);
+                res.status = publish_status::unavailable;
+            } else if (ack) {
+                confirm(from, shard, std::move(res.topic), std::move(*p), t0, std::move(done));
+                return;
+            } else {
+                finish_publish(shard, res, *p, t0);
+            }
+            done(std::move(res));
+        },
+        replid_at, where);
 }
 
 void redis_broker::finish_publish(std::size_t shard, publish_result& res, redis::publish_reply& p,
@@ -411,10 +544,13 @@ void redis_broker::confirm(unsigned from, std::size_t shard, std::string topic,
             return;
         }
         const auto& prefix = cfg_.redis.key_prefix;
-        std::vector<std::string> args{
-            redis::meta_key(prefix, topic), redis::history_key(prefix, topic), p.epoch,
-            std::to_string(p.offset),       redis::channel(prefix, topic),     std::move(p.entry)};
-        eval(from, link, script::confirm, std::move(args), 2,
+        std::vector<std::string> args{redis::meta_key(prefix, topic),
+                                      redis::history_key(prefix, topic),
+                                      p.epoch,
+                                      std::to_string(p.offset),
+                                      channel_of(topic),
+                                      std::move(p.entry)};
+        eval(from, shard, script::confirm, std::move(args), 2,
              [this, shard, fail, topic, p, t0, done](redisReply* c, no_reply) mutable {
                  if (c == nullptr || c->type != REDIS_REPLY_INTEGER || c->integer < 0) {
                      done(fail(publish_status::unknown));
@@ -447,7 +583,8 @@ void redis_broker::observe_latency(std::size_t shard, clock::duration d) {
 // Control: revocation across instances
 
 void redis_broker::broadcast_disconnect(unsigned from, std::string user, broadcast_handler done) {
-    auto& link = *workers_[from]->shards[control_shard_].cmd;
+    const auto cs = workers_[from]->control_shard;
+    auto& link = *workers_[from]->shards[cs == k_no_shard ? 0 : cs].cmd;
     const auto payload =
         redis::encode_control({redis::control::type::disconnect, instance_id_, std::move(user)});
     auto fail = [this](broadcast_handler& d) {
@@ -455,18 +592,20 @@ void redis_broker::broadcast_disconnect(unsigned from, std::string user, broadca
         d(broadcast_result{false, 0});
     };
     // PUBLISH answers how many subscribers got the message: one per instance, this one included.
-    const bool sent = link.command(
-        {"PUBLISH", control_channel_, payload},
-        [this, fail, done](redisReply* r, no_reply) mutable {
-            if (r == nullptr || r->type != REDIS_REPLY_INTEGER || r->integer < 0) {
-                if (redis::is_error(r))
-                    spdlog::warn("redis control publish: {}", std::string_view(r->str, r->len));
-                fail(done);
-                return;
-            }
-            control_published_.fetch_add(1, std::memory_order_relaxed);
-            done(broadcast_result{true, static_cast<std::size_t>(r->integer)});
-        });
+    const bool sent =
+        cs != k_no_shard &&
+        link.command({cluster_ ? "SPUBLISH" : "PUBLISH", control_channel_, payload},
+                     [this, fail, done](redisReply* r, no_reply) mutable {
+                         if (r == nullptr || r->type != REDIS_REPLY_INTEGER || r->integer < 0) {
+                             if (redis::is_error(r))
+                                 spdlog::warn("redis control publish: {}",
+                                              std::string_view(r->str, r->len));
+                             fail(done);
+                             return;
+                         }
+                         control_published_.fetch_add(1, std::memory_order_relaxed);
+                         done(broadcast_result{true, static_cast<std::size_t>(r->integer)});
+                     });
     if (!sent) hub_.post(from, [fail, done = std::move(done)]() mutable { fail(done); });
 }
 
@@ -489,8 +628,8 @@ void redis_broker::on_control(unsigned w, const redis::push& p) {
 void redis_broker::history(unsigned from, const std::string& topic,
                            std::optional<hub::stream_pos> since, std::size_t limit,
                            history_handler done) {
-    const auto shard = redis::pick_shard(topic, shard_names_);
-    if (!workers_[from]->shards[shard].cmd->up()) {
+    const auto shard = shard_of(from, topic);
+    if (shard == k_no_shard || !workers_[from]->shards[shard].cmd->up()) {
         hub_.post(from, [done = std::move(done)]() mutable {
             history_result res;
             res.unavailable = true;
@@ -627,6 +766,22 @@ std::vector<metrics::registry::gauge> redis_broker::metrics() const {
                   [&](const shard_stats& x) {
                       return d(x.latency_us.load(std::memory_order_relaxed)) / 1e6;
                   }),
+        per_shard(
+            "herald_redis_shard_moved_total",
+            "Redis Cluster: MOVED redirections followed from this node (its slot map was stale).",
+            "counter",
+            [&](const shard_stats& x) { return d(x.moved.load(std::memory_order_relaxed)); }),
+        per_shard(
+            "herald_redis_shard_ask_total",
+            "Redis Cluster: ASK redirections followed from this node (a slot migrating away).",
+            "counter",
+            [&](const shard_stats& x) { return d(x.asked.load(std::memory_order_relaxed)); }),
+        {"herald_redis_cluster_map_refreshes_total",
+         "Redis Cluster: slot maps read (CLUSTER SLOTS) that changed the routing.",
+         d(map_refreshes_.load(std::memory_order_relaxed)), "counter"},
+        {"herald_redis_cluster_slots_unserved",
+         "Redis Cluster: slots no master serves in the last map (publishes there answer 503).",
+         static_cast<double>(slots_unserved_.load(std::memory_order_relaxed))},
         per_shard("herald_redis_shard_ack_failures_total",
                   "Publishes answered 503 because WAIT saw fewer than redis.replicas_ack replicas.",
                   "counter",
@@ -640,9 +795,18 @@ template <class F>
 metrics::registry::gauge redis_broker::per_shard(const char* name, const char* help,
                                                  const char* type, F value) const {
     metrics::registry::gauge g{name, help, 0, type};
-    for (std::size_t s = 0; s < shard_names_.size(); ++s)
-        g.samples.emplace_back("{shard=\"" + shard_names_[s] + "\"}", value(shard_stats_[s]));
+    for (std::size_t s = 0; s < shard_names_.size(); ++s) {
+        if (!shard_stats_[s].assigned.load(std::memory_order_relaxed)) continue;
+        g.samples.emplace_back("{shard=\"" + shard_label(s) + "\"}", value(shard_stats_[s]));
+    }
     return g;
+}
+
+// A cluster shard is labelled by its master's address (it changes with a failover).
+std::string redis_broker::shard_label(std::size_t s) const {
+    if (!cluster_) return shard_names_[s];
+    std::lock_guard lock(labels_mu_);
+    return s < labels_.size() ? labels_[s] : shard_names_[s];
 }
 
 }  // namespace herald::broker

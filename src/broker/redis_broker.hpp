@@ -19,17 +19,27 @@
 //
 // Per worker and shard: one command link (publishes pipeline on it) and one pub/sub link. All
 // per-worker state is touched only on that worker's thread.
+//
+// Redis Cluster (redis.cluster, redis_cluster_links.cpp): a shard is one cluster master (and its
+// replicas: a failover keeps the shard, moves its links); worker 0 reads the slot map and posts
+// it to every worker, which routes each topic by the slot of its {hash tag}. Pub/sub is sharded
+// (SSUBSCRIBE on redis_sharded_link, SPUBLISH in the scripts); a topic whose slot moved is
+// subscribed again on its new master and its gap filled from history, as after a reconnect.
 #include "herald/broker/broker.hpp"
 #include "history.hpp"
 #include "redis_asio.hpp"
+#include "redis_cluster.hpp"
 #include "redis_codec.hpp"
 #include "redis_sentinel.hpp"
+#include "redis_sharded_link.hpp"
 #include "redis_presence.hpp"
 #include "herald/config/config.hpp"
 
 #include <array>
 #include <atomic>
+#include <limits>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -96,8 +106,31 @@ private:
     };
     struct shard_links {
         std::unique_ptr<redis_link> cmd;
-        std::unique_ptr<redis_link> sub;
+        std::unique_ptr<redis_link> sub;           // shards and Sentinel: classic pub/sub
+        std::unique_ptr<redis_sharded_link> ssub;  // Redis Cluster: sharded pub/sub
+        [[nodiscard]] bool sub_up() const noexcept { return ssub ? ssub->up() : sub->up(); }
+        bool subscribe(const std::vector<std::string>& c) {
+            return ssub ? ssub->subscribe(c) : sub->subscribe(c);
+        }
+        bool unsubscribe(const std::vector<std::string>& c) {
+            return ssub ? ssub->unsubscribe(c) : sub->unsubscribe(c);
+        }
+        void start() {
+            cmd->start();
+            ssub ? ssub->start() : sub->start();
+        }
+        void retry_now() {
+            cmd->retry_now();
+            ssub ? ssub->retry_now() : sub->retry_now();
+        }
+        void set_endpoint(const redis_endpoint& ep) {
+            cmd->set_endpoint(ep);
+            ssub ? ssub->set_endpoint(ep) : sub->set_endpoint(ep);
+        }
     };
+    // Redis Cluster: slot -> shard, k_no_shard where no master serves the slot.
+    static constexpr std::uint8_t k_unserved = 0xff;
+    using slot_table = std::array<std::uint8_t, redis::k_slots>;
     struct worker_state {
         std::vector<shard_links> shards;
         std::unordered_map<std::string, topic_state> topics;  // topics this worker owns
@@ -105,18 +138,33 @@ private:
         bool flush_posted = false;
         std::mt19937_64 rng;
         unsigned ticks = 0;
+        std::shared_ptr<const slot_table> slots;  // Redis Cluster: this worker's copy of the map
+        std::size_t control_shard = 0;            // where the control channel lives
+        bool control_sent = false;  // cluster, control worker: SSUBSCRIBEd on control_shard
     };
+    static constexpr std::size_t k_no_shard = std::numeric_limits<std::size_t>::max();
 
     using reply_fn = redis_link::reply_fn;
 
+    // Timeouts, back-off and credentials from redis.* for a link to a data node.
+    static void link_options(const config::settings& cfg, redis_link::options& opt);
     [[nodiscard]] std::int64_t meta_ttl_ms(const history_policy& p) const;
     [[nodiscard]] std::string new_epoch(worker_state& ws);
     [[nodiscard]] static hub::message_ptr to_message(const std::string& topic, redis::entry e);
 
     enum class script : std::uint8_t { publish, read, confirm };
     // Runs a script by SHA; on NOSCRIPT (a restarted or flushed Redis) runs it by body once.
-    void eval(unsigned w, redis_link& link, script which, std::vector<std::string> args,
-              std::size_t numkeys, reply_fn done);
+    // Redis Cluster: a MOVED reply is followed to the shard named (and the map refreshed), an
+    // ASK by ASKING and the command on the node named, at most k_max_redirects times; then the
+    // error reaches `done`. args[replid_at] (when in range) is set to the link's replication id
+    // on every send. `where`, when given, follows the shard the script finally ran on.
+    void eval(unsigned w, std::size_t shard, script which, std::vector<std::string> args,
+              std::size_t numkeys, reply_fn done, std::size_t replid_at = k_no_shard,
+              std::shared_ptr<std::size_t> where = nullptr);
+    [[nodiscard]] std::string replids(unsigned w, std::size_t shard) const;
+    struct eval_call;
+    void send_eval(const std::shared_ptr<eval_call>& c);
+    void on_eval_reply(const std::shared_ptr<eval_call>& c, redisReply* r, no_reply why);
     // replicas_ack: WAIT for the replicas, then PUBLISH the entry (confirm_script); `done` gets
     // the publish's final status.
     void confirm(unsigned from, std::size_t shard, std::string topic, redis::publish_reply p,
@@ -148,8 +196,24 @@ private:
     void on_sub_down(unsigned w, std::size_t shard);
     void on_cmd_up(unsigned w, std::size_t shard);
     void link_changed(unsigned w, std::size_t shard, bool sub, bool up);
-    void on_link_up(unsigned w, std::size_t shard, bool sub, const redis_link& link);
-    void on_link_down(unsigned w, std::size_t shard, bool sub, const redis_link& link);
+    void on_link_up(unsigned w, std::size_t shard, bool sub, std::uint64_t reconnects);
+    void on_link_down(unsigned w, std::size_t shard, bool sub, bool timed_out);
+    // The topic's (or channel's) shard as worker `w` sees it; k_no_shard in a cluster whose map
+    // has no master for its slot yet.
+    [[nodiscard]] std::size_t shard_of(unsigned w, std::string_view topic) const;
+    [[nodiscard]] std::size_t shard_of_slot(unsigned w, std::uint16_t slot) const;
+    [[nodiscard]] std::string channel_of(std::string_view topic) const;
+    // Redis Cluster (redis_cluster_links.cpp).
+    void start_cluster(const std::vector<asio::io_context*>& contexts);
+    void ask_cluster();  // from any worker: refresh the slot map now
+    void tick_cluster(unsigned w);
+    void refresh_cluster();
+    void on_cluster_slots(std::vector<redis::cluster_master> masters);
+    void on_slot_map(unsigned w, std::shared_ptr<const slot_table> map);
+    void move_topic(unsigned w, const std::string& topic, std::size_t to);
+    void on_refused(unsigned w, std::size_t shard, const std::string& channel, redisReply* err);
+    [[nodiscard]] std::size_t shard_at(unsigned w, const redis_endpoint& ep) const;
+    [[nodiscard]] std::string shard_label(std::size_t shard) const;
     // Sentinel shards (redis_sentinel_links.cpp): the watches, and moving every worker's links.
     void start_sentinels(const std::vector<asio::io_context*>& contexts);
     void on_master(std::size_t shard, const redis_endpoint& ep);
@@ -166,7 +230,9 @@ private:
 
     hub::hub& hub_;
     const config::settings& cfg_;
+    const bool cluster_;  // redis.cluster: shard_names_ holds placeholders, labels come from nodes_
     std::vector<std::string> shard_names_;
+    std::array<std::string, 3> script_body_;  // publish, read, confirm (sharded() in a cluster)
     std::string sha_publish_;
     std::string sha_read_;
     std::string sha_confirm_;
@@ -193,7 +259,28 @@ private:
         std::atomic<std::uint64_t> publishes{0};
         std::atomic<std::uint64_t> latency_us{0};
         std::atomic<std::uint64_t> ack_failures{0};  // WAIT answered fewer replicas in time
+        std::atomic<bool> assigned{true};            // a cluster shard: a master was mapped to it
+        std::atomic<std::uint64_t> moved{0};         // MOVED redirections followed
+        std::atomic<std::uint64_t> asked{0};         // ASK redirections followed
     };
+    // Redis Cluster, worker 0 only: the link reading CLUSTER SLOTS, the nodes it may ask, and
+    // which master (by node ids, which survive a failover) each shard holds.
+    struct cluster_shard {
+        bool assigned = false;
+        redis_endpoint master;
+        std::vector<std::string> nodes;
+    };
+    std::unique_ptr<redis_link> cluster_link_;
+    std::vector<redis_endpoint> cluster_seeds_;
+    std::vector<redis_endpoint> cluster_known_;  // seeds and every node of the last map
+    std::size_t cluster_next_ = 0;
+    bool cluster_asking_ = false;
+    std::vector<cluster_shard> cluster_shards_;
+    std::atomic<bool> cluster_mapped_{false};
+    std::atomic<std::int64_t> slots_unserved_{0};
+    std::atomic<std::uint64_t> map_refreshes_{0};
+    mutable std::mutex labels_mu_;     // metrics and /readyz read labels from other threads
+    std::vector<std::string> labels_;  // per cluster shard: its master's address
     std::unique_ptr<shard_stats[]> shard_stats_;
     // Per worker and shard: [0] command link up, [1] pub/sub link up (index (w * shards + s) * 2).
     std::unique_ptr<std::atomic<bool>[]> link_up_;

@@ -111,14 +111,18 @@ std::string history_key(std::string_view prefix, std::string_view topic) {
 std::string idempotency_key(std::string_view prefix, std::string_view topic, std::string_view key) {
     return std::string(prefix) + "{" + std::string(topic) + "}:i:" + std::string(key);
 }
-std::string channel(std::string_view prefix, std::string_view topic) {
+std::string channel(std::string_view prefix, std::string_view topic, bool cluster) {
+    if (cluster) return std::string(prefix) + "c:{" + std::string(topic) + "}";
     return std::string(prefix) + "c:" + std::string(topic);
 }
 std::string_view topic_of_channel(std::string_view prefix, std::string_view ch) {
     if (ch.size() <= prefix.size() + 2 || ch.substr(0, prefix.size()) != prefix ||
         ch.substr(prefix.size(), 2) != "c:")
         return {};
-    return ch.substr(prefix.size() + 2);
+    auto t = ch.substr(prefix.size() + 2);
+    // A topic never holds '{' or '}': braces around it are the cluster form's hash tag.
+    if (t.size() > 2 && t.front() == '{' && t.back() == '}') t = t.substr(1, t.size() - 2);
+    return t;
 }
 
 std::string control_channel(std::string_view prefix) {
@@ -177,12 +181,25 @@ std::size_t pick_shard(std::string_view topic, const std::vector<std::string>& s
 // replicas_ack (ARGV ack = '1') nothing was made visible before N replicas had it, so the stream
 // keeps its epoch, and what this server holds (up to t) becomes the confirmed tail c. A stream
 // without r (written before r existed) adopts the current id.
+// Redis Cluster: `replid` may be "<this master's id>,<id>,...", the ids of the other masters
+// serving now. A stream last written by one of them came here by slot migration (MIGRATE moves
+// the keys synchronously, from a master that is still up), so its tail is intact: it keeps its
+// epoch and confirmed tail. A dead master's id is never in the list (a failover).
 #define HERALD_OPEN_STREAM                                                                \
-    "local function open_stream(meta, hist, new_epoch, replid, ack)\n"                    \
+    "local function open_stream(meta, hist, new_epoch, ids, ack)\n"                       \
+    "  local replid = string.match(ids, '^[^,]*')\n"                                      \
     "  local epoch = redis.call('HGET', meta, 'e')\n"                                     \
     "  if epoch then\n"                                                                   \
     "    local r = redis.call('HGET', meta, 'r')\n"                                       \
-    "    if r ~= replid then\n"                                                           \
+    "    local migrated = false\n"                                                        \
+    "    if r and r ~= replid then\n"                                                     \
+    "      for id in string.gmatch(ids, '[^,]+') do\n"                                    \
+    "        if id == r then migrated = true end\n"                                       \
+    "      end\n"                                                                         \
+    "    end\n"                                                                           \
+    "    if migrated then\n"                                                              \
+    "      redis.call('HSET', meta, 'r', replid)\n"                                       \
+    "    elseif r ~= replid then\n"                                                       \
     "      if r and ack ~= '1' then\n"                                                    \
     "        epoch = false\n"                                                             \
     "      else\n"                                                                        \
@@ -291,6 +308,15 @@ return res
 
 #undef HERALD_OPEN_STREAM
 
+std::string sharded(std::string_view script) {
+    static constexpr std::string_view from = "redis.call('PUBLISH'";
+    static constexpr std::string_view to = "redis.call('SPUBLISH'";
+    std::string out(script);
+    for (auto at = out.find(from); at != std::string::npos; at = out.find(from, at + to.size()))
+        out.replace(at, from.size(), to);
+    return out;
+}
+
 std::string script_sha(std::string_view script) {
     unsigned char md[SHA_DIGEST_LENGTH];
     SHA1(reinterpret_cast<const unsigned char*>(script.data()), script.size(), md);
@@ -347,12 +373,12 @@ push parse_push(const redisReply* r) {
     if (k->type != REDIS_REPLY_STRING || c->type != REDIS_REPLY_STRING) return p;
     const auto kind = str(k);
     p.channel = str(c);
-    if (kind == "message" && r->element[2]->type == REDIS_REPLY_STRING) {
+    if ((kind == "message" || kind == "smessage") && r->element[2]->type == REDIS_REPLY_STRING) {
         p.kind = push::type::message;
         p.payload = str(r->element[2]);
-    } else if (kind == "subscribe") {
+    } else if (kind == "subscribe" || kind == "ssubscribe") {
         p.kind = push::type::subscribe;
-    } else if (kind == "unsubscribe") {
+    } else if (kind == "unsubscribe" || kind == "sunsubscribe") {
         p.kind = push::type::unsubscribe;
     }
     return p;

@@ -42,8 +42,11 @@ struct entry {
 [[nodiscard]] std::string history_key(std::string_view prefix, std::string_view topic);  // list
 [[nodiscard]] std::string idempotency_key(std::string_view prefix, std::string_view topic,
                                           std::string_view key);
-[[nodiscard]] std::string channel(std::string_view prefix, std::string_view topic);
-// The topic of a channel, or empty when the channel is not one of ours.
+// With `cluster` the topic sits in a {hash tag} ("<prefix>c:{<topic>}"), so the channel shares
+// the slot of the topic's keys and the publish script may SPUBLISH it.
+[[nodiscard]] std::string channel(std::string_view prefix, std::string_view topic,
+                                  bool cluster = false);
+// The topic of a channel (either form), or empty when the channel is not one of ours.
 [[nodiscard]] std::string_view topic_of_channel(std::string_view prefix, std::string_view channel);
 
 // Control messages between instances travel on one channel, `<prefix>control`, which every
@@ -76,8 +79,8 @@ struct control {
                                      const std::vector<std::string>& shards) noexcept;
 
 // Lua. publish: KEYS meta, history[, idempotency]; ARGV new_epoch, kind, event, payload,
-// history_size, history_ttl_ms, window_ms, channel, meta_ttl_ms, replid (the master's
-// replication id), ack ('1': replicas_ack is on), trace (trace_suffix(), '' for most).
+// history_size, history_ttl_ms, window_ms, channel, meta_ttl_ms, replid (see open_stream: the
+// master's replication id), ack ('1': replicas_ack is on), trace (trace_suffix(), '' for most).
 // Returns {1|0 (0 = duplicate), epoch, offset, receivers}, and with ack = '1' the entry as a
 // fifth element, not yet PUBLISHed. Meta hash fields: e epoch, t top, r replid, c confirmed top.
 extern const char* const publish_script;
@@ -94,6 +97,8 @@ extern const char* const confirm_script;
 // broker applies again to the answer.
 // Returns {epoch ('' = no stream), top, first offset held, the selected entries}.
 extern const char* const read_script;
+// A script's Redis Cluster form: every PUBLISH becomes SPUBLISH (sharded pub/sub, Redis 7).
+[[nodiscard]] std::string sharded(std::string_view script);
 // SHA1 hex of a script, for EVALSHA.
 [[nodiscard]] std::string script_sha(std::string_view script);
 
@@ -114,7 +119,8 @@ struct read_reply {
 };
 [[nodiscard]] std::optional<read_reply> parse_read_reply(const redisReply* r);
 
-// A pub/sub push: ["message", channel, payload], ["subscribe", channel, n], ["unsubscribe", ...].
+// A pub/sub push: ["message", channel, payload], ["subscribe", channel, n], ["unsubscribe", ...],
+// and their sharded forms (smessage, ssubscribe, sunsubscribe).
 struct push {
     enum class type { message, subscribe, unsubscribe, other } kind = type::other;
     std::string_view channel;

@@ -17,16 +17,17 @@ redis_broker::topic_state& redis_broker::state_of(unsigned w, const std::string&
     auto it = topics.find(topic);
     if (it != topics.end()) return it->second;
     auto& st = topics[topic];
-    st.shard = redis::pick_shard(topic, shard_names_);
-    st.channel = redis::channel(cfg_.redis.key_prefix, topic);
+    st.shard = shard_of(w, topic);
+    st.channel = channel_of(topic);
     return st;
 }
 
 void redis_broker::ensure_subscribed(unsigned w, topic_state& st) {
     if (st.sub_sent || st.unsub_sent) return;
-    auto& link = *workers_[w]->shards[st.shard].sub;
-    if (!link.up()) return;  // on_sub_up subscribes every topic
-    if (link.subscribe({st.channel})) st.sub_sent = true;
+    if (st.shard == k_no_shard) return;  // a cluster slot without a master: on_slot_map
+    auto& links = workers_[w]->shards[st.shard];
+    if (!links.sub_up()) return;  // on_sub_up subscribes every topic
+    if (links.subscribe({st.channel})) st.sub_sent = true;
 }
 
 void redis_broker::resolve(unsigned owner, const std::string& topic,
@@ -103,7 +104,7 @@ void redis_broker::answer_resolve(unsigned w, const std::string& topic, pending_
 void redis_broker::on_push(unsigned w, std::size_t shard, redisReply* reply) {
     const auto p = redis::parse_push(reply);
     if (p.channel == control_channel_) {
-        if (w == k_control_worker && shard == control_shard_) on_control(w, p);
+        if (w == k_control_worker && shard == workers_[w]->control_shard) on_control(w, p);
         return;
     }
     const auto t = redis::topic_of_channel(cfg_.redis.key_prefix, p.channel);
@@ -121,6 +122,13 @@ void redis_broker::on_push(unsigned w, std::size_t shard, redisReply* reply) {
             drain_waiting(w, topic, st);
             return;
         case redis::push::type::unsubscribe:
+            // Asked for (unsub_sent), or not: a cluster node that lost the topic's slot drops
+            // its sharded subscribers. Then messages may already go elsewhere: once subscribed
+            // again, the gap is read from history (the keys moved with the slot).
+            if (!st.unsub_sent && st.known) {
+                st.need_catch_up = true;
+                ask_cluster();
+            }
             st.unsub_sent = false;
             st.sub_sent = false;
             st.confirmed = false;

@@ -40,7 +40,7 @@ void redis_broker::flush_idle(unsigned w) {
         if (it == ws.topics.end()) continue;
         auto& st = it->second;
         if (!st.waiting.empty() || st.unsub_sent || hub_.at(w).has_subscribers(topic)) continue;
-        if (st.sub_sent && ws.shards[st.shard].sub->up()) {
+        if (st.sub_sent && ws.shards[st.shard].sub_up()) {
             st.unsub_sent = true;
             st.known = false;
             st.fetching = false;
@@ -58,7 +58,7 @@ void redis_broker::flush_idle(unsigned w) {
             const auto end = std::min(batches[s].size(), i + k_subscribe_batch);
             std::vector<std::string> chunk(batches[s].begin() + static_cast<std::ptrdiff_t>(i),
                                            batches[s].begin() + static_cast<std::ptrdiff_t>(end));
-            if (!ws.shards[s].sub->unsubscribe(chunk))
+            if (!ws.shards[s].unsubscribe(chunk))
                 for (std::size_t j = i; j < end; ++j) ws.topics.erase(topics_of[s][j]);
         }
     }
@@ -66,13 +66,13 @@ void redis_broker::flush_idle(unsigned w) {
 
 void redis_broker::on_sub_up(unsigned w, std::size_t shard) {
     auto& ws = *workers_[w];
-    if (w == k_control_worker && shard == control_shard_)
-        ws.shards[shard].sub->subscribe({control_channel_});
+    if (w == k_control_worker && shard == ws.control_shard)
+        ws.control_sent = ws.shards[shard].subscribe({control_channel_});
     std::vector<std::string> chunk;
     std::vector<topic_state*> sent;
     auto flush = [&] {
         if (chunk.empty()) return;
-        if (ws.shards[shard].sub->subscribe(chunk))
+        if (ws.shards[shard].subscribe(chunk))
             for (auto* st : sent) st->sub_sent = true;
         chunk.clear();
         sent.clear();
@@ -88,6 +88,7 @@ void redis_broker::on_sub_up(unsigned w, std::size_t shard) {
 
 void redis_broker::on_sub_down(unsigned w, std::size_t shard) {
     auto& ws = *workers_[w];
+    if (shard == ws.control_shard) ws.control_sent = false;
     for (auto it = ws.topics.begin(); it != ws.topics.end();) {
         auto& st = it->second;
         if (st.shard != shard) {
@@ -113,8 +114,8 @@ void redis_broker::on_cmd_up(unsigned w, std::size_t shard) {
     auto& ws = *workers_[w];
     auto& link = *ws.shards[shard].cmd;
     // Load the scripts at once; EVALSHA falls back to EVAL should Redis forget them later.
-    link.command({"SCRIPT", "LOAD", redis::publish_script}, [](redisReply*, no_reply) {});
-    link.command({"SCRIPT", "LOAD", redis::read_script}, [](redisReply*, no_reply) {});
+    link.command({"SCRIPT", "LOAD", script_body_[0]}, [](redisReply*, no_reply) {});
+    link.command({"SCRIPT", "LOAD", script_body_[1]}, [](redisReply*, no_reply) {});
     for (auto& [topic, st] : ws.topics) {
         if (st.shard != shard) continue;
         if (st.need_catch_up && !st.fetching) catch_up(w, topic, st);
@@ -125,12 +126,16 @@ void redis_broker::on_cmd_up(unsigned w, std::size_t shard) {
 
 void redis_broker::on_tick(unsigned w, time_point) {
     tick_sentinels(w);
+    tick_cluster(w);
     auto& ws = *workers_[w];
     presence_->on_tick(w);
     const bool refresh = ++ws.ticks % k_meta_refresh_ticks == 0;
     for (auto& [topic, st] : ws.topics) {
         if (st.need_catch_up && !st.fetching) catch_up(w, topic, st);
         if (!st.waiting.empty()) drain_waiting(w, topic, st);
+        // A cluster node refused the SSUBSCRIBE (the slot moved) and the map now routes the
+        // topic again: subscribe where it points.
+        if (cluster_ && !st.sub_sent && !st.unsub_sent) ensure_subscribed(w, st);
         // A followed topic keeps its epoch however long it stays quiet, as in memory.
         if (refresh && st.confirmed) {
             auto& link = *ws.shards[st.shard].cmd;
@@ -182,10 +187,7 @@ void redis_broker::on_master(std::size_t shard, const redis_endpoint& ep) {
     // re-subscribe, script reload and gap filling follow from the links coming up (on_sub_up,
     // on_cmd_up, catch_up).
     for (unsigned v = 0; v < workers_.size(); ++v) {
-        hub_.post(v, [this, v, shard, ep] {
-            workers_[v]->shards[shard].cmd->set_endpoint(ep);
-            workers_[v]->shards[shard].sub->set_endpoint(ep);
-        });
+        hub_.post(v, [this, v, shard, ep] { workers_[v]->shards[shard].set_endpoint(ep); });
     }
 }
 

@@ -84,13 +84,16 @@ return {conns, nusers, omitted, out}
 )lua";
 
 // Built once each; EVAL sends the body (well under 1 KiB) and Redis caches its compilation.
-const std::string& script(std::string_view body) {
+// Redis Cluster (`cluster`): the events go out with SPUBLISH (redis::sharded).
+const std::string& script(std::string_view body, bool cluster = false) {
     static const std::string join = std::string(k_head) + std::string(k_join);
     static const std::string leave = std::string(k_head) + std::string(k_leave);
     static const std::string refresh = std::string(k_head) + std::string(k_refresh);
     static const std::string read = std::string(k_head) + std::string(k_read);
-    if (body.data() == k_join.data()) return join;
-    if (body.data() == k_leave.data()) return leave;
+    static const std::string cjoin = redis::sharded(join);
+    static const std::string cleave = redis::sharded(leave);
+    if (body.data() == k_join.data()) return cluster ? cjoin : join;
+    if (body.data() == k_leave.data()) return cluster ? cleave : leave;
     if (body.data() == k_refresh.data()) return refresh;
     return read;
 }
@@ -135,14 +138,15 @@ std::string redis_presence::encode_event(bool join, std::string_view client,
 
 void redis_presence::change(unsigned owner, const std::string& topic, bool join,
                             const hub::presence_client& c) {
-    auto& link = cmd_link_(owner, shard_of_(topic));
+    auto& link = cmd_link_(owner, shard_of_(owner, topic));
     const auto set = set_key(cfg_.redis.key_prefix, topic);
     const auto own = set + ":" + instance_;
     const auto ttl = std::to_string(cfg_.presence.ttl.count());
-    const auto channel = redis::channel(cfg_.redis.key_prefix, topic);
+    const bool cluster = !cfg_.redis.cluster.empty();
+    const auto channel = redis::channel(cfg_.redis.key_prefix, topic, cluster);
     const auto event = encode_event(join, c.client, hub::presence_event_json(topic, join, c));
     std::vector<std::string_view> argv{
-        "EVAL", script(join ? k_join : k_leave), "2", set, own, instance_, ttl, c.client};
+        "EVAL", script(join ? k_join : k_leave, cluster), "2", set, own, instance_, ttl, c.client};
     const auto value = join ? entry_value(c) : std::string();
     if (join) argv.emplace_back(value);
     argv.emplace_back(channel);
@@ -177,7 +181,7 @@ void redis_presence::leave(unsigned owner, const std::string& topic, const hub::
 
 void redis_presence::query(unsigned owner, const std::string& topic, const hub::presence_table*,
                            bool counts_only, hub::presence_handler done) {
-    auto& link = cmd_link_(owner, shard_of_(topic));
+    auto& link = cmd_link_(owner, shard_of_(owner, topic));
     const auto set = set_key(cfg_.redis.key_prefix, topic);
     const auto max = std::to_string(cfg_.presence.max_clients);
     auto on_reply = [done](redisReply* r, no_reply) {
@@ -232,7 +236,7 @@ bool redis_presence::on_channel_message(unsigned w, const std::string& topic,
 
 void redis_presence::rewrite(unsigned w, const std::string& topic,
                              const hub::presence_table& table) {
-    auto& link = cmd_link_(w, shard_of_(topic));
+    auto& link = cmd_link_(w, shard_of_(w, topic));
     const auto set = set_key(cfg_.redis.key_prefix, topic);
     const auto own = set + ":" + instance_;
     const auto ttl = std::to_string(cfg_.presence.ttl.count());
@@ -246,7 +250,7 @@ void redis_presence::rewrite(unsigned w, const std::string& topic,
 
 void redis_presence::on_cmd_up(unsigned w, std::size_t shard) {
     for (const auto& [topic, table] : hub_.at(w).presence_tables())
-        if (shard_of_(topic) == shard) rewrite(w, topic, table);
+        if (shard_of_(w, topic) == shard) rewrite(w, topic, table);
 }
 
 void redis_presence::on_tick(unsigned w) {
@@ -255,7 +259,7 @@ void redis_presence::on_tick(unsigned w) {
     const auto ttl = std::to_string(cfg_.presence.ttl.count());
     for (const auto& entry : hub_.at(w).presence_tables()) {
         const std::string& topic = entry.first;
-        auto& link = cmd_link_(w, shard_of_(topic));
+        auto& link = cmd_link_(w, shard_of_(w, topic));
         const auto set = set_key(cfg_.redis.key_prefix, topic);
         link.command({"EVAL", script(k_refresh), "2", set, set + ":" + instance_, instance_, ttl},
                      [this, w, topic](redisReply* r, no_reply) {

@@ -30,7 +30,8 @@ namespace herald::broker {
 class redis_presence final : public hub::presence_backend {
 public:
     using link_fn = std::function<redis_link&(unsigned worker, std::size_t shard)>;
-    using shard_fn = std::function<std::size_t(std::string_view topic)>;
+    // The topic's shard as worker `w` sees it (a Redis Cluster's slot map is per worker).
+    using shard_fn = std::function<std::size_t(unsigned w, std::string_view topic)>;
 
     redis_presence(hub::hub& h, const config::settings& cfg, std::string instance_id,
                    link_fn cmd_link, shard_fn shard_of);

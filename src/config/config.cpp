@@ -719,6 +719,19 @@ const std::map<std::string, handler>& schema() {
              c.redis.shards = std::move(out);
              c.redis.sentinels = std::move(sentinels);
          }},
+        {"redis.cluster",
+         [](settings& c, const YAML::Node& n, const std::string& k) {
+             // An empty list is the default: no cluster, `shards` apply.
+             if (!n.IsSequence()) throw config_error(k, "expected a list of host:port (seed nodes)");
+             std::vector<std::string> out;
+             for (std::size_t i = 0; i < n.size(); ++i) {
+                 auto ik = k + "[" + std::to_string(i) + "]";
+                 auto v = scalar(n[i], ik);
+                 if (split_host_port(v, ik).port == 0) throw config_error(ik, "port 0 is not a server");
+                 out.push_back(std::move(v));
+             }
+             c.redis.cluster = std::move(out);
+         }},
         {"redis.username",
          [](settings& c, const YAML::Node& n, const std::string& k) { c.redis.username = scalar(n, k); }},
         {"redis.password",
@@ -900,6 +913,8 @@ settings parse_yaml(const std::string& text) {
     if (!root.IsMap()) throw config_error("", "the configuration must be a YAML map");
     walk(s, root, "");
     resolve_defaults(s);
+    if (!s.redis.cluster.empty() && root["redis"] && root["redis"].IsMap() && root["redis"]["shards"])
+        throw config_error("redis.cluster", "redis.cluster and redis.shards are mutually exclusive");
     // WAIT holds the command link: past command_timeout the link would be declared down.
     if (s.redis.replicas_ack > 0 && s.redis.replicas_ack_timeout >= s.redis.command_timeout)
         throw config_error("redis.replicas_ack_timeout", "must be less than redis.command_timeout");
@@ -1050,13 +1065,16 @@ std::vector<key_doc> describe(const settings& s) {
     add("tls.cert", yaml_string(s.tls.cert));
     add("tls.key", yaml_string(s.tls.key));
     add("tls.min_version", yaml_string(s.tls.min_version));
-    add("redis.shards", yaml_list(s.redis.shards, [&](const std::string& name) {
+    // Only one of them reads back: with cluster seeds, shards are not used.
+    if (s.redis.cluster.empty())
+        add("redis.shards", yaml_list(s.redis.shards, [&](const std::string& name) {
             const auto i = static_cast<std::size_t>(&name - s.redis.shards.data());
             if (i >= s.redis.sentinels.size() || s.redis.sentinels[i].empty())
                 return yaml_string(name);
             return "{sentinels: " + yaml_strings(s.redis.sentinels[i]) +
                    ", master: " + yaml_string(name) + "}";
         }));
+    add("redis.cluster", yaml_strings(s.redis.cluster));
     add("redis.username", yaml_string(s.redis.username));
     add("redis.password", yaml_string(s.redis.password.empty() ? "" : "<redacted>"));
     add("redis.password_env", yaml_string(""));

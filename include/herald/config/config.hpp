@@ -233,6 +233,9 @@ struct settings {
         // Parallel to shards: empty for a server; for a Sentinel-managed shard its sentinels
         // (host:port), and shards[i] holds the master's name (also the shard's HRW name).
         std::vector<std::vector<std::string>> sentinels{{}};
+        // Redis Cluster seed nodes (host:port); non-empty replaces `shards` (the slot map decides
+        // where a topic lives).
+        std::vector<std::string> cluster;
         std::string username;       // Redis 6 ACL user (AUTH username password)
         std::string password;       // or from the variable named by password_env
         unsigned replicas_ack = 0;  // WAIT for this many replicas before answering 200

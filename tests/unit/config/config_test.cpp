@@ -400,6 +400,18 @@ redis:
     EXPECT_EQ(c.redis.replicas_ack_timeout, 200ms);
 }
 
+TEST(ConfigRedis, ClusterSeedsExcludeShards) {
+    auto c = parse_yaml("redis: {cluster: [\"10.0.0.5:7000\", \"10.0.0.6:7000\"]}");
+    ASSERT_EQ(c.redis.cluster.size(), 2u);
+    EXPECT_EQ(c.redis.cluster[1], "10.0.0.6:7000");
+    EXPECT_TRUE(parse_yaml("redis: {}").redis.cluster.empty());
+    EXPECT_TRUE(parse_yaml("redis: {cluster: []}").redis.cluster.empty());  // the default
+    EXPECT_EQ(error_key("redis: {cluster: 1}"), "redis.cluster");
+    EXPECT_EQ(error_key("redis: {cluster: [\"h\"]}"), "redis.cluster[0]");
+    EXPECT_EQ(error_key("redis: {cluster: [\"h:1\"], shards: [\"h:2\"]}"), "redis.cluster");
+    EXPECT_EQ(error_key("redis: {shards: [\"h:2\"], cluster: [\"h:1\"]}"), "redis.cluster");
+}
+
 TEST(ConfigRedis, BadSentinelShardsAndAckNameTheKey) {
     EXPECT_EQ(error_key("redis: {shards: [{master: a}]}"), "redis.shards[0].sentinels");
     EXPECT_EQ(error_key("redis: {shards: [{sentinels: [\"h:1\"]}]}"), "redis.shards[0].master");
