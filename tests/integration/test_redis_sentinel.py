@@ -20,7 +20,7 @@ import pytest
 import requests
 import yaml
 
-from herald_test import REPO_ROOT, free_port, unique, wait_until
+from herald_test import REPO_ROOT, unique, wait_until
 from herald_test.failover import (ReadyzWatch, SequencedPublisher, check_exactness,
                                   check_resume, last_before)
 from herald_test.redis import redis_config, two_instances
@@ -211,16 +211,20 @@ def test_sentinel_shard_ready_and_readyz_names_it(herald_factory, sentinels):
 
 
 def consecutive_free_ports(n: int) -> int:
-    """A port p with p .. p+n-1 all free on 127.0.0.1 now."""
+    """A port p with p .. p+n-1 all free on 127.0.0.1 now.
+
+    Drawn below the kernel's ephemeral range (32768 and up by default), where a busy machine's
+    outgoing connections leave few runs of free ports; SO_REUSEADDR as redis-server binds, so
+    a port whose old connections linger in TIME_WAIT counts as free."""
+    import random
     import socket
-    for _ in range(50):
-        base = free_port()
-        if base + n > 65535:
-            continue
+    for _ in range(200):
+        base = random.randrange(20000, 32000 - n)
         socks = []
         try:
             for i in range(n):
                 s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind(("127.0.0.1", base + i))
                 socks.append(s)
             return base
