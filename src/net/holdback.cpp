@@ -49,7 +49,11 @@ void holding_connection::hold(held_slot& s, const hub::message_ptr& m, time_poin
         total += k_state_cost;
         hs_->slots.push_back(&s);
         if (rule.delivery_interval.count() > 0) {
-            s.held->due = now + rule.delivery_interval;
+            // The next tick of the interval's cadence (multiples of it on the steady clock): at
+            // most one interval away, and the same instant for every connection of the worker,
+            // so their batches leave in one loop turn.
+            const auto iv = std::chrono::duration_cast<clock::duration>(rule.delivery_interval);
+            s.held->due = time_point((now.time_since_epoch() / iv + 1) * iv);
             arm_timer(s.held->due);
         }
     }

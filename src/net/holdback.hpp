@@ -7,8 +7,9 @@
 //   messages, bounded by the rule's `keep` per topic and hold_mark() bytes per connection (the
 //   oldest dropped, the client told with a reset carrying the skipped range; conflate keeps the
 //   newest per key), and leave in offset order once output falls to half the mark.
-// - delivery_interval: a topic's messages wait until the interval since the first of them ends,
-//   then leave together (one gathered write); with conflate only the newest per key goes.
+// - delivery_interval: a topic's messages wait until the next tick of the interval's cadence (at
+//   most one interval), then leave together (one gathered write); with conflate only the newest
+//   per key goes.
 //
 // A subscription holds nothing (no allocation) while it holds no message. Runs on the owning
 // worker only.

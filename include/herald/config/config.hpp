@@ -34,7 +34,8 @@ struct delivery_rule {
     slow_policy slow_consumer = slow_policy::disconnect;
     std::size_t keep = 100;   // messages held per subscription while the connection is backlogged
     std::string key = "key";  // conflate: the top-level JSON field whose value is the key
-    // Messages of a matching topic wait this long per connection and leave together (0: off).
+    // Messages of a matching topic wait per connection for the next tick of this cadence (at most
+    // this long) and leave together (0: off).
     milliseconds delivery_interval{0};
 };
 
