@@ -74,6 +74,7 @@ const std::map<std::string, bounds, std::less<>>& numeric_bounds() {
         {"sse.heartbeat_max", {unit::duration, 100, k_day_ms}},
         {"compression.min_bytes", {unit::bytes, 0, 64 << 20}},
         {"delivery.namespaces[].keep", {unit::count, 1, 10'000}},
+        {"delivery.namespaces[].delivery_interval", {unit::duration, 0, 10'000}},
         {"compression.level", {unit::count, 1, 9}},
         {"sse.heartbeat", {unit::duration, 100, k_day_ms}},
         {"sse.retry", {unit::duration, 0, k_day_ms}},
@@ -570,7 +571,7 @@ const std::map<std::string, handler>& schema() {
          }},
         {"delivery.namespaces",
          [](settings& c, const YAML::Node& n, const std::string& k) {
-             c.delivery.namespaces = rule_list<delivery_rule>(n, k, "{pattern, slow_consumer, keep, key}",
+             c.delivery.namespaces = rule_list<delivery_rule>(n, k, "{pattern, slow_consumer, keep, key, delivery_interval}",
                  [](delivery_rule& r, const std::string& name, const YAML::Node& v, const std::string& fk) {
                      if (name == "slow_consumer") {
                          auto s = scalar(v, fk);
@@ -583,6 +584,11 @@ const std::map<std::string, handler>& schema() {
                      } else if (name == "key") {
                          r.key = scalar(v, fk);
                          if (r.key.empty() || r.key.size() > 64) throw config_error(fk, "1 to 64 bytes expected");
+                     } else if (name == "delivery_interval") {
+                         r.delivery_interval = duration(v, fk, bounds_of("delivery.namespaces[].delivery_interval"));
+                         // Below 10 ms a timer per connection costs more than the writes it saves.
+                         if (r.delivery_interval.count() > 0 && r.delivery_interval < milliseconds(10))
+                             throw config_error(fk, "0 (off) or 10ms..10s expected");
                      } else {
                          return false;
                      }
@@ -1034,7 +1040,8 @@ std::vector<key_doc> describe(const settings& s) {
             static constexpr const char* names[] = {"disconnect", "drop_oldest", "conflate"};
             return "{pattern: " + yaml_string(r.pattern) +
                    ", slow_consumer: " + names[static_cast<int>(r.slow_consumer)] +
-                   ", keep: " + n(r.keep) + ", key: " + yaml_string(r.key) + "}";
+                   ", keep: " + n(r.keep) + ", key: " + yaml_string(r.key) +
+                   ", delivery_interval: " + ms(r.delivery_interval) + "}";
         }));
     add("sse.heartbeat", ms(s.sse.heartbeat));
     add("sse.heartbeat_min", ms(s.sse.heartbeat_min));

@@ -152,6 +152,12 @@ std::string registry::render(const std::vector<gauge>& extra) const {
            "Messages a backlogged subscriber (slow_consumer conflate) got a newer one of the same "
            "key instead of.",
            &worker_counters::messages_conflated);
+    scalar("herald_delivery_held_total", "counter",
+           "Messages held back for a subscriber (slow_consumer backlog or delivery_interval).",
+           &worker_counters::messages_held);
+    scalar("herald_delivery_interval_flushes_total", "counter",
+           "Batches a subscription's delivery_interval released (one gathered write each).",
+           &worker_counters::interval_flushes);
     scalar("herald_bytes_out_total", "counter", "Bytes written to client sockets.",
            &worker_counters::bytes_out);
     scalar("herald_socket_writes_total", "counter",

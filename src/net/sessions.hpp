@@ -3,6 +3,7 @@
 // WebSocket or SSE session when a request upgrades to a stream.
 #include "herald/hub/hub.hpp"
 #include "connection.hpp"
+#include "holdback.hpp"
 #include "herald/net/http_api.hpp"
 #include "poll_session.hpp"
 #include "herald/wire/ws_codec.hpp"
@@ -142,7 +143,7 @@ struct ws_options {
     milliseconds ping_interval{0};  // 0: ws.ping_interval
 };
 
-class ws_session final : public connection, public hub::subscriber {
+class ws_session final : public holding_connection, public hub::subscriber {
 public:
     ws_session(worker_context& w, link l, std::string leftover,
                std::unique_ptr<auth::token_claims> claims, std::string stream_ip,
@@ -162,21 +163,11 @@ public:
     void on_drain(std::optional<milliseconds> reconnect_after) override;
 
 private:
-    struct ws_sub : hub::subscription {
+    // held_slot: the topic's delivery.namespaces rule and what it holds back (holdback.hpp).
+    struct ws_sub : hub::subscription, held_slot {
         std::string reply_id;  // JSON of the op's id; empty for topics from the URL
         bool reply = false;
         bool compress = false;  // compression negotiated and enabled for the topic's namespace
-        // delivery.namespaces' rule (null: slow_consumer disconnect).
-        const config::delivery_rule* rule = nullptr;
-        // Only while the connection's output is past backlog_mark() (see hold()): messages
-        // held back, in offset order, and the range dropped since the last drain.
-        struct backlog_state {
-            std::deque<hub::message_ptr> held;
-            std::size_t bytes = 0;  // charged to the connection (session_held_bytes())
-            std::uint64_t skipped_from = 0;
-            std::uint64_t skipped_to = 0;
-        };
-        std::unique_ptr<backlog_state> backlog;
         std::string info;  // what the subscribe hook said (compact JSON, <= 1 KiB); "" for none
     };
 
@@ -184,17 +175,13 @@ private:
     void on_close() override;
     void on_slow_consumer() override;
     void on_flush_begin() override;
-    void on_output_room() override;
     // The frame bytes `m` goes out as to this subscriber (compressed or plain).
     [[nodiscard]] std::string_view frame_for(const ws_sub& s, const hub::message_ptr& m);
-    // slow_consumer drop_oldest / conflate: output past this holds messages back.
-    [[nodiscard]] std::size_t backlog_mark() const noexcept {
-        return w_.cfg.limits.max_queued_bytes / 2;
+    void send_held(held_slot& s, const hub::message_ptr& m) override;
+    void send_skipped(held_slot& s, std::uint64_t from, std::uint64_t to) override;
+    [[nodiscard]] std::size_t wire_size(const hub::message& m) const noexcept override {
+        return m.ws_frames.size();
     }
-    // Keeps `m` back for `s` (conflated by key, the oldest dropped past `keep` or the mark) and
-    // asks for on_output_room() once output falls to half the mark.
-    void hold(ws_sub& s, const hub::message_ptr& m);
-    [[nodiscard]] std::size_t held_total() const noexcept;
     // A partial frame, a fragmented message, the latest ping and its pong (see held_bytes()).
     [[nodiscard]] std::size_t session_held_bytes() const noexcept override;
     void consume(char* data, std::size_t n);
@@ -249,7 +236,6 @@ private:
     ws::opcode frag_op_ = ws::opcode::text;
     bool in_frag_ = false;
     bool frag_compressed_ = false;
-    bool room_asked_ = false;        // hold() asked for on_output_room()
     std::uint8_t deflate_bits_ = 0;  // 0: no permessage-deflate on this connection
     bool close_sent_ = false;
     bool reconnected_ = false;   // counted in herald_reconnections_total
@@ -277,7 +263,7 @@ private:
     std::optional<disconnect_reason> end_reason_;
 };
 
-class sse_session final : public connection, public hub::subscriber {
+class sse_session final : public holding_connection, public hub::subscriber {
 public:
     // `heartbeat`: the comment period the client asked for (0: sse.heartbeat).
     sse_session(worker_context& w, link l, std::unique_ptr<auth::token_claims> claims,
@@ -297,7 +283,8 @@ public:
     void on_drain(std::optional<milliseconds> reconnect_after) override;
 
 private:
-    struct sse_sub : hub::subscription {
+    // held_slot: the topic's delivery.namespaces rule and what it holds back (holdback.hpp).
+    struct sse_sub : hub::subscription, held_slot {
         bool reset = false;
         std::string reason;
         // The position the client was last told of (what the stream's ids name). The hub's
@@ -316,9 +303,18 @@ private:
 
     void on_readable() override;
     void on_close() override;
+    // Sends `m` now, or holds it back as its delivery.namespaces rule says (holdback.hpp).
+    void deliver(sse_sub& s, const hub::message_ptr& m);
     void send_message(sse_sub& s, const hub::message_ptr& m);
-    // A reset at the subscription's sent position (set by the caller).
-    void send_reset(sse_sub& s);
+    // A reset at the subscription's sent position (set by the caller); `skipped_to` != 0: the
+    // range a slow consumer policy dropped.
+    void send_reset(sse_sub& s, std::uint64_t skipped_from = 0, std::uint64_t skipped_to = 0);
+    void send_held(held_slot& s, const hub::message_ptr& m) override;
+    void send_skipped(held_slot& s, std::uint64_t from, std::uint64_t to) override;
+    [[nodiscard]] std::size_t wire_size(const hub::message& m) const noexcept override {
+        return m.sse_event.size();
+    }
+    [[nodiscard]] std::size_t session_held_bytes() const noexcept override { return held_total(); }
     // The stream's first block, `retry:`, once every topic is answered (or one is refused).
     void send_retry();
     [[nodiscard]] std::string stream_id() const;

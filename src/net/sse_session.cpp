@@ -14,7 +14,7 @@ constexpr std::string_view k_shutdown = "event: shutdown\ndata: {\"reason\":\"go
 
 sse_session::sse_session(worker_context& w, link l, std::unique_ptr<auth::token_claims> claims,
                          std::string stream_ip, milliseconds heartbeat)
-    : connection(w, std::move(l), metrics::transport::sse),
+    : holding_connection(w, std::move(l), metrics::transport::sse),
       heartbeat_(heartbeat.count() ? heartbeat : w.cfg.sse.heartbeat),
       claims_(std::move(claims)),
       stream_ip_(std::move(stream_ip)),
@@ -47,6 +47,7 @@ void sse_session::start(const std::vector<std::string>& topics,
         s->topic = topics[i];
         s->tag = static_cast<std::uint32_t>(i);
         if (since) s->since = (*since)[i];
+        s->rule = delivery_rule_for(w_.cfg, s->topic);
         w_.shard.subscribe(*s);
         subs_.push_back(std::move(s));
     }
@@ -86,12 +87,35 @@ void sse_session::send_message(sse_sub& s, const hub::message_ptr& m) {
     if (ok) w_.counters.frames_delivered.add();
 }
 
-void sse_session::send_reset(sse_sub& s) {
+void sse_session::send_reset(sse_sub& s, std::uint64_t skipped_from, std::uint64_t skipped_to) {
     std::string e = sse::encode_id_line(stream_id());
     e += "event: reset\ndata: {\"topic\":\"" + s.topic + "\",\"epoch\":\"" + s.sent_epoch +
          "\",\"offset\":" + std::to_string(s.sent_offset) +
-         ",\"reason\":" + wire::json_quote(s.reason) + "}\n\n";
+         ",\"reason\":" + wire::json_quote(s.reason);
+    if (skipped_to != 0)
+        e += ",\"skipped\":{\"from\":" + std::to_string(skipped_from) +
+             ",\"to\":" + std::to_string(skipped_to) + "}";
+    e += "}\n\n";
     enqueue(chunk::of_string(std::move(e)));
+}
+
+void sse_session::deliver(sse_sub& s, const hub::message_ptr& m) {
+    if (hold_if_wanted(s, m, m->sse_event.size())) return;
+    send_message(s, m);
+}
+
+void sse_session::send_held(held_slot& s, const hub::message_ptr& m) {
+    send_message(static_cast<sse_sub&>(s), m);
+}
+
+void sse_session::send_skipped(held_slot& slot, std::uint64_t from, std::uint64_t to) {
+    // As on WebSocket: the client continues after `to`, and the event's id says so.
+    auto& s = static_cast<sse_sub&>(slot);
+    s.sent_epoch = s.epoch;
+    s.sent_epoch_key = s.epoch_key;
+    s.sent_offset = to;
+    s.reason = "slow consumer";
+    send_reset(s, from, to);
 }
 
 void sse_session::on_message(hub::subscription& sub, const hub::message_ptr& m) {
@@ -100,7 +124,7 @@ void sse_session::on_message(hub::subscription& sub, const hub::message_ptr& m) 
         held_.emplace_back(&s, m);
         return;
     }
-    send_message(s, m);
+    deliver(s, m);
 }
 
 void sse_session::on_subscribed(hub::subscription& sub, const hub::subscribe_result& r) {
@@ -133,7 +157,7 @@ void sse_session::on_subscribed(hub::subscription& sub, const hub::subscribe_res
             hs->reason = m->reset_reason;
             send_reset(*hs);
         } else {
-            send_message(*hs, m);
+            deliver(*hs, m);
         }
     }
 }
@@ -145,6 +169,7 @@ void sse_session::on_reset(hub::subscription& sub, const hub::message_ptr& m) {
         held_.emplace_back(&s, m);
         return;
     }
+    drop_held(s);  // what was held belongs to the old position
     s.sent(*m);
     s.reason = m->reset_reason;
     send_reset(s);
@@ -212,6 +237,7 @@ void sse_session::on_drain(std::optional<milliseconds> reconnect_after) {
 }
 
 void sse_session::on_close() {
+    stop_holding();
     if (w_.webhooks) {
         std::vector<std::string_view> topics;
         for (const auto& s : subs_) topics.emplace_back(s->topic);

@@ -27,7 +27,7 @@ constexpr milliseconds k_slow_close_grace{2000};
 ws_session::ws_session(worker_context& w, link l, std::string leftover,
                        std::unique_ptr<auth::token_claims> claims, std::string stream_ip,
                        ws_options options)
-    : connection(w, std::move(l), metrics::transport::ws),
+    : holding_connection(w, std::move(l), metrics::transport::ws),
       in_(std::move(leftover)),
       ping_interval_(options.ping_interval.count() ? options.ping_interval
                                                    : w.cfg.ws.ping_interval),
@@ -112,11 +112,7 @@ void ws_session::subscribe_topic(const std::string& topic, std::optional<wire::s
     s->since = std::move(since);
     s->reply_id = std::move(reply_id);
     s->reply = reply;
-    for (const auto& r : w_.cfg.delivery.namespaces) {
-        if (!wire::pattern_match(r.pattern, topic)) continue;
-        if (r.slow_consumer != config::slow_policy::disconnect) s->rule = &r;
-        break;
-    }
+    s->rule = delivery_rule_for(w_.cfg, topic);
     if (deflate_bits_) {
         const auto& c = w_.cfg.compression;
         s->compress = c.enabled;
@@ -162,107 +158,33 @@ void ws_session::on_message(hub::subscription& sub, const hub::message_ptr& m) {
     if (close_sent_) return;
     auto& s = static_cast<ws_sub&>(sub);
     const std::string_view bytes = frame_for(s, m);
-    if (s.rule && (s.backlog || output_bytes() + bytes.size() > backlog_mark())) {
-        hold(s, m);
-        return;
-    }
+    if (hold_if_wanted(s, m, bytes.size())) return;
     if (enqueue(chunk::of_message(m, bytes, s.live(*m)))) w_.counters.frames_delivered.add();
 }
 
-namespace {
-// What a held message is charged: its frame (shared with history and other subscribers, so this
-// over-counts) and its slot.
-std::size_t held_cost(const hub::message_ptr& m) {
-    return m->ws_frames.size() + sizeof(hub::message_ptr);
-}
-// A backlog's own memory: the struct and the deque's map and first block (libstdc++: 512 B).
-constexpr std::size_t k_backlog_cost = sizeof(void*) * 8 + 512 + 128;
-}  // namespace
-
-std::size_t ws_session::held_total() const noexcept {
-    std::size_t n = 0;
-    for (const auto& s : subs_)
-        if (s->backlog) n += s->backlog->bytes;
-    return n;
-}
-
-void ws_session::hold(ws_sub& s, const hub::message_ptr& m) {
-    const auto& rule = *s.rule;
-    if (!s.backlog) {
-        s.backlog = std::make_unique<ws_sub::backlog_state>();
-        s.backlog->bytes = k_backlog_cost;
-    }
-    auto& b = *s.backlog;
-    if (rule.slow_consumer == config::slow_policy::conflate) {
-        // Only the newest message per key waits; the list stays in offset order.
-        const auto& key = m->conflation_key(rule.key);
-        for (auto it = b.held.begin(); it != b.held.end(); ++it) {
-            if ((*it)->conflation_key(rule.key) != key) continue;
-            b.bytes -= held_cost(*it);
-            b.held.erase(it);
-            w_.counters.messages_conflated.add();
-            break;
-        }
-    }
-    b.held.push_back(m);
-    b.bytes += held_cost(m);
-    // Bounded: `keep` messages per topic and backlog_mark() bytes per connection (at least the
-    // newest message of each topic stays). Past either, the oldest go, and the client is told.
-    while (b.held.size() > 1 && (b.held.size() > rule.keep || held_total() > backlog_mark())) {
-        const auto& old = b.held.front();
-        if (b.skipped_to == 0) b.skipped_from = old->offset;
-        b.skipped_to = old->offset;
-        b.bytes -= held_cost(old);
-        b.held.pop_front();
-        w_.counters.messages_dropped.add();
-    }
-    if (!room_asked_) {
-        room_asked_ = true;
-        want_room(backlog_mark() / 2);
-    }
-}
-
-void ws_session::on_output_room() {
-    room_asked_ = false;
+void ws_session::send_held(held_slot& slot, const hub::message_ptr& m) {
     if (close_sent_) return;
-    bool left = false;
-    for (auto& sp : subs_) {
-        auto& s = *sp;
-        if (!s.backlog) continue;
-        auto& b = *s.backlog;
-        if (b.skipped_to != 0) {
-            // Offsets skipped_from..skipped_to were dropped: the client continues after
-            // skipped_to, and its resume logic reloads (protocol.md, slow consumers).
-            std::string body = wire::reset_body(s.topic, s.epoch, b.skipped_to, "slow consumer");
-            body.pop_back();
-            body += ",\"skipped\":{\"from\":" + std::to_string(b.skipped_from) +
-                    ",\"to\":" + std::to_string(b.skipped_to) + "}}";
-            send_json(wire::reset_frame_json(body));
-            b.skipped_from = b.skipped_to = 0;
-        }
-        while (!b.held.empty() && output_bytes() <= backlog_mark()) {
-            const auto m = std::move(b.held.front());
-            b.held.pop_front();
-            b.bytes -= held_cost(m);
-            if (enqueue(chunk::of_message(m, frame_for(s, m), s.live(*m))))
-                w_.counters.frames_delivered.add();
-        }
-        if (b.held.empty())
-            s.backlog.reset();  // caught up: an idle subscription holds nothing
-        else
-            left = true;
-    }
-    if (left && !room_asked_) {
-        room_asked_ = true;
-        want_room(backlog_mark() / 2);
-    }
+    auto& s = static_cast<ws_sub&>(slot);
+    if (enqueue(chunk::of_message(m, frame_for(s, m), s.live(*m))))
+        w_.counters.frames_delivered.add();
+}
+
+void ws_session::send_skipped(held_slot& slot, std::uint64_t from, std::uint64_t to) {
+    // Offsets from..to were dropped: the client continues after `to`, and its resume logic
+    // reloads (protocol.md, slow consumers).
+    auto& s = static_cast<ws_sub&>(slot);
+    std::string body = wire::reset_body(s.topic, s.epoch, to, "slow consumer");
+    body.pop_back();
+    body +=
+        ",\"skipped\":{\"from\":" + std::to_string(from) + ",\"to\":" + std::to_string(to) + "}}";
+    send_json(wire::reset_frame_json(body));
 }
 
 void ws_session::on_reset(hub::subscription& sub, const hub::message_ptr& m) {
     if (close_sent_) return;
     // The stream moved on: what was held back (and skipped) belongs to the old position.
     auto& s = static_cast<ws_sub&>(sub);
-    s.backlog.reset();
+    drop_held(s);
     enqueue(chunk::of_shared(m, m->ws_frames));
 }
 
@@ -568,6 +490,7 @@ void ws_session::on_slow_consumer() {
 }
 
 void ws_session::on_close() {
+    stop_holding();
     if (w_.webhooks) {
         std::vector<std::string_view> topics;
         for (const auto& s : subs_) topics.emplace_back(s->topic);

@@ -26,13 +26,17 @@ struct compression_rule {
     bool enabled = true;
 };
 
-// What a WebSocket subscriber that falls behind gets, for the topics matching `pattern`.
+// What a WebSocket or SSE subscriber that falls behind gets, and how often it is written to, for
+// the topics matching `pattern`.
 enum class slow_policy : std::uint8_t { disconnect, drop_oldest, conflate };
 struct delivery_rule {
     std::string pattern;
     slow_policy slow_consumer = slow_policy::disconnect;
     std::size_t keep = 100;   // messages held per subscription while the connection is backlogged
     std::string key = "key";  // conflate: the top-level JSON field whose value is the key
+    // Messages of a matching topic wait per connection for the next tick of this cadence (at most
+    // this long) and leave together (0: off).
+    milliseconds delivery_interval{0};
 };
 
 struct settings {

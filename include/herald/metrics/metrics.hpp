@@ -132,6 +132,8 @@ struct alignas(64) worker_counters {
     counter frames_delivered;    // messages handed to a client connection
     counter messages_dropped;    // slow_consumer drop_oldest/conflate: held back, then dropped
     counter messages_conflated;  // slow_consumer conflate: replaced by a newer one of its key
+    counter messages_held;       // delivery.namespaces: held back (a backlog or an interval)
+    counter interval_flushes;    // delivery_interval: a subscription's interval ended, batch sent
     counter bytes_out;
     counter write_calls;     // socket writes: fewer than frames when corking works
     counter corked_flushes;  // flush passes a busy worker delayed (adaptive corking)

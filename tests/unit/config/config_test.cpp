@@ -432,7 +432,8 @@ TEST(ConfigRedis, BadSentinelShardsAndAckNameTheKey) {
 TEST(ConfigParse, DeliveryAndCompressionNamespaces) {
     auto s = parse_yaml(
         "delivery:\n  namespaces:\n    - {pattern: \"q:*\", slow_consumer: conflate, keep: 20, "
-        "key: symbol}\n    - {pattern: \"d:*\", slow_consumer: drop_oldest}\n"
+        "key: symbol}\n    - {pattern: \"d:*\", slow_consumer: drop_oldest, delivery_interval: "
+        "100ms}\n"
         "compression:\n  namespaces: [{pattern: \"raw:*\", enabled: false}]\n");
     ASSERT_EQ(s.delivery.namespaces.size(), 2u);
     EXPECT_EQ(s.delivery.namespaces[0].slow_consumer, slow_policy::conflate);
@@ -440,6 +441,8 @@ TEST(ConfigParse, DeliveryAndCompressionNamespaces) {
     EXPECT_EQ(s.delivery.namespaces[0].key, "symbol");
     EXPECT_EQ(s.delivery.namespaces[1].slow_consumer, slow_policy::drop_oldest);
     EXPECT_EQ(s.delivery.namespaces[1].keep, 100u);
+    EXPECT_EQ(s.delivery.namespaces[0].delivery_interval, milliseconds(0));
+    EXPECT_EQ(s.delivery.namespaces[1].delivery_interval, milliseconds(100));
     ASSERT_EQ(s.compression.namespaces.size(), 1u);
     EXPECT_FALSE(s.compression.namespaces[0].enabled);
     const auto key_of = [](const std::string& yaml) {
@@ -450,6 +453,10 @@ TEST(ConfigParse, DeliveryAndCompressionNamespaces) {
         }
         return std::string("(accepted)");
     };
+    EXPECT_EQ(key_of("delivery:\n  namespaces: [{pattern: a, delivery_interval: 5ms}]\n"),
+              "delivery.namespaces[0].delivery_interval");
+    EXPECT_EQ(key_of("delivery:\n  namespaces: [{pattern: a, delivery_interval: 11s}]\n"),
+              "delivery.namespaces[0].delivery_interval");
     EXPECT_EQ(key_of("delivery:\n  namespaces: [{pattern: a, slow_consumer: later}]\n"),
               "delivery.namespaces[0].slow_consumer");
     EXPECT_EQ(key_of("delivery:\n  namespaces: [{slow_consumer: conflate}]\n"),

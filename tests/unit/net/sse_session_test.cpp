@@ -2,6 +2,8 @@
 // resume from Last-Event-ID, heartbeats driven by the worker's sweep, drain.
 #include "session_fixture.hpp"
 
+#include <thread>
+
 using namespace herald;
 
 namespace {
@@ -112,4 +114,58 @@ TEST_F(sse_session_test, AnAllowedOriginGetsCorsHeadersOnTheStreamAndOthersA403)
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 403);
     EXPECT_NE(r->body.find(R"("code":"forbidden")"), std::string::npos);
+}
+
+// delivery.namespaces (holdback.hpp), the rule WebSocket shares.
+TEST_F(sse_session_test, DropOldestServesAStalledReaderAndSaysWhatItSkipped) {
+    cfg.limits.max_queued_bytes = 16 * 1024;
+    config::delivery_rule rule;
+    rule.pattern = "d:*";
+    rule.slow_consumer = config::slow_policy::drop_oldest;
+    rule.keep = 5;
+    cfg.delivery.namespaces.push_back(rule);
+    auto& p = connect("192.0.2.10", 4096);
+    auto r = get(p, "/sse?topic=d:1");
+    ASSERT_TRUE(r && r->status == 200);
+    until(p, "retry: 2000\n\n");
+    // The client reads nothing while 200 KiB are published to it.
+    const std::string kib(1024, 'x');
+    broker::publish_result last;
+    for (int i = 0; i < 200; ++i) last = publish("d:1", kib);
+    EXPECT_EQ(counters().slow_consumers[static_cast<std::size_t>(metrics::transport::sse)].get(),
+              0);
+    EXPECT_GT(counters().messages_dropped.get(), 100);
+    // Reading now: a reset carrying the skipped range (its id: where the stream goes on), then the
+    // newest messages, the last one last.
+    const std::string got =
+        until(p, "id: " + last.epoch + ":" + std::to_string(last.offset) + "\n");
+    const auto at = got.find("\nevent: reset\ndata: {\"topic\":\"d:1\"");
+    ASSERT_NE(at, std::string::npos) << got.substr(0, 300);
+    EXPECT_NE(got.find("\"reason\":\"slow consumer\",\"skipped\":{\"from\":", at),
+              std::string::npos);
+    EXPECT_FALSE(p.eof());
+}
+
+TEST_F(sse_session_test, DeliveryIntervalSendsAnIntervalsMessagesInOneWrite) {
+    config::delivery_rule rule;
+    rule.pattern = "iv:*";
+    rule.delivery_interval = milliseconds(30);
+    cfg.delivery.namespaces.push_back(rule);
+    auto& p = stream("?topic=iv:1");
+    until(p, "retry: 2000\n\n");
+    const auto writes = counters().write_calls.get();
+    broker::publish_result last;
+    for (int i = 0; i < 10; ++i) last = publish("iv:1", "m" + std::to_string(i));
+    p.pump();
+    EXPECT_EQ(p.in(), "") << "held until the interval ends";
+    EXPECT_EQ(counters().messages_held.get(), 10);
+    // The interval's timer is a real one: wait it out (not a speed assertion, a bound below).
+    std::this_thread::sleep_for(milliseconds(40));
+    const std::string got =
+        until(p, "id: " + last.epoch + ":" + std::to_string(last.offset) + "\n");
+    EXPECT_NE(got.find("data: m0\n\n"), std::string::npos);
+    EXPECT_LT(got.find("data: m0\n"), got.find("data: m9\n")) << "in offset order";
+    EXPECT_EQ(counters().write_calls.get() - writes, 1) << "ten messages, one write";
+    EXPECT_EQ(counters().interval_flushes.get(), 1);
+    EXPECT_EQ(counters().frames_delivered.get(), 10);
 }

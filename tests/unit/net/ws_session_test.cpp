@@ -2,6 +2,8 @@
 // timers driven by the worker's sweep, and the queue bound.
 #include "session_fixture.hpp"
 
+#include <thread>
+
 #include <nlohmann/json.hpp>
 
 using namespace herald;
@@ -248,4 +250,37 @@ TEST_F(ws_session_test, DrainSaysGoingAway) {
     auto f = close_frame(p);
     ASSERT_TRUE(f);
     EXPECT_EQ(f->close_code(), ws::close_code::going_away);
+}
+
+// delivery_interval (holdback.hpp): an unsubscribe or a close while messages wait drops them with
+// the subscription; the interval's timer then finds nothing to send (ASan checks the lifetimes).
+TEST_F(ws_session_test, MessagesWaitingForTheIntervalGoWithTheirSubscription) {
+    config::delivery_rule rule;
+    rule.pattern = "iv.*";
+    rule.delivery_interval = milliseconds(20);
+    rule.slow_consumer = config::slow_policy::conflate;
+    cfg.delivery.namespaces.push_back(rule);
+    auto& p = ws_connect();
+    send_text(p, R"({"op":"subscribe","id":1,"topic":"iv.a"})");
+    EXPECT_EQ(json::parse(text(p))["type"], "ok");
+    send_text(p, R"({"op":"subscribe","id":2,"topic":"iv.b"})");
+    EXPECT_EQ(json::parse(text(p))["type"], "ok");
+    publish("iv.a", "1");
+    publish("iv.b", "2");
+    publish("iv.b", "3");  // conflated with "2": neither has a JSON key, one key per topic
+    EXPECT_EQ(counters().messages_held.get(), 3);
+    EXPECT_EQ(counters().messages_conflated.get(), 1);
+    send_text(p, R"({"op":"unsubscribe","id":3,"topic":"iv.a"})");
+    EXPECT_EQ(json::parse(text(p))["op"], "unsubscribe");
+    std::this_thread::sleep_for(milliseconds(30));
+    const auto m = json::parse(text(p));
+    EXPECT_EQ(m["topic"], "iv.b");
+    EXPECT_EQ(m["data"], "3");
+    EXPECT_EQ(counters().interval_flushes.get(), 1) << "iv.a's wait went with it";
+    publish("iv.b", "4");
+    auto& q = ws_connect("?topic=iv.b");
+    publish("iv.b", "5");
+    p.close();  // the first closes while "4" waits
+    std::this_thread::sleep_for(milliseconds(30));
+    EXPECT_EQ(json::parse(text(q))["data"], "5");
 }
