@@ -25,7 +25,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   "$ROOT/scripts/cluster-local.sh" stop "$TMP/cluster" >/dev/null 2>&1 || true
   [[ -f $TMP/redis.pid ]] && kill "$(cat "$TMP/redis.pid")" 2>/dev/null || true
-  rm -rf "$TMP"
+  rm -rf "$TMP" 2>/dev/null || { sleep 1; rm -rf "$TMP"; }  # a node may still write nodes.conf
 }
 trap cleanup EXIT
 
@@ -95,11 +95,12 @@ YAML
   /usr/bin/python3 - "$topo" "$name" "$out" "$c0" "$c1" <<'PY'
 import json, sys
 topo, name, out, c0, c1 = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
-d = max(out["deliveries"], 1)
+d = out["deliveries"]
 pubs = max(out["publishes"], 1)
+per_d = lambda us: f"{us / d:.2f}" if d else "-"
 print(f"| {topo} | {name} | {out['publish_req_per_s']:.0f} | {out['deliveries_per_s']:.0f} | "
       f"{out['publish_errors']:.0f} | {out['lost']:.0f}/{out['dup']:.0f}/{out['reordered']:.0f} | "
-      f"{(c1 - c0) * 1e6 / pubs:.1f} | {(c1 - c0) * 1e6 / d:.2f} | {out['server_cpu_us'] / d:.2f} |")
+      f"{(c1 - c0) * 1e6 / pubs:.1f} | {per_d((c1 - c0) * 1e6)} | {per_d(out['server_cpu_us'])} |")
 PY
 }
 
