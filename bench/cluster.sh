@@ -24,7 +24,7 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   "$ROOT/scripts/cluster-local.sh" stop "$TMP/cluster" >/dev/null 2>&1 || true
-  [[ -f $TMP/redis.pid ]] && kill "$(cat "$TMP/redis.pid")" 2>/dev/null || true
+  if [[ -f $TMP/redis.pid ]]; then kill "$(cat "$TMP/redis.pid")" 2>/dev/null || true; fi
   rm -rf "$TMP" 2>/dev/null || { sleep 1; rm -rf "$TMP"; }  # a node may still write nodes.conf
 }
 trap cleanup EXIT
@@ -39,7 +39,7 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --d
   --daemonize yes --pidfile "$TMP/redis.pid" --logfile "$TMP/redis.log"
 for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
 CLUSTER_PORT=$CLUSTER_PORT "$ROOT/scripts/cluster-local.sh" start "$TMP/cluster" >/dev/null
-CLUSTER_PORTS=$(seq "$CLUSTER_PORT" $((CLUSTER_PORT + 5)))
+mapfile -t CLUSTER_PORTS < <(seq "$CLUSTER_PORT" $((CLUSTER_PORT + 5)))
 
 redis_cpu() {  # ports... -> total used_cpu_sys + used_cpu_user (seconds)
   local total=0 p v
@@ -54,9 +54,9 @@ run() {  # topology scenario bench-args...
   local topo=$1 name=$2; shift 2
   local redis_block ports
   if [[ $topo == single ]]; then
-    redis_block="  shards: [\"127.0.0.1:$REDIS_PORT\"]"; ports=$REDIS_PORT
+    redis_block="  shards: [\"127.0.0.1:$REDIS_PORT\"]"; ports=("$REDIS_PORT")
   else
-    redis_block="  cluster: [\"127.0.0.1:$CLUSTER_PORT\"]"; ports=$CLUSTER_PORTS
+    redis_block="  cluster: [\"127.0.0.1:$CLUSTER_PORT\"]"; ports=("${CLUSTER_PORTS[@]}")
   fi
   cat > "$TMP/herald.yaml" <<YAML
 listen: 127.0.0.1:$HERALD_PORT
@@ -84,13 +84,11 @@ YAML
     [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HERALD_PORT/readyz") == 200 ]] && break
     sleep 0.1
   done
-  # shellcheck disable=SC2086
-  local c0; c0=$(redis_cpu $ports)
+  local c0; c0=$(redis_cpu "${ports[@]}")
   local out
   out=$(timeout 120 "$BENCH_BIN" --scenario "$name" --kind herald --port "$HERALD_PORT" \
         --threads 2 --drain 10 --server-pid "$pid" --duration "$DURATION" "$@")
-  # shellcheck disable=SC2086
-  local c1; c1=$(redis_cpu $ports)
+  local c1; c1=$(redis_cpu "${ports[@]}")
   kill "$pid"; wait "$pid" 2>/dev/null || true
   /usr/bin/python3 - "$topo" "$name" "$out" "$c0" "$c1" <<'PY'
 import json, sys
