@@ -20,7 +20,7 @@ import pytest
 import requests
 import yaml
 
-from herald_test import REPO_ROOT, unique, wait_until
+from herald_test import REPO_ROOT, free_port_run, unique, wait_until
 from herald_test.failover import (ReadyzWatch, SequencedPublisher, check_exactness,
                                   check_resume, last_before)
 from herald_test.redis import redis_config, two_instances
@@ -210,40 +210,14 @@ def test_sentinel_shard_ready_and_readyz_names_it(herald_factory, sentinels):
         "redis shard 'nobody' (Sentinel): no master known yet (2 of 2 sentinels answer)", body
 
 
-def consecutive_free_ports(n: int) -> int:
-    """A port p with p .. p+n-1 all free on 127.0.0.1 now.
-
-    Drawn below the kernel's ephemeral range (32768 and up by default), where a busy machine's
-    outgoing connections leave few runs of free ports; SO_REUSEADDR as redis-server binds, so
-    a port whose old connections linger in TIME_WAIT counts as free."""
-    import random
-    import socket
-    for _ in range(200):
-        base = random.randrange(20000, 32000 - n)
-        socks = []
-        try:
-            for i in range(n):
-                s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("127.0.0.1", base + i))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError("no run of free ports")
-
-
 @pytest.mark.scenario
 def test_documented_sentinel_script_runs_a_deployment_herald_fails_over_on(herald_factory,
                                                                           tmp_path):
     """scripts/sentinel-local.sh (docs/deployment.md) as an operator runs it: herald uses the
     shards entry it prints, follows a SIGKILL of the master, and stop leaves nothing running."""
     script = str(REPO_ROOT / "scripts" / "sentinel-local.sh")
-    env = dict(os.environ, REDIS_PORT=str(consecutive_free_ports(3)),
-               SENTINEL_PORT=str(consecutive_free_ports(3)))
+    env = dict(os.environ, REDIS_PORT=str(free_port_run(3)),
+               SENTINEL_PORT=str(free_port_run(3)))
     d = tmp_path / "sentinel"
     out = subprocess.run([script, "start", str(d)], env=env, capture_output=True, text=True,
                          timeout=60)

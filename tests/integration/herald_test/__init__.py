@@ -59,3 +59,29 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+def free_port_run(n: int, offsets: tuple[int, ...] = (0,)) -> int:
+    """A port p with p + o .. p + o + n - 1 free on 127.0.0.1 now for every o in `offsets`
+    (for scripts that take a base port: a Redis Cluster node's bus port is its port + 10000).
+
+    Drawn from 20000-30000, below the kernel's ephemeral range (32768 and up by default) where a
+    busy machine's outgoing connections leave few runs of free ports; bound with SO_REUSEADDR as
+    redis-server binds, so a port whose old connections linger in TIME_WAIT counts as free."""
+    import random
+    for _ in range(200):
+        base = random.randint(20000, 30000 - n)
+        socks = []
+        try:
+            for q in [base + o + i for o in offsets for i in range(n)]:
+                s = socket.socket()
+                socks.append(s)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((HOST, q))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError(f"no run of {n} free ports")

@@ -5,12 +5,10 @@ IMPORTING / MIGRATING, MIGRATE, SETSLOT NODE), which a test can time, unlike
 `redis-cli --cluster reshard`."""
 from __future__ import annotations
 
-import random
-import socket
 import subprocess
 import time
 
-from herald_test import HOST
+from herald_test import HOST, free_port_run
 from herald_test.redis import RedisServer
 
 
@@ -140,18 +138,4 @@ class ClusterSetup:
 
 def consecutive_cluster_ports(n: int) -> int:
     """A port p with p .. p+n-1 and their cluster bus ports free (scripts/cluster-local.sh)."""
-    for _ in range(200):
-        base = random.randint(20000, 30000)
-        socks = []
-        try:
-            for q in [*range(base, base + n), *range(base + 10000, base + 10000 + n)]:
-                s = socket.socket()
-                socks.append(s)
-                s.bind((HOST, q))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError("no run of free cluster ports")
+    return free_port_run(n, offsets=(0, 10000))
