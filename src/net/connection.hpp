@@ -79,7 +79,7 @@ private:
 // drive every session over one end of a socketpair(AF_UNIX) (see link_over()), with the data path
 // exactly the production one (no indirection per byte or per write).
 struct link {
-    tcp::socket socket;
+    stream_socket socket;
     connection_slot slot;
     std::unique_ptr<tls::channel> tls;  // null on plain TCP
     // The TCP peer (IPv4-mapped addresses unmapped); read by the HTTP session, the only one that
@@ -186,7 +186,7 @@ protected:
     void set_transport(metrics::transport t) noexcept;
 
     worker_context& w_;
-    tcp::socket socket_;
+    stream_socket socket_;
     time_point last_write_;
 
 private:
