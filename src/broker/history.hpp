@@ -6,6 +6,8 @@
 #include "herald/config/config.hpp"
 #include "herald/hub/message.hpp"
 
+#include <boost/container/deque.hpp>
+
 #include <deque>
 #include <functional>
 #include <memory>
@@ -62,12 +64,15 @@ public:
         std::uint64_t top = 0;
         std::uint64_t id = 0;
         history_policy policy;
-        std::deque<hub::message_ptr> ring;
+        // Boost's deque allocates nothing until its first element (libstdc++'s allocates a map
+        // and a 512 B block at construction): a topic without history (history.size 0) or
+        // without idempotency keys costs no ring or key list, about 1.1 KiB per topic.
+        boost::container::deque<hub::message_ptr> ring;
         std::size_t bytes = 0;
         time_point last_activity;
         // Idempotency keys seen within the window: key -> offset, and their arrival order.
         std::unordered_map<std::string, std::uint64_t> keys;
-        std::deque<std::pair<time_point, std::string>> key_order;
+        boost::container::deque<std::pair<time_point, std::string>> key_order;
     };
 
     explicit history_store(std::size_t max_bytes, std::uint64_t seed);

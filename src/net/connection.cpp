@@ -21,11 +21,11 @@ chunk chunk::of_string(std::string s) {
 
 link link_over(asio::io_context& ioc, int fd, asio::ip::address peer, error_code& ec) {
     // The protocol only names the socket type: no TCP-specific operation is used on it.
-    tcp::socket s(ioc);
+    stream_socket s(ioc);
     s.assign(tcp::v4(), fd, ec);
     if (ec) {
         ::close(fd);
-        return {tcp::socket(ioc), {}, nullptr, {}};
+        return {stream_socket(ioc), {}, nullptr, {}};
     }
     s.non_blocking(true, ec);
     return {std::move(s), {}, nullptr, peer};
@@ -189,7 +189,7 @@ void connection::on_flushed() {
             }
         }
         error_code ec;
-        socket_.shutdown(tcp::socket::shutdown_send, ec);
+        socket_.shutdown(stream_socket::shutdown_send, ec);
         start_linger();
         return;
     }
@@ -249,7 +249,7 @@ bool connection::linger_done() noexcept {
 
 void connection::do_wait_writable() {
     writing_ = true;
-    socket_.async_wait(tcp::socket::wait_write, [self = shared_from_this()](error_code ec) {
+    socket_.async_wait(stream_socket::wait_write, [self = shared_from_this()](error_code ec) {
         self->writing_ = false;
         if (ec || self->closed_) return;
         self->flush();
@@ -340,7 +340,7 @@ void connection::arm_read() {
         });
         return;
     }
-    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](error_code ec) {
+    socket_.async_wait(stream_socket::wait_read, [self = shared_from_this()](error_code ec) {
         self->read_armed_ = false;
         if (ec || self->closed_) return;
         if (self->lingering_)

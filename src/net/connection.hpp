@@ -23,6 +23,8 @@ inline constexpr std::size_t k_read_allowance = 64 * 1024;
 // EOF, or until the peer acknowledged all our output, for at most this long (nginx's
 // lingering_close).
 inline constexpr milliseconds k_linger_time{2000};
+// A connection idle this long frees its send queue's storage (connection::trim_idle()).
+inline constexpr milliseconds k_idle_trim{1000};
 
 struct chunk {
     std::shared_ptr<const void> hold;  // keeps `data` alive; empty for static bytes
@@ -79,7 +81,7 @@ private:
 // drive every session over one end of a socketpair(AF_UNIX) (see link_over()), with the data path
 // exactly the production one (no indirection per byte or per write).
 struct link {
-    tcp::socket socket;
+    stream_socket socket;
     connection_slot slot;
     std::unique_ptr<tls::channel> tls;  // null on plain TCP
     // The TCP peer (IPv4-mapped addresses unmapped); read by the HTTP session, the only one that
@@ -114,6 +116,14 @@ public:
     virtual bool revoke(std::string_view /*user*/) { return false; }
 
     [[nodiscard]] bool closed() const noexcept { return closed_; }
+
+    // From the sweep: a connection that has written nothing for k_idle_trim gives back its send
+    // queue's storage (a busy one keeps it, so the message path does not allocate per flush).
+    void trim_idle(time_point now) noexcept {
+        if (!writing_ && queue_.empty() && queue_.capacity() != 0 &&
+            now - last_write_ >= k_idle_trim)
+            std::vector<chunk>().swap(queue_);
+    }
 
     // ---- Memory budget ------------------------------------------------------------------------
     // Every byte the server holds for this connection: the send queue (messages, answers, control
@@ -186,7 +196,7 @@ protected:
     void set_transport(metrics::transport t) noexcept;
 
     worker_context& w_;
-    tcp::socket socket_;
+    stream_socket socket_;
     time_point last_write_;
 
 private:

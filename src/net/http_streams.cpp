@@ -136,10 +136,14 @@ bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req,
     auto l = hand_over();
     in_.erase(0, in_head_);
     in_head_ = 0;
+    // What the client sent after the request, if anything; an idle WebSocket keeps no input buffer
+    // (moving an empty in_ would hand over the request's capacity).
+    std::string leftover;
+    if (!in_.empty()) leftover = std::move(in_);
     ws_options options;
     options.deflate_bits = deflate ? deflate->server_max_window_bits : 0;
     options.ping_interval = *ping;
-    auto s = std::make_shared<ws_session>(w_, std::move(l), std::move(in_), std::move(claims),
+    auto s = std::make_shared<ws_session>(w_, std::move(l), std::move(leftover), std::move(claims),
                                           std::move(stream_ip), options);
     s->start(accept, subprotocol, topics, deflate ? ws::deflate_response(*deflate) : std::string());
     return true;

@@ -121,12 +121,12 @@ void listener::stop() {
 }
 
 void listener::do_accept() {
-    acceptor_.async_accept(w_.ioc, [self = shared_from_this()](error_code ec, tcp::socket s) {
+    acceptor_.async_accept(w_.ioc, [self = shared_from_this()](error_code ec, stream_socket s) {
         self->on_accept(ec, std::move(s));
     });
 }
 
-void listener::on_accept(error_code ec, tcp::socket socket) {
+void listener::on_accept(error_code ec, stream_socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (ec) {
         // Out of descriptors or memory: back off instead of spinning on the same error.

@@ -9,14 +9,15 @@ namespace herald::net {
 
 using metrics::reject;
 
-hub::presence_client presence_identity(worker_context& w, const auth::token_claims* claims) {
-    hub::presence_client c;
-    if (w.cfg.presence.patterns.empty()) return c;  // presence is off: nothing to carry
-    c.client = w.shard.new_client_id();
+std::unique_ptr<hub::presence_client> presence_identity(worker_context& w,
+                                                        const auth::token_claims* claims) {
+    if (w.cfg.presence.patterns.empty()) return nullptr;  // presence is off: nothing to carry
+    auto c = std::make_unique<hub::presence_client>();
+    c->client = w.shard.new_client_id();
     if (claims) {
-        c.sub = claims->sub;
+        c->sub = claims->sub;
         // Bounded: an entry is copied to the owner (and to Redis) per presence topic.
-        if (claims->info.size() <= w.cfg.presence.max_info_bytes) c.info = claims->info;
+        if (claims->info.size() <= w.cfg.presence.max_info_bytes) c->info = claims->info;
     }
     return c;
 }

@@ -23,9 +23,10 @@
 namespace herald::net {
 
 // A stream's entry in presence (presence_ops.cpp): a new connection id, the token's `sub` and
-// `info` (left out over presence.max_info_bytes). `claims` null: anonymous.
-[[nodiscard]] hub::presence_client presence_identity(worker_context& w,
-                                                     const auth::token_claims* claims);
+// `info` (left out over presence.max_info_bytes). `claims` null: anonymous. Null when presence
+// is off (no presence.patterns): a connection then holds nothing for it.
+[[nodiscard]] std::unique_ptr<hub::presence_client> presence_identity(
+    worker_context& w, const auth::token_claims* claims);
 struct hook_verdict;
 
 class http_session final : public connection, public poll_owner {
@@ -229,10 +230,28 @@ private:
     bool revoke(std::string_view user) override;
 
     std::vector<std::unique_ptr<ws_sub>> subs_;
-    std::string in_;    // a partial frame carried to the next read
-    std::string frag_;  // a fragmented message being assembled
-    // Wire bytes of the fragments so far, headers included: bounded by max_client_message_bytes.
-    std::uint64_t frag_charge_ = 0;
+    // Input state that only some connections need at some times: allocated when a read leaves a
+    // partial frame, a fragmented message starts or a ping arrives, and freed by the sweep once
+    // empty again (trim_input()), so an idle connection holds none of it.
+    struct ws_input {
+        std::string partial;  // a partial frame carried to the next read
+        std::string frag;     // a fragmented message being assembled
+        // Wire bytes of the fragments so far, headers included: bounded by
+        // max_client_message_bytes.
+        std::uint64_t frag_charge = 0;
+        // RFC 6455 5.5.3: only the latest ping is answered. Its payload waits here (<= 125
+        // bytes) until the connection writes; `pong` holds the pong frame and is rewritten only
+        // when the queue no longer refers to it, so a client costs at most one pong, however
+        // fast it pings.
+        std::string ping_payload;
+        std::shared_ptr<std::string> pong;
+    };
+    ws_input& input() {
+        if (!input_) input_ = std::make_unique<ws_input>();
+        return *input_;
+    }
+    void trim_input() noexcept;
+    std::unique_ptr<ws_input> input_;
     ws::opcode frag_op_ = ws::opcode::text;
     bool in_frag_ = false;
     bool frag_compressed_ = false;
@@ -241,12 +260,7 @@ private:
     bool reconnected_ = false;   // counted in herald_reconnections_total
     bool closing_ = false;       // end_with(): input is dropped until the socket closes
     bool slow_closing_ = false;  // on_slow_consumer() ran: later passes only flush
-    // RFC 6455 5.5.3: only the latest ping is answered. Its payload waits here (<= 125 bytes)
-    // until the connection writes; pong_ holds the pong frame and is rewritten only when the
-    // queue no longer refers to it, so a client costs at most one pong, however fast it pings.
-    bool ping_pending_ = false;
-    std::string ping_payload_;
-    std::shared_ptr<std::string> pong_;
+    bool ping_pending_ = false;  // input_->ping_payload waits for its pong
     bool awaiting_pong_ = false;
     // Pings go out only after this long without traffic either way (a delivered message, a
     // reply, anything from the client): they keep NAT mappings alive and find dead peers.
@@ -255,7 +269,8 @@ private:
     time_point last_ping_;
     std::unique_ptr<auth::token_claims> claims_;
     std::string stream_ip_;
-    hub::presence_client who_;  // this connection in presence (subscriptions point at it)
+    // This connection in presence (subscriptions point at it); null when presence is off.
+    std::unique_ptr<hub::presence_client> who_;
     // Client message rate (limits.ws_messages_per_s, burst twice that); kept inline.
     auth::token_bucket msg_bucket_;
     unsigned rate_strikes_ = 0;
@@ -332,7 +347,7 @@ private:
     milliseconds heartbeat_;  // a comment after this long without writing
     std::unique_ptr<auth::token_claims> claims_;
     std::string stream_ip_;
-    hub::presence_client who_;
+    std::unique_ptr<hub::presence_client> who_;  // as ws_session's
 };
 
 }  // namespace herald::net

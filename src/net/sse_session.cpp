@@ -42,7 +42,7 @@ void sse_session::start(const std::vector<std::string>& topics,
     for (std::size_t i = 0; i < topics.size(); ++i) {
         auto s = std::make_unique<sse_sub>();
         s->owner = this;
-        s->who = &who_;
+        s->who = who_.get();
         s->join_leave = join_leave;
         s->topic = topics[i];
         s->tag = static_cast<std::uint32_t>(i);

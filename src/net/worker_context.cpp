@@ -105,10 +105,12 @@ void worker_context::tick(time_point now) {
         connection* next = c->next_;
         auto keep = c->shared_from_this();
         queued += c->output_bytes();
-        if (now >= c->close_deadline_ || (c->lingering_ && c->linger_done()))
+        if (now >= c->close_deadline_ || (c->lingering_ && c->linger_done())) {
             c->close_now();
-        else
+        } else {
             c->on_tick(now);
+            c->trim_idle(now);
+        }
         c = next;
     }
     if (!drain_due_.empty()) drain_due(now);

@@ -28,7 +28,6 @@ ws_session::ws_session(worker_context& w, link l, std::string leftover,
                        std::unique_ptr<auth::token_claims> claims, std::string stream_ip,
                        ws_options options)
     : holding_connection(w, std::move(l), metrics::transport::ws),
-      in_(std::move(leftover)),
       ping_interval_(options.ping_interval.count() ? options.ping_interval
                                                    : w.cfg.ws.ping_interval),
       last_seen_(clock::now()),
@@ -39,6 +38,7 @@ ws_session::ws_session(worker_context& w, link l, std::string leftover,
       msg_bucket_(w.cfg.limits.ws_messages_per_s, 2 * w.cfg.limits.ws_messages_per_s,
                   clock::now()) {
     deflate_bits_ = options.deflate_bits;
+    if (!leftover.empty()) input().partial = std::move(leftover);
 }
 
 ws_session::~ws_session() {
@@ -87,9 +87,9 @@ void ws_session::start(std::string_view accept, bool subprotocol,
     }
     r += "\r\n";
     enqueue(chunk::of_string(std::move(r)), true);
-    if (!in_.empty()) {
-        std::string early = std::move(in_);
-        in_.clear();
+    if (input_ && !input_->partial.empty()) {
+        std::string early = std::move(input_->partial);
+        input_->partial.clear();
         consume(early.data(), early.size());
         if (closed()) return;
     }
@@ -106,7 +106,7 @@ void ws_session::subscribe_topic(const std::string& topic, std::optional<wire::s
                                  std::string reply_id, bool reply, bool join_leave) {
     auto s = std::make_unique<ws_sub>();
     s->owner = this;
-    s->who = &who_;
+    s->who = who_.get();
     s->join_leave = join_leave;
     s->topic = topic;
     s->since = std::move(since);
@@ -237,10 +237,12 @@ void ws_session::end_with(std::uint16_t code, std::string_view reason, milliseco
     closing_ = true;
     ping_pending_ = false;
     // A message being assembled will never complete: its memory goes now.
-    std::string().swap(frag_);
+    if (input_) {
+        std::string().swap(input_->frag);
+        input_->frag_charge = 0;
+    }
     in_frag_ = false;
     frag_compressed_ = false;
-    frag_charge_ = 0;
 }
 
 void ws_session::answer_ping() {
@@ -250,13 +252,21 @@ void ws_session::answer_ping() {
     }
     // The queue still refers to the last pong (not all written): this ping waits for the next
     // flush (or tick), and a newer ping replaces it meanwhile.
-    if (pong_ && pong_.use_count() > 1) return;
-    if (!pong_) pong_ = std::make_shared<std::string>();
-    pong_->clear();
-    ws::append_frame(*pong_, ws::opcode::pong, ping_payload_);
+    auto& in = input();
+    if (in.pong && in.pong.use_count() > 1) return;
+    if (!in.pong) in.pong = std::make_shared<std::string>();
+    in.pong->clear();
+    ws::append_frame(*in.pong, ws::opcode::pong, in.ping_payload);
     ping_pending_ = false;
     // Forced past limits.max_queued_bytes: at most this one frame (<= 127 bytes) is ever queued.
-    enqueue(chunk::of_shared(pong_, *pong_), true);
+    enqueue(chunk::of_shared(in.pong, *in.pong), true);
+}
+
+void ws_session::trim_input() noexcept {
+    if (!input_ || ping_pending_ || in_frag_ || !input_->partial.empty()) return;
+    // The queue still refers to the pong: a new pong must not be made before it leaves.
+    if (input_->pong && input_->pong.use_count() > 1) return;
+    input_.reset();
 }
 
 void ws_session::on_flush_begin() {
@@ -264,8 +274,12 @@ void ws_session::on_flush_begin() {
 }
 
 std::size_t ws_session::session_held_bytes() const noexcept {
-    return in_.capacity() + frag_.capacity() + ping_payload_.capacity() +
-           (pong_ ? pong_->capacity() : 0) + held_total();
+    std::size_t n = held_total();
+    if (input_) {
+        n += sizeof(ws_input) + input_->partial.capacity() + input_->frag.capacity() +
+             input_->ping_payload.capacity() + (input_->pong ? input_->pong->capacity() : 0);
+    }
+    return n;
 }
 
 void ws_session::on_readable() {
@@ -293,18 +307,20 @@ void ws_session::consume(char* data, std::size_t n) {
     // not closed with unread bytes (which would reset it and discard our close frame).
     if (closing_) return;
     bool stop = false;
-    if (in_.empty()) {
+    if (!input_ || input_->partial.empty()) {
         std::size_t used = parse_frames(data, n, stop);
-        if (!stop && used < n) in_.assign(data + used, n - used);
+        if (!stop && used < n) input().partial.assign(data + used, n - used);
     } else {
-        in_.append(data, n);
-        std::size_t used = parse_frames(in_.data(), in_.size(), stop);
+        auto& in = input_->partial;
+        in.append(data, n);
+        std::size_t used = parse_frames(in.data(), in.size(), stop);
         if (stop || closing_)
-            in_.clear();
+            in.clear();
         else
-            in_.erase(0, used);
+            in.erase(0, used);
     }
-    if (in_.capacity() > 4096 && in_.empty()) std::string().swap(in_);
+    // Only a partial frame keeps a buffer: the next read goes to the worker's scratch buffer.
+    if (input_ && input_->partial.empty()) std::string().swap(input_->partial);
 }
 
 std::size_t ws_session::parse_frames(char* buf, std::size_t n, bool& stop) {
@@ -312,7 +328,7 @@ std::size_t ws_session::parse_frames(char* buf, std::size_t n, bool& stop) {
     while (pos < n && !closed()) {
         ws::frame f;
         const std::uint64_t limit = w_.cfg.limits.max_client_message_bytes;
-        const std::uint64_t room = in_frag_ ? limit - std::min(limit, frag_charge_) : limit;
+        const std::uint64_t room = in_frag_ ? limit - std::min(limit, input_->frag_charge) : limit;
         auto r = ws::parse_client_frame(std::string_view(buf + pos, n - pos), room, f,
                                         deflate_bits_ != 0);
         if (r == ws::parse_result::incomplete) break;
@@ -345,7 +361,7 @@ bool ws_session::on_frame(const ws::frame& f, char* payload) {
             // Control frames count toward the message rate, so a ping or pong flood ends in a
             // 1008 instead of costing CPU for as long as it lasts.
             if (!admit_message(false)) return !closing_;
-            ping_payload_.assign(data);
+            input().ping_payload.assign(data);
             ping_pending_ = true;
             return true;
         case ws::opcode::pong: admit_message(false); return !closing_;
@@ -371,8 +387,8 @@ bool ws_session::on_frame(const ws::frame& f, char* payload) {
                 in_frag_ = true;
                 frag_op_ = f.op;
                 frag_compressed_ = f.rsv1;
-                frag_.assign(data);
-                frag_charge_ = f.header_bytes + f.payload_bytes;
+                input().frag.assign(data);
+                input_->frag_charge = f.header_bytes + f.payload_bytes;
                 return true;
             }
             break;
@@ -383,12 +399,12 @@ bool ws_session::on_frame(const ws::frame& f, char* payload) {
                 return false;
             }
             // Each fragment's header counts too, so empty continuations cannot go on forever.
-            frag_charge_ += f.header_bytes + f.payload_bytes;
-            if (frag_charge_ > w_.cfg.limits.max_client_message_bytes) {
+            input_->frag_charge += f.header_bytes + f.payload_bytes;
+            if (input_->frag_charge > w_.cfg.limits.max_client_message_bytes) {
                 fail(ws::close_code::too_big, "message too big", reject::ws_message_too_big);
                 return false;
             }
-            frag_.append(data);
+            input_->frag.append(data);
             if (!f.fin) return true;
             break;
     }
@@ -396,12 +412,12 @@ bool ws_session::on_frame(const ws::frame& f, char* payload) {
     const bool fragmented = f.op == ws::opcode::cont;
     const ws::opcode op = fragmented ? frag_op_ : f.op;
     if (!fragmented) return f.rsv1 ? on_compressed(op, data) : on_data_message(op, data);
-    const std::string assembled = std::move(frag_);
+    const std::string assembled = std::move(input_->frag);
     const bool compressed = frag_compressed_;
-    frag_.clear();
+    input_->frag.clear();
+    input_->frag_charge = 0;
     in_frag_ = false;
     frag_compressed_ = false;
-    frag_charge_ = 0;
     return compressed ? on_compressed(op, assembled) : on_data_message(op, assembled);
 }
 
@@ -446,6 +462,7 @@ void ws_session::on_tick(time_point now) {
     // A ping left pending because its predecessor's pong was still queued when the last flush
     // began, and nothing has been written since.
     if (ping_pending_ && idle_output()) answer_ping();
+    trim_input();
     if (awaiting_pong_) {
         // Any frame from the client clears awaiting_pong_ (on_readable).
         if (now - last_ping_ >= w_.cfg.ws.pong_timeout) {

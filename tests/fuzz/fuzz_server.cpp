@@ -92,7 +92,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     tcp::socket client(rt.ioc);
     client.connect(rt.acceptor.local_endpoint());
     client.non_blocking(true);
-    tcp::socket server(rt.ioc);
+    stream_socket server(rt.ioc);
     rt.acceptor.accept(server);
     server.non_blocking(true);
     rt.state.connections.fetch_add(1);

@@ -11,6 +11,11 @@ namespace herald {
 namespace asio = boost::asio;
 using tcp = boost::asio::ip::tcp;
 using error_code = boost::system::error_code;
+// A client connection's socket. Bound to the io_context's own executor type rather than
+// any_io_executor: the socket is 40 B smaller, and so is every operation pending on it (an idle
+// connection always has one read wait pending), as the operation then stores no type-erased
+// executor.
+using stream_socket = asio::basic_stream_socket<tcp, asio::io_context::executor_type>;
 using clock = std::chrono::steady_clock;
 using time_point = clock::time_point;
 using std::chrono::milliseconds;

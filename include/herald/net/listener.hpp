@@ -44,7 +44,7 @@ public:
 
 private:
     void do_accept();
-    void on_accept(error_code ec, tcp::socket socket);
+    void on_accept(error_code ec, stream_socket socket);
 
     worker_context& w_;
     tcp::acceptor acceptor_;

@@ -85,7 +85,7 @@ struct connection_test : ::testing::Test {
             client.set_option(asio::socket_base::receive_buffer_size(client_rcvbuf));
         }
         client.connect(acceptor.local_endpoint());
-        tcp::socket server(ioc);
+        stream_socket server(ioc);
         acceptor.accept(server);
         server.set_option(asio::socket_base::send_buffer_size(4096));
         server.non_blocking(true);

@@ -155,7 +155,7 @@ TEST_F(sse_session_test, DeliveryIntervalSendsAnIntervalsMessagesInOneWrite) {
     until(p, "retry: 2000\n\n");
     const auto writes = counters().write_calls.get();
     broker::publish_result last;
-    for (int i = 0; i < 10; ++i) last = publish("iv:1", "m" + std::to_string(i));
+    for (int i = 0; i < 10; ++i) last = publish("iv:1", std::string("m").append(std::to_string(i)));
     p.pump();
     EXPECT_EQ(p.in(), "") << "held until the interval ends";
     EXPECT_EQ(counters().messages_held.get(), 10);
