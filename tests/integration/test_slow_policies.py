@@ -22,7 +22,10 @@ PAD = "x" * 900
 
 @pytest.fixture(scope="module")
 def herald_config():
+    # Heartbeats are not under test here: a stalled reader (on a loaded CI machine, for longer
+    # than ping_interval + pong_timeout) must not be closed for not answering a ping.
     return {"limits": {"max_queued_bytes": "1MiB", "max_message_bytes": "1MiB"},
+            "ws": {"ping_interval": "10m"},
             "delivery": {"namespaces": [
                 {"pattern": "drop:*", "slow_consumer": "drop_oldest", "keep": 50},
                 {"pattern": "cf:*", "slow_consumer": "conflate", "keep": 1000, "key": "symbol"}]}}
@@ -44,7 +47,7 @@ def subscribe(port, topic, rcvbuf=None):
 
 
 def read_until(ws, done, timeout=30.0, pause=0.0):
-    """Reads JSON frames (skipping pings) until done(frames) or the timeout."""
+    """Reads JSON frames (answering pings) until done(frames) or the timeout."""
     frames = []
     deadline = time.monotonic() + timeout
     while not done(frames):
@@ -52,6 +55,7 @@ def read_until(ws, done, timeout=30.0, pause=0.0):
         ws.sock.settimeout(max(0.1, deadline - time.monotonic()))
         fin, op, payload = ws.recv_frame()
         if op == 0x9:
+            ws.send_frame(0xA, payload)
             continue
         assert op == 0x1, (op, payload[:100])
         frames.append(json.loads(payload))
