@@ -61,15 +61,27 @@ bool hub::presence_on(std::string_view topic) const noexcept {
     return wire::any_match(presence_patterns_, topic);
 }
 
-void hub::set_quotas(std::vector<quota_rule> rules) {
-    quotas_ = std::move(rules);
-    quota_topics_ = std::make_unique<std::atomic<std::size_t>[]>(quotas_.size());
+void hub::set_quotas(std::vector<quota_rule> rules, bool running) {
+    for (auto& r : rules) {
+        auto& slot = quota_slots_[r.pattern];
+        if (!slot) slot = &quota_counts_.emplace_back(0);
+        r.topics = slot;
+    }
+    auto table = std::make_shared<const quota_table>(std::move(rules));
+    for (unsigned i = 0; i < workers(); ++i) {
+        if (!running) {
+            shards_[i]->set_quotas(table);
+            continue;
+        }
+        post(i, [s = shards_[i].get(), table] { s->set_quotas(table); });
+    }
 }
 
-int hub::quota_for(std::string_view topic) const noexcept {
-    for (std::size_t i = 0; i < quotas_.size(); ++i)
-        if (wire::pattern_match(quotas_[i].pattern, topic)) return static_cast<int>(i);
-    return -1;
+const quota_rule* shard::quota_for(std::string_view topic) const noexcept {
+    if (!quotas_) return nullptr;
+    for (const auto& r : *quotas_)
+        if (wire::pattern_match(r.pattern, topic)) return &r;
+    return nullptr;
 }
 
 unsigned hub::owner_of(std::string_view topic) const noexcept {
@@ -133,20 +145,20 @@ void shard::on_remote_subscribe(unsigned from, const std::string& topic, std::ui
     // unsubscribe, so the counts stay right even when the worker unsubscribes first.
     std::string refusal;
     auto found = routes_.find(topic);
-    int counted_quota = -1;
-    if (const int q = hub_.quota_for(topic); q >= 0) {
-        const auto& rule = hub_.quota(q);
+    std::atomic<std::size_t>* counted_quota = nullptr;
+    if (const auto* q = quota_for(topic)) {
+        const auto& rule = *q;
         if (found != routes_.end() && rule.max_subscribers_per_topic &&
             found->second.total >= rule.max_subscribers_per_topic) {
             refusal = "topic '" + topic + "' has its maximum of " +
                       std::to_string(rule.max_subscribers_per_topic) + " subscribers";
         } else if (found == routes_.end() && rule.max_topics) {
-            if (hub_.quota_topics(q).fetch_add(1) >= rule.max_topics) {
-                hub_.quota_topics(q).fetch_sub(1);
+            if (rule.topics->fetch_add(1) >= rule.max_topics) {
+                rule.topics->fetch_sub(1);
                 refusal = "namespace '" + rule.pattern + "' has its maximum of " +
                           std::to_string(rule.max_topics) + " active topics";
             } else {
-                counted_quota = q;
+                counted_quota = rule.topics;
             }
         }
     }
@@ -189,7 +201,7 @@ void shard::on_remote_unsubscribe(unsigned from, const std::string& topic,
         --r.total;
     }
     if (r.total == 0) {
-        if (r.quota >= 0) hub_.quota_topics(r.quota).fetch_sub(1);
+        if (r.quota) r.quota->fetch_sub(1);
         const bool was_active = r.active;
         routes_.erase(it);
         if (was_active) hub_.on_activity(worker_, topic, false);

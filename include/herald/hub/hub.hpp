@@ -11,8 +11,10 @@
 #include "herald/hub/presence.hpp"
 
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -102,7 +104,12 @@ struct quota_rule {
     std::string pattern;
     std::size_t max_topics = 0;                 // topics with subscribers in this process
     std::size_t max_subscribers_per_topic = 0;  // subscriptions to one topic in this process
+    // Set by hub::set_quotas: the process-wide count of topics with subscribers under this
+    // pattern. One counter per pattern for the hub's life, so a count survives a reload.
+    std::atomic<std::size_t>* topics = nullptr;
 };
+// A shard's rules: immutable once built, shared by every shard.
+using quota_table = std::vector<quota_rule>;
 
 class shard {
 public:
@@ -116,6 +123,8 @@ public:
     void subscribe(subscription& s);
     void unsubscribe(subscription& s);
     [[nodiscard]] std::size_t local_topics() const noexcept { return topics_.size(); }
+    // On this worker (see hub::set_quotas).
+    void set_quotas(std::shared_ptr<const quota_table> t) noexcept { quotas_ = std::move(t); }
     [[nodiscard]] std::size_t local_subscriptions() const noexcept { return local_subscriptions_; }
 
     // Owner side. dispatch() sends `m` to every worker with subscribers; returns how many.
@@ -151,10 +160,12 @@ private:
     struct route {
         std::vector<std::uint32_t> per_worker;  // subscriptions each worker holds
         std::size_t total = 0;
-        int quota = -1;       // index of the quota rule this topic counts against, if any
+        std::atomic<std::size_t>* quota = nullptr;  // the quota count this topic is in, if any
         bool active = false;  // told the activity listener: an accepted subscriber came
     };
 
+    // The first rule whose pattern matches `topic`, or null.
+    [[nodiscard]] const quota_rule* quota_for(std::string_view topic) const noexcept;
     void on_remote_subscribe(unsigned from, const std::string& topic, std::uint64_t sub_id,
                              const std::optional<stream_pos>& since,
                              const std::optional<presence_client>& who);
@@ -181,6 +192,7 @@ private:
     bool outbox_posted_ = false;
     std::uint64_t next_client_ = 0;
     std::unordered_map<std::string, presence_table> presence_;  // owner side: presence topics
+    std::shared_ptr<const quota_table> quotas_;
 };
 
 class hub {
@@ -190,17 +202,11 @@ public:
     hub& operator=(const hub&) = delete;
 
     void set_broker(stream_broker& b) noexcept { broker_ = &b; }
-    // Before the workers start. The first matching pattern applies.
-    void set_quotas(std::vector<quota_rule> rules);
-    // The rule for `topic` (index), or -1.
-    [[nodiscard]] int quota_for(std::string_view topic) const noexcept;
-    [[nodiscard]] const quota_rule& quota(int i) const noexcept {
-        return quotas_[static_cast<std::size_t>(i)];
-    }
-    // Process-wide count of topics with subscribers under rule `i` (all owners share it).
-    [[nodiscard]] std::atomic<std::size_t>& quota_topics(int i) noexcept {
-        return quota_topics_[static_cast<std::size_t>(i)];
-    }
+    // The first matching pattern applies. Before the workers start (`running` false: the shards
+    // take the rules now), or while they run (a reload, from one thread at a time: each shard
+    // takes them on its own thread). A topic stays counted against the rule it was counted
+    // against when it got its first subscriber; a new max_topics counts topics from then on.
+    void set_quotas(std::vector<quota_rule> rules, bool running = false);
     [[nodiscard]] stream_broker& broker() noexcept { return *broker_; }
 
     // Presence, before the workers start: the topics that have it (first match; none: off) and
@@ -244,8 +250,10 @@ private:
     std::vector<asio::io_context*> contexts_;
     std::vector<std::unique_ptr<shard>> shards_;
     stream_broker* broker_ = nullptr;
-    std::vector<quota_rule> quotas_;
-    std::unique_ptr<std::atomic<std::size_t>[]> quota_topics_;
+    // Topic counts per quota pattern ever configured; a deque never moves its elements, so the
+    // shards' pointers stay valid while set_quotas adds one.
+    std::deque<std::atomic<std::size_t>> quota_counts_;
+    std::unordered_map<std::string, std::atomic<std::size_t>*> quota_slots_;
     std::vector<std::string> presence_patterns_;
     std::size_t presence_max_ = 1000;
     std::unique_ptr<presence_backend> local_presence_;  // the default backend
