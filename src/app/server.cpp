@@ -32,6 +32,7 @@ namespace herald::app {
 
 namespace {
 constexpr auto k_tick = milliseconds(250);
+constexpr std::size_t k_busiest_top = 10;  // topics per list on the admin page
 
 std::vector<hub::quota_rule> quota_rules(const config::settings& cfg) {
     std::vector<hub::quota_rule> rules;
@@ -193,6 +194,26 @@ int server::run() {
         [&s](unsigned from, const std::string& user, std::function<void(std::size_t)> done) {
             s.revoke(from, user, std::move(done));
         });
+    // The admin page's busiest topics: every owner shard scans a bounded share of its topics on
+    // its own thread; the lists are merged on `from`.
+    s.api->set_busiest([&s](unsigned from, std::function<void(hub::busiest_topics)> done) {
+        struct gather {
+            hub::busiest_topics all;
+            std::size_t left = 0;
+            std::function<void(hub::busiest_topics)> done;
+        };
+        auto g = std::make_shared<gather>();
+        g->left = s.workers.size();
+        g->done = std::move(done);
+        for (auto& w : s.workers)
+            asio::post(w->ioc, [&s, &w = *w, from, g] {
+                auto b = s.hub->at(w.id).busiest(k_busiest_top, hub::k_busiest_scan, clock::now());
+                asio::post(s.workers[from]->ioc, [g, b = std::move(b)]() mutable {
+                    g->all.merge(std::move(b), k_busiest_top);
+                    if (--g->left == 0) g->done(std::move(g->all));
+                });
+            });
+    });
     s.broker->set_disconnect_handler([&s](unsigned w, const std::string& user) {
         s.revoke(w, user, [](std::size_t n) {
             spdlog::info("disconnect broadcast by another instance: closed {} connections", n);

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <random>
 
 namespace herald::hub {
@@ -166,6 +167,7 @@ void shard::on_remote_subscribe(unsigned from, const std::string& topic, std::ui
     if (r.per_worker.empty()) {
         r.per_worker.assign(hub_.workers(), 0);
         r.quota = counted_quota;
+        r.seen_at = clock::now();
     }
     ++r.per_worker[from];
     ++r.total;
@@ -271,6 +273,60 @@ void shard::deliver(const message_ptr& m) {
     }
 }
 
+namespace {
+// Keeps the n largest of `v` by `key`, highest first; v is small (2n at most between trims).
+template <class Key>
+void keep_top(std::vector<topic_load>& v, std::size_t n, Key key) {
+    const auto cmp = [&](const topic_load& a, const topic_load& b) { return key(a) > key(b); };
+    if (v.size() > n) {
+        std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n), v.end(), cmp);
+        v.resize(n);
+    }
+    std::sort(v.begin(), v.end(), cmp);
+}
+const auto by_rate_key = [](const topic_load& t) { return t.rate; };
+const auto by_subs_key = [](const topic_load& t) { return t.subscribers; };
+}  // namespace
+
+void busiest_topics::merge(busiest_topics o, std::size_t n) {
+    for (auto& t : o.by_rate) by_rate.push_back(std::move(t));
+    for (auto& t : o.by_subscribers) by_subscribers.push_back(std::move(t));
+    keep_top(by_rate, n, by_rate_key);
+    keep_top(by_subscribers, n, by_subs_key);
+    scanned += o.scanned;
+    topics += o.topics;
+}
+
+busiest_topics shard::busiest(std::size_t n, std::size_t max_scan, time_point now) {
+    busiest_topics out;
+    out.topics = routes_.size();
+    if (routes_.empty() || n == 0) return out;
+    // Candidates are trimmed whenever they reach 2n, so a scan holds O(n) of them.
+    const auto consider = [&](const std::string& topic, route& r) {
+        const double secs = std::chrono::duration<double>(now - r.seen_at).count();
+        const double rate = secs > 0 ? static_cast<double>(r.messages - r.seen) / secs : 0.0;
+        r.seen = r.messages;
+        r.seen_at = now;
+        if (rate > 0) out.by_rate.push_back({topic, rate, r.total});
+        out.by_subscribers.push_back({topic, rate, r.total});
+        if (out.by_rate.size() >= 2 * n) keep_top(out.by_rate, n, by_rate_key);
+        if (out.by_subscribers.size() >= 2 * n) keep_top(out.by_subscribers, n, by_subs_key);
+    };
+    const std::size_t buckets = routes_.bucket_count();
+    std::size_t b = busiest_bucket_ % buckets;
+    for (std::size_t visited = 0; visited < buckets && out.scanned < max_scan; ++visited) {
+        for (auto it = routes_.begin(b); it != routes_.end(b); ++it) {
+            consider(it->first, it->second);
+            ++out.scanned;
+        }
+        b = (b + 1) % buckets;
+    }
+    busiest_bucket_ = b;
+    keep_top(out.by_rate, n, by_rate_key);
+    keep_top(out.by_subscribers, n, by_subs_key);
+    return out;
+}
+
 std::size_t shard::dispatch(const message_ptr& m) {
     auto it = routes_.find(m->topic);
     if (!m->trace.empty())
@@ -278,7 +334,8 @@ std::size_t shard::dispatch(const message_ptr& m) {
                         worker_, m->topic, m->epoch, m->offset,
                         it == routes_.end() ? 0 : it->second.total);
     if (it == routes_.end()) return 0;
-    const auto& r = it->second;
+    auto& r = it->second;
+    ++r.messages;
     for (unsigned w = 0; w < r.per_worker.size(); ++w) {
         if (r.per_worker[w] == 0) continue;
         if (w == worker_) {

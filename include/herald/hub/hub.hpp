@@ -111,6 +111,24 @@ struct quota_rule {
 // A shard's rules: immutable once built, shared by every shard.
 using quota_table = std::vector<quota_rule>;
 
+// The busiest topics an owner shard holds (the admin page): top-n by message rate and by
+// subscribers in this process.
+struct topic_load {
+    std::string topic;
+    double rate = 0;  // messages per second since the previous scan of this topic
+    std::size_t subscribers = 0;
+};
+struct busiest_topics {
+    std::vector<topic_load> by_rate;         // highest first
+    std::vector<topic_load> by_subscribers;  // highest first
+    std::size_t scanned = 0;                 // topics looked at
+    std::size_t topics = 0;                  // topics with subscribers held
+    // Adds `o`'s topics (another shard's: owners hold disjoint topics) and keeps the top n.
+    void merge(busiest_topics o, std::size_t n);
+};
+// The most topics one shard looks at for one busiest() call: bounds the cost of an admin poll.
+inline constexpr std::size_t k_busiest_scan = 10'000;
+
 class shard {
 public:
     shard(hub& h, unsigned worker);
@@ -125,6 +143,9 @@ public:
     [[nodiscard]] std::size_t local_topics() const noexcept { return topics_.size(); }
     // On this worker (see hub::set_quotas).
     void set_quotas(std::shared_ptr<const quota_table> t) noexcept { quotas_ = std::move(t); }
+    // Owner side, on this worker: the top n of at most `max_scan` topics it routes (the next
+    // ones each call, round the table), rates since each topic's previous scan.
+    [[nodiscard]] busiest_topics busiest(std::size_t n, std::size_t max_scan, time_point now);
     [[nodiscard]] std::size_t local_subscriptions() const noexcept { return local_subscriptions_; }
 
     // Owner side. dispatch() sends `m` to every worker with subscribers; returns how many.
@@ -162,6 +183,10 @@ private:
         std::size_t total = 0;
         std::atomic<std::size_t>* quota = nullptr;  // the quota count this topic is in, if any
         bool active = false;  // told the activity listener: an accepted subscriber came
+        // Messages routed (one per message, not per subscriber), and what busiest() saw last.
+        std::uint64_t messages = 0;
+        std::uint64_t seen = 0;
+        time_point seen_at{};
     };
 
     // The first rule whose pattern matches `topic`, or null.
@@ -193,6 +218,7 @@ private:
     std::uint64_t next_client_ = 0;
     std::unordered_map<std::string, presence_table> presence_;  // owner side: presence topics
     std::shared_ptr<const quota_table> quotas_;
+    std::size_t busiest_bucket_ = 0;  // where the next busiest() scan starts
 };
 
 class hub {
