@@ -55,12 +55,19 @@ int main(int argc, char** argv) {
     app::probe_options probe_opts;
     auto* probe_cmd = cli.add_subcommand(
         "probe", "connect, subscribe, publish and receive; print connect time and latency");
-    probe_cmd->add_option("url", probe_opts.url, "http://host:port of a herald")->required();
+    probe_cmd->add_option("url", probe_opts.url, "http(s)://host:port of a herald")->required();
     probe_cmd->add_option("--api-key", probe_opts.api_key, "API key for the publish");
     probe_cmd->add_option("--token", probe_opts.token, "JWT for the subscribe (default: the key)");
     probe_cmd->add_option("--topic", probe_opts.topic, "topic to use (default: probe)");
     probe_cmd->add_option("--count", probe_opts.count, "messages to send (default 1)")
         ->check(CLI::Range(1, 10000));
+    probe_cmd->add_option("--cacert", probe_opts.cacert,
+                          "https/wss: CA file to verify the server with (default: the system's)");
+    probe_cmd->add_option("--jwt-secret", probe_opts.jwt_secret,
+                          "HS256 secret: sign a short-lived token and check its refresh");
+    long long probe_token_ttl = 4;
+    probe_cmd->add_option("--token-ttl", probe_token_ttl, "seconds the signed token lives (4..600)")
+        ->check(CLI::Range(4, 600));
     // herald genconfig: a commented production config with fresh random secrets.
     std::string genconfig_out;
     auto* genconfig_cmd = cli.add_subcommand(
@@ -78,6 +85,7 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (probe_cmd->parsed()) {
+        probe_opts.token_ttl = std::chrono::seconds(probe_token_ttl);
         if (!wire::is_valid_topic(probe_opts.topic)) {
             std::cerr << "herald: probe: invalid --topic\n";
             return 2;

@@ -61,6 +61,9 @@ input,button{font:inherit}pre{background:#f4f4f4;padding:.5em;max-height:14em;ov
 <h2>Rates (last 60 s)</h2><canvas id="chart" width="720" height="180" style="border:1px solid #ccc"></canvas>
 <div><span style="color:#06c">&#9632; published/s</span> <span style="color:#c60">&#9632; delivered/s</span></div>
 <h2>Workers</h2><table id="workers"><thead><tr><th>worker</th><th>connections</th><th>queued bytes</th><th>loop lag p99</th><th>loop lag mean</th></tr></thead><tbody></tbody></table>
+<h2>Busiest topics</h2><p id="busy-note"></p>
+<div style="display:flex;gap:2em;flex-wrap:wrap"><table id="busy-rate"><thead><tr><th>by messages/s</th><th>/s</th><th>subscribers</th></tr></thead><tbody></tbody></table>
+<table id="busy-subs"><thead><tr><th>by subscribers</th><th>/s</th><th>subscribers</th></tr></thead><tbody></tbody></table></div>
 <h2>Topic</h2><form id="topic-form"><input id="topic" placeholder="chat:room1" required> <button>Look up</button></form><pre id="topic-out"></pre>
 <h2>Publish a test message</h2><form id="pub-form"><input id="pub-topic" placeholder="topic" required> <input id="pub-data" placeholder='{"text":"hello"}' value='{"test":true}'> <button>Publish</button></form><pre id="pub-out"></pre>
 <h2>Disconnect a user</h2><form id="dis-form"><input id="dis-user" placeholder="sub of the user's tokens" required> <button>Disconnect</button></form><pre id="dis-out"></pre>
@@ -104,6 +107,15 @@ async function poll() {
     b.title = JSON.stringify(s.readiness.body);
     const rows = s.workers.map((w) => `<tr><td>${w.worker}</td><td>${w.connections}</td><td>${w.queued_bytes}</td><td>${secs(w.loop_lag_p99)}</td><td>${secs(w.loop_lag_mean)}</td></tr>`);
     document.querySelector("#workers tbody").innerHTML = rows.join("");
+    for (const [id, list] of [["busy-rate", s.busiest.by_rate], ["busy-subs", s.busiest.by_subscribers]]) {
+      const body = document.querySelector("#" + id + " tbody");
+      body.replaceChildren(...list.map((t) => {
+        const tr = document.createElement("tr");
+        for (const v of [t.topic, t.rate.toFixed(1), t.subscribers]) { const td = document.createElement("td"); td.textContent = v; tr.append(td); }
+        return tr;
+      }));
+    }
+    $("busy-note").textContent = s.busiest.topics + " topics with subscribers; " + s.busiest.scanned + " looked at";
     document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);
   } catch (e) { $("broker").textContent = "unreachable"; $("broker").className = "bad"; }
 }
@@ -152,6 +164,13 @@ std::optional<double> quantile(const metrics::histogram_totals& h, double q) {
         seen += h.buckets[b];
     }
     return static_cast<double>(bounds.back()) / 1e9;
+}
+
+json loads_json(const std::vector<hub::topic_load>& v) {
+    json out = json::array();
+    for (const auto& t : v)
+        out.push_back({{"topic", t.topic}, {"rate", t.rate}, {"subscribers", t.subscribers}});
+    return out;
 }
 
 json or_null(std::optional<double> v) {
@@ -207,7 +226,15 @@ void api::admin_login(net::worker_context& w, const net::http_request& req, net:
                (tls ? "; Secure" : "") + "\r\n");
 }
 
-void api::admin_stats(net::responder r) {
+void api::admin_stats(net::worker_context& w, net::responder r) {
+    if (!busiest_) {
+        admin_stats_answer(r, {});
+        return;
+    }
+    busiest_(w.id, [this, r](hub::busiest_topics b) { admin_stats_answer(r, std::move(b)); });
+}
+
+void api::admin_stats_answer(net::responder r, hub::busiest_topics busiest) {
     // Read like /metrics: every worker's counters with relaxed loads, no lock.
     json conns = json::object();
     for (auto t : {metrics::transport::http, metrics::transport::ws, metrics::transport::sse,
@@ -246,6 +273,11 @@ void api::admin_stats(net::responder r) {
           {"p90", or_null(quantile(latency, 0.9))},
           {"p99", or_null(quantile(latency, 0.99))}}},
         {"workers", workers},
+        {"busiest",
+         {{"by_rate", loads_json(busiest.by_rate)},
+          {"by_subscribers", loads_json(busiest.by_subscribers)},
+          {"scanned", busiest.scanned},
+          {"topics", busiest.topics}}},
         {"readiness", {{"status", status}, {"body", json::parse(body, nullptr, false)}}},
     };
     r.send(200, "application/json", out.dump(), "Cache-Control: no-store\r\n");

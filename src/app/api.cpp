@@ -31,7 +31,7 @@ void api::handle(net::worker_context& w, const net::http_request& req, net::resp
             else if (req.route->id == endpoint_id::admin_login)
                 admin_login(w, req, r);
             else
-                admin_stats(r);
+                admin_stats(w, r);
             return;
         case endpoint_id::publish:
             w.counters.publish_requests.add();

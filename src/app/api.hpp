@@ -24,6 +24,10 @@ public:
     using reload_fn = std::function<void(
         unsigned from, std::function<void(bool ok, std::string report_or_error)> done)>;
     void set_reload(reload_fn fn) { reload_ = std::move(fn); }
+    // The busiest topics of every owner shard, merged (server.cpp); `done` runs on worker `from`.
+    using busiest_fn =
+        std::function<void(unsigned from, std::function<void(hub::busiest_topics)> done)>;
+    void set_busiest(busiest_fn fn) { busiest_ = std::move(fn); }
 
     api(const config::settings& cfg, metrics::registry& metrics, broker::broker& broker,
         net::process_state& state);
@@ -45,7 +49,8 @@ private:
     // The admin page (admin_page.cpp).
     void admin_page(net::worker_context& w, const net::http_request& req, net::responder r);
     void admin_login(net::worker_context& w, const net::http_request& req, net::responder r);
-    void admin_stats(net::responder r);
+    void admin_stats(net::worker_context& w, net::responder r);
+    void admin_stats_answer(net::responder r, hub::busiest_topics busiest);
     void metrics_text(net::responder r);
     void admin_disconnect(net::worker_context& w, const net::http_request& req, net::responder r);
     void admin_reload(net::worker_context& w, const net::http_request& req, net::responder r);
@@ -57,6 +62,7 @@ private:
     disconnect_fn disconnect_;
     metrics_fn extra_metrics_;
     reload_fn reload_;
+    busiest_fn busiest_;
 };
 
 }  // namespace herald::app

@@ -24,7 +24,7 @@ void api::history(net::worker_context& w, const net::http_request& req, const st
             return;
         }
     }
-    std::size_t limit = cfg_.history.size;
+    std::size_t limit = w.cfg.history.size;
     if (auto l = req.target.get("limit")) {
         auto v = parse_u64(*l);
         if (!v) {
@@ -36,7 +36,7 @@ void api::history(net::worker_context& w, const net::http_request& req, const st
     (void)w;
     // An answer stays within half the connection's output budget (the other half is room for
     // answers already owed); the client pages on with since=<the last offset>.
-    const std::size_t max_body = cfg_.limits.max_queued_bytes / 2;
+    const std::size_t max_body = w.cfg.limits.max_queued_bytes / 2;
     broker_.history(w.id, topic, since, limit, [r, topic, max_body](broker::history_result h) {
         if (h.unavailable) {
             r.error(reject::unavailable, "the broker is unavailable; retry", "Retry-After: 1\r\n");

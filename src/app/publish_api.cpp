@@ -200,7 +200,7 @@ void api::publish_one(net::worker_context& w, const net::http_request& req,
     one.push_back(std::move(p));
     // Timed from here (the request is read and valid) to the broker's answer, whatever it is;
     // a publish hook's call is part of it.
-    ask_publish_hook(w, req, std::move(one), r, cfg_.limits.max_message_bytes,
+    ask_publish_hook(w, req, std::move(one), r, w.cfg.limits.max_message_bytes,
                      [this, &w, r, t0 = clock::now()](std::vector<hub::publish_request> ps) {
                          const auto trace = ps[0].trace;
                          broker_.publish(w.id, std::move(ps[0]),
@@ -263,7 +263,7 @@ void api::publish_json(net::worker_context& w, const net::http_request& req, net
             case wire::payload_status::missing:
                 return problem = "a message needs data or data_base64", false;
         }
-        if (base.payload.size() > cfg_.limits.max_message_bytes) {
+        if (base.payload.size() > w.cfg.limits.max_message_bytes) {
             problem_kind = reject::payload_too_large;
             return problem = "message exceeds limits.max_message_bytes", false;
         }
@@ -312,7 +312,7 @@ void api::publish_json(net::worker_context& w, const net::http_request& req, net
         r.error(problem_kind, problem);
         return;
     }
-    ask_publish_hook(w, req, std::move(out), r, cfg_.limits.max_message_bytes,
+    ask_publish_hook(w, req, std::move(out), r, w.cfg.limits.max_message_bytes,
                      [this, &w, r](std::vector<hub::publish_request> ps) {
                          publish_batch(w, std::move(ps), r);
                      });

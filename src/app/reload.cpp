@@ -6,9 +6,9 @@ namespace herald::app {
 
 bool live_key(std::string_view key) noexcept {
     return key.starts_with("auth.") || key.starts_with("origins.") || key == "trusted_proxies" ||
-           key == "limits.connections_per_ip" || key == "limits.new_connections_per_ip_per_s" ||
-           key == "limits.publishes_per_key_per_s" || key == "log.level" ||
-           key == "log.trace_sample";
+           key.starts_with("limits.") || key == "quotas" || key == "history.size" ||
+           key == "history.ttl" || key == "history.namespaces" || key.starts_with("delivery.") ||
+           key.starts_with("compression.") || key == "log.level" || key == "log.trace_sample";
 }
 
 reload_plan plan_reload(const config::settings& running, const config::settings& fresh) {
@@ -24,9 +24,13 @@ reload_plan plan_reload(const config::settings& running, const config::settings&
     p.next.auth = fresh.auth;
     p.next.origins = fresh.origins;
     p.next.trusted_proxies = fresh.trusted_proxies;
-    p.next.limits.connections_per_ip = fresh.limits.connections_per_ip;
-    p.next.limits.new_connections_per_ip_per_s = fresh.limits.new_connections_per_ip_per_s;
-    p.next.limits.publishes_per_key_per_s = fresh.limits.publishes_per_key_per_s;
+    p.next.limits = fresh.limits;
+    p.next.quotas = fresh.quotas;
+    p.next.history.size = fresh.history.size;
+    p.next.history.ttl = fresh.history.ttl;
+    p.next.history.namespaces = fresh.history.namespaces;
+    p.next.delivery = fresh.delivery;
+    p.next.compression = fresh.compression;
     p.next.log.level = fresh.log.level;
     p.next.log.trace_sample = fresh.log.trace_sample;
     return p;

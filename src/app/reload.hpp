@@ -12,7 +12,9 @@ namespace herald::app {
 
 // Keys a running server takes on: everything the auth context is built from (API keys, JWT keys
 // and expectations, namespaces, origins, trusted proxies, the per-address and per-key rate
-// limits) and log.level. Every other key needs a restart.
+// limits), every worker's settings snapshot (limits.*, delivery.*, compression.*), the hub's
+// quotas, the brokers' history policies (history.size, .ttl, .namespaces) and log.level.
+// Every other key needs a restart (docs/operations.md says which and why).
 [[nodiscard]] bool live_key(std::string_view key) noexcept;
 
 struct reload_plan {

@@ -32,6 +32,14 @@ namespace herald::app {
 
 namespace {
 constexpr auto k_tick = milliseconds(250);
+constexpr std::size_t k_busiest_top = 10;  // topics per list on the admin page
+
+std::vector<hub::quota_rule> quota_rules(const config::settings& cfg) {
+    std::vector<hub::quota_rule> rules;
+    for (const auto& q : cfg.quotas)
+        rules.push_back({q.pattern, q.max_topics, q.max_subscribers_per_topic});
+    return rules;
+}
 
 void raise_fd_limit() {
     rlimit rl{};
@@ -104,6 +112,10 @@ struct server::impl {
     std::function<config::settings()> config_source;
     config::settings running;
     std::vector<std::shared_ptr<auth::context>> retired;
+    // The settings snapshot of the last reload (every worker copied it; the brokers read its
+    // history rules) and the ones it replaced, kept until every worker switched.
+    std::shared_ptr<const config::settings> snapshot;
+    std::vector<std::shared_ptr<const config::settings>> retired_snapshots;
 
     config::settings cfg;
     metrics::registry metrics;
@@ -157,12 +169,7 @@ int server::run() {
     }
     s.w_ticks.assign(n, 0);
     s.hub = std::make_unique<hub::hub>(contexts);
-    {
-        std::vector<hub::quota_rule> rules;
-        for (const auto& q : s.cfg.quotas)
-            rules.push_back({q.pattern, q.max_topics, q.max_subscribers_per_topic});
-        s.hub->set_quotas(std::move(rules));
-    }
+    s.hub->set_quotas(quota_rules(s.cfg));
     s.hub->set_presence(s.cfg.presence.patterns, s.cfg.presence.max_clients);
     s.broker = broker::make_broker(*s.hub, s.cfg, contexts);
     s.hub->set_broker(*s.broker);
@@ -187,6 +194,26 @@ int server::run() {
         [&s](unsigned from, const std::string& user, std::function<void(std::size_t)> done) {
             s.revoke(from, user, std::move(done));
         });
+    // The admin page's busiest topics: every owner shard scans a bounded share of its topics on
+    // its own thread; the lists are merged on `from`.
+    s.api->set_busiest([&s](unsigned from, std::function<void(hub::busiest_topics)> done) {
+        struct gather {
+            hub::busiest_topics all;
+            std::size_t left = 0;
+            std::function<void(hub::busiest_topics)> done;
+        };
+        auto g = std::make_shared<gather>();
+        g->left = s.workers.size();
+        g->done = std::move(done);
+        for (auto& w : s.workers)
+            asio::post(w->ioc, [&s, &w = *w, from, g] {
+                auto b = s.hub->at(w.id).busiest(k_busiest_top, hub::k_busiest_scan, clock::now());
+                asio::post(s.workers[from]->ioc, [g, b = std::move(b)]() mutable {
+                    g->all.merge(std::move(b), k_busiest_top);
+                    if (--g->left == 0) g->done(std::move(g->all));
+                });
+            });
+    });
     s.broker->set_disconnect_handler([&s](unsigned w, const std::string& user) {
         s.revoke(w, user, [](std::size_t n) {
             spdlog::info("disconnect broadcast by another instance: closed {} connections", n);
@@ -296,14 +323,24 @@ int server::run() {
             auto* old = s.auth.get();
             s.retired.push_back(std::move(s.auth));
             s.auth = std::move(fresh);
+            const auto* old_snapshot = s.snapshot.get();
+            if (s.snapshot) s.retired_snapshots.push_back(std::move(s.snapshot));
+            s.snapshot = std::make_shared<const config::settings>(plan.next);
+            broker::set_live_history(s.snapshot.get());
+            s.hub->set_quotas(quota_rules(plan.next), true);
             auto left = std::make_shared<std::size_t>(s.workers.size());
             for (auto& w : s.workers)
-                asio::post(w->ioc, [&s, &main_ioc, &w = *w, now = s.auth.get(), old, left, cert] {
+                asio::post(w->ioc, [&s, &main_ioc, &w = *w, now = s.auth.get(), old, left, cert,
+                                    snap = s.snapshot, old_snapshot] {
                     w.ctx->set_auth(now);
+                    w.ctx->set_settings(*snap);
                     if (cert) w.ctx->reload_tls(cert);
-                    asio::post(main_ioc, [&s, old, left] {
+                    asio::post(main_ioc, [&s, old, old_snapshot, left] {
                         if (--*left != 0) return;
                         std::erase_if(s.retired, [old](const auto& a) { return a.get() == old; });
+                        std::erase_if(s.retired_snapshots, [old_snapshot](const auto& a) {
+                            return a.get() == old_snapshot;
+                        });
                     });
                 });
             spdlog::set_level(spdlog::level::from_str(plan.next.log.level));
@@ -414,6 +451,7 @@ int server::run() {
     for (auto& w : s.workers) w->ioc.stop();
     for (auto& w : s.workers)
         if (w->thread.joinable()) w->thread.join();
+    broker::set_live_history(nullptr);  // the snapshot goes with this server
     // The hook callers and emitters go before the io_contexts: their sockets and timers must
     // not outlive their loop; handlers still queued hold only shared parts of them.
     for (auto& w : s.workers) {

@@ -1,12 +1,26 @@
 #include "history.hpp"
 
+#include "herald/broker/broker.hpp"
+
 #include "herald/wire/topic.hpp"
+
+#include <atomic>
 
 #include <algorithm>
 
 namespace herald::broker {
 
-history_policy policy_for(const config::settings& cfg, std::string_view topic) {
+namespace {
+std::atomic<const config::settings*> g_live_history{nullptr};
+}  // namespace
+
+void set_live_history(const config::settings* live) noexcept {
+    g_live_history.store(live, std::memory_order_release);
+}
+
+history_policy policy_for(const config::settings& configured, std::string_view topic) {
+    const auto* live = g_live_history.load(std::memory_order_acquire);
+    const auto& cfg = live ? *live : configured;
     for (const auto& rule : cfg.history.namespaces)
         if (wire::pattern_match(rule.pattern, topic)) return {rule.size, rule.ttl};
     return {cfg.history.size, cfg.history.ttl};
@@ -69,16 +83,20 @@ history_store::stream& history_store::open(const std::string& topic, const histo
         slot->topic = topic;
         slot->epoch = new_epoch();
         slot->id = ++next_stream_id_;
-        slot->policy = policy;
         by_id_.emplace(slot->id, slot.get());
     }
+    slot->policy = policy;  // a reload may have changed it
     slot->last_activity = now;
     return *slot;
 }
 
 void history_store::append(stream& s, hub::message_ptr m) {
     s.last_activity = m->created;
-    if (s.policy.size == 0 || max_bytes_ == 0) return;
+    if (s.policy.size == 0 || max_bytes_ == 0) {
+        // History must stay a run ending at top: what a reload left from a larger size goes.
+        while (!s.ring.empty()) pop_front(s);
+        return;
+    }
     const std::size_t fp = m->footprint();
     if (fp > max_bytes_) {
         // Larger than all history may hold. History must stay a run of consecutive offsets, so

@@ -30,6 +30,8 @@ struct history_policy {
 // whichever broker runs.
 [[nodiscard]] history_policy policy_for(const config::settings& cfg, std::string_view topic);
 
+// (A reload may change the rules: see set_live_history in broker.hpp.)
+
 enum class recovery { ok, epoch_changed, gap_too_large, bad_offset };
 [[nodiscard]] const char* to_string(recovery r) noexcept;
 

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <random>
 
 namespace herald::hub {
@@ -61,15 +62,27 @@ bool hub::presence_on(std::string_view topic) const noexcept {
     return wire::any_match(presence_patterns_, topic);
 }
 
-void hub::set_quotas(std::vector<quota_rule> rules) {
-    quotas_ = std::move(rules);
-    quota_topics_ = std::make_unique<std::atomic<std::size_t>[]>(quotas_.size());
+void hub::set_quotas(std::vector<quota_rule> rules, bool running) {
+    for (auto& r : rules) {
+        auto& slot = quota_slots_[r.pattern];
+        if (!slot) slot = &quota_counts_.emplace_back(0);
+        r.topics = slot;
+    }
+    auto table = std::make_shared<const quota_table>(std::move(rules));
+    for (unsigned i = 0; i < workers(); ++i) {
+        if (!running) {
+            shards_[i]->set_quotas(table);
+            continue;
+        }
+        post(i, [s = shards_[i].get(), table] { s->set_quotas(table); });
+    }
 }
 
-int hub::quota_for(std::string_view topic) const noexcept {
-    for (std::size_t i = 0; i < quotas_.size(); ++i)
-        if (wire::pattern_match(quotas_[i].pattern, topic)) return static_cast<int>(i);
-    return -1;
+const quota_rule* shard::quota_for(std::string_view topic) const noexcept {
+    if (!quotas_) return nullptr;
+    for (const auto& r : *quotas_)
+        if (wire::pattern_match(r.pattern, topic)) return &r;
+    return nullptr;
 }
 
 unsigned hub::owner_of(std::string_view topic) const noexcept {
@@ -133,20 +146,20 @@ void shard::on_remote_subscribe(unsigned from, const std::string& topic, std::ui
     // unsubscribe, so the counts stay right even when the worker unsubscribes first.
     std::string refusal;
     auto found = routes_.find(topic);
-    int counted_quota = -1;
-    if (const int q = hub_.quota_for(topic); q >= 0) {
-        const auto& rule = hub_.quota(q);
+    std::atomic<std::size_t>* counted_quota = nullptr;
+    if (const auto* q = quota_for(topic)) {
+        const auto& rule = *q;
         if (found != routes_.end() && rule.max_subscribers_per_topic &&
             found->second.total >= rule.max_subscribers_per_topic) {
             refusal = "topic '" + topic + "' has its maximum of " +
                       std::to_string(rule.max_subscribers_per_topic) + " subscribers";
         } else if (found == routes_.end() && rule.max_topics) {
-            if (hub_.quota_topics(q).fetch_add(1) >= rule.max_topics) {
-                hub_.quota_topics(q).fetch_sub(1);
+            if (rule.topics->fetch_add(1) >= rule.max_topics) {
+                rule.topics->fetch_sub(1);
                 refusal = "namespace '" + rule.pattern + "' has its maximum of " +
                           std::to_string(rule.max_topics) + " active topics";
             } else {
-                counted_quota = q;
+                counted_quota = rule.topics;
             }
         }
     }
@@ -154,6 +167,7 @@ void shard::on_remote_subscribe(unsigned from, const std::string& topic, std::ui
     if (r.per_worker.empty()) {
         r.per_worker.assign(hub_.workers(), 0);
         r.quota = counted_quota;
+        r.seen_at = clock::now();
     }
     ++r.per_worker[from];
     ++r.total;
@@ -189,7 +203,7 @@ void shard::on_remote_unsubscribe(unsigned from, const std::string& topic,
         --r.total;
     }
     if (r.total == 0) {
-        if (r.quota >= 0) hub_.quota_topics(r.quota).fetch_sub(1);
+        if (r.quota) r.quota->fetch_sub(1);
         const bool was_active = r.active;
         routes_.erase(it);
         if (was_active) hub_.on_activity(worker_, topic, false);
@@ -259,6 +273,60 @@ void shard::deliver(const message_ptr& m) {
     }
 }
 
+namespace {
+// Keeps the n largest of `v` by `key`, highest first; v is small (2n at most between trims).
+template <class Key>
+void keep_top(std::vector<topic_load>& v, std::size_t n, Key key) {
+    const auto cmp = [&](const topic_load& a, const topic_load& b) { return key(a) > key(b); };
+    if (v.size() > n) {
+        std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n), v.end(), cmp);
+        v.resize(n);
+    }
+    std::sort(v.begin(), v.end(), cmp);
+}
+const auto by_rate_key = [](const topic_load& t) { return t.rate; };
+const auto by_subs_key = [](const topic_load& t) { return t.subscribers; };
+}  // namespace
+
+void busiest_topics::merge(busiest_topics o, std::size_t n) {
+    for (auto& t : o.by_rate) by_rate.push_back(std::move(t));
+    for (auto& t : o.by_subscribers) by_subscribers.push_back(std::move(t));
+    keep_top(by_rate, n, by_rate_key);
+    keep_top(by_subscribers, n, by_subs_key);
+    scanned += o.scanned;
+    topics += o.topics;
+}
+
+busiest_topics shard::busiest(std::size_t n, std::size_t max_scan, time_point now) {
+    busiest_topics out;
+    out.topics = routes_.size();
+    if (routes_.empty() || n == 0) return out;
+    // Candidates are trimmed whenever they reach 2n, so a scan holds O(n) of them.
+    const auto consider = [&](const std::string& topic, route& r) {
+        const double secs = std::chrono::duration<double>(now - r.seen_at).count();
+        const double rate = secs > 0 ? static_cast<double>(r.messages - r.seen) / secs : 0.0;
+        r.seen = r.messages;
+        r.seen_at = now;
+        if (rate > 0) out.by_rate.push_back({topic, rate, r.total});
+        out.by_subscribers.push_back({topic, rate, r.total});
+        if (out.by_rate.size() >= 2 * n) keep_top(out.by_rate, n, by_rate_key);
+        if (out.by_subscribers.size() >= 2 * n) keep_top(out.by_subscribers, n, by_subs_key);
+    };
+    const std::size_t buckets = routes_.bucket_count();
+    std::size_t b = busiest_bucket_ % buckets;
+    for (std::size_t visited = 0; visited < buckets && out.scanned < max_scan; ++visited) {
+        for (auto it = routes_.begin(b); it != routes_.end(b); ++it) {
+            consider(it->first, it->second);
+            ++out.scanned;
+        }
+        b = (b + 1) % buckets;
+    }
+    busiest_bucket_ = b;
+    keep_top(out.by_rate, n, by_rate_key);
+    keep_top(out.by_subscribers, n, by_subs_key);
+    return out;
+}
+
 std::size_t shard::dispatch(const message_ptr& m) {
     auto it = routes_.find(m->topic);
     if (!m->trace.empty())
@@ -266,7 +334,8 @@ std::size_t shard::dispatch(const message_ptr& m) {
                         worker_, m->topic, m->epoch, m->offset,
                         it == routes_.end() ? 0 : it->second.total);
     if (it == routes_.end()) return 0;
-    const auto& r = it->second;
+    auto& r = it->second;
+    ++r.messages;
     for (unsigned w = 0; w < r.per_worker.size(); ++w) {
         if (r.per_worker[w] == 0) continue;
         if (w == worker_) {

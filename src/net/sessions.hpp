@@ -273,7 +273,9 @@ private:
     std::unique_ptr<hub::presence_client> who_;
     // Client message rate (limits.ws_messages_per_s, burst twice that); kept inline.
     auth::token_bucket msg_bucket_;
-    unsigned rate_strikes_ = 0;
+    // Messages refused by the rate limit, leaking away over time (see admit_message).
+    float rate_strikes_ = 0;
+    time_point strikes_at_{};
     unsigned hook_calls_ = 0;  // hook calls of this connection not answered yet
     std::optional<disconnect_reason> end_reason_;
 };

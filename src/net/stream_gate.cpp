@@ -120,6 +120,8 @@ void http_session::gate_stream(std::uint64_t seq, http_request req, std::vector<
                }
                if (!v.user.empty() || !v.info.empty()) {
                    if (!g->claims) g->claims = std::make_unique<auth::token_claims>();
+                   g->claims->from_hook = true;
+                   g->claims->token_sub = g->claims->sub;
                    if (!v.user.empty()) g->claims->sub = std::move(v.user);
                    g->claims->info = std::move(v.info);
                }

@@ -19,9 +19,10 @@ worker_context::worker_context(unsigned worker, asio::io_context& context,
                                metrics::worker_counters& worker_counters, process_state& process,
                                http_api& router, auth::context* security,
                                std::shared_ptr<const tls::context> certificate)
-    : id(worker),
+    : live_(settings),
+      id(worker),
       ioc(context),
-      cfg(settings),
+      cfg(live_),
       shard(worker_shard),
       broker(the_broker),
       counters(worker_counters),
@@ -32,6 +33,14 @@ worker_context::worker_context(unsigned worker, asio::io_context& context,
       scratch_(64 * 1024, '\0'),
       pack_(64 * 1024, '\0') {
     gather_.reserve(k_max_gather);
+}
+
+void worker_context::set_settings(const config::settings& fresh) {
+    // A moved vector keeps its elements where they are, so the subscriptions' pointers into the
+    // old rules stay valid; an empty list holds nothing worth keeping.
+    if (!live_.delivery.namespaces.empty())
+        retired_delivery_.push_back(std::move(live_.delivery.namespaces));
+    live_ = fresh;
 }
 
 void worker_context::want_flush(const std::shared_ptr<connection>& c) {

@@ -61,7 +61,8 @@ void ws_session::on_text(std::string_view text) {
             return;
         }
         auto r = w_.auth->verify_token(tok->get_ref<const std::string&>());
-        if (!r.ok() || (claims_ && r.claims.sub != claims_->sub)) {
+        const bool hooked = claims_ && claims_->from_hook;
+        if (!r.ok() || (claims_ && r.claims.sub != (hooked ? claims_->token_sub : claims_->sub))) {
             w_.counters.inc(reject::unauthorized);
             w_.auth->audit->auth_failure(
                 "unauthorized",
@@ -71,6 +72,13 @@ void ws_session::on_text(std::string_view text) {
                         r.ok() ? "the token is for another user"
                                : "invalid token: " + std::string(auth::to_string(r.status)));
             return;
+        }
+        if (hooked) {
+            // The connect hook's user and info outlive the token they came with.
+            r.claims.token_sub = std::move(r.claims.sub);
+            r.claims.sub = claims_->sub;
+            r.claims.info = claims_->info;
+            r.claims.from_hook = true;
         }
         claims_ = std::make_unique<auth::token_claims>(std::move(r.claims));
         std::string o = "{\"type\":\"ok\"" + (id.empty() ? std::string() : ",\"id\":" + id) +

@@ -53,14 +53,25 @@ bool ws_session::revoke(std::string_view user) {
 }
 
 bool ws_session::take_message_token(time_point now) {
-    return w_.cfg.limits.ws_messages_per_s <= 0 || msg_bucket_.try_take(now);
+    const double rate = w_.cfg.limits.ws_messages_per_s;
+    if (rate <= 0) return true;
+    // A reload changed the limit: this connection takes it on with a full bucket.
+    if (msg_bucket_.rate() != rate) msg_bucket_ = auth::token_bucket(rate, 2 * rate, now);
+    return msg_bucket_.try_take(now);
 }
 
 bool ws_session::admit_message(bool tell) {
-    if (take_message_token(clock::now())) return true;
+    const auto now = clock::now();
+    if (take_message_token(now)) return true;
     w_.counters.inc(reject::rate_limited);
-    // A client that keeps going after being told is cut off.
-    if (++rate_strikes_ > 2 * w_.cfg.limits.ws_messages_per_s + 10) {
+    // A client that keeps going after being told is cut off. Strikes leak away at half the
+    // message rate, so a client that once overran the limit is forgiven within seconds, while
+    // one that keeps sending at more than 1.5 times the rate still reaches the cut-off.
+    const double rate = w_.cfg.limits.ws_messages_per_s;
+    const double quiet = std::chrono::duration<double>(now - strikes_at_).count();
+    rate_strikes_ = static_cast<float>(std::max(0.0, rate_strikes_ - quiet * rate / 2) + 1);
+    strikes_at_ = now;
+    if (rate_strikes_ > 2 * rate + 10) {
         set_end_reason(disconnect_reason::rate_limited);
         end_with(ws::close_code::policy, "rate limited");
         return false;

@@ -15,10 +15,11 @@ const WebSocket = require("../integration/node_modules/ws");
 const URL_ = process.env.HERALD_URL;
 const KEY = process.env.HERALD_KEY;
 const TOPIC = "demo:admin";
+const QUIET = "demo:quiet";
 
-async function publish(n) {
+async function publish(n, topic = TOPIC) {
   for (let i = 0; i < n; i++) {
-    const r = await fetch(`${URL_}/publish/${TOPIC}`, {
+    const r = await fetch(`${URL_}/publish/${topic}`, {
       method: "POST", headers: { Authorization: `Bearer ${KEY}`, "Content-Type": "application/json" },
       body: JSON.stringify({ n: i }),
     });
@@ -34,6 +35,9 @@ test("admin page: login, live figures, actions", { timeout: 90000 }, async () =>
   const got = [];
   ws.on("message", (m) => got.push(String(m)));
   await new Promise((ok, fail) => { ws.once("open", ok); ws.once("error", fail); });
+  // Two subscribers of a quiet topic: it leads by subscribers, TOPIC by messages per second.
+  const quiet = [0, 1].map(() => new WebSocket(`${URL_.replace("http", "ws")}/ws?topic=${QUIET}`, { headers: { Authorization: `Bearer ${KEY}` } }));
+  for (const q of quiet) await new Promise((ok, fail) => { q.once("open", ok); q.once("error", fail); });
   try {
     await withBrowser(async (browser) => {
       const page = await browser.newPage();
@@ -79,6 +83,12 @@ test("admin page: login, live figures, actions", { timeout: 90000 }, async () =>
       // A rate was drawn: some second saw publishes (a few seconds of them, for the chart).
       for (let i = 0; i < 4; i++) { await publish(10 + 10 * i); await new Promise((ok) => setTimeout(ok, 700)); }
       await page.waitForFunction(() => Number(document.getElementById("pub-rate").textContent) > 0, null, { timeout: 5000 });
+      // The busiest topics: TOPIC first by rate, QUIET first by subscribers.
+      await publish(1, QUIET);
+      for (let i = 0; i < 3; i++) { await publish(20); await new Promise((ok) => setTimeout(ok, 400)); }
+      await page.waitForFunction(([t, q]) => document.querySelector("#busy-rate tbody tr td")?.textContent === t &&
+        document.querySelector("#busy-subs tbody tr td")?.textContent === q, [TOPIC, QUIET], { timeout: 5000 });
+
       const workers = await page.$$eval("#workers tbody tr", (rows) => rows.length);
       assert.equal(workers, 2);
 
@@ -102,5 +112,6 @@ test("admin page: login, live figures, actions", { timeout: 90000 }, async () =>
     });
   } finally {
     ws.close();
+    for (const q of quiet) q.close();
   }
 });

@@ -179,3 +179,39 @@ def test_admin_page_in_chromium(herald_factory, tmp_path):
     print(p.stdout[-4000:])
     assert p.returncode == 0, f"admin_page.test.mjs failed:\n{p.stdout[-6000:]}\n{p.stderr[-3000:]}"
     assert shot.stat().st_mtime > time.time() - 120 and shot.stat().st_size > 10_000
+
+
+def test_stats_name_the_busiest_topics(herald_factory):
+    """/admin/stats: the topic published to most since the last poll leads `by_rate`, the one
+    with most subscribers leads `by_subscribers` (rates are per topic's owner, one count per
+    message, diffed between two polls)."""
+    from herald_test import unique
+    from herald_test.sse import SSEClient
+    srv = herald_factory(config())
+    hot, crowded = "demo:" + unique("hot"), "demo:" + unique("crowded")
+    auth = {"Authorization": f"Bearer {KEY}"}
+
+    def stats():
+        r = requests.get(srv.url("/admin/stats"), headers=auth, timeout=5)
+        assert r.status_code == 200, r.text
+        return r.json()["busiest"]
+
+    with SSEClient(srv.url(f"/sse?topic={hot}"), headers=auth) as a, \
+            SSEClient(srv.url(f"/sse?topic={crowded}"), headers=auth) as b, \
+            SSEClient(srv.url(f"/sse?topic={crowded}"), headers=auth) as c:
+        for s in (a, b, c):
+            s.wait_ready()
+        stats()  # the previous poll the next one diffs against
+        with requests.Session() as s:
+            for i in range(40):
+                assert s.post(srv.url(f"/publish/{hot}"), data=str(i), headers=auth,
+                              timeout=5).status_code == 200
+            assert s.post(srv.url(f"/publish/{crowded}"), data="x", headers=auth,
+                          timeout=5).status_code == 200
+        time.sleep(0.2)
+        busy = stats()
+    assert busy["by_rate"][0]["topic"] == hot, busy
+    assert busy["by_rate"][0]["rate"] > busy["by_rate"][1]["rate"] > 0, busy
+    assert busy["by_subscribers"][0] == {**busy["by_subscribers"][0], "topic": crowded,
+                                         "subscribers": 2}, busy
+    assert busy["topics"] >= 2 and busy["scanned"] == busy["topics"], busy

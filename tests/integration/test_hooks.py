@@ -275,3 +275,42 @@ def test_slow_backend_delays_only_its_own_clients_up_to_the_timeout(herald_facto
     for status, took in slow_results:
         assert status == 503, slow_results            # on_error: deny
         assert took < 3.0, f"a stalled backend held a client {took:.1f}s (timeout 1s)"
+
+
+def test_refresh_keeps_the_connect_hooks_user_and_info(herald_factory, backend):
+    """A WebSocket `refresh` swaps the token, not the identity the connect hook gave. Old code:
+    the refresh compared the new token's sub with the hook's user and refused it
+    ("the token is for another user"); with an unchanged user, it dropped the hook's info."""
+    import jwt
+    secret = "hook-refresh-secret-" + "s" * 30
+    backend.on("/connect", cookie_connect)
+    cfg = hooked(backend, connect={"headers_to_forward": ["Cookie"]})
+    cfg["auth"]["jwt"] = {"keys": [{"alg": "HS256", "secret": secret}]}
+    cfg["presence"] = {"patterns": ["room:*"]}
+    srv = herald_factory(cfg)
+    topic = "room:" + unique("r")
+
+    def tok():
+        return jwt.encode({"sub": "t1", "exp": int(time.time()) + 600, "topics": ["*"]}, secret,
+                          algorithm="HS256")
+
+    def presence():
+        r = requests.get(srv.url(f"/presence/{topic}"),
+                         headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10)
+        assert r.status_code == 200, r.text
+        return [(c["sub"], c["info"]) for c in r.json()["clients"]]
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        ws = await ws_connect(srv, f"token={tok()}",
+                              extra_headers={"Cookie": "session=alice-secret"})
+        r = await ws_op(ws, {"op": "refresh", "id": 1, "token": tok()})
+        assert r["type"] == "ok", r
+        assert (await ws_op(ws, {"op": "subscribe", "id": 2, "topic": topic}))["type"] == "ok"
+        assert await loop.run_in_executor(None, presence) == [("alice", {"name": "Alice"})]
+        # A token for another sub than the one connected with is still refused.
+        other = jwt.encode({"sub": "t2", "exp": int(time.time()) + 600}, secret, algorithm="HS256")
+        r = await ws_op(ws, {"op": "refresh", "id": 3, "token": other})
+        assert r["type"] == "error" and r["code"] == "unauthorized", r
+        await ws.close()
+    run(go())

@@ -1,6 +1,8 @@
 """Reload without restart (issue 17): SIGHUP and POST /admin/reload read the YAML again and apply
-API keys, JWT keys (rotation with an overlap), namespaces and rate limits live, report keys that
-need a restart, change nothing when the file is bad, and drop no connection, under traffic."""
+API keys, JWT keys (rotation with an overlap), namespaces, rate limits, limits, quotas and history
+policies live, report keys that need a restart, change nothing when the file is bad, and drop no
+connection, under traffic."""
+import json
 import signal
 import threading
 import time
@@ -14,6 +16,7 @@ from herald_test.http import error_of
 from herald_test.metrics import metric_sum, metrics_text
 from herald_test.server import deep_merge, to_yaml
 from herald_test.sse import SSEClient
+from herald_test.ws import RawWS
 
 KEY1 = "reload-key-one-" + "a" * 20
 KEY2 = "reload-key-two-" + "b" * 20
@@ -93,13 +96,13 @@ def test_reload_rotates_keys_under_traffic_and_reports_what_needs_a_restart(hera
             wait_until(lambda: pub.sent >= 20, 10, what="traffic before the reload")
             # 1. Overlap: both keys and both secrets valid; a key that needs a restart changes.
             rewrite(h, config([KEY1, KEY2], [SECRET1, SECRET2],
-                              limits={"max_queued_bytes": "2MiB"}))
+                              history={"max_bytes": "32MiB"}))
             r = reload_http(h, KEY1)
             assert r.status_code == 200, r.text
             rep = r.json()
             assert rep["reloaded"] is True
             assert "auth.publish_keys" in rep["applied"] and "auth.jwt.keys" in rep["applied"], rep
-            assert rep["restart_required"] == ["limits.max_queued_bytes"], rep
+            assert rep["restart_required"] == ["history.max_bytes"], rep
             assert publish(h, probe, KEY2).status_code == 200
             assert sse_status(h, topic, SECRET2) == 200
             assert sse_status(h, topic, SECRET1) == 200
@@ -165,3 +168,119 @@ def test_reload_changes_namespaces_and_rate_limits_live(herald_factory):
         sse.wait_ready()
     codes = [publish(h, topic, KEY1).status_code for _ in range(5)]
     assert 429 in codes, codes
+
+
+def ws_op_raw(ws, op):
+    """Sends an op over a RawWS and returns its reply (the frames before it are skipped)."""
+    ws.send_text(json.dumps(op))
+    for _ in range(1000):
+        f = ws.recv_json()
+        if f.get("id") == op["id"]:
+            return f
+    raise AssertionError(f"no reply to {op}")
+
+
+def history_len(h, topic):
+    r = requests.get(h.url(f"/history/{topic}?limit=1000"),
+                     headers={"Authorization": f"Bearer {KEY1}"}, timeout=5)
+    assert r.status_code == 200, r.text
+    return [m["offset"] for m in r.json()["messages"]]
+
+
+def test_reload_applies_limits_quotas_and_history_under_traffic(herald_factory):
+    def live(max_message, max_topics, hist_size, **over):
+        return config([KEY1], [SECRET1], auth={"default_anonymous": "subscribe"},
+                      limits={"max_message_bytes": max_message},
+                      quotas=[{"pattern": "q:*", "max_topics": max_topics}],
+                      history={"namespaces": [{"pattern": "h:*", "size": hist_size,
+                                               "ttl": "1m"}]}, **over)
+    h = herald_factory(live("4KiB", 1, 3))
+    topic = unique("live")
+    hist = "h:" + unique("x")
+    quota_topics = ["q:" + unique(f"t{i}") for i in range(3)]
+    big = "b" * 6000
+    with SSEClient(h.url(f"/sse?topic={topic}")) as sse, RawWS(h.port) as ws:
+        sse.wait_ready()
+        # Before: the old limit, quota and history size hold.
+        assert publish(h, unique("big"), KEY1, big).status_code == 413
+        assert ws_op_raw(ws, {"op": "subscribe", "id": 1, "topic": quota_topics[0]})["type"] == "ok"
+        refused = ws_op_raw(ws, {"op": "subscribe", "id": 2, "topic": quota_topics[1]})
+        assert refused["code"] == "quota_exceeded", refused
+        for i in range(6):
+            assert publish(h, hist, KEY1, str(i)).status_code == 200
+        assert history_len(h, hist) == [4, 5, 6]
+        pub = Publisher(h, topic, KEY1)
+        pub.start()
+        try:
+            wait_until(lambda: pub.sent >= 20, 10, what="traffic before the reload")
+            rewrite(h, live("16KiB", 2, 5))
+            r = reload_http(h, KEY1)
+            assert r.status_code == 200, r.text
+            rep = r.json()
+            assert set(rep["applied"]) == {"limits.max_message_bytes", "quotas",
+                                           "history.namespaces"}, rep
+            assert rep["restart_required"] == [], rep
+            # After: every new value holds, on the connections opened before the reload too.
+            assert publish(h, unique("big"), KEY1, big).status_code == 200
+            ok = ws_op_raw(ws, {"op": "subscribe", "id": 3, "topic": quota_topics[1]})
+            assert ok["type"] == "ok", ok
+            refused = ws_op_raw(ws, {"op": "subscribe", "id": 4, "topic": quota_topics[2]})
+            assert refused["code"] == "quota_exceeded" and "2" in refused["message"], refused
+            for i in range(6):
+                assert publish(h, hist, KEY1, str(i)).status_code == 200
+            assert history_len(h, hist) == [8, 9, 10, 11, 12]
+            # A bad file (by SIGHUP) changes none of them.
+            rewrite(h, live("1KiB", "many", 1))
+            h.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: "SIGHUP: nothing reloaded" in h.log_text(), 5, what="the error")
+            assert publish(h, unique("big"), KEY1, big).status_code == 200
+            publish(h, hist, KEY1, "x")
+            assert len(history_len(h, hist)) == 5
+            # Lowered live: a smaller history trims the stream at its next publish.
+            rewrite(h, live("1KiB", 2, 2))
+            assert reload_http(h, KEY1).status_code == 200
+            assert publish(h, unique("big"), KEY1, "b" * 2000).status_code == 413
+            publish(h, hist, KEY1, "y")
+            assert history_len(h, hist) == [13, 14]
+            n = pub.sent
+            wait_until(lambda: pub.sent >= n + 20, 10, what="traffic after the reloads")
+        finally:
+            pub.stop.set()
+            pub.join(15)
+        assert pub.bad == []
+        # No connection dropped: the stream got every message in order, the socket answers.
+        got = [sse.next_event().data for _ in range(pub.sent)]
+        assert got == [str(i) for i in range(1, pub.sent + 1)]
+        assert ws_op_raw(ws, {"op": "ping", "id": 5})["type"] == "ok"
+
+
+def test_rate_strikes_decay(herald_factory):
+    """A client that once overran limits.ws_messages_per_s is not closed much later for one new
+    overrun: strikes leak away (at half the rate). Old code: strikes only grew, and the second
+    burst below closed the connection (1008)."""
+    h = herald_factory({"auth": {"default_anonymous": "subscribe"},
+                        "limits": {"ws_messages_per_s": 20}})  # burst 40, cut-off at 50 strikes
+    with RawWS(h.port) as ws:
+        def burst(n, first):
+            for i in range(n):
+                ws.send_text(json.dumps({"op": "ping", "id": first + i}))
+            codes = []
+            for _ in range(n):
+                f = ws.recv_json()
+                codes.append(f.get("code") or f["type"])
+            return codes
+        first = burst(85, 0)  # 40 answered, about 45 strikes: under the cut-off
+        assert first.count("rate_limited") >= 30, first
+        time.sleep(6)  # the strikes leak away (10 a second); the bucket refills
+        second = burst(55, 1000)  # about 15 more strikes: over 50 in all, but not in a row
+        assert second.count("rate_limited") >= 5, second
+        time.sleep(0.5)  # a few tokens again
+        assert ws_op_raw(ws, {"op": "ping", "id": 5000})["type"] == "ok"
+        # Still: a client that keeps flooding is cut off.
+        for i in range(400):
+            try:
+                ws.send_text(json.dumps({"op": "ping", "id": 6000 + i}))
+            except OSError:
+                break
+        code, _, _ = ws.wait_close(10)
+        assert code == 1008

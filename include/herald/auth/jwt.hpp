@@ -111,6 +111,11 @@ struct token_claims {
     // Not a claim: set by context::authorize for a reader that presented an API key, which may
     // read every topic (access.hpp). verify() never sets it, so no token can.
     bool api_key = false;
+    // Not claims: set when a connect hook named the user or gave `info` (stream_gate.cpp), with
+    // the token's own sub before the hook's user replaced it. A WebSocket refresh then checks
+    // the new token against token_sub and keeps the hook's sub and info.
+    bool from_hook = false;
+    std::string token_sub;
 };
 
 struct result {

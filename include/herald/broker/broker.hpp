@@ -98,4 +98,13 @@ protected:
 [[nodiscard]] std::unique_ptr<broker> make_broker(hub::hub& h, const config::settings& cfg,
                                                   const std::vector<asio::io_context*>& contexts);
 
+// Reload: the history rules (history.size, .ttl, .namespaces) of `live` replace those of the
+// settings policy_for (history.hpp) is given, in every broker of this process; null: back to
+// `cfg`'s. Called from one thread at a time; policy_for reads the pointer with one atomic load (no
+// lock). The caller keeps a replaced `live` alive until every worker has run a handler posted after
+// the call. A stream takes its topic's new policy the next time it is opened (a publish, a
+// subscribe, a history read): its ring is trimmed to the new size at its next publish, its messages
+// expire by the new ttl from the next sweep.
+void set_live_history(const config::settings* live) noexcept;
+
 }  // namespace herald::broker

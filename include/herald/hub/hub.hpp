@@ -11,8 +11,10 @@
 #include "herald/hub/presence.hpp"
 
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -102,7 +104,30 @@ struct quota_rule {
     std::string pattern;
     std::size_t max_topics = 0;                 // topics with subscribers in this process
     std::size_t max_subscribers_per_topic = 0;  // subscriptions to one topic in this process
+    // Set by hub::set_quotas: the process-wide count of topics with subscribers under this
+    // pattern. One counter per pattern for the hub's life, so a count survives a reload.
+    std::atomic<std::size_t>* topics = nullptr;
 };
+// A shard's rules: immutable once built, shared by every shard.
+using quota_table = std::vector<quota_rule>;
+
+// The busiest topics an owner shard holds (the admin page): top-n by message rate and by
+// subscribers in this process.
+struct topic_load {
+    std::string topic;
+    double rate = 0;  // messages per second since the previous scan of this topic
+    std::size_t subscribers = 0;
+};
+struct busiest_topics {
+    std::vector<topic_load> by_rate;         // highest first
+    std::vector<topic_load> by_subscribers;  // highest first
+    std::size_t scanned = 0;                 // topics looked at
+    std::size_t topics = 0;                  // topics with subscribers held
+    // Adds `o`'s topics (another shard's: owners hold disjoint topics) and keeps the top n.
+    void merge(busiest_topics o, std::size_t n);
+};
+// The most topics one shard looks at for one busiest() call: bounds the cost of an admin poll.
+inline constexpr std::size_t k_busiest_scan = 10'000;
 
 class shard {
 public:
@@ -116,6 +141,11 @@ public:
     void subscribe(subscription& s);
     void unsubscribe(subscription& s);
     [[nodiscard]] std::size_t local_topics() const noexcept { return topics_.size(); }
+    // On this worker (see hub::set_quotas).
+    void set_quotas(std::shared_ptr<const quota_table> t) noexcept { quotas_ = std::move(t); }
+    // Owner side, on this worker: the top n of at most `max_scan` topics it routes (the next
+    // ones each call, round the table), rates since each topic's previous scan.
+    [[nodiscard]] busiest_topics busiest(std::size_t n, std::size_t max_scan, time_point now);
     [[nodiscard]] std::size_t local_subscriptions() const noexcept { return local_subscriptions_; }
 
     // Owner side. dispatch() sends `m` to every worker with subscribers; returns how many.
@@ -151,10 +181,16 @@ private:
     struct route {
         std::vector<std::uint32_t> per_worker;  // subscriptions each worker holds
         std::size_t total = 0;
-        int quota = -1;       // index of the quota rule this topic counts against, if any
+        std::atomic<std::size_t>* quota = nullptr;  // the quota count this topic is in, if any
         bool active = false;  // told the activity listener: an accepted subscriber came
+        // Messages routed (one per message, not per subscriber), and what busiest() saw last.
+        std::uint64_t messages = 0;
+        std::uint64_t seen = 0;
+        time_point seen_at{};
     };
 
+    // The first rule whose pattern matches `topic`, or null.
+    [[nodiscard]] const quota_rule* quota_for(std::string_view topic) const noexcept;
     void on_remote_subscribe(unsigned from, const std::string& topic, std::uint64_t sub_id,
                              const std::optional<stream_pos>& since,
                              const std::optional<presence_client>& who);
@@ -181,6 +217,8 @@ private:
     bool outbox_posted_ = false;
     std::uint64_t next_client_ = 0;
     std::unordered_map<std::string, presence_table> presence_;  // owner side: presence topics
+    std::shared_ptr<const quota_table> quotas_;
+    std::size_t busiest_bucket_ = 0;  // where the next busiest() scan starts
 };
 
 class hub {
@@ -190,17 +228,11 @@ public:
     hub& operator=(const hub&) = delete;
 
     void set_broker(stream_broker& b) noexcept { broker_ = &b; }
-    // Before the workers start. The first matching pattern applies.
-    void set_quotas(std::vector<quota_rule> rules);
-    // The rule for `topic` (index), or -1.
-    [[nodiscard]] int quota_for(std::string_view topic) const noexcept;
-    [[nodiscard]] const quota_rule& quota(int i) const noexcept {
-        return quotas_[static_cast<std::size_t>(i)];
-    }
-    // Process-wide count of topics with subscribers under rule `i` (all owners share it).
-    [[nodiscard]] std::atomic<std::size_t>& quota_topics(int i) noexcept {
-        return quota_topics_[static_cast<std::size_t>(i)];
-    }
+    // The first matching pattern applies. Before the workers start (`running` false: the shards
+    // take the rules now), or while they run (a reload, from one thread at a time: each shard
+    // takes them on its own thread). A topic stays counted against the rule it was counted
+    // against when it got its first subscriber; a new max_topics counts topics from then on.
+    void set_quotas(std::vector<quota_rule> rules, bool running = false);
     [[nodiscard]] stream_broker& broker() noexcept { return *broker_; }
 
     // Presence, before the workers start: the topics that have it (first match; none: off) and
@@ -244,8 +276,10 @@ private:
     std::vector<asio::io_context*> contexts_;
     std::vector<std::unique_ptr<shard>> shards_;
     stream_broker* broker_ = nullptr;
-    std::vector<quota_rule> quotas_;
-    std::unique_ptr<std::atomic<std::size_t>[]> quota_topics_;
+    // Topic counts per quota pattern ever configured; a deque never moves its elements, so the
+    // shards' pointers stay valid while set_quotas adds one.
+    std::deque<std::atomic<std::size_t>> quota_counts_;
+    std::unordered_map<std::string, std::atomic<std::size_t>*> quota_slots_;
     std::vector<std::string> presence_patterns_;
     std::size_t presence_max_ = 1000;
     std::unique_ptr<presence_backend> local_presence_;  // the default backend

@@ -58,6 +58,9 @@ struct process_state {
 };
 
 class worker_context {
+    // This worker's copy of the settings, which `cfg` names. Declared first: `cfg` binds to it.
+    config::settings live_;
+
 public:
     worker_context(unsigned id, asio::io_context& ioc, const config::settings& cfg,
                    hub::shard& shard, broker::broker& broker, metrics::worker_counters& counters,
@@ -68,7 +71,15 @@ public:
 
     const unsigned id;
     asio::io_context& ioc;
+    // The settings in force on this worker. Read and replaced only on this worker's thread
+    // (set_settings), so a handler reads one generation from start to end and the message path
+    // takes no lock. Nothing may keep a reference into it past its handler, except to a
+    // delivery rule (see set_settings).
     const config::settings& cfg;
+    // A reload: `fresh` (an immutable snapshot posted to every worker) becomes `cfg`. Runs on
+    // this worker's thread. Subscriptions point at their delivery rule, so a changed rule list
+    // list is kept, not freed (a few hundred bytes per reload, when there are rules).
+    void set_settings(const config::settings& fresh);
     hub::shard& shard;
     broker::broker& broker;
     metrics::worker_counters& counters;
@@ -148,6 +159,7 @@ private:
     std::vector<drain_turn> drain_due_;
     void drain_due(time_point now);
     std::atomic<std::size_t> count_{0};
+    std::vector<std::vector<config::delivery_rule>> retired_delivery_;
 };
 
 }  // namespace herald::net

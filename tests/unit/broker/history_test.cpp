@@ -1,5 +1,7 @@
 #include "broker/history.hpp"
 
+#include "herald/broker/broker.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cctype>
@@ -104,6 +106,38 @@ TEST(History, SizeZeroKeepsNothing) {
     EXPECT_EQ(store.since(s, {s.epoch, 2}, 100, out), recovery::ok);  // nothing missed
     EXPECT_EQ(store.since(s, {s.epoch, 1}, 100, out), recovery::gap_too_large);
     EXPECT_TRUE(out.empty());
+}
+
+// A reload changes a topic's policy: the stream takes it when next opened, and its next publish
+// trims the ring to the new size; size 0 then empties it, so the ring still ends at top.
+TEST(History, ReopenTakesANewPolicy) {
+    history_store store(1 << 20, 1);
+    auto* s = &store.open("t", {5, 60s}, t0);
+    for (int i = 0; i < 5; ++i) (void)publish(store, *s, tagged("m", i));
+    s = &store.open("t", {2, 60s}, t0);
+    EXPECT_EQ(s->policy.size, 2u);
+    (void)publish(store, *s, "x");
+    EXPECT_EQ(offsets(s->ring), (std::vector<std::uint64_t>{5, 6}));
+    s = &store.open("t", {0, 60s}, t0);
+    (void)publish(store, *s, "y");
+    EXPECT_TRUE(s->ring.empty());
+    EXPECT_EQ(store.bytes(), 0u);
+    std::vector<hub::message_ptr> out;
+    EXPECT_EQ(store.since(*s, {s->epoch, 6}, 100, out), recovery::gap_too_large);
+}
+
+// Reload: set_live_history's rules replace the configured ones for every broker, until reset.
+TEST(History, LiveRulesReplaceTheConfiguredOnes) {
+    config::settings configured;
+    configured.history.namespaces = {{"h:*", 3, 60s}};
+    config::settings live = configured;
+    live.history.namespaces = {{"h:*", 7, 10s}};
+    EXPECT_EQ(policy_for(configured, "h:1").size, 3u);
+    set_live_history(&live);
+    EXPECT_EQ(policy_for(configured, "h:1").size, 7u);
+    EXPECT_EQ(policy_for(configured, "h:1").ttl, 10s);
+    set_live_history(nullptr);
+    EXPECT_EQ(policy_for(configured, "h:1").size, 3u);
 }
 
 TEST(History, MaxBytesZeroKeepsNothing) {

@@ -622,3 +622,59 @@ TEST_F(HubTest, BinaryAndJsonPayloadsAreDeliveredWithTheirKind) {
     EXPECT_EQ(c.got[0]->payload, std::string("\x00\x01\xFF", 3));
     EXPECT_EQ(c.got[0]->event, "blob");
 }
+
+// The admin page's busiest topics: one count per routed message on the topic's owner (not per
+// subscriber), rates since the previous scan, top n of each list, bounded scans.
+TEST_F(HubTest, BusiestTopicsByRateAndBySubscribers) {
+    start();
+    (void)add(0, "hot");
+    (void)add(1, "hot");
+    for (unsigned w = 0; w < k_workers; ++w) (void)add(w, "crowded");
+    (void)add(2, "idle");
+    run();
+    const auto now = clock::now();
+    hub::busiest_topics all;
+    for (unsigned w = 0; w < k_workers; ++w) (void)h->at(w).busiest(10, 10, now);  // baseline
+    for (int i = 0; i < 20; ++i) (void)publish(0, "hot", "x");
+    (void)publish(1, "crowded", "x");
+    for (unsigned w = 0; w < k_workers; ++w)
+        all.merge(h->at(w).busiest(2, hub::k_busiest_scan, now + 1s), 2);
+    ASSERT_EQ(all.by_rate.size(), 2u);
+    EXPECT_EQ(all.by_rate[0].topic, "hot");
+    EXPECT_DOUBLE_EQ(all.by_rate[0].rate, 20.0);  // 20 messages, 2 subscribers: counted once each
+    EXPECT_EQ(all.by_rate[1].topic, "crowded");
+    ASSERT_EQ(all.by_subscribers.size(), 2u);
+    EXPECT_EQ(all.by_subscribers[0].topic, "crowded");
+    EXPECT_EQ(all.by_subscribers[0].subscribers, 3u);
+    EXPECT_EQ(all.topics, 3u);
+    EXPECT_EQ(all.scanned, 3u);
+    // A scan is bounded: it stops at the first bucket boundary at or past max_scan topics.
+    for (unsigned w = 0; w < k_workers; ++w)
+        EXPECT_EQ(h->at(w).busiest(2, 0, now + 2s).scanned, 0u);
+}
+
+// Reload: new quota rules reach every shard on its own thread; a topic's count stays with its
+// pattern, so topics counted under the old rules still count (and are released) under the new.
+TEST_F(HubTest, QuotasChangeLiveAndKeepTheirCounts) {
+    start();
+    h->set_quotas({{"ns:*", 1, 0}});
+    auto& a = add(0, "ns:a");
+    auto& b1 = add(1, "ns:b");
+    run();
+    EXPECT_EQ(a.answers.size(), 1u);
+    EXPECT_TRUE(b1.answers.empty());  // refused: one active topic at most
+    drop(b1);
+    h->set_quotas({{"ns:*", 2, 0}}, true);
+    run();
+    auto& b2 = add(1, "ns:b");
+    auto& c = add(2, "ns:c");
+    run();
+    EXPECT_EQ(b2.answers.size(), 1u);
+    EXPECT_TRUE(c.answers.empty());  // ns:a, counted before the reload, still counts
+    drop(c);
+    drop(a);
+    run();
+    auto& d = add(2, "ns:d");
+    run();
+    EXPECT_EQ(d.answers.size(), 1u);  // ns:a's count was released
+}
