@@ -919,8 +919,10 @@ settings parse_yaml(const std::string& text) {
     if (!root.IsMap()) throw config_error("", "the configuration must be a YAML map");
     walk(s, root, "");
     resolve_defaults(s);
-    if (!s.redis.cluster.empty() && root["redis"] && root["redis"].IsMap() && root["redis"]["shards"])
-        throw config_error("redis.cluster", "redis.cluster and redis.shards are mutually exclusive");
+    if (!s.redis.cluster.empty() && root["redis"] && root["redis"].IsMap() &&
+        root["redis"]["shards"])
+        throw config_error("redis.cluster",
+                           "redis.cluster and redis.shards are mutually exclusive");
     // WAIT holds the command link: past command_timeout the link would be declared down.
     if (s.redis.replicas_ack > 0 && s.redis.replicas_ack_timeout >= s.redis.command_timeout)
         throw config_error("redis.replicas_ack_timeout", "must be less than redis.command_timeout");
@@ -1075,12 +1077,12 @@ std::vector<key_doc> describe(const settings& s) {
     // Only one of them reads back: with cluster seeds, shards are not used.
     if (s.redis.cluster.empty())
         add("redis.shards", yaml_list(s.redis.shards, [&](const std::string& name) {
-            const auto i = static_cast<std::size_t>(&name - s.redis.shards.data());
-            if (i >= s.redis.sentinels.size() || s.redis.sentinels[i].empty())
-                return yaml_string(name);
-            return "{sentinels: " + yaml_strings(s.redis.sentinels[i]) +
-                   ", master: " + yaml_string(name) + "}";
-        }));
+                const auto i = static_cast<std::size_t>(&name - s.redis.shards.data());
+                if (i >= s.redis.sentinels.size() || s.redis.sentinels[i].empty())
+                    return yaml_string(name);
+                return "{sentinels: " + yaml_strings(s.redis.sentinels[i]) +
+                       ", master: " + yaml_string(name) + "}";
+            }));
     add("redis.cluster", yaml_strings(s.redis.cluster));
     add("redis.username", yaml_string(s.redis.username));
     add("redis.password", yaml_string(s.redis.password.empty() ? "" : "<redacted>"));
