@@ -618,9 +618,10 @@ def main():
         opt_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "optimisations.md")
         optimisations = open(opt_path).read() if os.path.exists(opt_path) else ""
         # measured by their own scripts, kept as markdown (bench/compression.py --out-md, and the
-        # slow-consumer runs of bench/slow_consumer.py --out-md): shown after Method
+        # slow-consumer runs of bench/slow_consumer.py --out-md, bench/cluster.sh's one Redis against
+        # a 3+3 cluster): shown after Method
         extras = []
-        for name in ("compression.md", "slow_consumer.md"):
+        for name in ("compression.md", "slow_consumer.md", "cluster.md"):
             path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", name)
             if os.path.exists(path):
                 extras.append(open(path).read())
