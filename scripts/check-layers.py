@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Herald's layers point one way (docs/architecture.md, "Dependency graph").
+"""Herald's layers point one way (docs/architecture.md, "Module map").
 
 Every file under src/<module>/ and include/herald/<module>/ may include headers of its own module
 and of modules below it, never of a module above it:
