@@ -7,7 +7,8 @@ per-topic sequence numbers.
 The rule checked after every run: each subscriber got every message whose publish was answered
 200, once and in order, or a reset stands where one is missing; delivery resumed. Failures: a
 master SIGKILLed mid-stream (its replica takes over), and the slot of a busy topic moved to
-another master during traffic (IMPORTING / MIGRATING, MIGRATE, SETSLOT NODE). Figures go to
+another master during traffic (IMPORTING / MIGRATING, MIGRATE, SETSLOT NODE by hand, and 500
+slots by `redis-cli --cluster reshard`). Figures go to
 stdout and to HERALD_FAILOVER_REPORT (default /tmp/herald-failover-report.txt)."""
 import os
 import subprocess
@@ -218,6 +219,47 @@ def test_cluster_slot_of_busy_topic_migrates_during_traffic(herald_factory, clus
     report("migrate", figures)
     assert figures["ask"] > 0 and figures["moved"] > 0, figures
     assert figures["resets"] == 0, figures
+
+
+@pytest.mark.scenario
+def test_cluster_redis_cli_reshard_during_traffic(herald_factory, cluster):
+    """`redis-cli --cluster reshard`, as an operator runs it, moves 500 slots (among them those
+    of five busy topics: reshard takes a source's slots in ascending order) to another master
+    while both instances publish to and deliver every topic: no reset, nothing lost or doubled."""
+    src = cluster.owner(0)
+    dst = next(m for m in cluster.masters() if m is not src)
+    moving = []
+    for i in range(5000):
+        t = unique(f"rs{i}")
+        if cluster.slot_of(t) < 500:
+            moving.append(t)
+            if len(moving) == 5:
+                break
+    assert len(moving) == 5
+    topics = moving + spread_topics(cluster, TOPICS - len(moving))
+    a, b, subs, swarm = start(herald_factory, cluster, topics)
+    watch = ReadyzWatch([a, b])
+    pub = SequencedPublisher([a, b], topics, RATE)
+    try:
+        time.sleep(3)
+        t0 = time.time()
+        out = subprocess.run(
+            ["redis-cli", "--cluster", "reshard", f"127.0.0.1:{src.port}",
+             "--cluster-from", cluster.node_id(src), "--cluster-to", cluster.node_id(dst),
+             "--cluster-slots", "500", "--cluster-yes"],
+            capture_output=True, text=True, timeout=120)
+        resharded_s = time.time() - t0
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        assert all(cluster.owner(cluster.slot_of(t)).port == dst.port for t in moving)
+        wait_until(lambda: all(pub.log[t] and pub.log[t][-1][1] == 200 for t in topics), 30,
+                   what="publishes answered 200")
+        time.sleep(3)
+    finally:
+        pub.stop()
+    figures = finish(pub, swarm, subs, a, b, watch, t0, {"reshard_s": round(resharded_s, 2)})
+    report("reshard", figures)
+    assert figures["resets"] == 0, figures
+    assert figures["moved"] > 0, figures
 
 
 @pytest.mark.scenario
