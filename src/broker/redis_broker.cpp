@@ -529,8 +529,8 @@ void redis_broker::confirm(unsigned from, std::size_t shard, std::string topic,
             publish_failures_.fetch_add(1, std::memory_order_relaxed);
         return res;
     };
-    auto on_wait = [this, from, shard, &link, fail, topic, p = std::move(p), t0, done](
-                       redisReply* r, no_reply) mutable {
+    auto on_wait = [this, from, shard, fail, topic, p = std::move(p), t0, done](redisReply* r,
+                                                                                no_reply) mutable {
         if (r == nullptr || r->type != REDIS_REPLY_INTEGER) {
             done(fail(publish_status::unknown));  // written; whether replicas have it: unknown
             return;

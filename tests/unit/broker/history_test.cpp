@@ -32,7 +32,7 @@ hub::message_ptr publish(history_store& store, history_store::stream& s, std::st
     return m;
 }
 
-std::vector<std::uint64_t> offsets(const decltype(broker::history_store::stream::ring)& ring) {
+std::vector<std::uint64_t> offsets(const decltype(history_store::stream::ring)& ring) {
     std::vector<std::uint64_t> out;
     for (const auto& m : ring) out.push_back(m->offset);
     return out;
