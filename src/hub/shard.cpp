@@ -95,7 +95,7 @@ void shard::subscribe(subscription& s) {
     s.id = ++next_sub_id_;
     s.active = false;
     s.asked = clock::now();
-    s.early.clear();
+    if (s.pre) s.pre->early.clear();
     auto& lt = topics_[s.topic];
     s.index = static_cast<std::uint32_t>(lt.subs.size());
     lt.subs.push_back(&s);
@@ -106,7 +106,8 @@ void shard::subscribe(subscription& s) {
     std::optional<presence_client> who;
     if (s.in_presence) who = *s.who;
     const unsigned owner = hub_.owner_of(s.topic);
-    hub_.post(owner, [h = &hub_, owner, from = worker_, topic = s.topic, id = s.id, since = s.since,
+    hub_.post(owner, [h = &hub_, owner, from = worker_, topic = s.topic, id = s.id,
+                      since = s.since() ? std::optional<stream_pos>(*s.since()) : std::nullopt,
                       who = std::move(who)] {
         h->at(owner).on_remote_subscribe(from, topic, id, since, who);
     });
@@ -123,7 +124,7 @@ bool shard::remove_local(subscription& s) {
     subs.pop_back();
     if (subs.empty()) topics_.erase(it);
     --local_subscriptions_;
-    s.early.clear();
+    if (s.pre) s.pre->early.clear();
     s.active = false;
     return true;
 }
@@ -227,12 +228,13 @@ void shard::on_subscribe_answer(std::uint64_t sub_id, subscribe_result r) {
     s.active = true;
     s.epoch = r.epoch;
     s.epoch_key = wire::topic_hash(s.epoch);
-    s.last_offset = (r.recovered && s.since) ? s.since->offset : r.top;
+    s.last_offset = (r.recovered && s.since()) ? s.since()->offset : r.top;
+    // Live now: the pre-answer state goes (the early messages are offered from here).
+    const auto pre = std::move(s.pre);
     s.owner->on_subscribed(s, r);
     for (const auto& m : r.replay) offer(s, m);
-    auto early = std::move(s.early);
-    s.early.clear();
-    for (const auto& m : early) offer(s, m);
+    if (pre)
+        for (const auto& m : pre->early) offer(s, m);
 }
 
 void shard::offer(subscription& s, const message_ptr& m) {
@@ -266,7 +268,7 @@ void shard::deliver(const message_ptr& m) {
     // list is stable during this loop.
     for (subscription* s : it->second.subs) {
         if (!s->active) {
-            s->early.push_back(m);
+            s->pending().early.push_back(m);
             continue;
         }
         offer(*s, m);

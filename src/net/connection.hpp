@@ -231,7 +231,6 @@ private:
 
     connection_slot slot_;
     std::unique_ptr<tls::channel> tls_;
-    metrics::transport transport_;
     std::vector<chunk> queue_;
     std::size_t head_ = 0;       // first unsent chunk
     std::size_t head_sent_ = 0;  // bytes of queue_[head_] already written
@@ -248,16 +247,18 @@ private:
     bool read_parked_ = false;  // a read was wanted but held back (see wait_readable())
     bool room_wanted_ = false;
     bool lingering_ = false;
+    bool attached_ = false;  // in the worker's list (prev_, next_)
+    // Packed with the flags above (issue 15: every idle connection holds this object).
+    metrics::transport transport_;
+    unsigned holds_ = 0;
     std::size_t room_mark_ = 0;
     // While held (a parked read, or a session that owes answers and reads no more), a wait on
     // this timer that never expires owns the connection: cancelled when the hold ends, and
     // destroyed with the io_context at exit, so a hold never outlives the loop (no leak).
     std::unique_ptr<asio::steady_timer> hold_timer_;
-    unsigned holds_ = 0;
     // Intrusive list of the worker's live connections.
     connection* prev_ = nullptr;
     connection* next_ = nullptr;
-    bool attached_ = false;
 };
 
 }  // namespace herald::net

@@ -21,7 +21,10 @@ poll_session::poll_session(poll_owner& owner, worker_context& w, std::uint64_t s
         t->owner = this;
         t->topic = topics[i];
         t->tag = static_cast<std::uint32_t>(i);
-        if (since) t->since = (*since)[i];
+        if (since) {
+            t->resume_from((*since)[i]);
+            t->resumed = true;
+        }
         topics_.push_back(std::move(t));
     }
 }
@@ -62,7 +65,7 @@ std::string poll_session::topic_answer(const poll_topic& t, const std::string& e
     if (taken < t.messages.size())
         cursor = taken > 0 ? t.messages[taken - 1]->offset : t.messages[0]->offset - 1;
     std::string body = "{\"topic\":\"" + t.topic + "\",\"epoch\":\"" + epoch + "\"";
-    if (t.since || t.resume_failed)
+    if (t.resumed || t.resume_failed)
         body += std::string(",\"recovered\":") + (t.resume_failed ? "false" : "true");
     if (t.resume_failed) body += ",\"reason\":" + wire::json_quote(t.reason);
     body += ",\"cursor\":\"" + epoch + ":" + std::to_string(cursor) + "\",\"messages\":";
@@ -77,8 +80,8 @@ std::string poll_session::finish() {
     std::vector<std::pair<std::string, std::uint64_t>> at;
     at.reserve(topics_.size());
     for (const auto& t : topics_)
-        at.emplace_back(t->epoch.empty() && t->since ? t->since->epoch : t->epoch,
-                        t->active ? t->last_offset : (t->since ? t->since->offset : 0));
+        at.emplace_back(t->epoch.empty() && t->since() ? t->since()->epoch : t->epoch,
+                        t->active ? t->last_offset : (t->since() ? t->since()->offset : 0));
     cancel();
     std::size_t budget = w_.cfg.limits.max_queued_bytes / 2;
     if (topics_.size() == 1) return topic_answer(*topics_[0], at[0].first, at[0].second, budget);

@@ -32,6 +32,7 @@ protected:
 
 // One topic of a poll: its subscription and what it collected for the answer.
 struct poll_topic : hub::subscription {
+    bool resumed = false;  // a position was given (since() is gone once answered)
     bool resume_failed = false;
     std::string reason;
     std::vector<hub::message_ptr> messages;

@@ -166,10 +166,25 @@ public:
 private:
     // held_slot: the topic's delivery.namespaces rule and what it holds back (holdback.hpp).
     struct ws_sub : hub::subscription, held_slot {
-        std::string reply_id;  // JSON of the op's id; empty for topics from the URL
+        // What the subscribe op's answer needs: only until it is answered (on_subscribed,
+        // on_refused or an unsubscribe first), and only when there is something (issue 15).
+        struct op_answer {
+            std::string reply_id;  // JSON of the op's id; empty for topics from the URL
+            std::string info;  // what the subscribe hook said (compact JSON, <= 1 KiB); "" for none
+        };
+        std::unique_ptr<op_answer> op;
         bool reply = false;
         bool compress = false;  // compression negotiated and enabled for the topic's namespace
-        std::string info;  // what the subscribe hook said (compact JSON, <= 1 KiB); "" for none
+        [[nodiscard]] std::string_view reply_id() const noexcept {
+            return op ? std::string_view(op->reply_id) : std::string_view();
+        }
+        [[nodiscard]] std::string_view info() const noexcept {
+            return op ? std::string_view(op->info) : std::string_view();
+        }
+        void set_op(std::string reply_id, std::string info) {
+            if (reply_id.empty() && info.empty()) return;
+            op = std::make_unique<op_answer>(op_answer{std::move(reply_id), std::move(info)});
+        }
     };
 
     void on_readable() override;
@@ -207,7 +222,8 @@ private:
     void send_json(std::string_view json);
     void reply_error(const std::string& id, std::string_view code, std::string_view message);
     void subscribe_topic(const std::string& topic, std::optional<wire::stream_pos> since,
-                         std::string reply_id, bool reply, bool join_leave = false);
+                         std::string reply_id, bool reply, bool join_leave = false,
+                         std::string info = {});
     // The `presence` op (presence_ops.cpp).
     void presence_op(const std::string& id, const std::string& topic);
     ws_sub* find(const std::string& topic);
@@ -302,8 +318,8 @@ public:
 private:
     // held_slot: the topic's delivery.namespaces rule and what it holds back (holdback.hpp).
     struct sse_sub : hub::subscription, held_slot {
-        bool reset = false;
-        std::string reason;
+        // A failed resume's reason, until its reset leaves (held_ holds it in order).
+        std::unique_ptr<std::string> resume_reason;
         // The position the client was last told of (what the stream's ids name). The hub's
         // last_offset runs ahead of it while events are held (see held_).
         std::string sent_epoch;
@@ -325,7 +341,8 @@ private:
     void send_message(sse_sub& s, const hub::message_ptr& m);
     // A reset at the subscription's sent position (set by the caller); `skipped_to` != 0: the
     // range a slow consumer policy dropped.
-    void send_reset(sse_sub& s, std::uint64_t skipped_from = 0, std::uint64_t skipped_to = 0);
+    void send_reset(sse_sub& s, std::string_view reason, std::uint64_t skipped_from = 0,
+                    std::uint64_t skipped_to = 0);
     void send_held(held_slot& s, const hub::message_ptr& m) override;
     void send_skipped(held_slot& s, std::uint64_t from, std::uint64_t to) override;
     [[nodiscard]] std::size_t wire_size(const hub::message& m) const noexcept override {

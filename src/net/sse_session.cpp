@@ -46,7 +46,7 @@ void sse_session::start(const std::vector<std::string>& topics,
         s->join_leave = join_leave;
         s->topic = topics[i];
         s->tag = static_cast<std::uint32_t>(i);
-        if (since) s->since = (*since)[i];
+        if (since) s->resume_from((*since)[i]);
         s->rule = delivery_rule_for(w_.cfg, s->topic);
         w_.shard.subscribe(*s);
         subs_.push_back(std::move(s));
@@ -87,11 +87,12 @@ void sse_session::send_message(sse_sub& s, const hub::message_ptr& m) {
     if (ok) w_.counters.frames_delivered.add();
 }
 
-void sse_session::send_reset(sse_sub& s, std::uint64_t skipped_from, std::uint64_t skipped_to) {
+void sse_session::send_reset(sse_sub& s, std::string_view reason, std::uint64_t skipped_from,
+                             std::uint64_t skipped_to) {
     std::string e = sse::encode_id_line(stream_id());
     e += "event: reset\ndata: {\"topic\":\"" + s.topic + "\",\"epoch\":\"" + s.sent_epoch +
          "\",\"offset\":" + std::to_string(s.sent_offset) +
-         ",\"reason\":" + wire::json_quote(s.reason);
+         ",\"reason\":" + wire::json_quote(reason);
     if (skipped_to != 0)
         e += ",\"skipped\":{\"from\":" + std::to_string(skipped_from) +
              ",\"to\":" + std::to_string(skipped_to) + "}";
@@ -114,8 +115,7 @@ void sse_session::send_skipped(held_slot& slot, std::uint64_t from, std::uint64_
     s.sent_epoch = s.epoch;
     s.sent_epoch_key = s.epoch_key;
     s.sent_offset = to;
-    s.reason = "slow consumer";
-    send_reset(s, from, to);
+    send_reset(s, "slow consumer", from, to);
 }
 
 void sse_session::on_message(hub::subscription& sub, const hub::message_ptr& m) {
@@ -137,8 +137,7 @@ void sse_session::on_subscribed(hub::subscription& sub, const hub::subscribe_res
     w_.record_subscribe(s, r, metrics::transport::sse, &reconnected_);
     if (r.resume_requested) {
         if (!r.recovered) {
-            s.reset = true;
-            s.reason = r.reason;
+            s.resume_reason = std::make_unique<std::string>(r.reason);
             held_.emplace_back(&s, nullptr);  // the reset goes out in order with messages
         }
     }
@@ -151,11 +150,11 @@ void sse_session::on_subscribed(hub::subscription& sub, const hub::subscribe_res
     held_.clear();
     for (auto& [hs, m] : held) {
         if (!m) {
-            send_reset(*hs);
+            const auto why = std::move(hs->resume_reason);
+            send_reset(*hs, why ? std::string_view(*why) : std::string_view());
         } else if (m->reset) {
             hs->sent(*m);
-            hs->reason = m->reset_reason;
-            send_reset(*hs);
+            send_reset(*hs, m->reset_reason);
         } else {
             deliver(*hs, m);
         }
@@ -164,15 +163,13 @@ void sse_session::on_subscribed(hub::subscription& sub, const hub::subscribe_res
 
 void sse_session::on_reset(hub::subscription& sub, const hub::message_ptr& m) {
     auto& s = static_cast<sse_sub&>(sub);
-    s.reset = true;
     if (answered_ < subs_.size()) {
         held_.emplace_back(&s, m);
         return;
     }
     drop_held(s);  // what was held belongs to the old position
     s.sent(*m);
-    s.reason = m->reset_reason;
-    send_reset(s);
+    send_reset(s, m->reset_reason);
 }
 
 void sse_session::on_refused(hub::subscription& s, const std::string& reason) {

@@ -64,8 +64,8 @@ void ws_session::hook_subscribe(std::string topic, std::optional<wire::stream_po
                            self->reply_error(id, "too_many_topics", "too many topics");
                            return;
                        }
-                       self->subscribe_topic(topic, std::move(since), id, true, join_leave);
-                       self->subs_.back()->info = std::move(v.info);  // <= 1 KiB
+                       self->subscribe_topic(topic, std::move(since), id, true, join_leave,
+                                             std::move(v.info));  // <= 1 KiB
                    });
 }
 

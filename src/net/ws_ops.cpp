@@ -165,7 +165,7 @@ void ws_session::on_text(std::string_view text) {
             // answer it here, before the unsubscribe's ok, so every op gets exactly one reply.
             if (s.reply && !s.active) {
                 std::string o = "{\"type\":\"error\"";
-                if (!s.reply_id.empty()) o += ",\"id\":" + s.reply_id;
+                if (!s.reply_id().empty()) o.append(",\"id\":").append(s.reply_id());
                 o += ",\"code\":\"unsubscribed\",\"topic\":\"" + topic +
                      "\",\"message\":\"unsubscribed before the subscription was confirmed\"}";
                 send_json(std::move(o));

@@ -114,14 +114,15 @@ ws_session::ws_sub* ws_session::find(const std::string& topic) {
 }
 
 void ws_session::subscribe_topic(const std::string& topic, std::optional<wire::stream_pos> since,
-                                 std::string reply_id, bool reply, bool join_leave) {
+                                 std::string reply_id, bool reply, bool join_leave,
+                                 std::string info) {
     auto s = std::make_unique<ws_sub>();
     s->owner = this;
     s->who = who_.get();
     s->join_leave = join_leave;
     s->topic = topic;
-    s->since = std::move(since);
-    s->reply_id = std::move(reply_id);
+    s->resume_from(std::move(since));
+    s->set_op(std::move(reply_id), std::move(info));
     s->reply = reply;
     s->rule = delivery_rule_for(w_.cfg, topic);
     if (deflate_bits_) {
@@ -141,12 +142,14 @@ void ws_session::subscribe_topic(const std::string& topic, std::optional<wire::s
 void ws_session::on_subscribed(hub::subscription& sub, const hub::subscribe_result& r) {
     auto& s = static_cast<ws_sub&>(sub);
     w_.record_subscribe(s, r, metrics::transport::ws, &reconnected_);
+    // Answered now: the op's state goes with this reply.
+    const auto op = std::move(s.op);
     if (!s.reply) return;
     std::string o = "{\"type\":\"ok\"";
-    if (!s.reply_id.empty()) o += ",\"id\":" + s.reply_id;
+    if (op && !op->reply_id.empty()) o += ",\"id\":" + op->reply_id;
     o += ",\"op\":\"subscribe\",\"topic\":\"" + s.topic + "\",\"epoch\":\"" + r.epoch +
          "\",\"offset\":" + std::to_string(r.top);
-    if (!s.info.empty()) o += ",\"info\":" + s.info;
+    if (op && !op->info.empty()) o += ",\"info\":" + op->info;
     if (r.resume_requested) {
         o += std::string(",\"recovered\":") + (r.recovered ? "true" : "false");
         if (!r.recovered) o += ",\"reason\":" + wire::json_quote(r.reason);
@@ -204,7 +207,7 @@ void ws_session::on_refused(hub::subscription& sub, const std::string& reason) {
     auto& s = static_cast<ws_sub&>(sub);
     if (w_.auth) w_.auth->audit->refused("quota_exceeded", stream_ip_, "/ws " + s.topic);
     std::string o = "{\"type\":\"error\"";
-    if (!s.reply_id.empty()) o += ",\"id\":" + s.reply_id;
+    if (!s.reply_id().empty()) o.append(",\"id\":").append(s.reply_id());
     o += ",\"code\":\"quota_exceeded\",\"topic\":\"" + s.topic +
          "\",\"message\":" + wire::json_quote(reason) + "}";
     send_json(std::move(o));

@@ -41,17 +41,34 @@ struct subscription {
     std::uint64_t id = 0;
     std::uint32_t index = 0;        // position in the shard's list for the topic
     std::uint32_t tag = 0;          // for the owner: e.g. the topic's place in an SSE stream
-    bool active = false;            // false until the owner worker answered the subscribe
     std::string epoch;              // stream the subscriber is positioned in
     std::uint64_t epoch_key = 0;    // topic_hash(epoch), compared per message
     std::uint64_t last_offset = 0;  // newest offset delivered (or skipped) to this subscriber
-    std::optional<stream_pos> since;
-    std::vector<message_ptr> early;  // live messages that arrived before the answer
+    // Until the owner answered: the resume position asked for and the live messages that
+    // arrived meanwhile. Allocated by resume_from() or the first early message; the shard frees
+    // it once the answer is applied, so a live subscription holds none of it (issue 15).
+    struct pre_answer {
+        std::optional<stream_pos> since;
+        std::vector<message_ptr> early;
+    };
+    std::unique_ptr<pre_answer> pre;
+    pre_answer& pending() {
+        if (!pre) pre = std::make_unique<pre_answer>();
+        return *pre;
+    }
+    void resume_from(std::optional<stream_pos> p) {
+        if (p) pending().since = std::move(p);
+    }
+    // The resume position asked for; null when none, or once answered.
+    [[nodiscard]] const stream_pos* since() const noexcept {
+        return pre && pre->since ? &*pre->since : nullptr;
+    }
     // Presence (presence.hpp): the subscribing connection's entry (owned by the subscriber; null
     // when it takes no part, e.g. a long-poll), and whether it wants join/leave events.
     const presence_client* who = nullptr;
     bool join_leave = false;
     bool in_presence = false;  // set by shard::subscribe: the topic is a presence topic
+    bool active = false;       // false until the owner worker answered the subscribe
     // When the subscribe was asked (shard::subscribe): a message created before it reaches this
     // subscriber only as a replay, which delivery-latency metrics leave out.
     time_point asked{};

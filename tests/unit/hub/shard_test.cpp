@@ -33,7 +33,7 @@ struct client final : hub::subscriber {
     client(std::string topic, std::optional<hub::stream_pos> since = std::nullopt) {
         sub.owner = this;
         sub.topic = std::move(topic);
-        sub.since = std::move(since);
+        sub.resume_from(std::move(since));
     }
     void on_message(hub::subscription& s, const hub::message_ptr& m) override {
         EXPECT_EQ(&s, &sub);
