@@ -310,6 +310,11 @@ int server::run() {
 
     // The main thread only waits for signals, runs reloads and the drain.
     asio::io_context main_ioc(1);
+    // The signals are ours before the first worker runs and before herald says it is ready: a
+    // SIGTERM sent right after readiness is queued here, not lost (a process started with
+    // SIGINT ignored, as a shell's background job is, would otherwise drop it) and never kills.
+    asio::signal_set signals(main_ioc, SIGINT, SIGTERM);
+    asio::signal_set reload(main_ioc, SIGHUP);
     // A reload: read the file again, apply what can change live, report the rest. Runs on the
     // main thread (reloads are serialised); nothing changes when the file or a key in it is bad.
     const auto do_reload = [&](const char* trigger) -> std::pair<bool, std::string> {
@@ -381,11 +386,9 @@ int server::run() {
     spdlog::info("listening on {}:{} ({}{} workers, broker {})", ep.address().to_string(),
                  ep.port(), tls ? "TLS, " : "", n, s.cfg.broker);
 
-    asio::signal_set signals(main_ioc, SIGINT, SIGTERM);
     // SIGHUP reloads the config (see do_reload) and the TLS certificate and key from the same
     // files (certificate renewal): connections accepted afterwards get the new one, open ones
     // keep theirs.
-    asio::signal_set reload(main_ioc, SIGHUP);
     std::function<void(error_code, int)> on_reload = [&](error_code ec, int) {
         if (ec) return;
         const bool ok = do_reload("SIGHUP").first;
