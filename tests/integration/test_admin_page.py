@@ -174,8 +174,11 @@ def test_admin_page_in_chromium(herald_factory, tmp_path):
     shot = SCREENSHOT if os.environ.get("HERALD_UPDATE_SCREENSHOT") == "1" else tmp_path / "admin.png"
     env = dict(os.environ, HERALD_URL=srv.url("").rstrip("/"), HERALD_KEY=KEY,
                ADMIN_SCREENSHOT=str(shot))
-    p = subprocess.run(["node", "--test", "--test-reporter=spec", str(CLIENT_TESTS / "admin_page.test.mjs")],
-                       cwd=str(CLIENT_TESTS), env=env, capture_output=True, text=True, timeout=120)
+    try:
+        p = subprocess.run(["node", "--test", "--test-reporter=spec", str(CLIENT_TESTS / "admin_page.test.mjs")],
+                           cwd=str(CLIENT_TESTS), env=env, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired as e:  # the steps reached say where it stopped
+        pytest.fail(f"admin_page.test.mjs hung:\n{e.stdout}\n{e.stderr}")
     print(p.stdout[-4000:])
     assert p.returncode == 0, f"admin_page.test.mjs failed:\n{p.stdout[-6000:]}\n{p.stderr[-3000:]}"
     assert shot.stat().st_mtime > time.time() - 120 and shot.stat().st_size > 10_000
