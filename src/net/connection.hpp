@@ -114,6 +114,10 @@ public:
     virtual void on_drain(std::optional<milliseconds> reconnect_after) = 0;
     // Closes the connection if it belongs to `user`; true when it did.
     virtual bool revoke(std::string_view /*user*/) { return false; }
+    // A reload replaced the worker's settings: re-resolve what was taken from them (a
+    // subscription's delivery rule points into them). Runs on this worker's thread, before the
+    // replaced settings are freed (worker_context::set_settings).
+    virtual void on_settings_changed() {}
 
     [[nodiscard]] bool closed() const noexcept { return closed_; }
 

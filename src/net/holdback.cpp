@@ -9,6 +9,9 @@ namespace herald::net {
 namespace {
 // A state's own memory: the struct, the deque's map and its first block (libstdc++: 512 B).
 constexpr std::size_t k_state_cost = sizeof(held_slot::state) + 512 + 8 * sizeof(void*);
+// The rule of a slot that still holds messages when a reload removed its rule: they leave
+// unbounded, at once (disconnect, no interval); release() then clears it.
+const config::delivery_rule k_release_rule{};
 }  // namespace
 
 const config::delivery_rule* delivery_rule_for(const config::settings& cfg,
@@ -148,9 +151,19 @@ void holding_connection::drop_held(held_slot& s) noexcept {
     if (s.held) release(s);
 }
 
+void holding_connection::rebind(held_slot& s, std::string_view topic) {
+    s.rule = delivery_rule_for(w_.cfg, topic);
+    if (!s.held) return;
+    if (!s.rule) s.rule = &k_release_rule;
+    // An interval the new rule does not have no longer holds what was gathered.
+    if (s.rule->delivery_interval.count() == 0) s.held->due = time_point{};
+    ask_room();
+}
+
 void holding_connection::release(held_slot& s) noexcept {
     hs_->bytes -= s.held->bytes;
     s.held.reset();
+    if (s.rule == &k_release_rule) s.rule = nullptr;
     auto& slots = hs_->slots;
     const auto it = std::find(slots.begin(), slots.end(), &s);
     if (it != slots.end()) slots.erase(it);

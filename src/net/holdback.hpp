@@ -61,6 +61,10 @@ protected:
     [[nodiscard]] bool hold_if_wanted(held_slot& s, const hub::message_ptr& m, std::size_t size);
     // The stream moved on (a reset): what `s` held belongs to the old position.
     void drop_held(held_slot& s) noexcept;
+    // A reload replaced the settings: `s` (a subscription to `topic`) follows `topic`'s rule in
+    // the new ones from its next message. What it holds stays held, under the new rule; with no
+    // rule left it leaves at once (the send queue's bound applies) and the slot holds no more.
+    void rebind(held_slot& s, std::string_view topic);
     // Bytes of every held message and slot (part of session_held_bytes()).
     [[nodiscard]] std::size_t held_total() const noexcept { return hs_ ? hs_->bytes : 0; }
     [[nodiscard]] std::size_t hold_mark() const noexcept {

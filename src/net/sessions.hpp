@@ -162,6 +162,8 @@ public:
     void on_presence(hub::subscription& s, const hub::presence_event_ptr& e) override;
     void on_tick(time_point now) override;
     void on_drain(std::optional<milliseconds> reconnect_after) override;
+    // Every subscription takes its topic's delivery rule and compression in the new settings.
+    void on_settings_changed() override;
 
 private:
     // held_slot: the topic's delivery.namespaces rule and what it holds back (holdback.hpp).
@@ -314,6 +316,8 @@ public:
     void on_presence(hub::subscription& s, const hub::presence_event_ptr& e) override;
     void on_tick(time_point now) override;
     void on_drain(std::optional<milliseconds> reconnect_after) override;
+    // Every subscription takes its topic's delivery rule in the new settings.
+    void on_settings_changed() override;
 
 private:
     // held_slot: the topic's delivery.namespaces rule and what it holds back (holdback.hpp).

@@ -31,6 +31,10 @@ bool sse_session::revoke(std::string_view user) {
     return true;
 }
 
+void sse_session::on_settings_changed() {
+    for (auto& s : subs_) rebind(*s, s->topic);
+}
+
 void sse_session::end_with(std::string_view event) {
     enqueue(chunk::of_string(std::string(event)), true);
     close_after_flush(milliseconds(2000));

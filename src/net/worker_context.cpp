@@ -36,11 +36,10 @@ worker_context::worker_context(unsigned worker, asio::io_context& context,
 }
 
 void worker_context::set_settings(const config::settings& fresh) {
-    // A moved vector keeps its elements where they are, so the subscriptions' pointers into the
-    // old rules stay valid; an empty list holds nothing worth keeping.
-    if (!live_.delivery.namespaces.empty())
-        retired_delivery_.push_back(std::move(live_.delivery.namespaces));
-    live_ = fresh;
+    // The replaced settings live until every connection has re-resolved what it took from them
+    // (subscriptions point at their delivery rule), then go: nothing is kept across reloads.
+    const config::settings replaced = std::exchange(live_, fresh);
+    for (connection* c = head_; c; c = c->next_) c->on_settings_changed();
 }
 
 void worker_context::want_flush(const std::shared_ptr<connection>& c) {

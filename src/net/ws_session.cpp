@@ -22,6 +22,13 @@ const std::string k_ping_frame = ws::make_frame(ws::opcode::ping, {});
 // How long a slow consumer's close frame may take to reach it, behind what the kernel already
 // holds for it: a client that reads slowly sees 1008, one that never reads is closed here.
 constexpr milliseconds k_slow_close_grace{2000};
+
+// Whether `topic`'s messages go compressed to a connection that negotiated permessage-deflate.
+bool compressed_topic(const config::settings& cfg, std::string_view topic) noexcept {
+    for (const auto& r : cfg.compression.namespaces)
+        if (wire::pattern_match(r.pattern, topic)) return r.enabled;
+    return cfg.compression.enabled;
+}
 }  // namespace
 
 ws_session::ws_session(worker_context& w, link l, std::string leftover,
@@ -125,18 +132,17 @@ void ws_session::subscribe_topic(const std::string& topic, std::optional<wire::s
     s->set_op(std::move(reply_id), std::move(info));
     s->reply = reply;
     s->rule = delivery_rule_for(w_.cfg, topic);
-    if (deflate_bits_) {
-        const auto& c = w_.cfg.compression;
-        s->compress = c.enabled;
-        for (const auto& r : c.namespaces) {
-            if (!wire::pattern_match(r.pattern, topic)) continue;
-            s->compress = r.enabled;
-            break;
-        }
-    }
+    s->compress = deflate_bits_ && compressed_topic(w_.cfg, topic);
     w_.shard.subscribe(*s);
     w_.counters.subscriptions.add(1);
     subs_.push_back(std::move(s));
+}
+
+void ws_session::on_settings_changed() {
+    for (auto& s : subs_) {
+        rebind(*s, s->topic);
+        s->compress = deflate_bits_ && compressed_topic(w_.cfg, s->topic);
+    }
 }
 
 void ws_session::on_subscribed(hub::subscription& sub, const hub::subscribe_result& r) {

@@ -73,12 +73,12 @@ public:
     asio::io_context& ioc;
     // The settings in force on this worker. Read and replaced only on this worker's thread
     // (set_settings), so a handler reads one generation from start to end and the message path
-    // takes no lock. Nothing may keep a reference into it past its handler, except to a
-    // delivery rule (see set_settings).
+    // takes no lock. Nothing may keep a reference into it past its handler, except what
+    // connection::on_settings_changed() re-resolves (a subscription's delivery rule).
     const config::settings& cfg;
-    // A reload: `fresh` (an immutable snapshot posted to every worker) becomes `cfg`. Runs on
-    // this worker's thread. Subscriptions point at their delivery rule, so a changed rule list
-    // list is kept, not freed (a few hundred bytes per reload, when there are rules).
+    // A reload: `fresh` (an immutable snapshot posted to every worker) becomes `cfg`, every
+    // connection re-resolves its rules in it, and the replaced settings are freed. Runs on this
+    // worker's thread; costs one pass over the worker's subscriptions, the message path nothing.
     void set_settings(const config::settings& fresh);
     hub::shard& shard;
     broker::broker& broker;
@@ -159,7 +159,6 @@ private:
     std::vector<drain_turn> drain_due_;
     void drain_due(time_point now);
     std::atomic<std::size_t> count_{0};
-    std::vector<std::vector<config::delivery_rule>> retired_delivery_;
 };
 
 }  // namespace herald::net
