@@ -253,18 +253,26 @@ bool is_ip_address(const std::string& host) {
     return ::inet_pton(AF_INET, host.c_str(), &buf) == 1 ||
            ::inet_pton(AF_INET6, host.c_str(), &buf) == 1;
 }
-// A list of per-namespace rules, `[{pattern, ...}]`: each entry a map with a valid `pattern`;
-// `field(rule, name, value, key)` reads the other fields and returns false for an unknown one.
-template <class Rule, class Field>
+// The one parser of per-namespace rule lists (auth.namespaces, quotas, history.namespaces,
+// compression.namespaces, delivery.namespaces): `[{pattern, ...}]`, each entry a map with a valid
+// `pattern`. Every error names the key path ("quotas[1].max_topics") and what was wrong.
+// `field(rule, name, value, key)` reads the other fields and returns false for an unknown one;
+// each entry starts as a copy of `init`; `done(rule, entry, key)` checks the entry as a whole
+// once its pattern is known to be there (a required field).
+struct no_check {
+    template <class Rule>
+    void operator()(const Rule&, const YAML::Node&, const std::string&) const noexcept {}
+};
+template <class Rule, class Field, class Done = no_check>
 std::vector<Rule> rule_list(const YAML::Node& n, const std::string& k, const std::string& shape,
-                            Field field) {
+                            const Rule& init, Field field, Done done = {}) {
     std::vector<Rule> out;
     if (n.IsNull()) return out;
     if (!n.IsSequence()) throw config_error(k, "expected a list of " + shape);
     for (std::size_t i = 0; i < n.size(); ++i) {
         auto ik = k + "[" + std::to_string(i) + "]";
         if (!n[i].IsMap()) throw config_error(ik, "expected a map " + shape);
-        Rule r;
+        Rule r = init;
         bool has_pattern = false;
         for (const auto& kv : n[i]) {
             auto name = kv.first.Scalar();
@@ -279,9 +287,17 @@ std::vector<Rule> rule_list(const YAML::Node& n, const std::string& k, const std
             }
         }
         if (!has_pattern) throw config_error(ik + ".pattern", "missing");
+        done(r, n[i], ik);
         out.push_back(std::move(r));
     }
     return out;
+}
+
+// A rule list whose entries start from the rule's defaults and need nothing but a pattern.
+template <class Rule, class Field>
+std::vector<Rule> rule_list(const YAML::Node& n, const std::string& k, const std::string& shape,
+                            Field field) {
+    return rule_list<Rule>(n, k, shape, Rule{}, field);
 }
 
 constexpr std::size_t k_unset_size = static_cast<std::size_t>(-1);
@@ -480,34 +496,18 @@ const std::map<std::string, handler>& schema() {
          }},
         {"auth.namespaces",
          [](settings& c, const YAML::Node& n, const std::string& k) {
-             c.auth.namespaces.clear();
-             if (n.IsNull()) return;
-             if (!n.IsSequence()) throw config_error(k, "expected a list of {pattern, anonymous}");
-             for (std::size_t i = 0; i < n.size(); ++i) {
-                 auto ik = k + "[" + std::to_string(i) + "]";
-                 if (!n[i].IsMap()) throw config_error(ik, "expected a map {pattern, anonymous}");
-                 settings::auth_namespace ns;
-                 bool has_pattern = false, has_anon = false;
-                 for (const auto& kv : n[i]) {
-                     auto name = kv.first.Scalar();
-                     auto fk = ik + "." + name;
-                     if (name == "pattern") {
-                         ns.pattern = scalar(kv.second, fk);
-                         if (!wire::is_valid_pattern(ns.pattern)) throw config_error(fk, "invalid topic pattern '" + ns.pattern + "'");
-                         has_pattern = true;
-                     } else if (name == "anonymous") {
-                         auto v = scalar(kv.second, fk);
-                         if (v != "subscribe" && v != "none") throw config_error(fk, "expected subscribe or none, got '" + v + "'");
-                         ns.anonymous_subscribe = v == "subscribe";
-                         has_anon = true;
-                     } else {
-                         throw config_error(fk, "unknown key");
-                     }
-                 }
-                 if (!has_pattern) throw config_error(ik + ".pattern", "missing");
-                 if (!has_anon) throw config_error(ik + ".anonymous", "missing (subscribe or none)");
-                 c.auth.namespaces.push_back(std::move(ns));
-             }
+             using ns = settings::auth_namespace;
+             c.auth.namespaces = rule_list<ns>(n, k, "{pattern, anonymous}", ns{},
+                 [](ns& r, const std::string& name, const YAML::Node& v, const std::string& fk) {
+                     if (name != "anonymous") return false;
+                     auto a = scalar(v, fk);
+                     if (a != "subscribe" && a != "none") throw config_error(fk, "expected subscribe or none, got '" + a + "'");
+                     r.anonymous_subscribe = a == "subscribe";
+                     return true;
+                 },
+                 [](const ns&, const YAML::Node& e, const std::string& ik) {
+                     if (!e["anonymous"]) throw config_error(ik + ".anonymous", "missing (subscribe or none)");
+                 });
          }},
         {"auth.publish_keys", [](settings& c, const YAML::Node& n, const std::string& k) { c.auth.publish_keys = strings(n, k); }},
         {"auth.publish_keys_env", [](settings& c, const YAML::Node& n, const std::string& k) { c.auth.publish_keys_env = scalar(n, k); }},
@@ -515,32 +515,13 @@ const std::map<std::string, handler>& schema() {
         {"origins.allow", [](settings& c, const YAML::Node& n, const std::string& k) { c.origins.allow = strings(n, k); }},
         {"quotas",
          [](settings& c, const YAML::Node& n, const std::string& k) {
-             c.quotas.clear();
-             if (n.IsNull()) return;
-             if (!n.IsSequence()) throw config_error(k, "expected a list of {pattern, max_topics, max_subscribers_per_topic}");
-             for (std::size_t i = 0; i < n.size(); ++i) {
-                 auto ik = k + "[" + std::to_string(i) + "]";
-                 if (!n[i].IsMap()) throw config_error(ik, "expected a map {pattern, max_topics, max_subscribers_per_topic}");
-                 settings::quota q;
-                 bool has_pattern = false;
-                 for (const auto& kv : n[i]) {
-                     auto name = kv.first.Scalar();
-                     auto fk = ik + "." + name;
-                     if (name == "pattern") {
-                         q.pattern = scalar(kv.second, fk);
-                         if (!wire::is_valid_pattern(q.pattern)) throw config_error(fk, "invalid topic pattern '" + q.pattern + "'");
-                         has_pattern = true;
-                     } else if (name == "max_topics") {
-                         q.max_topics = integer(kv.second, fk, bounds_of("quotas[].max_topics"));
-                     } else if (name == "max_subscribers_per_topic") {
-                         q.max_subscribers_per_topic = integer(kv.second, fk, bounds_of("quotas[].max_subscribers_per_topic"));
-                     } else {
-                         throw config_error(fk, "unknown key");
-                     }
-                 }
-                 if (!has_pattern) throw config_error(ik + ".pattern", "missing");
-                 c.quotas.push_back(std::move(q));
-             }
+             c.quotas = rule_list<settings::quota>(n, k, "{pattern, max_topics, max_subscribers_per_topic}",
+                 [](settings::quota& q, const std::string& name, const YAML::Node& v, const std::string& fk) {
+                     if (name == "max_topics") q.max_topics = integer(v, fk, bounds_of("quotas[].max_topics"));
+                     else if (name == "max_subscribers_per_topic") q.max_subscribers_per_topic = integer(v, fk, bounds_of("quotas[].max_subscribers_per_topic"));
+                     else return false;
+                     return true;
+                 });
          }},
         {"trusted_proxies", [](settings& c, const YAML::Node& n, const std::string& k) { c.trusted_proxies = strings(n, k); }},
         {"ws.ping_interval",
@@ -639,36 +620,16 @@ const std::map<std::string, handler>& schema() {
          }},
         {"history.namespaces",
          [](settings& c, const YAML::Node& n, const std::string& k) {
-             c.history.namespaces.clear();
-             if (n.IsNull()) return;
-             if (!n.IsSequence()) throw config_error(k, "expected a list of {pattern, size, ttl}");
-             for (std::size_t i = 0; i < n.size(); ++i) {
-                 auto ik = k + "[" + std::to_string(i) + "]";
-                 const auto& e = n[i];
-                 if (!e.IsMap()) throw config_error(ik, "expected a map {pattern, size, ttl}");
-                 // Unset size/ttl take history.size/ttl after the whole file is read, so the
-                 // order of keys does not matter (see resolve_defaults).
-                 history_rule r{"", k_unset_size, k_unset_ttl};
-                 bool has_pattern = false;
-                 for (const auto& kv : e) {
-                     auto name = kv.first.Scalar();
-                     auto fk = ik + "." + name;
-                     if (name == "pattern") {
-                         r.pattern = scalar(kv.second, fk);
-                         if (!wire::is_valid_pattern(r.pattern))
-                             throw config_error(fk, "invalid topic pattern '" + r.pattern + "'");
-                         has_pattern = true;
-                     } else if (name == "size") {
-                         r.size = integer(kv.second, fk, bounds_of("history.namespaces[].size"));
-                     } else if (name == "ttl") {
-                         r.ttl = duration(kv.second, fk, bounds_of("history.namespaces[].ttl"));
-                     } else {
-                         throw config_error(fk, "unknown key");
-                     }
-                 }
-                 if (!has_pattern) throw config_error(ik + ".pattern", "missing");
-                 c.history.namespaces.push_back(std::move(r));
-             }
+             // Unset size/ttl take history.size/ttl after the whole file is read, so the order
+             // of keys does not matter (see resolve_defaults).
+             c.history.namespaces = rule_list<history_rule>(n, k, "{pattern, size, ttl}",
+                 history_rule{"", k_unset_size, k_unset_ttl},
+                 [](history_rule& r, const std::string& name, const YAML::Node& v, const std::string& fk) {
+                     if (name == "size") r.size = integer(v, fk, bounds_of("history.namespaces[].size"));
+                     else if (name == "ttl") r.ttl = duration(v, fk, bounds_of("history.namespaces[].ttl"));
+                     else return false;
+                     return true;
+                 });
          }},
         {"publish.idempotency_window",
          [](settings& c, const YAML::Node& n, const std::string& k) {
