@@ -29,11 +29,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [[ ! -x $BENCH_BIN ]]; then
-  cmake -S "$ROOT/bench" -B "$BUILD_DIR/bench-standalone" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$BUILD_DIR/bench-standalone" >/dev/null
-  BENCH_BIN=$BUILD_DIR/bench-standalone/herald-bench
-fi
+. "$ROOT/bench/lib.sh"
+ensure_bench_bin
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP" \
   --daemonize yes --pidfile "$TMP/redis.pid" --logfile "$TMP/redis.log"
@@ -80,10 +77,11 @@ YAML
   "$HERALD_BIN" --config "$TMP/herald.yaml" >"$TMP/herald-$topo-$name.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
-  for _ in $(seq 100); do
-    [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HERALD_PORT/readyz") == 200 ]] && break
-    sleep 0.1
-  done
+  wait_until_up "$pid" http_ok "$HERALD_PORT" /readyz || {
+    tail -20 "$TMP/herald-$topo-$name.log" >&2
+    echo "herald did not become ready on $topo" >&2
+    exit 1
+  }
   local c0; c0=$(redis_cpu "${ports[@]}")
   local out
   out=$(timeout 120 "$BENCH_BIN" --scenario "$name" --kind herald --port "$HERALD_PORT" \

@@ -49,15 +49,11 @@ PY=/usr/bin/python3
 
 log() { printf '[run.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+. "$ROOT/bench/lib.sh"
 
 # ---------------------------------------------------------------------------------------------
 # binaries
-if [[ ! -x $BENCH_BIN ]]; then
-  log "building herald-bench standalone (BENCH_BIN=$BENCH_BIN not found)"
-  cmake -S "$ROOT/bench" -B "$BUILD_DIR/bench-standalone" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$BUILD_DIR/bench-standalone" >/dev/null
-  BENCH_BIN=$BUILD_DIR/bench-standalone/herald-bench
-fi
+ensure_bench_bin
 if [[ " $SERVERS " == *" herald "* && ! -x $HERALD_BIN ]]; then
   die "herald binary not found at $HERALD_BIN (build it first: cmake --build build, or set HERALD_BIN; SERVERS=nchan runs the peer alone)"
 fi
@@ -99,13 +95,7 @@ NCHAN_PORT=$(pick_port)
 UWS_PORT=$(pick_port)
 
 wait_http() {  # wait (bounded, 10 s) until something answers HTTP on port $1
-  local i
-  for (( i = 0; i < 200; i++ )); do
-    if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/healthz"; then return 0; fi
-    kill -0 "$SERVER_PID" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
+  wait_until_up "$SERVER_PID" http_answers "$1" /healthz
 }
 
 SERVER_PIDS=""

@@ -10,25 +10,11 @@
 # so a replica takes over a dead master within a few seconds; production clusters use longer
 # ones (see deployment.md).
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/redis-local.sh"
 
-cmd=${1:-}
-dir=${2:-}
-if [[ -z "$cmd" || -z "$dir" ]]; then
-    echo "usage: $0 start|stop DIR" >&2
-    exit 2
-fi
+redis_local_args "$@"
 base=${CLUSTER_PORT:-7000}
 timeout_ms=${NODE_TIMEOUT_MS:-1000}
-host=127.0.0.1
-
-wait_pong() {  # port
-    for _ in $(seq 100); do
-        [[ "$(redis-cli -h $host -p "$1" PING 2>/dev/null)" == PONG ]] && return 0
-        sleep 0.1
-    done
-    echo "redis on port $1 did not start; see $dir" >&2
-    return 1
-}
 
 case "$cmd" in
 start)
@@ -36,11 +22,9 @@ start)
     nodes=()
     for i in 0 1 2 3 4 5; do
         port=$((base + i))
-        redis-server --port "$port" --bind $host --save "" --appendonly no --dir "$dir" \
-            --cluster-enabled yes --cluster-config-file "$dir/nodes-$port.conf" \
-            --cluster-node-timeout "$timeout_ms" --repl-diskless-sync-delay 0 --daemonize yes \
-            --pidfile "$dir/redis-$port.pid" --logfile "$dir/redis-$port.log"
-        wait_pong "$port"
+        redis_local_server "$port" --cluster-enabled yes \
+            --cluster-config-file "$dir/nodes-$port.conf" --cluster-node-timeout "$timeout_ms" \
+            --repl-diskless-sync-delay 0
         nodes+=("$host:$port")
     done
     redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log"
@@ -67,16 +51,9 @@ start)
     echo "  cluster: [\"$host:$base\", \"$host:$((base + 1))\", \"$host:$((base + 2))\"]"
     ;;
 stop)
-    for pid_file in "$dir"/redis-*.pid; do
-        [[ -f "$pid_file" ]] || continue
-        pid=$(cat "$pid_file")
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        rm -f "$pid_file"
-    done
+    redis_local_stop "$dir"/redis-*.pid
     ;;
 *)
-    echo "usage: $0 start|stop DIR" >&2
-    exit 2
+    redis_local_usage
     ;;
 esac
