@@ -1,6 +1,6 @@
 #include "herald/hub/hub.hpp"
 
-#include "broker/memory_broker.hpp"
+#include "hub_fixture.hpp"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 #include <array>
 #include <memory>
 
-// Presence through the hub and the memory broker, without sockets: three workers polled in turn.
+// Presence through the hub and the memory broker, without sockets (hub_fixture.hpp).
 using namespace herald;
 using json = nlohmann::json;
 
@@ -38,36 +38,16 @@ struct member final : hub::subscriber {
     }
 };
 
-class PresenceHub : public ::testing::Test {
+class PresenceHub : public test::hub_fixture {
 protected:
-    static constexpr unsigned k_workers = 3;
-    std::array<asio::io_context, k_workers> ctx;
-    config::settings cfg;
-    std::unique_ptr<hub::hub> h;
-    std::unique_ptr<broker::memory_broker> b;
     std::vector<std::unique_ptr<member>> members;
     std::vector<std::pair<unsigned, hub::presence_change>> changes;
 
     void SetUp() override {
-        std::vector<asio::io_context*> ptrs;
-        for (auto& c : ctx) ptrs.push_back(&c);
-        h = std::make_unique<hub::hub>(ptrs);
-        b = std::make_unique<broker::memory_broker>(*h, cfg);
-        h->set_broker(*b);
+        start();
         h->set_presence({"room:*"}, 3);
         h->set_presence_observer(
             [this](unsigned w, const hub::presence_change& c) { changes.emplace_back(w, c); });
-    }
-    void run() {
-        for (int round = 0; round < 100'000; ++round) {
-            std::size_t n = 0;
-            for (auto& c : ctx) {
-                c.restart();
-                n += c.poll();
-            }
-            if (n == 0) return;
-        }
-        FAIL() << "contexts never went idle";
     }
     member& join(unsigned worker, const std::string& topic, const std::string& id,
                  const std::string& user, bool join_leave = false) {

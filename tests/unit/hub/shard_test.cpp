@@ -1,6 +1,6 @@
 #include "herald/hub/hub.hpp"
 
-#include "broker/memory_broker.hpp"
+#include "hub_fixture.hpp"
 #include "herald/wire/topic.hpp"
 
 #include <gtest/gtest.h>
@@ -11,8 +11,7 @@
 #include <random>
 #include <utility>
 
-// The hub and the memory broker, without sockets: three io_contexts, all run on the test thread by
-// polling each in turn (a shard needs only single-threaded access per context).
+// The hub and the memory broker, without sockets (hub_fixture.hpp).
 using namespace herald;
 using namespace std::chrono_literals;
 
@@ -58,35 +57,11 @@ std::vector<std::uint64_t> range(std::uint64_t from, std::uint64_t to) {
     return out;
 }
 
-class HubTest : public ::testing::Test {
+class HubTest : public test::hub_fixture {
 protected:
-    static constexpr unsigned k_workers = 3;
-
     void SetUp() override {
         cfg.history.size = 50;
         cfg.history.max_recovery = 300;
-    }
-
-    // Builds the hub and broker from `cfg` (tests adjust cfg first).
-    void start() {
-        std::vector<asio::io_context*> ptrs;
-        for (auto& c : ctx) ptrs.push_back(&c);
-        h = std::make_unique<hub::hub>(ptrs);
-        b = std::make_unique<broker::memory_broker>(*h, cfg);
-        h->set_broker(*b);
-    }
-
-    // Polls every context until none has anything left to run.
-    void run() {
-        for (int round = 0; round < 100'000; ++round) {
-            std::size_t n = 0;
-            for (auto& c : ctx) {
-                c.restart();
-                n += c.poll();
-            }
-            if (n == 0) return;
-        }
-        FAIL() << "contexts never went idle";
     }
 
     client& add(unsigned worker, const std::string& topic,
@@ -143,11 +118,6 @@ protected:
         return out;
     }
 
-    // Declared first so they are destroyed last.
-    config::settings cfg;
-    std::array<asio::io_context, k_workers> ctx;
-    std::unique_ptr<hub::hub> h;
-    std::unique_ptr<broker::memory_broker> b;
     std::vector<std::unique_ptr<client>> clients;
     std::map<client*, unsigned> worker_of;
     std::vector<broker::publish_result> results;
