@@ -39,7 +39,12 @@ void worker_context::set_settings(const config::settings& fresh) {
     // The replaced settings live until every connection has re-resolved what it took from them
     // (subscriptions point at their delivery rule), then go: nothing is kept across reloads.
     const config::settings replaced = std::exchange(live_, fresh);
-    for (connection* c = head_; c; c = c->next_) c->on_settings_changed();
+    for (connection* c = head_; c;) {
+        connection* next = c->next_;
+        auto keep = c->shared_from_this();  // as in tick(): the list may change under a hook
+        c->on_settings_changed();
+        c = next;
+    }
 }
 
 void worker_context::want_flush(const std::shared_ptr<connection>& c) {
