@@ -149,9 +149,11 @@ def test_reloads_free_the_replaced_rules(herald_factory):
         for i in range(200):
             reload_with(h, config(delivery=rules(10 + i % 2)))
         rss1 = server_rss_kib(h.proc.pid)
-        # Under a sanitizer the allocator's quarantine keeps freed memory: make test widens it.
-        slack = max(int(os.environ.get("HERALD_TEST_RSS_SLACK_KIB", 0)), 8 * 1024)
-        assert rss1 - rss0 < slack, (rss0, rss1)
+        # Under a sanitizer (make test sets a wider slack) the allocator's quarantine keeps up to
+        # 256 MiB of freed memory, more than 200 reloads free: RSS says nothing there, and what
+        # the pass checks instead is that no subscription touches the freed rules (ASan).
+        if int(os.environ.get("HERALD_TEST_RSS_SLACK_KIB", 0)) <= 8 * 1024:
+            assert rss1 - rss0 < 8 * 1024, (rss0, rss1)
         # The subscribers made before all that still get what is published.
         publish(h, topic, [{"seq": i} for i in range(5)])
         assert [d["seq"] for d, _ in ws_messages(ws, 4, 5)] == list(range(5))
