@@ -93,8 +93,9 @@ for (const transport of ["websocket", "sse", "poll"]) {
     const subA = h.subscribe(a, { onMessage: (m) => got.a.push(m) });
     h.subscribe(b, { onMessage: (m) => got.b.push(m) });
     try {
-      await waitFor(() => h.state === "connected", 5000, "connected");
-      await sleep(transport === "poll" ? 1200 : 200);
+      // Both topics subscribed: a WebSocket is "connected" at its first frame, the ok of a's
+      // subscribe, and b's ok may come later; SSE and poll hold both positions before they ask.
+      await waitFor(() => h.state === "connected" && h.pos.has(a) && h.pos.has(b), 10000, "a and b subscribed");
       const bytes = Uint8Array.from([0, 1, 2, 250, 255]);
       await fetch(`${HERALD}/publish/${a}`, { method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: bytes });
       await fetch(`${HERALD}/publish/${a}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: '{"p":1}' });

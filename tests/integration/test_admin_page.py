@@ -188,7 +188,7 @@ def test_stats_name_the_busiest_topics(herald_factory):
     """/admin/stats: the topic published to most since the last poll leads `by_rate`, the one
     with most subscribers leads `by_subscribers` (rates are per topic's owner, one count per
     message, diffed between two polls)."""
-    from herald_test import unique
+    from herald_test import unique, wait_until
     from herald_test.sse import SSEClient
     srv = herald_factory(config())
     hot, crowded = "demo:" + unique("hot"), "demo:" + unique("crowded")
@@ -211,7 +211,11 @@ def test_stats_name_the_busiest_topics(herald_factory):
                               timeout=5).status_code == 200
             assert s.post(srv.url(f"/publish/{crowded}"), data="x", headers=auth,
                           timeout=5).status_code == 200
-        time.sleep(0.2)
+        # Each topic's owner counts a message before it hands it on (shard::dispatch): once
+        # every stream has its messages, the next poll sees all of them. (A fixed sleep here
+        # could end before a loaded machine's owner had counted the last.)
+        wait_until(lambda: (len(a.events_so_far()), len(b.events_so_far()),
+                            len(c.events_so_far())) == (40, 1, 1), 20, what="every message delivered")
         busy = stats()
     assert busy["by_rate"][0]["topic"] == hot, busy
     assert busy["by_rate"][0]["rate"] > busy["by_rate"][1]["rate"] > 0, busy

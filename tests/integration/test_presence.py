@@ -266,11 +266,16 @@ def test_redis_join_leave_events_cross_instances_in_order(redis1, herald_factory
         sse = SSEClient(b.url(f"/sse?topic={topic}&presence=1"), max_time=30)
         try:
             assert sse.next_block(10).get("retry") is not None
+            # Each join reaches Redis before the next starts, as the leaves below: a subscribe's
+            # ok does not wait for the join's script, and two instances' scripts (or two owner
+            # workers') reach Redis in either order.
+            wait_until(lambda: counts(a, topic)[0] == 2, 5, what="the stream's join recorded")
             want = []
             socks = []
             for i in range(6):
                 socks.append(await subscribe(b if i % 2 else a, topic, keys.token(f"m{i}")))
                 want.append(("join", f"m{i}"))
+                wait_until(lambda n=3 + i: counts(a, topic)[0] == n, 5, what="join recorded")
             # The watcher, the SSE stream and the six members.
             wait_agree((a, b), topic, (8, 7), 2.0)
             for left, i in enumerate((3, 0, 5, 1, 4, 2), start=1):

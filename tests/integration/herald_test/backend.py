@@ -9,12 +9,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from herald_test import HOST
+from herald_test import HOST, free_port  # noqa: F401 (test_hooks, test_webhooks import it from here)
 
 
 class Call:
@@ -87,13 +86,6 @@ class Backend:
         self.httpd.server_close()
 
 
-def free_port() -> int:
-    """A port nothing listens on (bound, then closed): connects to it are refused."""
-    s = socket.socket()
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def signature_ok(secret: str, call: Call) -> bool:

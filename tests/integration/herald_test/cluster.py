@@ -13,8 +13,8 @@ from herald_test.redis import RedisServer
 
 
 def cluster_port() -> int:
-    """A port below 55536 whose cluster bus port (+ 10000) is free too: the ephemeral range
-    free_port() picks from is too high for a cluster node."""
+    """A port below 55536 whose cluster bus port (+ 10000) is free too: a port of the kernel's
+    ephemeral range can be too high for a cluster node."""
     return consecutive_cluster_ports(1)
 
 
