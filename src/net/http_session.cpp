@@ -67,9 +67,9 @@ void http_session::start() {
     wait_readable();
 }
 
-void http_session::arm_idle() {
+void http_session::arm_idle(time_point now) {
     reading_request_ = false;
-    deadline_ = clock::now() + w_.cfg.http.idle_timeout;
+    deadline_ = now + w_.cfg.http.idle_timeout;
 }
 
 std::size_t http_session::out_mark() const noexcept {
@@ -155,6 +155,13 @@ void http_session::process() {
     draining_ = draining_ || w_.state.draining.load(std::memory_order_relaxed);
     std::size_t dispatched = 0;
     bool yield = false;
+    // One reading of the clock per pass for the deadlines of the requests it parses (pipelined
+    // requests would read it twice each); a pass is far shorter than any of the timeouts.
+    std::optional<time_point> pass_now;
+    const auto now = [&pass_now] {
+        if (!pass_now) pass_now = clock::now();
+        return *pass_now;
+    };
     while (!closed() && !stop_reading_ && !poll_ && !large_owed_ && !hook_pending_ &&
            slots_.size() < k_max_pipelined && unparsed() > 0) {
         if (output_bytes() + slot_bytes_ >= out_mark()) {
@@ -175,7 +182,7 @@ void http_session::process() {
             parser_->eager(true);
             if (!reading_request_) {
                 reading_request_ = true;
-                deadline_ = clock::now() + w_.cfg.http.header_timeout;
+                deadline_ = now() + w_.cfg.http.header_timeout;
             }
         }
         error_code ec;
@@ -206,7 +213,7 @@ void http_session::process() {
             auto req = parser_->release();
             parser_.reset();
             parsed_bytes_ = 0;
-            arm_idle();  // the next request gets its own header_timeout from its first byte
+            arm_idle(now());  // the next request gets its own header_timeout from its first byte
             ++dispatched;
             if (draining_) {
                 answer_draining(unparsed() == 0);
