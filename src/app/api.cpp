@@ -12,7 +12,7 @@ api::api(const config::settings& cfg, metrics::registry& metrics, broker::broker
          net::process_state& state)
     : cfg_(cfg), metrics_(metrics), broker_(broker), state_(state) {}
 
-void api::handle(net::worker_context& w, const net::http_request& req, net::responder r) {
+void api::handle(net::worker_context& w, net::http_request& req, net::responder r) {
     // The router (net/endpoints.hpp) has matched the row, its method and its authorization.
     using net::endpoint_id;
     const auto& path = req.target.path;

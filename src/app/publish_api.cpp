@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 
 namespace herald::app {
 
@@ -21,28 +22,51 @@ using metrics::reject;
 namespace {
 constexpr std::size_t k_max_batch = 1000;
 
-std::string lower(std::string_view s) {
-    std::string o(s);
-    std::transform(o.begin(), o.end(), o.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return o;
-}
-
-std::string media_type(std::string_view content_type) {
+// The media type of a Content-Type value, without parameters or surrounding blanks; compared
+// case-insensitively (is_media()).
+std::string_view media_type(std::string_view content_type) {
     auto semi = content_type.find(';');
     auto t = content_type.substr(0, semi);
     while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
     while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
-    return lower(t);
+    return t;
 }
 
-std::string result_json(const broker::publish_result& r) {
-    std::string o = "{\"topic\":\"" + r.topic + "\",\"epoch\":\"" + r.epoch +
-                    "\",\"offset\":" + std::to_string(r.offset) +
-                    ",\"subscribers\":" + std::to_string(r.subscribers);
-    if (r.status == broker::publish_status::duplicate) o += ",\"duplicate\":true";
+// Whether media type `t` is `lower_name` (lower case), or starts with it when `prefix`.
+bool is_media(std::string_view t, std::string_view lower_name, bool prefix = false) {
+    if (prefix ? t.size() < lower_name.size() : t.size() != lower_name.size()) return false;
+    for (std::size_t i = 0; i < lower_name.size(); ++i)
+        if (std::tolower(static_cast<unsigned char>(t[i])) != lower_name[i]) return false;
+    return true;
+}
+
+void append_number(std::string& o, std::uint64_t n) {
+    char digits[24];
+    const auto end = std::to_chars(digits, digits + sizeof digits, n).ptr;
+    o.append(digits, static_cast<std::size_t>(end - digits));
+}
+
+// One result's JSON object, appended. A topic and an epoch need no escaping (wire/topic.hpp).
+void append_result_json(std::string& o, const broker::publish_result& r) {
+    o += R"({"topic":")";
+    o += r.topic;
+    o += R"(","epoch":")";
+    o += r.epoch;
+    o += R"(","offset":)";
+    append_number(o, r.offset);
+    o += R"(,"subscribers":)";
+    append_number(o, r.subscribers);
+    if (r.status == broker::publish_status::duplicate) o += R"(,"duplicate":true)";
     o += '}';
-    return o;
+}
+
+// A worker's buffer for the JSON body of a single publish's answer (at most about 330 B: a topic
+// is at most 255 B): emptied, never shrunk, so that an answer allocates nothing for its body
+// (each worker is one thread; the body is copied into the response before the next is built).
+std::string& answer_scratch() {
+    thread_local std::string buf;
+    buf.clear();
+    return buf;
 }
 
 // A publish the broker did not apply, or may not have: the answer, or false when it was applied.
@@ -78,10 +102,10 @@ struct batch {
 
     void finish() {
         if (refuse(resp, failed)) return;
-        std::string body = "{\"results\":[";
+        std::string body = R"({"results":[)";
         for (std::size_t i = 0; i < results.size(); ++i) {
             if (i) body += ',';
-            body += result_json(results[i]);
+            append_result_json(body, results[i]);
         }
         body += "]}";
         resp.send(200, "application/json", body);
@@ -149,8 +173,8 @@ void ask_publish_hook(net::worker_context& w, const net::http_request& req,
 }
 }  // namespace
 
-void api::publish_one(net::worker_context& w, const net::http_request& req,
-                      const std::string& topic, net::responder r) {
+void api::publish_one(net::worker_context& w, net::http_request& req, const std::string& topic,
+                      net::responder r) {
     if (!wire::is_valid_topic(topic)) {
         r.error(reject::bad_topic, wire::k_topic_rule);
         return;
@@ -158,16 +182,16 @@ void api::publish_one(net::worker_context& w, const net::http_request& req,
     hub::publish_request p;
     p.topic = topic;
     const auto type = media_type(req.header("Content-Type"));
-    if (type == "application/json") {
+    if (is_media(type, "application/json")) {
         if (!json::accept(req.body())) {
             r.error(reject::bad_json, "body is not valid JSON (Content-Type: application/json)");
             return;
         }
         p.kind = hub::payload_kind::json;
-    } else if (type == "application/octet-stream") {
+    } else if (is_media(type, "application/octet-stream")) {
         p.kind = hub::payload_kind::binary;
-    } else if (type.empty() || type.compare(0, 5, "text/") == 0 ||
-               type == "application/x-www-form-urlencoded") {
+    } else if (type.empty() || is_media(type, "text/", true) ||
+               is_media(type, "application/x-www-form-urlencoded")) {
         if (!is_valid_utf8(req.body())) {
             r.error(reject::bad_encoding,
                     "a text message must be UTF-8; send binary as application/octet-stream");
@@ -194,29 +218,42 @@ void api::publish_one(net::worker_context& w, const net::http_request& req,
         }
         p.idempotency_key = std::string(k);
     }
-    p.payload = req.body();
+    // The request is not read again: its body becomes the payload without a copy.
+    p.payload = std::move(req.raw.body());
     p.trace = trace_of(req);
-    std::vector<hub::publish_request> one;
-    one.push_back(std::move(p));
     // Timed from here (the request is read and valid) to the broker's answer, whatever it is;
     // a publish hook's call is part of it.
+    const auto t0 = clock::now();
+    if (!w.hooks || !w.hooks->enabled(net::hook_kind::publish)) {
+        send_one(w, std::move(p), std::move(r), t0);
+        return;
+    }
+    std::vector<hub::publish_request> one;
+    one.push_back(std::move(p));
     ask_publish_hook(w, req, std::move(one), r, w.cfg.limits.max_message_bytes,
-                     [this, &w, r, t0 = clock::now()](std::vector<hub::publish_request> ps) {
-                         const auto trace = ps[0].trace;
-                         broker_.publish(w.id, std::move(ps[0]),
-                                         [&w, r, t0, trace](broker::publish_result res) {
-                                             w.counters.publish_duration.observe(clock::now() - t0);
-                                             broker::log_published(trace, w.id, res);
-                                             if (refuse(r, res.status)) return;
-                                             count_result(w, res);
-                                             r.send(200, "application/json", result_json(res));
-                                         });
+                     [this, &w, r, t0](std::vector<hub::publish_request> ps) {
+                         send_one(w, std::move(ps[0]), r, t0);
                      });
+}
+
+void api::send_one(net::worker_context& w, hub::publish_request p, net::responder r,
+                   time_point t0) {
+    const auto trace = p.trace;
+    broker_.publish(w.id, std::move(p),
+                    [&w, r = std::move(r), t0, trace](broker::publish_result res) {
+                        w.counters.publish_duration.observe(clock::now() - t0);
+                        broker::log_published(trace, w.id, res);
+                        if (refuse(r, res.status)) return;
+                        count_result(w, res);
+                        auto& body = answer_scratch();
+                        append_result_json(body, res);
+                        r.send(200, "application/json", body);
+                    });
 }
 
 void api::publish_json(net::worker_context& w, const net::http_request& req, net::responder r) {
     const auto type = media_type(req.header("Content-Type"));
-    if (!type.empty() && type != "application/json") {
+    if (!type.empty() && !is_media(type, "application/json")) {
         r.error(reject::unsupported_media_type,
                 "POST /publish takes Content-Type: application/json");
         return;

@@ -90,13 +90,18 @@ history_store::stream& history_store::open(const std::string& topic, const histo
     return *slot;
 }
 
+void history_store::append_none(stream& s, time_point now) {
+    s.last_activity = now;
+    // History must stay a run ending at top: what a reload left from a larger size goes.
+    while (!s.ring.empty()) pop_front(s);
+}
+
 void history_store::append(stream& s, hub::message_ptr m) {
-    s.last_activity = m->created;
-    if (s.policy.size == 0 || max_bytes_ == 0) {
-        // History must stay a run ending at top: what a reload left from a larger size goes.
-        while (!s.ring.empty()) pop_front(s);
+    if (!keeps(s)) {
+        append_none(s, m->created);
         return;
     }
+    s.last_activity = m->created;
     const std::size_t fp = m->footprint();
     if (fp > max_bytes_) {
         // Larger than all history may hold. History must stay a run of consecutive offsets, so

@@ -84,6 +84,12 @@ public:
     stream& open(const std::string& topic, const history_policy& policy, time_point now);
 
     void append(stream& s, hub::message_ptr m);
+    // Whether append() would hold a message of `s` (history.size and history.max_bytes above 0).
+    [[nodiscard]] bool keeps(const stream& s) const noexcept {
+        return s.policy.size != 0 && max_bytes_ != 0;
+    }
+    // What append() does for a stream that keeps nothing (!keeps(s)), without a message.
+    void append_none(stream& s, time_point now);
 
     // Messages after `pos`, all or nothing (check_recovery). Fills `out` only when ok.
     [[nodiscard]] recovery since(const stream& s, const hub::stream_pos& pos,

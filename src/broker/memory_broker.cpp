@@ -1,6 +1,7 @@
 #include "memory_broker.hpp"
 
 #include "herald/wire/topic.hpp"
+#include "herald/wire/trace.hpp"
 
 #include <random>
 
@@ -33,12 +34,25 @@ publish_result memory_broker::publish_on_owner(unsigned owner, hub::publish_requ
         }
     }
     const std::uint64_t offset = ++s.top;
+    res.offset = offset;
+    auto& shard = hub_.at(owner);
+    if (!store.keeps(s) && !shard.has_subscribers(req.topic)) {
+        // Nobody would read the message (no history, no subscriber): it is not built. What
+        // dispatch() and append() would have done to nobody is done here.
+        if (!req.trace.empty())
+            wire::log_trace(req.trace, "owner: worker {} topic '{}' offset {}:{} subscribers {}",
+                            owner, req.topic, s.epoch, offset, 0);
+        if (!req.idempotency_key.empty() && window.count() > 0)
+            store.remember_key(s, std::move(req.idempotency_key), offset, now);
+        store.append_none(s, now);
+        bytes_[owner].store(store.bytes(), std::memory_order_relaxed);
+        return res;
+    }
     auto m = hub::make_message(req.topic, s.epoch, offset, req.kind, std::move(req.payload),
                                std::move(req.event), now, req.trace);
     if (!req.idempotency_key.empty() && window.count() > 0)
         store.remember_key(s, std::move(req.idempotency_key), offset, now);
-    res.offset = offset;
-    res.subscribers = hub_.at(owner).dispatch(m);
+    res.subscribers = shard.dispatch(m);
     store.append(s, std::move(m));
     bytes_[owner].store(store.bytes(), std::memory_order_relaxed);
     return res;
@@ -46,6 +60,15 @@ publish_result memory_broker::publish_on_owner(unsigned owner, hub::publish_requ
 
 void memory_broker::publish(unsigned from, hub::publish_request req, publish_handler done) {
     const unsigned owner = hub_.owner_of(req.topic);
+    if (owner == from) {
+        // The caller's worker owns the topic: the answer is given where the publish is applied,
+        // without a second post. The publish itself is still posted, so that it runs after the
+        // hub work this worker queued before it (a subscription the same client asked for first).
+        hub_.post(owner, [this, owner, req = std::move(req), done = std::move(done)]() mutable {
+            done(publish_on_owner(owner, req));
+        });
+        return;
+    }
     hub_.post(owner, [this, from, owner, req = std::move(req), done = std::move(done)]() mutable {
         auto res = publish_on_owner(owner, req);
         hub_.post(from, [res = std::move(res), done = std::move(done)]() mutable {

@@ -4,6 +4,10 @@
 
 #include "herald/common/text.hpp"
 
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+
 namespace herald::net {
 
 std::optional<std::string> url::get(std::string_view key) const {
@@ -29,6 +33,11 @@ int hex(char c) noexcept {
 }  // namespace
 
 std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space) {
+    // Most paths and parameters have nothing to decode: one scan, one copy.
+    if (std::none_of(s.begin(), s.end(), [plus_is_space](char c) {
+            return c == '%' || c == '\0' || (c == '+' && plus_is_space);
+        }))
+        return std::string(s);
     std::string out;
     out.reserve(s.size());
     for (std::size_t i = 0; i < s.size(); ++i) {
@@ -101,23 +110,41 @@ const char* status_text(int status) noexcept {
 
 std::string make_response(int status, std::string_view content_type, std::string_view body,
                           bool keep_alive, std::string_view extra_headers) {
-    std::string r;
-    r.reserve(160 + body.size() + extra_headers.size());
-    r += "HTTP/1.1 ";
-    r += std::to_string(status);
-    r += ' ';
-    r += status_text(status);
-    r += "\r\nServer: herald\r\nContent-Type: ";
-    r += content_type;
-    r += "\r\nContent-Length: ";
-    r += std::to_string(body.size());
-    r += keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n";
+    // Sized once and filled by copies of known lengths (an answer is built per request).
+    char status_digits[8];
+    const auto status_end = std::to_chars(status_digits, status_digits + 8, status).ptr;
+    char length_digits[24];
+    const auto length_end = std::to_chars(length_digits, length_digits + 24, body.size()).ptr;
+    const std::string_view reason = status_text(status);
+    const std::string_view connection =
+        keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n";
     // Answers are not cached, unless the handler says otherwise (GET /client/herald.js).
-    if (extra_headers.find("Cache-Control:") == std::string_view::npos)
-        r += "Cache-Control: no-store\r\n";
-    r += extra_headers;
-    r += "\r\n";
-    r += body;
+    const std::string_view no_store = extra_headers.find("Cache-Control:") == std::string_view::npos
+                                          ? "Cache-Control: no-store\r\n"
+                                          : "";
+    const std::string_view parts[] = {
+        "HTTP/1.1 ",
+        {status_digits, static_cast<std::size_t>(status_end - status_digits)},
+        " ",
+        reason,
+        "\r\nServer: herald\r\nContent-Type: ",
+        content_type,
+        "\r\nContent-Length: ",
+        {length_digits, static_cast<std::size_t>(length_end - length_digits)},
+        connection,
+        no_store,
+        extra_headers,
+        "\r\n",
+        body};
+    std::size_t size = 0;
+    for (auto p : parts) size += p.size();
+    std::string r;
+    r.resize(size);
+    char* out = r.data();
+    for (auto p : parts) {
+        std::memcpy(out, p.data(), p.size());
+        out += p.size();
+    }
     return r;
 }
 

@@ -103,7 +103,7 @@ private:
                      std::unique_ptr<auth::token_claims> claims, bool keep_alive);
     std::optional<std::vector<std::string>> query_topics(std::uint64_t seq, const url& u,
                                                          bool keep_alive, bool required);
-    void arm_idle();
+    void arm_idle(time_point now = clock::now());
     void release_hold();
     [[nodiscard]] std::string client_ip(const http_request& req);
     // ?heartbeat=30s: the period a stream's client asks for, within [lo, hi]; 0 when absent;

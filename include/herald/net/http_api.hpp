@@ -54,7 +54,8 @@ private:
 class http_api {
 public:
     virtual ~http_api() = default;
-    virtual void handle(worker_context& w, const http_request& req, responder r) = 0;
+    // `req` is the handler's to take from (a publish moves its body into the message).
+    virtual void handle(worker_context& w, http_request& req, responder r) = 0;
 };
 
 }  // namespace herald::net

@@ -17,7 +17,7 @@ namespace {
 
 class no_api final : public net::http_api {
 public:
-    void handle(net::worker_context&, const net::http_request&, net::responder) override {}
+    void handle(net::worker_context&, net::http_request&, net::responder) override {}
 };
 
 class test_connection final : public net::connection {

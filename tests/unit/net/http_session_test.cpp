@@ -12,7 +12,7 @@ namespace {
 // An API that answers when the test says so: every request it is given waits in `held`.
 class held_api final : public net::http_api {
 public:
-    void handle(net::worker_context&, const net::http_request& req, net::responder r) override {
+    void handle(net::worker_context&, net::http_request& req, net::responder r) override {
         held.push_back({req.target.path, std::move(r)});
     }
     // Answers held request `i` with its path as the body (plus `pad` bytes).
