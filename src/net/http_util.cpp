@@ -142,6 +142,7 @@ std::string make_response(int status, std::string_view content_type, std::string
     r.resize(size);
     char* out = r.data();
     for (auto p : parts) {
+        if (p.empty()) continue;  // an empty part's data() may be null: no memcpy from it
         std::memcpy(out, p.data(), p.size());
         out += p.size();
     }
