@@ -8,6 +8,8 @@
 #include "herald/wire/ws_codec.hpp"
 #include "herald/wire/ws_deflate.hpp"
 
+#include <charconv>
+
 namespace herald::hub {
 
 std::string message::data_json_member() const {
@@ -77,21 +79,37 @@ message_ptr make_message(std::string topic, std::string epoch, std::uint64_t off
     m->event = std::move(event);
     m->created = created;
 
-    const std::string head =
-        wire::message_envelope(m->topic, m->epoch, m->offset, m->event, m->kind, m->payload);
-    if (m->kind == payload_kind::binary) {
-        m->ws_frames.reserve(head.size() + m->payload.size() + 24);
-        ws::append_frame(m->ws_frames, ws::opcode::text, head);
-        ws::append_frame(m->ws_frames, ws::opcode::binary, m->payload);
-        m->sse_event =
-            sse::encode_body(m->event.empty() ? "binary" : m->event, base64_encode(m->payload));
-    } else {
-        m->ws_frames = ws::make_frame(ws::opcode::text, head);
-        m->sse_event = sse::encode_body(m->event, m->payload);
-    }
-    auto id = sse::encode_id_line(m->epoch + ":" + std::to_string(m->offset));
-    m->sse_body_at = id.size();
-    m->sse_event.insert(0, id);
+    // Both wire forms are built in place, one allocation each (the 10,000 topics x 1 subscriber
+    // benchmark makes one message per delivery). The envelope's length is known only once it is
+    // built (escaping), so the text frame's header gets the room the unescaped size needs and is
+    // moved in the rare case escaping crossed a length class.
+    const bool binary = m->kind == payload_kind::binary;
+    const std::size_t data_bytes = binary ? 0 : m->payload.size();
+    const std::size_t fixed = m->topic.size() + m->epoch.size() + m->event.size() + 96;
+    auto& f = m->ws_frames;
+    const std::size_t room = ws::frame_header_size(fixed - 32 + data_bytes);
+    f.reserve(room + fixed + data_bytes + (binary ? m->payload.size() + 10 : 0));
+    f.append(room, '\0');
+    wire::append_message_envelope(f, m->topic, m->epoch, m->offset, m->event, m->kind, m->payload);
+    const std::size_t json = f.size() - room;
+    const std::size_t header = ws::frame_header_size(json);
+    if (header != room) f.replace(0, room, header, '\0');
+    ws::write_frame_header(f.data(), 0x80 | static_cast<std::uint8_t>(ws::opcode::text), json);
+    if (binary) ws::append_frame(f, ws::opcode::binary, m->payload);
+
+    auto& e = m->sse_event;
+    e.reserve(fixed + (binary ? m->payload.size() * 4 / 3 + 4 : m->payload.size()));
+    e += "id: ";
+    e += m->epoch;
+    e += ':';
+    char num[24];
+    e.append(num, std::to_chars(num, num + sizeof num, m->offset).ptr);
+    e += '\n';
+    m->sse_body_at = e.size();
+    if (binary)
+        sse::append_body(e, m->event.empty() ? "binary" : m->event, base64_encode(m->payload));
+    else
+        sse::append_body(e, m->event, m->payload);
     return m;
 }
 

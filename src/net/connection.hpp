@@ -27,23 +27,25 @@ inline constexpr milliseconds k_linger_time{2000};
 inline constexpr milliseconds k_idle_trim{1000};
 
 struct chunk {
-    std::shared_ptr<const void> hold;  // keeps `data` alive; empty for static bytes
+    chunk_hold hold;  // keeps `data` alive; empty for static bytes
     const char* data = nullptr;
     std::size_t size = 0;
     // A live message's publish time (else empty): its write is recorded in
     // herald_delivery_latency_seconds.
     time_point published{};
 
-    static chunk of_static(std::string_view s) noexcept { return {nullptr, s.data(), s.size()}; }
+    static chunk of_static(std::string_view s) noexcept { return {{}, s.data(), s.size()}; }
     static chunk of_string(std::string s);
     template <class T>
     static chunk of_shared(const std::shared_ptr<T>& owner, std::string_view bytes) {
         return {std::shared_ptr<const void>(owner), bytes.data(), bytes.size()};
     }
-    // A message's bytes; a live one (not a replay) carries its publish time.
+    // A message's bytes, held as the worker says (worker_context::hold()); a live one (not a
+    // replay) carries its publish time.
     template <class Message>
-    static chunk of_message(const std::shared_ptr<Message>& m, std::string_view bytes, bool live) {
-        chunk c = of_shared(m, bytes);
+    static chunk of_message(worker_context& w, const std::shared_ptr<Message>& m,
+                            std::string_view bytes, bool live) {
+        chunk c{w.hold(m), bytes.data(), bytes.size()};
         if (live) c.published = m->created;
         return c;
     }

@@ -47,6 +47,16 @@ void worker_context::set_settings(const config::settings& fresh) {
     }
 }
 
+chunk_hold worker_context::hold(const std::shared_ptr<const hub::message>& m) {
+    if (m.get() != local_of_) {
+        local_of_ = m.get();
+        local_.reset();
+        return chunk_hold(m);
+    }
+    if (!local_.is_local()) local_ = chunk_hold::local(m);
+    return local_;
+}
+
 void worker_context::want_flush(const std::shared_ptr<connection>& c) {
     pending_flush_.push_back(c);
     if (flush_posted_) return;

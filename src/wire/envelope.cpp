@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <charconv>
+
 namespace herald::wire {
 
 std::string json_quote(std::string_view s) {
@@ -25,14 +27,26 @@ std::string error_body(std::string_view code, std::string_view message) {
 }
 
 std::string data_member(payload_kind kind, std::string_view payload) {
+    std::string out;
+    append_data_member(out, kind, payload);
+    return out;
+}
+
+void append_data_member(std::string& out, payload_kind kind, std::string_view payload) {
     switch (kind) {
-        case payload_kind::json: return cat({"\"data\":", payload});
-        case payload_kind::binary: return cat({"\"data_base64\":\"", base64_encode(payload), "\""});
+        case payload_kind::json:
+            out += "\"data\":";
+            out += payload;
+            return;
+        case payload_kind::binary:
+            out += "\"data_base64\":\"";
+            out += base64_encode(payload);
+            out += '"';
+            return;
         case payload_kind::text: break;
     }
-    std::string out = "\"data\":";
+    out += "\"data\":";
     append_json_string(out, payload);
-    return out;
 }
 
 std::string message_envelope(std::string_view topic, std::string_view epoch, std::uint64_t offset,
@@ -40,12 +54,20 @@ std::string message_envelope(std::string_view topic, std::string_view epoch, std
     std::string head;
     head.reserve(64 + topic.size() + event.size() +
                  (kind == payload_kind::binary ? 0 : payload.size()));
+    append_message_envelope(head, topic, epoch, offset, event, kind, payload);
+    return head;
+}
+
+void append_message_envelope(std::string& head, std::string_view topic, std::string_view epoch,
+                             std::uint64_t offset, std::string_view event, payload_kind kind,
+                             std::string_view payload) {
     head += "{\"type\":\"message\",\"topic\":\"";
     head += topic;
     head += "\",\"epoch\":\"";
     head += epoch;
     head += "\",\"offset\":";
-    head += std::to_string(offset);
+    char num[24];
+    head.append(num, std::to_chars(num, num + sizeof num, offset).ptr);
     if (!event.empty()) {
         head += ",\"event\":\"";
         head += event;
@@ -53,12 +75,11 @@ std::string message_envelope(std::string_view topic, std::string_view epoch, std
     }
     if (kind == payload_kind::binary) {
         head += ",\"binary\":true}";
-        return head;
+        return;
     }
     head += ',';
-    head += data_member(kind, payload);
+    append_data_member(head, kind, payload);
     head += '}';
-    return head;
 }
 
 std::string reset_body(std::string_view topic, std::string_view epoch, std::uint64_t offset,

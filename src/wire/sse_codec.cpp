@@ -25,6 +25,11 @@ void append_data(std::string& out, std::string_view payload) {
 std::string encode_body(std::string_view event, std::string_view payload) {
     std::string out;
     out.reserve(payload.size() + event.size() + 16);
+    append_body(out, event, payload);
+    return out;
+}
+
+void append_body(std::string& out, std::string_view event, std::string_view payload) {
     if (!event.empty()) {
         out += "event: ";
         out += event;
@@ -32,7 +37,6 @@ std::string encode_body(std::string_view event, std::string_view payload) {
     }
     append_data(out, payload);
     out += '\n';
-    return out;
 }
 
 std::string encode_id_line(std::string_view id) {

@@ -14,9 +14,7 @@ void append_frame(std::string& out, opcode op, std::string_view payload) {
     out.append(payload);
 }
 
-void append_frame_header(std::string& out, std::uint8_t first_byte, std::size_t n) {
-    char h[10];
-    std::size_t hn = 2;
+void write_frame_header(char* h, std::uint8_t first_byte, std::size_t n) noexcept {
     h[0] = static_cast<char>(first_byte);
     if (n < 126) {
         h[1] = static_cast<char>(n);
@@ -24,14 +22,17 @@ void append_frame_header(std::string& out, std::uint8_t first_byte, std::size_t 
         h[1] = 126;
         h[2] = static_cast<char>((n >> 8) & 0xFF);
         h[3] = static_cast<char>(n & 0xFF);
-        hn = 4;
     } else {
         h[1] = 127;
         for (int i = 0; i < 8; ++i)
             h[2 + i] = static_cast<char>((static_cast<std::uint64_t>(n) >> (56 - 8 * i)) & 0xFF);
-        hn = 10;
     }
-    out.append(h, hn);
+}
+
+void append_frame_header(std::string& out, std::uint8_t first_byte, std::size_t n) {
+    char h[10];
+    write_frame_header(h, first_byte, n);
+    out.append(h, frame_header_size(n));
 }
 
 std::string make_frame(opcode op, std::string_view payload) {

@@ -10,6 +10,8 @@
 #include "herald/hub/message.hpp"
 #include "herald/hub/presence.hpp"
 
+#include <boost/unordered/unordered_flat_map.hpp>
+
 #include <atomic>
 #include <deque>
 #include <cstdint>
@@ -225,7 +227,10 @@ private:
     unsigned worker_;
     std::uint64_t next_sub_id_ = 0;
     std::size_t local_subscriptions_ = 0;
-    std::unordered_map<std::string, local_topic> topics_;
+    // Open addressing: a delivery's lookup reads one metadata group and one slot instead of a
+    // bucket, the node before and the node. Nothing keeps a reference into it across an insert
+    // (deliver() never subscribes from inside its loop).
+    boost::unordered_flat_map<std::string, local_topic> topics_;
     std::unordered_map<std::uint64_t, subscription*> waiting_;  // subscribes not answered yet
     std::unordered_map<std::string, route> routes_;
     // Messages for other workers, sent as one post per worker per loop turn: the receiver then

@@ -11,6 +11,7 @@
 #include "herald/net/reject_log.hpp"
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <utility>
 #include <string>
@@ -22,6 +23,7 @@ class broker;
 }
 namespace herald::hub {
 class shard;
+struct message;
 struct subscription;
 struct subscribe_result;
 }  // namespace herald::hub
@@ -44,6 +46,48 @@ inline constexpr std::size_t k_pack_max = 512;
 // k_max_cork_delay. Smaller passes cost less than the timer would save.
 inline constexpr std::size_t k_cork_min_connections = 32;
 inline constexpr clock::duration k_max_cork_delay = std::chrono::milliseconds(10);
+
+// What keeps a queued chunk's bytes alive: a shared owner, or a reference counted by one worker
+// alone (worker_context::hold()). Every chunk of a connection is made, copied and released on
+// its worker's thread, so the local count needs no atomic operation: an atomic one is a full
+// barrier, which waits for the delivery's earlier stores (cache misses on the subscription and
+// the connection) before it can go on.
+class chunk_hold {
+public:
+    chunk_hold() = default;
+    chunk_hold(std::shared_ptr<const void> owner) noexcept : shared_(std::move(owner)) {}
+    chunk_hold(const chunk_hold& o) noexcept : shared_(o.shared_), local_(o.local_) {
+        if (local_) ++local_->refs;
+    }
+    chunk_hold(chunk_hold&& o) noexcept
+        : shared_(std::move(o.shared_)), local_(std::exchange(o.local_, nullptr)) {}
+    chunk_hold& operator=(chunk_hold o) noexcept {
+        std::swap(shared_, o.shared_);
+        std::swap(local_, o.local_);
+        return *this;
+    }
+    ~chunk_hold() { reset(); }
+    [[nodiscard]] bool is_local() const noexcept { return local_ != nullptr; }
+    void reset() noexcept {
+        shared_.reset();
+        if (local_ && --local_->refs == 0) delete local_;
+        local_ = nullptr;
+    }
+    // A new worker-local count on `owner`, held once by the result.
+    static chunk_hold local(std::shared_ptr<const void> owner) {
+        chunk_hold h;
+        h.local_ = new local_ref{std::move(owner), 1};
+        return h;
+    }
+
+private:
+    struct local_ref {
+        std::shared_ptr<const void> owner;
+        std::uint32_t refs;
+    };
+    std::shared_ptr<const void> shared_;
+    local_ref* local_ = nullptr;
+};
 
 class connection;
 class http_api;
@@ -120,6 +164,12 @@ public:
     // it stages the plaintext of one record.
     std::string& pack() noexcept { return pack_; }
 
+    // What a chunk of `m` holds. A message that reaches more than one subscriber on this worker
+    // is held through a count of this worker's own (chunk_hold::local, made on its second
+    // delivery and kept until another message comes), not the message's atomic count, which
+    // every worker delivering it would otherwise change once per recipient.
+    [[nodiscard]] chunk_hold hold(const std::shared_ptr<const hub::message>& m);
+
     // Called when a connection queued bytes; it is flushed at the end of this loop turn, or, on
     // a busy worker, when the cork delay has passed (see k_max_cork_delay).
     void want_flush(const std::shared_ptr<connection>& c);
@@ -143,6 +193,10 @@ private:
     std::string scratch_;
     std::vector<asio::const_buffer> gather_;
     std::string pack_;
+    // hold(): the message delivered last and, from its second delivery, this worker's count on
+    // it. The count keeps the message alive, so its address is not reused while `local_` is set.
+    const hub::message* local_of_ = nullptr;
+    chunk_hold local_;
     std::vector<std::shared_ptr<connection>> pending_flush_;
     bool flush_posted_ = false;  // a flush pass is posted or its cork timer armed
     // The last flush pass: when it ended, how long it took, how many connections it flushed.

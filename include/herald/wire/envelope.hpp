@@ -18,12 +18,17 @@ enum class payload_kind : std::uint8_t { text, json, binary };
 
 // `"data":<payload>` (json, or text as a JSON string) or `"data_base64":"..."` (binary).
 [[nodiscard]] std::string data_member(payload_kind kind, std::string_view payload);
+void append_data_member(std::string& out, payload_kind kind, std::string_view payload);
 
 // The WebSocket text frame's JSON for a message. For binary payloads it is the header
 // ({...,"binary":true}) that precedes the binary frame, and holds no data.
 [[nodiscard]] std::string message_envelope(std::string_view topic, std::string_view epoch,
                                            std::uint64_t offset, std::string_view event,
                                            payload_kind kind, std::string_view payload);
+// The same, appended to `out` (a message's frames are built in place: make_message()).
+void append_message_envelope(std::string& out, std::string_view topic, std::string_view epoch,
+                             std::uint64_t offset, std::string_view event, payload_kind kind,
+                             std::string_view payload);
 
 // A reset's body: {"topic","epoch","offset","reason"} (SSE `event: reset` data); the WebSocket
 // frame is the same object with "type":"reset" first (reset_frame_json).

@@ -26,6 +26,12 @@ inline constexpr std::uint16_t too_big = 1009;
 inline constexpr std::uint16_t internal_error = 1011;
 }  // namespace close_code
 
+// Bytes of a server frame's header for a payload of `n` bytes: 2, 4 or 10.
+[[nodiscard]] constexpr std::size_t frame_header_size(std::size_t n) noexcept {
+    return n < 126 ? 2 : n <= 0xFFFF ? 4 : 10;
+}
+// Writes that header (first byte: FIN, RSV, opcode; then the length) at `at`.
+void write_frame_header(char* at, std::uint8_t first_byte, std::size_t n) noexcept;
 // Appends an unmasked server frame's header: its first byte (FIN, RSV, opcode) and the length.
 void append_frame_header(std::string& out, std::uint8_t first_byte, std::size_t payload_bytes);
 // Appends one unmasked, final server frame.

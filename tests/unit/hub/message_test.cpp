@@ -1,6 +1,7 @@
 #include "herald/hub/message.hpp"
 
 #include "herald/common/text.hpp"
+#include "herald/wire/sse_codec.hpp"
 
 #include <gtest/gtest.h>
 
@@ -244,4 +245,28 @@ TEST(Message, DeflatedFramesAreBuiltOnceAcrossThreads) {
     for (auto* d : seen) EXPECT_EQ(d, seen[0]);
     EXPECT_FALSE(seen[0]->bytes.empty());
     EXPECT_LT(seen[0]->bytes.size(), m->ws_frames.size());
+}
+
+// make_message() writes the text frame's header before it knows the escaped envelope's length:
+// every size around both length-class boundaries, with escaping that grows the JSON past its
+// guess and events that shift it, must come out as one minimal, exact frame.
+TEST(Message, FrameHeaderIsMinimalAroundLengthClasses) {
+    std::vector<std::size_t> sizes;
+    for (std::size_t n = 0; n <= 140; ++n) sizes.push_back(n);
+    for (std::size_t n = 65'400; n <= 65'560; n += 7) sizes.push_back(n);
+    for (const char fill : {'x', '"', '\n'}) {
+        for (const std::string event : {"", "update"}) {
+            for (const std::size_t n : sizes) {
+                const std::string payload(n, fill);
+                auto m = make(payload_kind::text, payload, event);
+                auto fs = frames(m->ws_frames);
+                ASSERT_EQ(fs.size(), 1u) << n;
+                EXPECT_EQ(m->ws_frames.size(), fs[0].header + fs[0].payload.size()) << n;
+                const auto j = nlohmann::json::parse(fs[0].payload);
+                EXPECT_EQ(j["data"], payload) << n;
+                EXPECT_EQ(j["offset"], 7) << n;
+                EXPECT_EQ(m->sse_body(), sse::encode_body(event, payload)) << n;
+            }
+        }
+    }
 }
