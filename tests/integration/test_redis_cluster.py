@@ -194,31 +194,44 @@ def run_sigkill(herald_factory, cluster, ack):
         assert figures["resets"] == 0, figures
 
 
-@pytest.mark.scenario
-def test_cluster_slot_of_busy_topic_migrates_during_traffic(herald_factory, cluster):
-    topics = spread_topics(cluster, TOPICS)
+def moved_during_traffic(herald_factory, cluster, topics, name, move):
+    """Both instances publish to and deliver every topic while `move()` moves slots (it returns
+    its figures): every publish is answered 200 again afterwards, and finish() checks that
+    nothing was lost or doubled. Returns the figures."""
     a, b, subs, swarm = start(herald_factory, cluster, topics)
     watch = ReadyzWatch([a, b])
     pub = SequencedPublisher([a, b], topics, RATE)
-    busy = topics[0]
     try:
         time.sleep(3)
-        slot = cluster.slot_of(busy)
+        t0 = time.time()
+        extra = move()
+        wait_until(lambda: all(pub.log[t] and pub.log[t][-1][1] == 200 for t in topics), 30,
+                   what="publishes answered 200")
+        time.sleep(3)
+    finally:
+        pub.stop()
+    figures = finish(pub, swarm, subs, a, b, watch, t0, extra)
+    report(name, figures)
+    assert figures["resets"] == 0, figures
+    return figures
+
+
+@pytest.mark.scenario
+def test_cluster_slot_of_busy_topic_migrates_during_traffic(herald_factory, cluster):
+    topics = spread_topics(cluster, TOPICS)
+    slot = cluster.slot_of(topics[0])
+
+    def move():
         src = cluster.owner(slot)
         dst = next(m for m in cluster.masters() if m is not src)
         t0 = time.time()
         cluster.migrate_slot(slot, src, dst, hold=1.0)
         moved_s = time.time() - t0
         assert cluster.owner(slot).port == dst.port
-        wait_until(lambda: all(pub.log[t] and pub.log[t][-1][1] == 200 for t in topics), 30,
-                   what="publishes answered 200")
-        time.sleep(3)
-    finally:
-        pub.stop()
-    figures = finish(pub, swarm, subs, a, b, watch, t0, {"migration_s": round(moved_s, 2)})
-    report("migrate", figures)
+        return {"migration_s": round(moved_s, 2)}
+
+    figures = moved_during_traffic(herald_factory, cluster, topics, "migrate", move)
     assert figures["ask"] > 0 and figures["moved"] > 0, figures
-    assert figures["resets"] == 0, figures
 
 
 @pytest.mark.scenario
@@ -237,11 +250,8 @@ def test_cluster_redis_cli_reshard_during_traffic(herald_factory, cluster):
                 break
     assert len(moving) == 5
     topics = moving + spread_topics(cluster, TOPICS - len(moving))
-    a, b, subs, swarm = start(herald_factory, cluster, topics)
-    watch = ReadyzWatch([a, b])
-    pub = SequencedPublisher([a, b], topics, RATE)
-    try:
-        time.sleep(3)
+
+    def move():
         t0 = time.time()
         out = subprocess.run(
             ["redis-cli", "--cluster", "reshard", f"127.0.0.1:{src.port}",
@@ -251,14 +261,9 @@ def test_cluster_redis_cli_reshard_during_traffic(herald_factory, cluster):
         resharded_s = time.time() - t0
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
         assert all(cluster.owner(cluster.slot_of(t)).port == dst.port for t in moving)
-        wait_until(lambda: all(pub.log[t] and pub.log[t][-1][1] == 200 for t in topics), 30,
-                   what="publishes answered 200")
-        time.sleep(3)
-    finally:
-        pub.stop()
-    figures = finish(pub, swarm, subs, a, b, watch, t0, {"reshard_s": round(resharded_s, 2)})
-    report("reshard", figures)
-    assert figures["resets"] == 0, figures
+        return {"reshard_s": round(resharded_s, 2)}
+
+    figures = moved_during_traffic(herald_factory, cluster, topics, "reshard", move)
     assert figures["moved"] > 0, figures
 
 
