@@ -92,29 +92,46 @@ test("50 clients whose server goes away reconnect spread over time, within maxDe
     await waitFor(() => clients.every((h) => h.state === "connected"), 10000, "50 connected");
     proxy.mode.down = true;
     const t0 = Date.now();
+    // Two views per client: the delays it chose ("retry" events, its own decision) and the times
+    // its attempts started. The spread and the maxDelay bound are asserted on the delays chosen:
+    // the start times also carry this test process's own scheduling (CI compiles beside it; a
+    // stalled event loop fires timers due over 100 ms in one clump), and a herd is a property
+    // of what the clients chose, not of when node got round to it.
     const perClient = clients.map(() => []);
-    clients.forEach((h, i) => h.on("state", (s) => {
-      if (s === "connecting") { attempts.push(Date.now() - t0); perClient[i].push(Date.now() - t0); }
-    }));
+    const chosen = clients.map(() => []);
+    clients.forEach((h, i) => {
+      h.on("state", (s) => {
+        if (s === "connecting") { attempts.push(Date.now() - t0); perClient[i].push(Date.now() - t0); }
+      });
+      h.on("retry", (r) => chosen[i].push(r.delay));
+    });
     proxy.cutAll();
     await sleep(6000);
     proxy.mode.down = false;
     await waitFor(() => clients.every((h) => h.state === "connected"), 10000, "50 reconnected");
-    // Not synchronized: the first retries spread over the first backoff window.
-    const firsts = attempts.slice(0, 50).sort((a, b) => a - b);
+    // Not synchronized: the first retries spread over the first backoff window [0, 500 ms].
+    assert.ok(chosen.every((c) => c.length >= 1), "a client never scheduled a retry");
+    const firsts = chosen.map((c) => c[0]).sort((a, b) => a - b);
     const buckets = new Map();
     for (const t of firsts) buckets.set(Math.floor(t / 100), (buckets.get(Math.floor(t / 100)) || 0) + 1);
-    assert.ok(buckets.size >= 4, `50 first attempts in only ${buckets.size} 100-ms buckets: ${firsts}`);
+    assert.ok(buckets.size >= 4, `50 first delays in only ${buckets.size} 100-ms buckets: ${firsts}`);
     // Full jitter over [0, 500 ms]: about 10 per bucket; a herd would put most in one.
     const crowd = Math.max(...buckets.values());
-    assert.ok(crowd <= 20, `${crowd} of 50 first attempts in one 100-ms bucket: ${firsts}`);
-    // Per client, no wait between attempts longer than maxDelay (plus the refusal's round trip).
-    for (const times of perClient) {
+    assert.ok(crowd <= 20, `${crowd} of 50 first delays in one 100-ms bucket: ${firsts}`);
+    assert.ok(firsts[49] < 500, `a first delay of ${firsts[49]} ms beyond minDelay`);
+    // And in real time not one burst: the attempts started in more than one 100-ms bucket.
+    const started = perClient.map((t) => t[0]).sort((a, b) => a - b);
+    assert.ok(new Set(started.map((t) => Math.floor(t / 100))).size >= 2, `50 first attempts in one burst: ${started}`);
+    // Per client, no delay chosen beyond maxDelay, and it kept trying (in real time the gaps also
+    // hold the refusal's round trip and any stall of this process, hence the wide bound).
+    for (let c = 0; c < clients.length; c++) {
+      const times = perClient[c];
       assert.ok(times.length >= 3, `a client tried only ${times.length} times in 6 s`);
+      assert.ok(chosen[c].every((d) => d <= maxDelay), `a delay beyond maxDelay: ${chosen[c]}`);
       for (let i = 1; i < times.length; i++)
-        assert.ok(times[i] - times[i - 1] <= maxDelay + 1000, `waited ${times[i] - times[i - 1]} ms > maxDelay`);
+        assert.ok(times[i] - times[i - 1] <= maxDelay + 3000, `waited ${times[i] - times[i - 1]} ms between attempts`);
     }
-    console.log(`# backoff: ${attempts.length} attempts in 6 s by 50 clients; first attempts spread over ${firsts[0]}..${firsts[49]} ms`);
+    console.log(`# backoff: ${attempts.length} attempts in 6 s by 50 clients; first delays chosen over ${firsts[0]}..${firsts[49]} ms, first attempts started over ${started[0]}..${started[49]} ms`);
     assert.ok(attempts.length < 50 * 20, `too many attempts: ${attempts.length}`);
   } finally {
     for (const h of clients) h.close();
