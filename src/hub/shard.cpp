@@ -55,7 +55,11 @@ hub::hub(std::vector<asio::io_context*> contexts)
     tag_ = fmt::format("{:08x}", rd());
 }
 
-hub::~hub() = default;
+// Hand-offs never sent (the sender's loop stopped first) go before the shards: what they hold
+// (a session, a callback) may still reach its shard when it is freed.
+hub::~hub() {
+    outgoing_.reset();
+}
 
 hub::batch::~batch() {
     for (task* t = head; t;) delete std::exchange(t, t->next);
