@@ -397,6 +397,7 @@ struct conn {
     uint64_t paced_sent = 0;
     uint64_t ok = 0, errors = 0;
     uint64_t last_warm_round_ns = 0;
+    size_t warm_next = SIZE_MAX;  // the next topic of the warm-up round (SIZE_MAX: none begun)
     bool done = false;
 };
 
@@ -950,11 +951,18 @@ private:
         size_t before = p->out.size();
         bool blocked = false;
         if (ph == ph_warmup) {
-            // One warm-up message per owned topic every 200 ms until the controller moves on.
-            if (t - p->last_warm_round_ns > 200000000ull && p->inflight.empty()) {
+            // One warm-up message per owned topic every 200 ms until the controller moves on, at
+            // most --pipeline in flight as in the measured phase: uWebSockets closes a connection
+            // whose next pipelined request arrives while an answer is still held back by a full
+            // send buffer (HttpContext.h, "async pipelining"), which 2,500 requests in one go
+            // (10,000 topics, 4 publishers) made happen on a loaded machine.
+            if (p->warm_next >= p->topics.size() && t - p->last_warm_round_ns > 200000000ull &&
+                p->inflight.empty()) {
                 p->last_warm_round_ns = t;
-                for (uint32_t tpc : p->topics) build_request(p, tpc, false, t);
+                p->warm_next = 0;
             }
+            while (p->warm_next < p->topics.size() && p->inflight.size() < size_t(o_.pipeline))
+                build_request(p, p->topics[p->warm_next++], false, t);
         } else if (ph == ph_measure) {
             uint64_t limit_total = o_.messages;
             auto room = [&]() {

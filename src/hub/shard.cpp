@@ -44,13 +44,55 @@ private:
 
 }  // namespace
 
-hub::hub(std::vector<asio::io_context*> contexts) : contexts_(std::move(contexts)) {
+hub::hub(std::vector<asio::io_context*> contexts)
+    : contexts_(std::move(contexts)), outgoing_(new outgoing[contexts_.size()]) {
+    for (unsigned i = 0; i < contexts_.size(); ++i) outgoing_[i].to.resize(contexts_.size());
     for (unsigned i = 0; i < contexts_.size(); ++i)
         shards_.push_back(std::make_unique<shard>(*this, i));
     local_presence_ = std::make_unique<local_presence>(*this);
     presence_backend_ = local_presence_.get();
     std::random_device rd;
     tag_ = fmt::format("{:08x}", rd());
+}
+
+// Hand-offs never sent (the sender's loop stopped first) go before the shards: what they hold
+// (a session, a callback) may still reach its shard when it is freed.
+hub::~hub() {
+    outgoing_.reset();
+}
+
+hub::batch::~batch() {
+    for (task* t = head; t;) delete std::exchange(t, t->next);
+}
+
+void hub::batch::run_all() {
+    // Each task is unlinked before it runs: one that posts again only adds to other batches.
+    while (head) {
+        std::unique_ptr<task> t(std::exchange(head, head->next));
+        t->run();
+    }
+    tail = nullptr;
+}
+
+void hub::enqueue(unsigned from, unsigned to, task* t) {
+    auto& out = outgoing_[from];
+    auto& b = out.to[to];
+    (b.tail ? b.tail->next : b.head) = t;
+    b.tail = t;
+    if (out.posted) return;
+    out.posted = true;
+    // Posted from `from`'s own thread: it joins that loop's queue behind what this turn queued,
+    // so everything the turn hands to other workers leaves together.
+    asio::post(*contexts_[from], [this, from] { send_posts(from); });
+}
+
+void hub::send_posts(unsigned from) {
+    auto& out = outgoing_[from];
+    out.posted = false;
+    for (unsigned w = 0; w < out.to.size(); ++w) {
+        if (!out.to[w].head) continue;
+        asio::post(*contexts_[w], [b = batch(std::move(out.to[w]))]() mutable { b.run_all(); });
+    }
 }
 
 void hub::set_presence(std::vector<std::string> patterns, std::size_t max_clients) {
@@ -364,6 +406,7 @@ void shard::send_outbox() {
         });
         outbox_[w].clear();
     }
+    hub_.send_posts(worker_);
 }
 
 // ---------------------------------------------------------------------------------------------

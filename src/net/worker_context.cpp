@@ -67,7 +67,7 @@ void worker_context::want_flush(const std::shared_ptr<connection>& c) {
     // and the worker spends at most about half its time in flush passes. Any other worker
     // flushes at the end of this loop turn.
     if (last_pass_writers_ >= k_cork_min_connections) {
-        const auto due = last_pass_end_ + std::min(last_pass_length_, k_max_cork_delay);
+        const auto due = last_pass_end_ + std::min(last_pass_length_, cork_cap(last_pass_writers_));
         if (clock::now() < due) {
             // The timer is owned by its handler, so the io_context can destroy it at shutdown.
             auto t = std::make_shared<asio::steady_timer>(ioc, due);

@@ -19,7 +19,9 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace herald::hub {
@@ -288,14 +290,72 @@ public:
     [[nodiscard]] shard& at(unsigned worker) noexcept { return *shards_[worker]; }
     [[nodiscard]] unsigned owner_of(std::string_view topic) const noexcept;
 
-    // Runs `fn` on `worker`'s thread (asio::post to its io_context).
+    ~hub();
+
+    // Runs `fn` on `worker`'s thread. From another worker's thread, `fn` joins that worker's
+    // batch for `worker`, and the batch leaves as one post at the end of the sender's loop turn
+    // (send_posts): a burst of hand-offs (publishes, their answers, deliveries) wakes the
+    // receiver once, not once per item. Order is kept per sender and receiver (one FIFO batch
+    // per pair, sent in order): a subscription queued before a publish still reaches the owner
+    // first. From the worker's own thread, or from a thread that runs no worker, it is a plain
+    // post.
     template <class Fn>
     void post(unsigned worker, Fn&& fn) {
-        asio::post(*contexts_[worker], std::forward<Fn>(fn));
+        const unsigned from = running_worker();
+        if (from == k_no_worker || contexts_[from] == contexts_[worker]) {
+            asio::post(*contexts_[worker], std::forward<Fn>(fn));
+            return;
+        }
+        using task_t = task_of<std::decay_t<Fn>>;
+        enqueue(from, worker, new task_t(std::forward<Fn>(fn)));
     }
+    // Sends `worker`'s pending batches now (on its thread); the end-of-turn pass then finds
+    // nothing. The shard's outbox calls it so that deliveries leave with what was queued before.
+    void send_posts(unsigned worker);
 
 private:
+    // One hand-off queued in a sender's batch; run and deleted on the receiver's thread.
+    struct task {
+        task* next = nullptr;
+        virtual ~task() = default;
+        virtual void run() = 0;
+    };
+    template <class Fn>
+    struct task_of final : task {
+        Fn fn;
+        explicit task_of(Fn f) : fn(std::move(f)) {}
+        void run() override { fn(); }
+    };
+    // A FIFO batch from one worker to another. Owned by the sender's thread until posted, then
+    // by the receiver's handler; a batch whose handler never ran (shutdown) frees its tasks.
+    struct batch {
+        task* head = nullptr;
+        task* tail = nullptr;
+        batch() = default;
+        batch(batch&& o) noexcept
+            : head(std::exchange(o.head, nullptr)), tail(std::exchange(o.tail, nullptr)) {}
+        batch& operator=(batch&&) = delete;
+        batch(const batch&) = delete;
+        ~batch();
+        void run_all();
+    };
+    // A sender's batches, one per receiver, and whether its end-of-turn pass is posted. Touched
+    // only by the sender's thread; a cache line of its own.
+    struct alignas(64) outgoing {
+        std::vector<batch> to;
+        bool posted = false;
+    };
+    static constexpr unsigned k_no_worker = ~0U;
+    // The worker whose io_context runs the calling thread's handler, or k_no_worker.
+    [[nodiscard]] unsigned running_worker() const noexcept {
+        for (unsigned w = 0; w < contexts_.size(); ++w)
+            if (contexts_[w]->get_executor().running_in_this_thread()) return w;
+        return k_no_worker;
+    }
+    void enqueue(unsigned from, unsigned to, task* t);
+
     std::vector<asio::io_context*> contexts_;
+    std::unique_ptr<outgoing[]> outgoing_;
     std::vector<std::unique_ptr<shard>> shards_;
     stream_broker* broker_ = nullptr;
     // Topic counts per quota pattern ever configured; a deque never moves its elements, so the

@@ -10,6 +10,7 @@
 #include "herald/metrics/metrics.hpp"
 #include "herald/net/reject_log.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -46,6 +47,17 @@ inline constexpr std::size_t k_pack_max = 512;
 // k_max_cork_delay. Smaller passes cost less than the timer would save.
 inline constexpr std::size_t k_cork_min_connections = 32;
 inline constexpr clock::duration k_max_cork_delay = std::chrono::milliseconds(10);
+// A pass over more connections than that may cork longer, k_cork_per_connection each, up to
+// k_max_long_cork_delay: with thousands of connections a pass takes longer than 10 ms, and a
+// burst (a window of messages that the readers' progress lets in one by one) would otherwise be
+// cut into several writes per connection. Passes over up to 1,000 connections keep 10 ms.
+inline constexpr clock::duration k_cork_per_connection = std::chrono::microseconds(10);
+inline constexpr clock::duration k_max_long_cork_delay = std::chrono::milliseconds(50);
+// The longest cork after a pass over `writers` connections.
+[[nodiscard]] constexpr clock::duration cork_cap(std::size_t writers) noexcept {
+    return std::clamp(k_cork_per_connection * static_cast<clock::rep>(writers), k_max_cork_delay,
+                      k_max_long_cork_delay);
+}
 
 // What keeps a queued chunk's bytes alive: a shared owner, or a reference counted by one worker
 // alone (worker_context::hold()). Every chunk of a connection is made, copied and released on

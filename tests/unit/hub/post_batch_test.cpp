@@ -1,0 +1,73 @@
+#include "herald/hub/hub.hpp"
+
+#include "hub_fixture.hpp"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <vector>
+
+// hub::post between workers: one batch per sender, receiver and loop turn (hub.hpp).
+using namespace herald;
+
+namespace {
+
+class PostBatchTest : public test::hub_fixture {
+protected:
+    void SetUp() override { start(); }
+};
+
+TEST_F(PostBatchTest, HandOffsOfOneTurnReachTheReceiverAsOneHandlerInOrder) {
+    std::vector<int> got;
+    asio::post(ctx[0], [&] {
+        for (int i = 0; i < 10; ++i) h->post(1, [&got, i] { got.push_back(i); });
+        h->post(2, [&got] { got.push_back(100); });
+    });
+    ctx[0].restart();
+    (void)ctx[0].poll();  // the turn, then its end-of-turn pass that sends the batches
+    EXPECT_TRUE(got.empty());
+    ctx[1].restart();
+    EXPECT_EQ(ctx[1].poll(), 1U);  // ten hand-offs, one handler: one wake-up
+    EXPECT_EQ(got, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+    ctx[2].restart();
+    EXPECT_EQ(ctx[2].poll(), 1U);
+    EXPECT_EQ(got.back(), 100);
+}
+
+TEST_F(PostBatchTest, AHandOffPostedWhileABatchRunsJoinsTheNextBatch) {
+    std::vector<int> got;
+    asio::post(ctx[0], [&] {
+        h->post(1, [&] {
+            got.push_back(1);
+            h->post(0, [&] { got.push_back(2); });  // 1 -> 0, batched on worker 1
+        });
+    });
+    run();
+    EXPECT_EQ(got, (std::vector<int>{1, 2}));
+}
+
+TEST_F(PostBatchTest, PostsToTheOwnWorkerAndFromOutsideTheWorkersArePlain) {
+    int ran = 0;
+    h->post(1, [&] { ++ran; });  // the test thread runs no worker
+    ctx[1].restart();
+    EXPECT_EQ(ctx[1].poll(), 1U);
+    EXPECT_EQ(ran, 1);
+    asio::post(ctx[1], [&] { h->post(1, [&] { ++ran; }); });
+    ctx[1].restart();
+    EXPECT_EQ(ctx[1].poll(), 2U);  // the handler and its own post, no end-of-turn pass
+    EXPECT_EQ(ran, 2);
+}
+
+TEST_F(PostBatchTest, UnsentHandOffsAreFreedWithTheHub) {
+    auto held = std::make_shared<int>(7);
+    std::weak_ptr<int> watch = held;
+    asio::post(ctx[0], [&, held = std::move(held)] { h->post(1, [held] { (void)*held; }); });
+    ctx[0].restart();
+    EXPECT_EQ(ctx[0].run_one(), 1U);  // the turn ran; its end-of-turn pass is still queued
+    EXPECT_FALSE(watch.expired());
+    b.reset();
+    h.reset();
+    EXPECT_TRUE(watch.expired());
+}
+
+}  // namespace
