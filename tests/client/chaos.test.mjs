@@ -11,7 +11,10 @@ import os from "node:os";
 import path from "node:path";
 import { HERALD_PORT, HeraldProcess, WebSocket, publish, publishRetrying, sleep, unique, waitFor, watchStalls } from "./common.mjs";
 
-const base = { WebSocket, storage: null, minDelay: 100, maxDelay: 1000, connectTimeout: 1500 };
+// connectTimeout 5 s: nothing here hangs a connection (the proxy cuts and refuses), and a shorter
+// one would give up on a stream that this process, stalled by a loaded machine, had not read yet
+// (one more stream at a cut than the SSE check allows).
+const base = { WebSocket, storage: null, minDelay: 100, maxDelay: 1000, connectTimeout: 5000 };
 
 // The application's view: every offset 1..n once, in order, except after an onReset, which says
 // where the stream continues.
