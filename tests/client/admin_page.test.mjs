@@ -95,15 +95,21 @@ test("admin page: login, live figures, actions", { timeout: 90000 }, async () =>
       await page.waitForFunction(() => document.getElementById("lat-p50").textContent !== "-", null, { timeout: 5000 });
       assert.ok(got.length >= 30, `the subscriber got ${got.length}`);
       // A rate was drawn: some second saw publishes (a few seconds of them, for the chart).
+      // Both rates below are per poll interval: the page's first poll after the publishes stop
+      // shows them gone. So each is watched for from before the publishes (the page checks every
+      // frame), not after them, where a stall of this process of a second (CI compiles beside
+      // it) would start the watch too late and wait for what had come and gone.
       step("publish rate");
+      const rateSeen = page.waitForFunction(() => Number(document.getElementById("pub-rate").textContent) > 0, null, { timeout: 20000 });
       for (let i = 0; i < 4; i++) { await publish(10 + 10 * i); await new Promise((ok) => setTimeout(ok, 700)); }
-      await page.waitForFunction(() => Number(document.getElementById("pub-rate").textContent) > 0, null, { timeout: 5000 });
+      await rateSeen;
       // The busiest topics: TOPIC first by rate, QUIET first by subscribers.
       step("busiest topics");
+      const busySeen = page.waitForFunction(([t, q]) => document.querySelector("#busy-rate tbody tr td")?.textContent === t &&
+        document.querySelector("#busy-subs tbody tr td")?.textContent === q, [TOPIC, QUIET], { timeout: 20000 });
       await publish(1, QUIET);
       for (let i = 0; i < 3; i++) { await publish(20); await new Promise((ok) => setTimeout(ok, 400)); }
-      await page.waitForFunction(([t, q]) => document.querySelector("#busy-rate tbody tr td")?.textContent === t &&
-        document.querySelector("#busy-subs tbody tr td")?.textContent === q, [TOPIC, QUIET], { timeout: 5000 });
+      await busySeen;
 
       step("workers table");
       const workers = await page.$$eval("#workers tbody tr", (rows) => rows.length);

@@ -9,9 +9,12 @@ import { Proxy } from "./proxy.mjs";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { HERALD_PORT, HeraldProcess, WebSocket, publish, publishRetrying, sleep, unique, waitFor } from "./common.mjs";
+import { HERALD_PORT, HeraldProcess, WebSocket, publish, publishRetrying, sleep, unique, waitFor, watchStalls } from "./common.mjs";
 
-const base = { WebSocket, storage: null, minDelay: 100, maxDelay: 1000, connectTimeout: 1500 };
+// connectTimeout 5 s: nothing here hangs a connection (the proxy cuts and refuses), and a shorter
+// one would give up on a stream that this process, stalled by a loaded machine, had not read yet
+// (one more stream at a cut than the SSE check allows).
+const base = { WebSocket, storage: null, minDelay: 100, maxDelay: 1000, connectTimeout: 5000 };
 
 // The application's view: every offset 1..n once, in order, except after an onReset, which says
 // where the stream continues.
@@ -105,8 +108,12 @@ test("50 clients whose server goes away reconnect spread over time, within maxDe
       });
       h.on("retry", (r) => chosen[i].push(r.delay));
     });
+    const stalls = watchStalls();
     proxy.cutAll();
-    await sleep(6000);
+    await sleep(600);
+    const stalledInFirstWindow = stalls.max;
+    stalls.stop();
+    await sleep(5400);
     proxy.mode.down = false;
     await waitFor(() => clients.every((h) => h.state === "connected"), 10000, "50 reconnected");
     // Not synchronized: the first retries spread over the first backoff window [0, 500 ms].
@@ -120,8 +127,14 @@ test("50 clients whose server goes away reconnect spread over time, within maxDe
     assert.ok(crowd <= 20, `${crowd} of 50 first delays in one 100-ms bucket: ${firsts}`);
     assert.ok(firsts[49] < 500, `a first delay of ${firsts[49]} ms beyond minDelay`);
     // And in real time not one burst: the attempts started in more than one 100-ms bucket.
+    // Unless this process stalled over most of the first window (then node fired every timer due
+    // meanwhile at once, whatever the clients chose); a client that ignored its delays makes a
+    // burst without a stall, and fails.
     const started = perClient.map((t) => t[0]).sort((a, b) => a - b);
-    assert.ok(new Set(started.map((t) => Math.floor(t / 100))).size >= 2, `50 first attempts in one burst: ${started}`);
+    const startBuckets = new Set(started.map((t) => Math.floor(t / 100))).size;
+    if (stalledInFirstWindow < 300)
+      assert.ok(startBuckets >= 2, `50 first attempts in one burst: ${started}`);
+    else console.log(`# this process stalled ${Math.round(stalledInFirstWindow)} ms in the first window: first attempts in ${startBuckets} 100-ms bucket(s) not judged`);
     // Per client, no delay chosen beyond maxDelay, and it kept trying (in real time the gaps also
     // hold the refusal's round trip and any stall of this process, hence the wide bound).
     for (let c = 0; c < clients.length; c++) {

@@ -25,6 +25,20 @@ export async function publishRetrying(h, topic, data) {
   throw new Error("publish kept failing");
 }
 
+// This process's own stalls: a timer every 10 ms, and the longest it came late. A loaded machine
+// (CI compiles beside the tests) can stop node for a while; the timers due meanwhile then fire in
+// one clump, which a test of spreads in real time must not take for the client's doing.
+export function watchStalls() {
+  const w = { max: 0, stop() { clearInterval(timer); } };
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    w.max = Math.max(w.max, now - last - 10);
+    last = now;
+  }, 10);
+  return w;
+}
+
 export async function waitFor(pred, ms, what) {
   const end = Date.now() + ms;
   while (Date.now() < end) { if (pred()) return; await sleep(20); }

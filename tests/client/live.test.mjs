@@ -7,7 +7,10 @@ import { Herald } from "../../clients/js/herald.js";
 import { Proxy } from "./proxy.mjs";
 import { HERALD, HERALD_PORT, WebSocket, publish, sleep, unique, waitFor } from "./common.mjs";
 
-const base = { WebSocket, storage: null, minDelay: 100, maxDelay: 1000, connectTimeout: 1500 };
+// connectTimeout 5 s: a connection that shows nothing for that long is given up and made again,
+// which a test counting requests would see; a loaded machine can stall this process 1-2 s. The
+// fallback test, whose subject it is, sets its own short one.
+const base = { WebSocket, storage: null, minDelay: 100, maxDelay: 1000, connectTimeout: 5000 };
 
 test("upgrades refused -> SSE, SSE buffered -> poll, both restored -> back to WebSocket", { timeout: 60000 }, async () => {
   const proxy = await new Proxy({ host: "127.0.0.1", port: HERALD_PORT }).listen();
@@ -15,7 +18,7 @@ test("upgrades refused -> SSE, SSE buffered -> poll, both restored -> back to We
   const topic = unique("fallback");
   const seen = [];
   const transports = [];
-  const h = new Herald(proxy.url, { ...base, upgradeAfter: 1500 });
+  const h = new Herald(proxy.url, { ...base, upgradeAfter: 1500, connectTimeout: 1500 });
   h.on("transport", (t) => transports.push(t));
   h.subscribe(topic, { onMessage: (m) => seen.push(m.offset) });
   let n = 0;

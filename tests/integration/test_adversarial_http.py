@@ -325,10 +325,11 @@ def test_request_in_flight_at_sigterm_gets_503_draining_promptly(herald_factory,
     assert b'"code":"draining"' in payload, payload
     assert headers.get("connection", "").lower() == "close", headers
     assert end == "eof", f"the connection ended with {end}, not a clean close"
-    assert took < 2.0, f"answered after {took:.1f}s"
+    # drain_timeout is 10 s: a server that waited for the request to finish answers at its end.
+    assert took < 4.0, f"answered after {took:.1f}s"
     rc = srv.proc.wait(5)
     assert rc == 0
-    assert time.monotonic() - t0 < 3.0, "the exit waited for the half-sent request"
+    assert time.monotonic() - t0 < 6.0, "the exit waited for the half-sent request"
     srv.terminate()
 
 
@@ -381,5 +382,5 @@ def test_sigterm_with_a_client_that_never_reads_exits_zero_in_time(herald_factor
         rc = srv.proc.wait(10)
         took = time.monotonic() - t0
     assert rc == 0, f"exit code {rc}:\n{srv.log_tail()}"
-    assert took < 3.5, f"took {took:.1f}s to exit, drain_timeout is 2s"
+    assert took < 5.0, f"took {took:.1f}s to exit, drain_timeout is 2s"
     srv.terminate()

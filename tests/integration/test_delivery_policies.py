@@ -91,7 +91,12 @@ class RawSSE:
         while not done(out):
             assert time.monotonic() < deadline, f"gave up after {len(out)} events: {out[-3:]}"
             self.sock.settimeout(max(0.1, deadline - time.monotonic()))
-            b = self.next_block()
+            try:
+                b = self.next_block()
+            except socket.timeout:
+                resets = [e for e in out if e["event"] == "reset"]
+                raise AssertionError(f"nothing more after {len(out)} events ({len(resets)} resets: "
+                                     f"{[e['data'] for e in resets[:2]]}); last {out[-1:]}")
             if "data" not in b:
                 continue
             ep, _, off = b["id"].rpartition(":")
@@ -127,14 +132,45 @@ class Reader(threading.Thread):
         return self.value
 
 
-def publish_batch(server, topic, bodies, per_request=500, pause=0.0):
+def publish_batch(server, topic, bodies, per_request=500, pause=0.0, keeping_up=None):
+    """`keeping_up`: a KeepingUp reader that must get everything; each request waits for it to
+    have the ones before."""
     with requests.Session() as http:
         for i in range(0, len(bodies), per_request):
+            if keeping_up:
+                keeping_up.wait(i)
             msgs = [{"topic": topic, "data": b} for b in bodies[i:i + per_request]]
             r = http.post(server.url("/publish"), json={"messages": msgs}, timeout=30)
             assert r.status_code == 200, r.text[:300]
             if pause:
                 time.sleep(pause)
+
+
+class KeepingUp:
+    """A reader that gets every message: RawSSE.events(done) in a thread, with the publisher held
+    to its pace. This reader is a Python thread parsing each event, slower than one request of 500
+    messages; on a loaded machine (CI compiles beside the tests) it can fall a megabyte behind
+    and be taken, rightly, for a slow consumer, which the test is about the other reader being.
+    Paced, it is never more than one request behind; the stalled reader is as far behind as
+    ever."""
+
+    def __init__(self, sse, n):
+        self.have, self.n = 0, n
+        self.reader = Reader(lambda: sse.events(self._done, timeout=60))
+
+    def _done(self, events):
+        self.have = len(events)
+        return len(events) == self.n
+
+    def wait(self, count):
+        deadline = time.monotonic() + 30
+        while self.have < count:
+            assert self.reader.is_alive(), f"the reader stopped: {self.reader.error!r}"
+            assert time.monotonic() < deadline, f"the reader has {self.have} of {count} after 30 s"
+            time.sleep(0.01)
+
+    def result(self):
+        return self.reader.result()
 
 
 def check_sse_positions(events, last):
@@ -169,8 +205,8 @@ def test_sse_drop_oldest_never_reading_then_reading(server):
     stalled = RawSSE(server.port, topic, rcvbuf=4096)
     fast = RawSSE(server.port, topic)
     n = 4000
-    reader = Reader(lambda: fast.events(lambda ev: len(ev) == n, timeout=60))
-    publish_batch(server, topic, [{"seq": i, "pad": PAD} for i in range(n)])
+    reader = KeepingUp(fast, n)
+    publish_batch(server, topic, [{"seq": i, "pad": PAD} for i in range(n)], keeping_up=reader)
     got = reader.result()
     assert [e["data"]["seq"] for e in got] == list(range(n)), "the fast reader gets everything"
     last = got[-1]["offset"]
@@ -196,9 +232,10 @@ def test_sse_conflate_slow_reader_gets_every_keys_latest_value(server):
     slow = RawSSE(server.port, topic, rcvbuf=4096)
     fast = RawSSE(server.port, topic)
     n = 4000
-    reader = Reader(lambda: fast.events(lambda ev: len(ev) == n, timeout=60))
+    reader = KeepingUp(fast, n)
     publish_batch(server, topic,
-                  [{"symbol": f"K{i % KEYS}", "seq": i, "pad": PAD} for i in range(n)])
+                  [{"symbol": f"K{i % KEYS}", "seq": i, "pad": PAD} for i in range(n)],
+                  keeping_up=reader)
     got = reader.result()
     assert [e["data"]["seq"] for e in got] == list(range(n))
     last = got[-1]["offset"]

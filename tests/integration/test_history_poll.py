@@ -15,7 +15,10 @@ from herald_test.ws import ws_connect, ws_op_collect, ws_recv_json
 
 @pytest.fixture(scope="module")
 def herald_config():
-    return {"poll": {"timeout": "1s"}, "history": {"size": 100}}
+    # poll.timeout 3s: a poll that must answer at once is told from one that waited by a bound
+    # (2 s) that a loaded machine's scheduling does not reach, and the one test that waits for
+    # the timeout still takes only 3 s.
+    return {"poll": {"timeout": "3s"}, "history": {"size": 100}}
 
 
 def pub(server, topic, data, **kw):
@@ -95,7 +98,7 @@ def test_poll_with_since_answers_at_once(server):
     epoch = requests.get(server.url(f"/history/{topic}"), timeout=10).json()["epoch"]
     t0 = time.monotonic()
     r = requests.get(server.url(f"/poll?topic={topic}&since={epoch}:1"), timeout=10)
-    assert time.monotonic() - t0 < 0.8
+    assert time.monotonic() - t0 < 2.0, "poll.timeout is 3s: it waited"
     assert r.status_code == 200, r.text
     j = r.json()
     assert j["topic"] == topic and j["epoch"] == epoch and j["recovered"] is True, j
@@ -113,7 +116,7 @@ def test_poll_times_out_empty(server):
     assert r.status == 200, r.body
     j = r.json()
     assert j["messages"] == [] and j["cursor"] == f"{epoch}:1", j
-    assert 0.8 <= took < 4.0, f"poll.timeout is 1s, answered after {took:.2f}s"
+    assert 2.8 <= took < 8.0, f"poll.timeout is 3s, answered after {took:.2f}s"
 
 
 def test_poll_waits_for_the_next_message(server):

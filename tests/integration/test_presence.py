@@ -221,6 +221,13 @@ def counts(server, topic):
     return p["connections"], p["users"]
 
 
+# How long two instances may take to agree after a change: the change's script reaching Redis and
+# two /presence answers, on a loaded 2-core machine (CI compiles beside the tests). Under a third
+# of presence.ttl where a test checks propagation, so that a periodic refresh cannot stand in for
+# a lost change (the SIGKILL test's ttl is 3 s: there it only waits for its set-up).
+AGREE_S = 3.0
+
+
 def wait_agree(servers, topic, want, timeout):
     """Every instance answers `want` (connections, users) within `timeout`; returns the time."""
     t0 = time.monotonic()
@@ -231,7 +238,7 @@ def wait_agree(servers, topic, want, timeout):
 
 def test_redis_200_clients_on_two_instances_agree(redis1, herald_factory, keys):
     a, b = two_instances(herald_factory, [redis1.address],
-                         config=redis_presence_config(keys, redis1, ttl="5s"))
+                         config=redis_presence_config(keys, redis1, ttl="12s"))
     topic = "room:crowd"
     tokens = [keys.token(f"user{i % 150}", info={"i": i}) for i in range(200)]
 
@@ -239,7 +246,7 @@ def test_redis_200_clients_on_two_instances_agree(redis1, herald_factory, keys):
         socks = []
         for i, tok in enumerate(tokens):  # every other client on the other instance
             socks.append(await subscribe(a if i % 2 == 0 else b, topic, tok))
-        took = wait_agree((a, b), topic, (200, 150), 1.0)
+        took = wait_agree((a, b), topic, (200, 150), AGREE_S)
         pa, pb = get_presence(a, topic), get_presence(b, topic)
         assert sorted(c["client"] for c in pa["clients"]) == \
             sorted(c["client"] for c in pb["clients"])
@@ -247,10 +254,10 @@ def test_redis_200_clients_on_two_instances_agree(redis1, herald_factory, keys):
         # The first 100 leave (50 from each instance), then the rest.
         for ws in socks[:100]:
             await ws.close()
-        took = max(took, wait_agree((a, b), topic, (100, 100), 1.0))
+        took = max(took, wait_agree((a, b), topic, (100, 100), AGREE_S))
         for ws in socks[100:]:
             await ws.close()
-        took = max(took, wait_agree((a, b), topic, (0, 0), 1.0))
+        took = max(took, wait_agree((a, b), topic, (0, 0), AGREE_S))
         print(f"instances agreed within {took * 1000:.0f} ms of the last change")
 
     asyncio.run(main())
@@ -309,7 +316,7 @@ def test_redis_sigkill_instance_entries_expire_within_ttl(redis1, herald_factory
     async def main():
         on_a = [await subscribe(a, topic, keys.token(f"a{i}")) for i in range(5)]
         on_b = [await subscribe(b, topic, keys.token(f"b{i}")) for i in range(20)]
-        wait_agree((a, b), topic, (25, 25), 1.0)
+        wait_agree((a, b), topic, (25, 25), AGREE_S)
         # Redis forgets everything (a restart without persistence): each instance writes its
         # entries again at its next refresh.
         redis1.cli("FLUSHALL")
@@ -318,7 +325,9 @@ def test_redis_sigkill_instance_entries_expire_within_ttl(redis1, herald_factory
         b.proc.wait(5)
         t0 = time.monotonic()
         LIVE_SERVERS.remove(b)
-        wait_until(lambda: counts(a, topic) == (5, 5), ttl + 1.0,
+        # Its last refresh was at most ttl / 3 before the kill; a bug keeps them for good or
+        # until a second ttl. 2 s over ttl for a loaded machine's scheduling.
+        wait_until(lambda: counts(a, topic) == (5, 5), ttl + 2.0,
                    what="the killed instance's entries vanish within presence.ttl")
         print(f"entries of the killed instance gone after {time.monotonic() - t0:.2f}s "
               f"(ttl {ttl}s)")
@@ -343,12 +352,12 @@ def test_redis_max_clients_answers_counts_only(redis1, herald_factory, keys):
 
     async def main():
         socks = [await subscribe(s, topic, keys.token(f"c{i}")) for i, s in enumerate((a, b, a))]
-        wait_agree((a, b), topic, (3, 3), 1.0)
+        wait_agree((a, b), topic, (3, 3), AGREE_S)
         for s in (a, b):
             p = get_presence(s, topic)
             assert p.get("clients_omitted") is True and "clients" not in p, p
         await socks.pop().close()
-        wait_agree((a, b), topic, (2, 2), 1.0)
+        wait_agree((a, b), topic, (2, 2), AGREE_S)
         assert sorted(c["sub"] for c in get_presence(b, topic)["clients"]) == ["c0", "c1"]
         for ws in socks:
             await ws.close()

@@ -127,7 +127,12 @@ def run_kill(herald_factory, setup, ack: int):
         "readyz_503_s": [round(x, 1) for x in watch.down],
     })
     report(f"sigkill ack={ack}", figures)
-    assert acked > total / 2
+    # Most publishes were answered 200: those sent outside the time Sentinel took to name a new
+    # master (2-4 s idle, 16 s once on a loaded machine: Sentinel's, not herald's) and the 2 s
+    # herald may take to follow it. Over the whole run, a slow Sentinel alone failed this.
+    outside = [st for t in topics for _, st, t0, _ in pub.log[t]
+               if not kill_time <= t0 <= kill_time + took + 2]
+    assert sum(st == 200 for st in outside) > len(outside) / 2, (len(outside), acked, total)
     return figures
 
 

@@ -39,6 +39,7 @@ def test_per_address_concurrency_refusals_are_logged_once_then_summarised(herald
         for c in held:
             c.wait_ready()
         refused = 0
+        t0 = time.monotonic()
         for _ in range(30):
             r = requests.get(srv.url(f"/sse?topic={topic}"), timeout=5, stream=True)
             assert r.status_code == 429, r.status_code
@@ -48,8 +49,12 @@ def test_per_address_concurrency_refusals_are_logged_once_then_summarised(herald
         # One first line per worker that saw refusals (2 workers), not one per refusal.
         assert 1 <= firsts <= 2, srv.log_tail()
         assert summed == refused - firsts
-        # The per-worker summaries come once per interval, not once per refusal.
-        assert len(SUMMARY.findall(srv.log_text())) <= 6, srv.log_tail()
+        # The per-worker summaries come once per interval, not once per refusal: at most one per
+        # second and worker over the time the refusals took to be logged (6 when they take under
+        # 2 s; a loaded machine can take longer), and far fewer than the 30 refusals.
+        took = time.monotonic() - t0
+        summaries = len(SUMMARY.findall(srv.log_text()))
+        assert summaries <= min(2 * (int(took) + 2), refused // 2), (summaries, took, srv.log_tail())
     finally:
         for c in held:
             c.close()
@@ -60,11 +65,14 @@ def test_new_connection_rate_refusals_name_the_limit(herald_factory):
                           "log": {"rejection_interval": "1s"}})
     topic = unique("rl")
     codes = []
+    t0 = time.monotonic()
     for _ in range(12):
         with requests.get(srv.url(f"/sse?topic={topic}"), timeout=5, stream=True) as r:
             codes.append(r.status_code)
+    took = time.monotonic() - t0
     refused = codes.count(429)
-    assert refused >= 8, codes
+    # 1 a second, burst 2: at most 2 + 1 per second the 12 took (under 2 s idle: 8 refused).
+    assert refused >= max(1, 12 - (2 + int(took) + 1)), (codes, took)
     firsts, _ = wait_accounted(srv, "limits.new_connections_per_ip_per_s", refused)
     assert 1 <= firsts <= 2
 
@@ -73,10 +81,13 @@ def test_publish_rate_refusals_are_logged(herald_factory):
     srv = herald_factory({"limits": {"publishes_per_key_per_s": 1},
                           "log": {"rejection_interval": "1s"}})
     topic = unique("rl")
+    t0 = time.monotonic()
     codes = [requests.post(srv.url(f"/publish/{topic}"), data="x", timeout=5).status_code
              for _ in range(10)]
+    took = time.monotonic() - t0
     refused = codes.count(429)
-    assert refused >= 6, codes
+    # 1 a second, burst 2: at most 2 + 1 per second the 10 took (under 2 s idle: 6 refused).
+    assert refused >= max(1, 10 - (2 + int(took) + 1)), (codes, took)
     wait_accounted(srv, "limits.publishes_per_key_per_s", refused)
 
 

@@ -49,7 +49,9 @@ def test_sigterm_drains_clients_and_exits_zero_in_time(herald_factory):
             rc = await asyncio.to_thread(srv.proc.wait, DRAIN + 5)
             took = time.monotonic() - t0
             assert rc == 0, f"exit code {rc}"
-            assert took <= DRAIN + 1.0, f"took {took:.2f}s to exit, drain_timeout is {DRAIN}s"
+            # The rude client holds the drain to its end; then the exit (and this process seeing
+            # it) may take a loaded machine a while, hence 2 s over.
+            assert took <= DRAIN + 2.0, f"took {took:.2f}s to exit, drain_timeout is {DRAIN}s"
         finally:
             sse.close()
             rude.close()
