@@ -1,12 +1,12 @@
 // Tokens against a herald of its own that checks JWTs (HS256, leeway 0): tokens that expire in
-// 5 s, renewed by getToken, over each transport; and a getToken that fails for a while.
+// 8 s, renewed by getToken, over each transport; and a getToken that fails for a while.
 import test from "node:test";
 import assert from "node:assert/strict";
 import { Herald } from "../../clients/js/herald.js";
 import { WebSocket, sleep, unique, waitFor } from "./common.mjs";
 import { mint, publishEvery, withJwtHerald as withHerald } from "./jwt.mjs";
 
-test("tokens with exp in 5 s, renewed by getToken: nothing lost on any transport; WebSocket and SSE never drop", { timeout: 60000 }, async () => {
+test("tokens with exp in 8 s, renewed by getToken: nothing lost on any transport; WebSocket and SSE never drop", { timeout: 60000 }, async () => {
   await withHerald(async (h) => {
     // The topics need a token: without one the client would not get far.
     const anon = await fetch(`${h.url}/poll?topic=priv:x`);
@@ -15,7 +15,7 @@ test("tokens with exp in 5 s, renewed by getToken: nothing lost on any transport
       const r = { transport, topic: unique(`priv:tok-${transport}`), got: [], resets: 0, calls: 0, states: [] };
       r.client = new Herald(h.url, {
         WebSocket, storage: null, transports: [transport], minDelay: 100, maxDelay: 1000,
-        getToken: async () => { r.calls++; return mint(5); },
+        getToken: async () => { r.calls++; return mint(8); }, // renewed 1.6 s before exp: room for a stalled test process
       });
       r.client.on("state", (s) => r.states.push(s));
       r.client.subscribe(r.topic, { onMessage: (m) => r.got.push(Number(m.data)), onReset: () => r.resets++ });
@@ -24,9 +24,9 @@ test("tokens with exp in 5 s, renewed by getToken: nothing lost on any transport
     try {
       await waitFor(() => runs.every((r) => r.client.state === "connected"), 10000, "connected");
       await sleep(300);
-      const n = 240; // 12 s: two expiries and more
+      const n = 340; // 17 s: two expiries and more
       await publishEvery(h, runs.map((r) => r.topic), 50, n);
-      await waitFor(() => runs.every((r) => r.got.length >= n), 15000, "every message");
+      await waitFor(() => runs.every((r) => r.got.length >= n), 20000, "every message");
       await sleep(200);
       for (const r of runs) {
         assert.deepEqual(r.got, Array.from({ length: n }, (_, i) => i + 1), `${r.transport}: lost or doubled`);
