@@ -18,7 +18,7 @@ std::string message::data_json_member() const {
 
 std::size_t message::footprint() const noexcept {
     return sizeof(message) + topic.size() + epoch.size() + event.size() + payload.size() +
-           ws_frames.size() + sse_event.size();
+           reset_reason.size() + wire_bytes_;
 }
 
 namespace {
@@ -65,9 +65,66 @@ std::size_t append_messages_json(std::string& out, const std::vector<message_ptr
     return taken;
 }
 
+namespace {
+// The room each wire form of `m` is built in: the unescaped envelope's size, so escaping (rare)
+// is all that may grow a form past it.
+struct wire_room {
+    std::size_t ws_header;  // the text frame's header, for the unescaped JSON's length
+    std::size_t ws;
+    std::size_t sse;
+    [[nodiscard]] std::size_t total() const noexcept { return ws + sse; }
+};
+
+wire_room wire_reserve(const message& m) noexcept {
+    const bool binary = m.kind == payload_kind::binary;
+    const std::size_t data_bytes = binary ? 0 : m.payload.size();
+    const std::size_t fixed = m.topic.size() + m.epoch.size() + m.event.size() + 96;
+    const std::size_t header = ws::frame_header_size(fixed - 32 + data_bytes);
+    return {header, header + fixed + data_bytes + (binary ? m.payload.size() + 10 : 0),
+            fixed + (binary ? m.payload.size() * 4 / 3 + 4 : m.payload.size())};
+}
+}  // namespace
+
+void message::build_wire_forms() const {
+    if (!ws_frames.empty()) return;  // built (a built text frame is never empty)
+    // Only the owner gets here, and no other worker reads these two members yet (see the
+    // header); the message was made non-const by make_message().
+    auto& self = const_cast<message&>(*this);
+    const wire_room room = wire_reserve(*this);
+    const bool binary = kind == payload_kind::binary;
+
+    // Both wire forms are built in place, one allocation each (the 10,000 topics x 1 subscriber
+    // benchmark makes one message per delivery). The envelope's length is known only once it is
+    // built (escaping), so the text frame's header gets the room the unescaped size needs and is
+    // moved in the rare case escaping crossed a length class.
+    auto& f = self.ws_frames;
+    f.reserve(room.ws);
+    f.append(room.ws_header, '\0');
+    wire::append_message_envelope(f, topic, epoch, offset, event, kind, payload);
+    const std::size_t json = f.size() - room.ws_header;
+    const std::size_t header = ws::frame_header_size(json);
+    if (header != room.ws_header) f.replace(0, room.ws_header, header, '\0');
+    ws::write_frame_header(f.data(), 0x80 | static_cast<std::uint8_t>(ws::opcode::text), json);
+    if (binary) ws::append_frame(f, ws::opcode::binary, payload);
+
+    auto& e = self.sse_event;
+    e.reserve(room.sse);
+    e += "id: ";
+    e += epoch;
+    e += ':';
+    char num[24];
+    e.append(num, std::to_chars(num, num + sizeof num, offset).ptr);
+    e += '\n';
+    self.sse_body_at = e.size();
+    if (binary)
+        sse::append_body(e, event.empty() ? "binary" : event, base64_encode(payload));
+    else
+        sse::append_body(e, event, payload);
+}
+
 message_ptr make_message(std::string topic, std::string epoch, std::uint64_t offset,
                          payload_kind kind, std::string payload, std::string event,
-                         time_point created, wire::trace_id trace) {
+                         time_point created, wire::trace_id trace, bool wire_forms) {
     auto m = std::make_shared<message>();
     m->trace = trace;
     m->topic = std::move(topic);
@@ -79,37 +136,8 @@ message_ptr make_message(std::string topic, std::string epoch, std::uint64_t off
     m->event = std::move(event);
     m->created = created;
 
-    // Both wire forms are built in place, one allocation each (the 10,000 topics x 1 subscriber
-    // benchmark makes one message per delivery). The envelope's length is known only once it is
-    // built (escaping), so the text frame's header gets the room the unescaped size needs and is
-    // moved in the rare case escaping crossed a length class.
-    const bool binary = m->kind == payload_kind::binary;
-    const std::size_t data_bytes = binary ? 0 : m->payload.size();
-    const std::size_t fixed = m->topic.size() + m->epoch.size() + m->event.size() + 96;
-    auto& f = m->ws_frames;
-    const std::size_t room = ws::frame_header_size(fixed - 32 + data_bytes);
-    f.reserve(room + fixed + data_bytes + (binary ? m->payload.size() + 10 : 0));
-    f.append(room, '\0');
-    wire::append_message_envelope(f, m->topic, m->epoch, m->offset, m->event, m->kind, m->payload);
-    const std::size_t json = f.size() - room;
-    const std::size_t header = ws::frame_header_size(json);
-    if (header != room) f.replace(0, room, header, '\0');
-    ws::write_frame_header(f.data(), 0x80 | static_cast<std::uint8_t>(ws::opcode::text), json);
-    if (binary) ws::append_frame(f, ws::opcode::binary, m->payload);
-
-    auto& e = m->sse_event;
-    e.reserve(fixed + (binary ? m->payload.size() * 4 / 3 + 4 : m->payload.size()));
-    e += "id: ";
-    e += m->epoch;
-    e += ':';
-    char num[24];
-    e.append(num, std::to_chars(num, num + sizeof num, m->offset).ptr);
-    e += '\n';
-    m->sse_body_at = e.size();
-    if (binary)
-        sse::append_body(e, m->event.empty() ? "binary" : m->event, base64_encode(m->payload));
-    else
-        sse::append_body(e, m->event, m->payload);
+    m->wire_bytes_ = wire_reserve(*m).total();
+    if (wire_forms) m->build_wire_forms();
     return m;
 }
 
@@ -130,6 +158,7 @@ message_ptr make_reset(std::string topic, std::string epoch, std::uint64_t offse
     auto id = sse::encode_id_line(m->epoch + ":" + std::to_string(offset));
     m->sse_body_at = id.size();
     m->sse_event.insert(0, id);
+    m->wire_bytes_ = m->ws_frames.size() + m->sse_event.size();
     return m;
 }
 
