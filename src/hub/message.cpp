@@ -146,6 +146,8 @@ struct free_blocks {
 
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool k_recycle = false;
+#elif defined(__has_feature)
+constexpr bool k_recycle = !__has_feature(address_sanitizer);  // clang
 #else
 constexpr bool k_recycle = true;
 #endif
