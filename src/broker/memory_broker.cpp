@@ -36,7 +36,8 @@ publish_result memory_broker::publish_on_owner(unsigned owner, hub::publish_requ
     const std::uint64_t offset = ++s.top;
     res.offset = offset;
     auto& shard = hub_.at(owner);
-    if (!store.keeps(s) && !shard.has_subscribers(req.topic)) {
+    const bool subscribed = shard.has_subscribers(req.topic);
+    if (!store.keeps(s) && !subscribed) {
         // Nobody would read the message (no history, no subscriber): it is not built. What
         // dispatch() and append() would have done to nobody is done here.
         if (!req.trace.empty())
@@ -48,8 +49,10 @@ publish_result memory_broker::publish_on_owner(unsigned owner, hub::publish_requ
         bytes_[owner].store(store.bytes(), std::memory_order_relaxed);
         return res;
     }
+    // Without a subscriber the message is only kept for history: its wire forms wait for a
+    // replay (resolve(), below), which most such messages never see.
     auto m = hub::make_message(req.topic, s.epoch, offset, req.kind, std::move(req.payload),
-                               std::move(req.event), now, req.trace);
+                               std::move(req.event), now, req.trace, subscribed);
     if (!req.idempotency_key.empty() && window.count() > 0)
         store.remember_key(s, std::move(req.idempotency_key), offset, now);
     res.subscribers = shard.dispatch(m);
@@ -92,6 +95,8 @@ void memory_broker::resolve(unsigned owner, const std::string& topic,
             r.reason = to_string(rec);
             r.replay.clear();
         }
+        // Here, on the owner, before the replay is posted to the subscriber's worker.
+        for (const auto& m : r.replay) m->build_wire_forms();
     }
     done(std::move(r));
 }

@@ -8,7 +8,9 @@
 #include "herald/wire/ws_codec.hpp"
 #include "herald/wire/ws_deflate.hpp"
 
+#include <array>
 #include <charconv>
+#include <new>
 
 namespace herald::hub {
 
@@ -18,7 +20,7 @@ std::string message::data_json_member() const {
 
 std::size_t message::footprint() const noexcept {
     return sizeof(message) + topic.size() + epoch.size() + event.size() + payload.size() +
-           ws_frames.size() + sse_event.size();
+           reset_reason.size() + wire_bytes_;
 }
 
 namespace {
@@ -65,10 +67,136 @@ std::size_t append_messages_json(std::string& out, const std::vector<message_ptr
     return taken;
 }
 
+namespace {
+// The room each wire form of `m` is built in: the unescaped envelope's size, so escaping (rare)
+// is all that may grow a form past it.
+struct wire_room {
+    std::size_t ws_header;  // the text frame's header, for the unescaped JSON's length
+    std::size_t ws;
+    std::size_t sse;
+    [[nodiscard]] std::size_t total() const noexcept { return ws + sse; }
+};
+
+wire_room wire_reserve(const message& m) noexcept {
+    const bool binary = m.kind == payload_kind::binary;
+    const std::size_t data_bytes = binary ? 0 : m.payload.size();
+    const std::size_t fixed = m.topic.size() + m.epoch.size() + m.event.size() + 96;
+    const std::size_t header = ws::frame_header_size(fixed - 32 + data_bytes);
+    return {header, header + fixed + data_bytes + (binary ? m.payload.size() + 10 : 0),
+            fixed + (binary ? m.payload.size() * 4 / 3 + 4 : m.payload.size())};
+}
+}  // namespace
+
+void message::build_wire_forms() const {
+    if (!ws_frames.empty()) return;  // built (a built text frame is never empty)
+    // Only the owner gets here, and no other worker reads these two members yet (see the
+    // header); the message was made non-const by make_message().
+    auto& self = const_cast<message&>(*this);
+    const wire_room room = wire_reserve(*this);
+    const bool binary = kind == payload_kind::binary;
+
+    // Both wire forms are built in place, one allocation each (the 10,000 topics x 1 subscriber
+    // benchmark makes one message per delivery). The envelope's length is known only once it is
+    // built (escaping), so the text frame's header gets the room the unescaped size needs and is
+    // moved in the rare case escaping crossed a length class.
+    auto& f = self.ws_frames;
+    f.reserve(room.ws);
+    f.append(room.ws_header, '\0');
+    wire::append_message_envelope(f, topic, epoch, offset, event, kind, payload);
+    const std::size_t json = f.size() - room.ws_header;
+    const std::size_t header = ws::frame_header_size(json);
+    if (header != room.ws_header) f.replace(0, room.ws_header, header, '\0');
+    ws::write_frame_header(f.data(), 0x80 | static_cast<std::uint8_t>(ws::opcode::text), json);
+    if (binary) ws::append_frame(f, ws::opcode::binary, payload);
+
+    auto& e = self.sse_event;
+    e.reserve(room.sse);
+    e += "id: ";
+    e += epoch;
+    e += ':';
+    char num[24];
+    e.append(num, std::to_chars(num, num + sizeof num, offset).ptr);
+    e += '\n';
+    self.sse_body_at = e.size();
+    if (binary)
+        sse::append_body(e, event.empty() ? "binary" : event, base64_encode(payload));
+    else
+        sse::append_body(e, event, payload);
+}
+
+namespace {
+// A worker makes a message per publish and, with history, frees one (the evicted one) in the
+// same turn; a pipelined batch overflows glibc's per-size cache (7 chunks) into its slower bins.
+// Messages (with their shared_ptr control block, one block) are therefore recycled through a
+// per-thread list of at most 64 blocks (about 20 KiB): taken by the thread that makes a
+// message, given back by the thread that frees it. Off under AddressSanitizer, so that a use
+// after free of a message is still caught.
+template <std::size_t Size>
+struct free_blocks {
+    static constexpr std::size_t k_max = 64;
+    std::array<void*, k_max> blocks{};
+    std::size_t count = 0;
+    free_blocks() = default;
+    free_blocks(const free_blocks&) = delete;
+    free_blocks& operator=(const free_blocks&) = delete;
+    ~free_blocks() {
+        for (std::size_t i = 0; i < count; ++i) ::operator delete(blocks[i], Size);
+    }
+};
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool k_recycle = false;
+#elif defined(__has_feature)
+constexpr bool k_recycle = !__has_feature(address_sanitizer);  // clang
+#else
+constexpr bool k_recycle = true;
+#endif
+
+template <class T>
+struct recycling_allocator {
+    using value_type = T;
+    recycling_allocator() = default;
+    template <class U>
+    recycling_allocator(const recycling_allocator<U>&) noexcept {}
+
+    static free_blocks<sizeof(T)>& cache() {
+        thread_local free_blocks<sizeof(T)> c;
+        return c;
+    }
+    T* allocate(std::size_t n) {
+        if constexpr (k_recycle && alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
+            if (n == 1) {
+                auto& c = cache();
+                if (c.count != 0) return static_cast<T*>(c.blocks[--c.count]);
+                return static_cast<T*>(::operator new(sizeof(T)));
+            }
+        }
+        return std::allocator<T>{}.allocate(n);
+    }
+    void deallocate(T* p, std::size_t n) noexcept {
+        if constexpr (k_recycle && alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
+            if (n == 1) {
+                auto& c = cache();
+                if (c.count < c.blocks.size()) {
+                    c.blocks[c.count++] = p;
+                    return;
+                }
+                ::operator delete(p, sizeof(T));
+                return;
+            }
+        }
+        std::allocator<T>{}.deallocate(p, n);
+    }
+    friend bool operator==(const recycling_allocator&, const recycling_allocator&) noexcept {
+        return true;
+    }
+};
+}  // namespace
+
 message_ptr make_message(std::string topic, std::string epoch, std::uint64_t offset,
                          payload_kind kind, std::string payload, std::string event,
-                         time_point created, wire::trace_id trace) {
-    auto m = std::make_shared<message>();
+                         time_point created, wire::trace_id trace, bool wire_forms) {
+    auto m = std::allocate_shared<message>(recycling_allocator<message>{});
     m->trace = trace;
     m->topic = std::move(topic);
     m->epoch = std::move(epoch);
@@ -79,37 +207,8 @@ message_ptr make_message(std::string topic, std::string epoch, std::uint64_t off
     m->event = std::move(event);
     m->created = created;
 
-    // Both wire forms are built in place, one allocation each (the 10,000 topics x 1 subscriber
-    // benchmark makes one message per delivery). The envelope's length is known only once it is
-    // built (escaping), so the text frame's header gets the room the unescaped size needs and is
-    // moved in the rare case escaping crossed a length class.
-    const bool binary = m->kind == payload_kind::binary;
-    const std::size_t data_bytes = binary ? 0 : m->payload.size();
-    const std::size_t fixed = m->topic.size() + m->epoch.size() + m->event.size() + 96;
-    auto& f = m->ws_frames;
-    const std::size_t room = ws::frame_header_size(fixed - 32 + data_bytes);
-    f.reserve(room + fixed + data_bytes + (binary ? m->payload.size() + 10 : 0));
-    f.append(room, '\0');
-    wire::append_message_envelope(f, m->topic, m->epoch, m->offset, m->event, m->kind, m->payload);
-    const std::size_t json = f.size() - room;
-    const std::size_t header = ws::frame_header_size(json);
-    if (header != room) f.replace(0, room, header, '\0');
-    ws::write_frame_header(f.data(), 0x80 | static_cast<std::uint8_t>(ws::opcode::text), json);
-    if (binary) ws::append_frame(f, ws::opcode::binary, m->payload);
-
-    auto& e = m->sse_event;
-    e.reserve(fixed + (binary ? m->payload.size() * 4 / 3 + 4 : m->payload.size()));
-    e += "id: ";
-    e += m->epoch;
-    e += ':';
-    char num[24];
-    e.append(num, std::to_chars(num, num + sizeof num, m->offset).ptr);
-    e += '\n';
-    m->sse_body_at = e.size();
-    if (binary)
-        sse::append_body(e, m->event.empty() ? "binary" : m->event, base64_encode(m->payload));
-    else
-        sse::append_body(e, m->event, m->payload);
+    m->wire_bytes_ = wire_reserve(*m).total();
+    if (wire_forms) m->build_wire_forms();
     return m;
 }
 
@@ -130,6 +229,7 @@ message_ptr make_reset(std::string topic, std::string epoch, std::uint64_t offse
     auto id = sse::encode_id_line(m->epoch + ":" + std::to_string(offset));
     m->sse_body_at = id.size();
     m->sse_event.insert(0, id);
+    m->wire_bytes_ = m->ws_frames.size() + m->sse_event.size();
     return m;
 }
 

@@ -34,6 +34,9 @@ struct deflated_frames {
     std::uint8_t window_bits = 15;  // the window a client needs to inflate them
 };
 
+struct message;
+using message_ptr = std::shared_ptr<const message>;
+
 struct message {
     message() = default;
     message(const message&) = delete;
@@ -58,7 +61,8 @@ struct message {
     // The publish's W3C trace id (16 bytes, empty when none), logged along the message's way.
     wire::trace_id trace;
 
-    // Wire forms, built once by make_message().
+    // Wire forms, built once: by make_message(), or, for a message it made for history alone (no
+    // subscriber then), by build_wire_forms() on the owner before the message is first replayed.
     std::string ws_frames;        // one text frame, or a header text frame plus a binary frame
     std::string sse_event;        // "id: <epoch>:<offset>\n[event: e\n]data: ...\n\n"
     std::size_t sse_body_at = 0;  // where the part after the id line starts (multi-topic streams)
@@ -70,8 +74,16 @@ struct message {
     // `data` (or `data_base64`) as a JSON fragment, for poll and history answers.
     [[nodiscard]] std::string data_json_member() const;
     // Bytes this message holds, for history accounting (the compressed form, built later and
-    // smaller than ws_frames, is not counted).
+    // smaller than ws_frames, is not counted). The same before and after build_wire_forms(): the
+    // wire forms count at the size make_message() reserves for them.
     [[nodiscard]] std::size_t footprint() const noexcept;
+
+    // Builds ws_frames and sse_event when make_message() left them out; else does nothing. Only
+    // the owner worker that made the message calls it, before it hands the message to a delivery
+    // (a replay); every other worker reads the forms after that hand-off's post. (Other workers
+    // may meanwhile read the other members, e.g. for a history answer: no member they read is
+    // written here.)
+    void build_wire_forms() const;
 
     // The compressed frames, built once by the first worker that delivers this message to a
     // subscriber that negotiated compression. Any worker may call it: the first builders race
@@ -84,15 +96,21 @@ struct message {
     [[nodiscard]] const std::string& conflation_key(std::string_view field) const;
 
 private:
+    friend message_ptr make_message(std::string, std::string, std::uint64_t, payload_kind,
+                                    std::string, std::string, time_point, wire::trace_id, bool);
+    friend message_ptr make_reset(std::string, std::string, std::uint64_t, std::string, time_point);
+    std::size_t wire_bytes_ = 0;  // counted by footprint() for ws_frames and sse_event
     mutable std::atomic<const deflated_frames*> deflated_{nullptr};
     mutable std::atomic<const std::string*> key_{nullptr};
 };
 
-using message_ptr = std::shared_ptr<const message>;
-
+// `wire_forms` false: the WebSocket and SSE forms are left for build_wire_forms() (the owner
+// keeps the message for history and nobody is subscribed to its topic yet; most such messages
+// are never replayed, and building them was a fifth of a publish's instructions).
 [[nodiscard]] message_ptr make_message(std::string topic, std::string epoch, std::uint64_t offset,
                                        payload_kind kind, std::string payload, std::string event,
-                                       time_point created, wire::trace_id trace = {});
+                                       time_point created, wire::trace_id trace = {},
+                                       bool wire_forms = true);
 
 // Appends `[{"offset":..,"data":..},...]`: the message list of history and poll answers. Stops
 // before an entry that would take `out` past `max_bytes` (but always takes the first), so that an

@@ -211,6 +211,35 @@ TEST(Message, FootprintCoversEncodedForms) {
     EXPECT_LT(small->footprint(), m->footprint());
 }
 
+// A message made for history alone (no subscriber) gets its wire forms on its first replay: the
+// same bytes as built at once, and the same footprint before and after (history accounting adds
+// and later subtracts it).
+TEST(Message, WireFormsBuiltLaterAreTheSame) {
+    const auto now = clock::now();
+    const std::string escapes(70'000, '"');  // escaping moves the frame past 16-bit lengths
+    for (auto kind : {payload_kind::text, payload_kind::json, payload_kind::binary}) {
+        for (const std::string& payload : {std::string("[1,2]"), std::string(300, 'x'), escapes}) {
+            for (const std::string event : {"", "tick"}) {
+                auto now_built = make_message("news", "k3v9x0aa", 9, kind, payload, event, now);
+                auto later =
+                    make_message("news", "k3v9x0aa", 9, kind, payload, event, now, {}, false);
+                EXPECT_TRUE(later->ws_frames.empty());
+                EXPECT_TRUE(later->sse_event.empty());
+                const std::size_t fp = later->footprint();
+                EXPECT_EQ(fp, now_built->footprint());
+                later->build_wire_forms();
+                EXPECT_EQ(later->ws_frames, now_built->ws_frames);
+                EXPECT_EQ(later->sse_event, now_built->sse_event);
+                EXPECT_EQ(later->sse_body(), now_built->sse_body());
+                EXPECT_EQ(later->footprint(), fp);
+                const std::string before = later->ws_frames;
+                later->build_wire_forms();  // built once
+                EXPECT_EQ(later->ws_frames, before);
+            }
+        }
+    }
+}
+
 TEST(MessageList, StopsBeforeTheEntryThatPassesTheBound) {
     std::vector<message_ptr> ms;
     for (std::uint64_t i = 1; i <= 3; ++i)
