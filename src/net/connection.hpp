@@ -8,6 +8,7 @@
 #include "herald/metrics/metrics.hpp"
 #include "herald/net/tls.hpp"
 #include "herald/net/worker_context.hpp"
+#include "fd_reactor.hpp"
 
 #include <memory>
 #include <optional>
@@ -83,7 +84,7 @@ private:
 // drive every session over one end of a socketpair(AF_UNIX) (see link_over()), with the data path
 // exactly the production one (no indirection per byte or per write).
 struct link {
-    stream_socket socket;
+    socket_fd socket;
     connection_slot slot;
     std::unique_ptr<tls::channel> tls;  // null on plain TCP
     // The TCP peer (IPv4-mapped addresses unmapped); read by the HTTP session, the only one that
@@ -183,7 +184,7 @@ protected:
     // leaves output_bytes() at or below `mark`.
     void want_room(std::size_t mark);
     virtual void on_output_room() {}
-    // Keeps this connection alive while no operation of its own is pending (see hold_timer_).
+    // Keeps this connection alive while no wait of its own is pending (see self_).
     enum hold_reason : unsigned { hold_parked = 1, hold_session = 2 };
     void hold(hold_reason why);
     void unhold(hold_reason why) noexcept;
@@ -202,11 +203,26 @@ protected:
     void set_transport(metrics::transport t) noexcept;
 
     worker_context& w_;
-    stream_socket socket_;
     time_point last_write_;
 
 private:
     friend class worker_context;
+    friend class fd_reactor;
+    // The socket's I/O (plain syscalls: its readiness comes from the worker's fd_reactor).
+    std::size_t sock_read(char* buf, std::size_t n, error_code& ec) noexcept;
+    template <class Buffers>
+    std::size_t sock_write(const Buffers& bufs, error_code& ec) noexcept;
+    // From the fd_reactor: the socket is ready for the pending read and/or write wait.
+    void on_ready(bool read, bool write);
+    // self_ is held exactly while a wait or a hold is pending (needs_self()); drop_self()
+    // releases it on a later turn, never inside the caller.
+    [[nodiscard]] bool needs_self() const noexcept {
+        return read_waiting_ || writing_ || holds_ != 0;
+    }
+    void keep_self();
+    void drop_self();
+    // The socket could not be registered or re-registered: close on a later turn.
+    void fail_later();
     void do_wait_writable();
     void on_flushed();
     void schedule_flush();
@@ -235,6 +251,8 @@ private:
     void linger_read();
     [[nodiscard]] bool linger_done() noexcept;
 
+    socket_fd socket_;
+    std::uint32_t fd_events_;  // what the socket is registered for in the fd_reactor
     connection_slot slot_;
     std::unique_ptr<tls::channel> tls_;
     std::vector<chunk> queue_;
@@ -249,8 +267,10 @@ private:
     bool close_when_flushed_ = false;
     bool tls_established_ = false;
     bool tls_shutdown_sent_ = false;
-    bool read_armed_ = false;   // a read wait (or a posted on_readable) is pending
-    bool read_parked_ = false;  // a read was wanted but held back (see wait_readable())
+    bool read_armed_ = false;    // a read wait (or a posted on_readable) is pending
+    bool read_waiting_ = false;  // the read wait is the fd_reactor's (not a posted call)
+    bool registered_ = false;    // the socket is in the fd_reactor's set
+    bool read_parked_ = false;   // a read was wanted but held back (see wait_readable())
     bool room_wanted_ = false;
     bool lingering_ = false;
     bool attached_ = false;  // in the worker's list (prev_, next_)
@@ -258,10 +278,13 @@ private:
     metrics::transport transport_;
     unsigned holds_ = 0;
     std::size_t room_mark_ = 0;
-    // While held (a parked read, or a session that owes answers and reads no more), a wait on
-    // this timer that never expires owns the connection: cancelled when the hold ends, and
-    // destroyed with the io_context at exit, so a hold never outlives the loop (no leak).
-    std::unique_ptr<asio::steady_timer> hold_timer_;
+    // The connection's reference to itself while a wait or a hold is pending (a parked read,
+    // or a session that owes answers and reads no more): what a pending Asio operation held
+    // before. Listed in the fd_reactor (held_prev_, held_next_), which releases it when the
+    // io_context goes, so nothing outlives the loop (no leak).
+    std::shared_ptr<connection> self_;
+    connection* held_prev_ = nullptr;
+    connection* held_next_ = nullptr;
     // Intrusive list of the worker's live connections.
     connection* prev_ = nullptr;
     connection* next_ = nullptr;

@@ -93,9 +93,9 @@ struct connection_test : ::testing::Test {
         if (!ctx)
             ctx = std::make_unique<net::worker_context>(0, ioc, cfg, hub.at(0), broker,
                                                         metrics.at(0), state, api);
-        return std::make_shared<C>(*ctx,
-                                   net::link{std::move(server), net::connection_slot{}, nullptr},
-                                   metrics::transport::ws);
+        return std::make_shared<C>(
+            *ctx, net::link{net::socket_fd(server.release()), net::connection_slot{}, nullptr},
+            metrics::transport::ws);
     }
 
     std::shared_ptr<test_connection> connect_again() {
