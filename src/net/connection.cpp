@@ -39,9 +39,9 @@ connection::connection(worker_context& w, link l, metrics::transport t)
       last_write_(clock::now()),
       socket_(std::move(l.socket)),
       fd_events_(EPOLLIN | EPOLLET),
+      transport_(t),
       slot_(std::move(l.slot)),
-      tls_(std::move(l.tls)),
-      transport_(t) {
+      tls_(std::move(l.tls)) {
     tls_established_ = tls_ && tls_->handshake_done();
     w_.counters.conn(t).add(1);
     w_.counters.connections_total[static_cast<std::size_t>(t)].add(1);
@@ -182,6 +182,10 @@ void connection::on_flushed() {
     head_ = 0;
     head_sent_ = 0;
     if (queue_.capacity() > 64) queue_.shrink_to_fit();
+    if (trim_flushed_) {
+        trim_flushed_ = false;
+        std::vector<chunk>().swap(queue_);
+    }
     if (close_when_flushed_) {
         if (lingering_) return;
         if (tls_ && !tls_shutdown_sent_) {

@@ -163,6 +163,11 @@ protected:
     link hand_over();
     // Closes at `now + grace` at the latest (the close handshake's bound).
     void arm_close_deadline(milliseconds grace) noexcept;
+    // The send queue's storage goes as soon as what is queued now is written: a stream's
+    // handshake answer, after which most streams stay idle (a busy one gets storage back with
+    // its next message). Without this it stayed for k_idle_trim, and during a connect burst
+    // every new stream took a new block instead of the one the previous stream gave back.
+    void release_queue_when_flushed() noexcept { trim_flushed_ = true; }
     [[nodiscard]] bool idle_output() const noexcept { return !writing_ && head_ >= queue_.size(); }
     // Drops everything queued that has not started to leave (keeps a partly written chunk).
     void drop_queue() noexcept;
@@ -252,31 +257,33 @@ private:
     [[nodiscard]] bool linger_done() noexcept;
 
     socket_fd socket_;
-    std::uint32_t fd_events_;  // what the socket is registered for in the fd_reactor
+    std::uint32_t fd_events_;      // what the socket is registered for in the fd_reactor
+    std::uint32_t head_ = 0;       // first unsent chunk
+    std::uint32_t head_sent_ = 0;  // bytes of queue_[head_] already written (< 1 GiB)
+    // Flags packed into bits, with the transport and the holds (issue 15: every idle connection
+    // holds this object; the socket, queue position and these share 16 bytes).
+    bool writing_ : 1 = false;
+    bool flush_wanted_ : 1 = false;
+    bool slow_ : 1 = false;
+    bool closed_ : 1 = false;
+    bool close_when_flushed_ : 1 = false;
+    bool tls_established_ : 1 = false;
+    bool tls_shutdown_sent_ : 1 = false;
+    bool read_armed_ : 1 = false;    // a read wait (or a posted on_readable) is pending
+    bool read_waiting_ : 1 = false;  // the read wait is the fd_reactor's (not a posted call)
+    bool registered_ : 1 = false;    // the socket is in the fd_reactor's set
+    bool read_parked_ : 1 = false;   // a read was wanted but held back (see wait_readable())
+    bool room_wanted_ : 1 = false;
+    bool trim_flushed_ : 1 = false;  // release_queue_when_flushed()
+    bool lingering_ : 1 = false;
+    bool attached_ : 1 = false;  // in the worker's list (prev_, next_)
+    metrics::transport transport_;
+    std::uint8_t holds_ = 0;  // hold_reason bits
     connection_slot slot_;
     std::unique_ptr<tls::channel> tls_;
     std::vector<chunk> queue_;
-    std::size_t head_ = 0;       // first unsent chunk
-    std::size_t head_sent_ = 0;  // bytes of queue_[head_] already written
     std::size_t queued_bytes_ = 0;
     time_point close_deadline_ = time_point::max();
-    bool writing_ = false;
-    bool flush_wanted_ = false;
-    bool slow_ = false;
-    bool closed_ = false;
-    bool close_when_flushed_ = false;
-    bool tls_established_ = false;
-    bool tls_shutdown_sent_ = false;
-    bool read_armed_ = false;    // a read wait (or a posted on_readable) is pending
-    bool read_waiting_ = false;  // the read wait is the fd_reactor's (not a posted call)
-    bool registered_ = false;    // the socket is in the fd_reactor's set
-    bool read_parked_ = false;   // a read was wanted but held back (see wait_readable())
-    bool room_wanted_ = false;
-    bool lingering_ = false;
-    bool attached_ = false;  // in the worker's list (prev_, next_)
-    // Packed with the flags above (issue 15: every idle connection holds this object).
-    metrics::transport transport_;
-    unsigned holds_ = 0;
     std::size_t room_mark_ = 0;
     // The connection's reference to itself while a wait or a hold is pending (a parked read,
     // or a session that owes answers and reads no more): what a pending Asio operation held

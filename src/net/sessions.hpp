@@ -289,11 +289,17 @@ private:
     std::string stream_ip_;
     // This connection in presence (subscriptions point at it); null when presence is off.
     std::unique_ptr<hub::presence_client> who_;
-    // Client message rate (limits.ws_messages_per_s, burst twice that); kept inline.
-    auth::token_bucket msg_bucket_;
-    // Messages refused by the rate limit, leaking away over time (see admit_message).
-    float rate_strikes_ = 0;
-    time_point strikes_at_{};
+    // Client message rate (limits.ws_messages_per_s, burst twice that) and the messages it
+    // refused, leaking away over time (see admit_message). Made by the client's first message
+    // and freed by the sweep once it is as a new one would be (bucket full, strikes leaked
+    // away), so a connection whose client sends nothing holds none of it (issue 15).
+    struct ws_rate {
+        auth::token_bucket bucket;
+        float strikes = 0;
+        time_point strikes_at{};
+    };
+    std::unique_ptr<ws_rate> rate_;
+    [[nodiscard]] double strikes_now(time_point now) const noexcept;
     unsigned hook_calls_ = 0;  // hook calls of this connection not answered yet
     std::optional<disconnect_reason> end_reason_;
 };
