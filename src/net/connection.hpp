@@ -78,9 +78,9 @@ private:
 // on a TLS listener the TLS session (with any ciphertext not yet written), and the peer's address.
 //
 // This is the sessions' transport seam. A session touches its socket only as a non-blocking
-// stream descriptor (read_some, write_some, async_wait, shutdown, close, TIOCOUTQ), never as TCP:
-// the peer's address comes in the link (the listener looks it up once per accept). So any
-// connected stream socket wrapped as the same Asio socket type carries a session; unit tests
+// stream descriptor (recv, sendmsg, readiness from the worker's fd_reactor, shutdown, close,
+// TIOCOUTQ), never as TCP: the peer's address comes in the link (the listener looks it up once
+// per accept). So any connected stream socket carries a session; unit tests
 // drive every session over one end of a socketpair(AF_UNIX) (see link_over()), with the data path
 // exactly the production one (no indirection per byte or per write).
 struct link {

@@ -280,6 +280,9 @@ private:
     bool slow_closing_ = false;  // on_slow_consumer() ran: later passes only flush
     bool ping_pending_ = false;  // input_->ping_payload waits for its pong
     bool awaiting_pong_ = false;
+    // Packed with the flags above (issue 15: every idle connection holds this object).
+    std::uint8_t hook_calls_ = 0;  // hook calls of this connection not answered yet (<= 4)
+    std::optional<disconnect_reason> end_reason_;
     // Pings go out only after this long without traffic either way (a delivered message, a
     // reply, anything from the client): they keep NAT mappings alive and find dead peers.
     milliseconds ping_interval_;
@@ -300,8 +303,6 @@ private:
     };
     std::unique_ptr<ws_rate> rate_;
     [[nodiscard]] double strikes_now(time_point now) const noexcept;
-    unsigned hook_calls_ = 0;  // hook calls of this connection not answered yet
-    std::optional<disconnect_reason> end_reason_;
 };
 
 class sse_session final : public holding_connection, public hub::subscriber {
@@ -364,12 +365,13 @@ private:
     [[nodiscard]] std::string stream_id() const;
     bool revoke(std::string_view user) override;
     void end_with(std::string_view event);
-    std::optional<disconnect_reason> end_reason_;  // for the `disconnect` webhook
 
-    std::vector<std::unique_ptr<sse_sub>> subs_;
-    std::size_t answered_ = 0;
-    bool reconnected_ = false;  // counted in herald_reconnections_total
+    // Packed into one word (issue 15: every idle stream holds this object).
+    std::optional<disconnect_reason> end_reason_;  // for the `disconnect` webhook
+    bool reconnected_ = false;                     // counted in herald_reconnections_total
     bool retry_sent_ = false;
+    std::uint32_t answered_ = 0;  // topics answered (a stream has at most a few hundred)
+    std::vector<std::unique_ptr<sse_sub>> subs_;
     // Until every topic is answered, a multi-topic stream cannot write complete ids: hold events
     // (a message, a reset message, or null for a failed resume's reset).
     std::vector<std::pair<sse_sub*, hub::message_ptr>> held_;
