@@ -108,7 +108,11 @@ tcp::acceptor open_acceptor(asio::io_context& ioc, const tcp::endpoint& ep) {
 }
 
 listener::listener(worker_context& w, tcp::acceptor acceptor)
-    : w_(w), acceptor_(std::move(acceptor)), backoff_(w.ioc) {}
+    : w_(w), acceptor_(std::move(acceptor)), backoff_(w.ioc) {
+    // The worker's epoll set of client sockets (one descriptor) exists from the start, not from
+    // its first connection: the process's descriptor count does not step up later.
+    fd_reactor::of(w.ioc);
+}
 
 void listener::start() {
     do_accept();
