@@ -52,6 +52,8 @@ connection::connection(worker_context& w, link l, metrics::transport t)
 }
 
 connection::~connection() {
+    // socket_ closes the descriptor, which takes it out of the fd_reactor's set (no copy of it
+    // exists: herald never forks); the reactor may already be gone when the io_context is.
     w_.detach(*this);
     w_.counters.conn(transport_).add(-1);
 }
@@ -385,9 +387,10 @@ void connection::close_now() {
     if (closed_) return;
     closed_ = true;
     on_close();
-    // Closing the descriptor takes it out of the fd_reactor's set; the pending waits end here
-    // (Asio completed them with operation_aborted), and the reference they held goes on a
-    // later turn.
+    // Out of the fd_reactor's set first (as Asio deregistered on close): closing alone would
+    // leave it there while any copy of the descriptor lived. The pending waits end here (Asio
+    // completed them with operation_aborted); the reference they held goes on a later turn.
+    if (registered_) fd_reactor::of(w_.ioc).remove(*this);
     socket_.reset();
     registered_ = false;
     w_.detach(*this);

@@ -32,6 +32,7 @@ fd_reactor& fd_reactor::of(asio::io_context& ioc) {
 }
 
 bool fd_reactor::add(connection& c) noexcept {
+    if (down_) return false;
     epoll_event ev{};
     ev.events = c.fd_events_;
     ev.data.ptr = &c;
@@ -39,11 +40,13 @@ bool fd_reactor::add(connection& c) noexcept {
 }
 
 void fd_reactor::remove(connection& c) noexcept {
+    if (down_) return;
     epoll_event ev{};
     ::epoll_ctl(epfd_, EPOLL_CTL_DEL, c.socket_.get(), &ev);
 }
 
 bool fd_reactor::rearm(connection& c, std::uint32_t events) noexcept {
+    if (down_) return false;
     epoll_event ev{};
     ev.events = events;
     ev.data.ptr = &c;
@@ -114,9 +117,10 @@ void fd_reactor::on_ready() {
 void fd_reactor::shutdown() {
     // The io_context is going: release every connection that holds itself, as Asio destroyed
     // their pending operations (and with them the references they held).
-    down_ = true;
+    down_ = true;  // from here on add/remove/rearm do nothing: epfd_ closes now
     waiting_ = false;
     ep_.reset();
+    epfd_ = -1;
     while (held_) {
         connection* c = held_;
         unlink(*c);
