@@ -9,7 +9,10 @@
 #include <cstring>
 #include <span>
 
+#include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 namespace herald::net {
@@ -19,15 +22,13 @@ chunk chunk::of_string(std::string s) {
     return {std::shared_ptr<const void>(p), p->data(), p->size()};
 }
 
-link link_over(asio::io_context& ioc, int fd, asio::ip::address peer, error_code& ec) {
-    // The protocol only names the socket type: no TCP-specific operation is used on it.
-    stream_socket s(ioc);
-    s.assign(tcp::v4(), fd, ec);
-    if (ec) {
-        ::close(fd);
-        return {stream_socket(ioc), {}, nullptr, {}};
+link link_over(asio::io_context& /*ioc*/, int fd, asio::ip::address peer, error_code& ec) {
+    socket_fd s(fd);
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+        ec = error_code(errno, asio::error::get_system_category());
+        return {};
     }
-    s.non_blocking(true, ec);
     return {std::move(s), {}, nullptr, peer};
 }
 
@@ -35,18 +36,24 @@ link link_over(asio::io_context& ioc, int fd, asio::ip::address peer, error_code
 
 connection::connection(worker_context& w, link l, metrics::transport t)
     : w_(w),
-      socket_(std::move(l.socket)),
       last_write_(clock::now()),
+      socket_(std::move(l.socket)),
+      fd_events_(EPOLLIN | EPOLLET),
+      transport_(t),
       slot_(std::move(l.slot)),
-      tls_(std::move(l.tls)),
-      transport_(t) {
+      tls_(std::move(l.tls)) {
     tls_established_ = tls_ && tls_->handshake_done();
     w_.counters.conn(t).add(1);
     w_.counters.connections_total[static_cast<std::size_t>(t)].add(1);
     w_.attach(*this);
+    registered_ = socket_.is_open() && fd_reactor::of(w_.ioc).add(*this);
+    if (!registered_ && socket_.is_open())
+        spdlog::warn("epoll: cannot watch a client socket: {}", std::strerror(errno));
 }
 
 connection::~connection() {
+    // socket_ closes the descriptor, which takes it out of the fd_reactor's set (no copy of it
+    // exists: herald never forks); the reactor may already be gone when the io_context is.
     w_.detach(*this);
     w_.counters.conn(transport_).add(-1);
 }
@@ -99,7 +106,7 @@ void connection::schedule_flush() {
 template <class Buffers>
 bool connection::write_now(const Buffers& bufs, std::size_t& written) {
     error_code ec;
-    written = socket_.write_some(bufs, ec);
+    written = sock_write(bufs, ec);
     w_.counters.write_calls.add(1);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
         do_wait_writable();
@@ -177,6 +184,10 @@ void connection::on_flushed() {
     head_ = 0;
     head_sent_ = 0;
     if (queue_.capacity() > 64) queue_.shrink_to_fit();
+    if (trim_flushed_) {
+        trim_flushed_ = false;
+        std::vector<chunk>().swap(queue_);
+    }
     if (close_when_flushed_) {
         if (lingering_) return;
         if (tls_ && !tls_shutdown_sent_) {
@@ -188,8 +199,7 @@ void connection::on_flushed() {
                 return;
             }
         }
-        error_code ec;
-        socket_.shutdown(stream_socket::shutdown_send, ec);
+        ::shutdown(socket_.get(), SHUT_WR);
         start_linger();
         return;
     }
@@ -225,7 +235,7 @@ void connection::linger_read() {
     auto& buf = w_.scratch();
     for (int i = 0; i < 4; ++i) {
         error_code ec;
-        socket_.read_some(asio::buffer(buf.data(), buf.size()), ec);
+        sock_read(buf.data(), buf.size(), ec);
         if (ec == asio::error::would_block || ec == asio::error::try_again) break;
         if (ec) {
             close_now();  // EOF: the peer has read what it wanted
@@ -243,18 +253,106 @@ bool connection::linger_done() noexcept {
     // Everything we sent has been acknowledged by the peer's TCP: an RST caused by input we did
     // not read can no longer destroy an answer (Linux hands queued data to the reader first).
     int unsent = 0;
-    if (::ioctl(socket_.native_handle(), TIOCOUTQ, &unsent) != 0) return true;
+    if (::ioctl(socket_.get(), TIOCOUTQ, &unsent) != 0) return true;
     return unsent == 0;
 }
 
 void connection::do_wait_writable() {
     writing_ = true;
-    socket_.async_wait(stream_socket::wait_write, [self = shared_from_this()](error_code ec) {
+    keep_self();
+    fd_events_ |= EPOLLOUT;
+    if (!registered_ || !fd_reactor::of(w_.ioc).rearm(*this, fd_events_)) fail_later();
+}
+
+void connection::on_ready(bool read, bool write) {
+    // A write wait first, then the read, as Asio ran them.
+    if (write && writing_) {
+        writing_ = false;
+        if (!closed_) flush();
+    }
+    if (read && read_waiting_) {
+        read_waiting_ = false;
+        read_armed_ = false;
+        if (!closed_) {
+            if (lingering_)
+                linger_read();
+            else
+                on_readable();
+        }
+    }
+    // The caller (the reactor's pass) holds a reference until the pass ends.
+    if (self_ && !needs_self()) {
+        fd_reactor::of(w_.ioc).unlink(*this);
+        self_.reset();
+    }
+}
+
+void connection::keep_self() {
+    if (self_) return;
+    self_ = shared_from_this();
+    fd_reactor::of(w_.ioc).link(*this);
+}
+
+void connection::drop_self() {
+    if (!self_ || needs_self()) return;
+    fd_reactor::of(w_.ioc).unlink(*this);
+    asio::post(w_.ioc, [self = std::move(self_)] {});
+}
+
+void connection::fail_later() {
+    asio::post(w_.ioc, [self = shared_from_this()] {
         self->writing_ = false;
-        if (ec || self->closed_) return;
-        self->flush();
+        self->read_waiting_ = false;
+        self->read_armed_ = false;
+        self->close_now();
     });
 }
+
+std::size_t connection::sock_read(char* buf, std::size_t n, error_code& ec) noexcept {
+    for (;;) {
+        const ssize_t r = ::recv(socket_.get(), buf, n, 0);
+        if (r > 0) {
+            ec = {};
+            return static_cast<std::size_t>(r);
+        }
+        if (r == 0) {
+            ec = n ? error_code(asio::error::eof) : error_code();
+            return 0;
+        }
+        if (errno == EINTR) continue;
+        ec = error_code(errno, asio::error::get_system_category());
+        return 0;
+    }
+}
+
+template <class Buffers>
+std::size_t connection::sock_write(const Buffers& bufs, error_code& ec) noexcept {
+    std::array<iovec, k_max_gather> iov;
+    std::size_t count = 0;
+    for (auto it = asio::buffer_sequence_begin(bufs);
+         it != asio::buffer_sequence_end(bufs) && count < iov.size(); ++it) {
+        const asio::const_buffer b(*it);
+        if (b.size() == 0) continue;
+        iov[count].iov_base = const_cast<void*>(b.data());
+        iov[count].iov_len = b.size();
+        ++count;
+    }
+    ec = {};
+    if (count == 0) return 0;
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = count;
+    for (;;) {
+        const ssize_t r = ::sendmsg(socket_.get(), &msg, MSG_NOSIGNAL);
+        if (r >= 0) return static_cast<std::size_t>(r);
+        if (errno == EINTR) continue;
+        ec = error_code(errno, asio::error::get_system_category());
+        return 0;
+    }
+}
+// The TLS path (tls_records.cpp) writes one contiguous run.
+template std::size_t connection::sock_write<asio::const_buffer>(const asio::const_buffer&,
+                                                                error_code&) noexcept;
 
 void connection::drop_queue() noexcept {
     std::size_t keep = head_;
@@ -272,7 +370,11 @@ void connection::close_after_flush(milliseconds grace) {
 link connection::hand_over() {
     closed_ = true;
     read_parked_ = false;
-    unhold(static_cast<hold_reason>(hold_parked | hold_session));
+    if (registered_) fd_reactor::of(w_.ioc).remove(*this);
+    registered_ = false;
+    read_armed_ = read_waiting_ = writing_ = false;
+    holds_ = 0;
+    drop_self();
     w_.detach(*this);
     return {std::move(socket_), std::move(slot_), std::move(tls_), {}};
 }
@@ -285,13 +387,19 @@ void connection::close_now() {
     if (closed_) return;
     closed_ = true;
     on_close();
-    error_code ec;
-    socket_.close(ec);
+    // Out of the fd_reactor's set first (as Asio deregistered on close): closing alone would
+    // leave it there while any copy of the descriptor lived. The pending waits end here (Asio
+    // completed them with operation_aborted); the reference they held goes on a later turn.
+    if (registered_) fd_reactor::of(w_.ioc).remove(*this);
+    socket_.reset();
+    registered_ = false;
     w_.detach(*this);
     queue_.clear();
     queued_bytes_ = 0;
     read_parked_ = false;
-    unhold(static_cast<hold_reason>(hold_parked | hold_session));
+    read_armed_ = read_waiting_ = writing_ = false;
+    holds_ = 0;
+    drop_self();
     // The TLS session (about 12 KiB in OpenSSL 3.0) goes now, not when the last reference to this
     // connection does: a drain closes thousands within one flush pass.
     tls_.reset();
@@ -310,20 +418,14 @@ void connection::wait_readable() {
 }
 
 void connection::hold(hold_reason why) {
-    if (holds_ == 0) {
-        if (!hold_timer_) hold_timer_ = std::make_unique<asio::steady_timer>(w_.ioc);
-        hold_timer_->expires_at(asio::steady_timer::time_point::max());
-        hold_timer_->async_wait([self = shared_from_this()](error_code) {});
-    }
     holds_ |= why;
+    keep_self();
 }
 
 void connection::unhold(hold_reason why) noexcept {
     if (holds_ == 0) return;
     holds_ &= ~static_cast<unsigned>(why);
-    // The wait completes (operation_aborted) on a later turn and drops its reference there,
-    // never inside the caller.
-    if (holds_ == 0) hold_timer_->cancel();
+    drop_self();
 }
 
 void connection::resume_reading() {
@@ -340,20 +442,15 @@ void connection::arm_read() {
         });
         return;
     }
-    socket_.async_wait(stream_socket::wait_read, [self = shared_from_this()](error_code ec) {
-        self->read_armed_ = false;
-        if (ec || self->closed_) return;
-        if (self->lingering_)
-            self->linger_read();
-        else
-            self->on_readable();
-    });
+    read_waiting_ = true;
+    keep_self();
+    if (!registered_ || !fd_reactor::of(w_.ioc).rearm(*this, fd_events_)) fail_later();
 }
 
 std::size_t connection::read_some(error_code& ec) {
     if (tls_) return read_tls(ec);
     auto& buf = w_.scratch();
-    std::size_t n = socket_.read_some(asio::buffer(buf.data(), buf.size()), ec);
+    std::size_t n = sock_read(buf.data(), buf.size(), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
         ec = {};
         return 0;

@@ -8,6 +8,7 @@
 #include "herald/metrics/metrics.hpp"
 #include "herald/net/tls.hpp"
 #include "herald/net/worker_context.hpp"
+#include "fd_reactor.hpp"
 
 #include <memory>
 #include <optional>
@@ -77,13 +78,13 @@ private:
 // on a TLS listener the TLS session (with any ciphertext not yet written), and the peer's address.
 //
 // This is the sessions' transport seam. A session touches its socket only as a non-blocking
-// stream descriptor (read_some, write_some, async_wait, shutdown, close, TIOCOUTQ), never as TCP:
-// the peer's address comes in the link (the listener looks it up once per accept). So any
-// connected stream socket wrapped as the same Asio socket type carries a session; unit tests
+// stream descriptor (recv, sendmsg, readiness from the worker's fd_reactor, shutdown, close,
+// TIOCOUTQ), never as TCP: the peer's address comes in the link (the listener looks it up once
+// per accept). So any connected stream socket carries a session; unit tests
 // drive every session over one end of a socketpair(AF_UNIX) (see link_over()), with the data path
 // exactly the production one (no indirection per byte or per write).
 struct link {
-    stream_socket socket;
+    socket_fd socket;
     connection_slot slot;
     std::unique_ptr<tls::channel> tls;  // null on plain TCP
     // The TCP peer (IPv4-mapped addresses unmapped); read by the HTTP session, the only one that
@@ -162,6 +163,11 @@ protected:
     link hand_over();
     // Closes at `now + grace` at the latest (the close handshake's bound).
     void arm_close_deadline(milliseconds grace) noexcept;
+    // The send queue's storage goes as soon as what is queued now is written: a stream's
+    // handshake answer, after which most streams stay idle (a busy one gets storage back with
+    // its next message). Without this it stayed for k_idle_trim, and during a connect burst
+    // every new stream took a new block instead of the one the previous stream gave back.
+    void release_queue_when_flushed() noexcept { trim_flushed_ = true; }
     [[nodiscard]] bool idle_output() const noexcept { return !writing_ && head_ >= queue_.size(); }
     // Drops everything queued that has not started to leave (keeps a partly written chunk).
     void drop_queue() noexcept;
@@ -183,7 +189,7 @@ protected:
     // leaves output_bytes() at or below `mark`.
     void want_room(std::size_t mark);
     virtual void on_output_room() {}
-    // Keeps this connection alive while no operation of its own is pending (see hold_timer_).
+    // Keeps this connection alive while no wait of its own is pending (see self_).
     enum hold_reason : unsigned { hold_parked = 1, hold_session = 2 };
     void hold(hold_reason why);
     void unhold(hold_reason why) noexcept;
@@ -202,11 +208,26 @@ protected:
     void set_transport(metrics::transport t) noexcept;
 
     worker_context& w_;
-    stream_socket socket_;
     time_point last_write_;
 
 private:
     friend class worker_context;
+    friend class fd_reactor;
+    // The socket's I/O (plain syscalls: its readiness comes from the worker's fd_reactor).
+    std::size_t sock_read(char* buf, std::size_t n, error_code& ec) noexcept;
+    template <class Buffers>
+    std::size_t sock_write(const Buffers& bufs, error_code& ec) noexcept;
+    // From the fd_reactor: the socket is ready for the pending read and/or write wait.
+    void on_ready(bool read, bool write);
+    // self_ is held exactly while a wait or a hold is pending (needs_self()); drop_self()
+    // releases it on a later turn, never inside the caller.
+    [[nodiscard]] bool needs_self() const noexcept {
+        return read_waiting_ || writing_ || holds_ != 0;
+    }
+    void keep_self();
+    void drop_self();
+    // The socket could not be registered or re-registered: close on a later turn.
+    void fail_later();
     void do_wait_writable();
     void on_flushed();
     void schedule_flush();
@@ -235,33 +256,42 @@ private:
     void linger_read();
     [[nodiscard]] bool linger_done() noexcept;
 
+    socket_fd socket_;
+    std::uint32_t fd_events_;      // what the socket is registered for in the fd_reactor
+    std::uint32_t head_ = 0;       // first unsent chunk
+    std::uint32_t head_sent_ = 0;  // bytes of queue_[head_] already written (< 1 GiB)
+    // Flags packed into bits, with the transport and the holds (issue 15: every idle connection
+    // holds this object; the socket, queue position and these share 16 bytes).
+    bool writing_ : 1 = false;
+    bool flush_wanted_ : 1 = false;
+    bool slow_ : 1 = false;
+    bool closed_ : 1 = false;
+    bool close_when_flushed_ : 1 = false;
+    bool tls_established_ : 1 = false;
+    bool tls_shutdown_sent_ : 1 = false;
+    bool read_armed_ : 1 = false;    // a read wait (or a posted on_readable) is pending
+    bool read_waiting_ : 1 = false;  // the read wait is the fd_reactor's (not a posted call)
+    bool registered_ : 1 = false;    // the socket is in the fd_reactor's set
+    bool read_parked_ : 1 = false;   // a read was wanted but held back (see wait_readable())
+    bool room_wanted_ : 1 = false;
+    bool trim_flushed_ : 1 = false;  // release_queue_when_flushed()
+    bool lingering_ : 1 = false;
+    bool attached_ : 1 = false;  // in the worker's list (prev_, next_)
+    metrics::transport transport_;
+    std::uint8_t holds_ = 0;  // hold_reason bits
     connection_slot slot_;
     std::unique_ptr<tls::channel> tls_;
     std::vector<chunk> queue_;
-    std::size_t head_ = 0;       // first unsent chunk
-    std::size_t head_sent_ = 0;  // bytes of queue_[head_] already written
     std::size_t queued_bytes_ = 0;
     time_point close_deadline_ = time_point::max();
-    bool writing_ = false;
-    bool flush_wanted_ = false;
-    bool slow_ = false;
-    bool closed_ = false;
-    bool close_when_flushed_ = false;
-    bool tls_established_ = false;
-    bool tls_shutdown_sent_ = false;
-    bool read_armed_ = false;   // a read wait (or a posted on_readable) is pending
-    bool read_parked_ = false;  // a read was wanted but held back (see wait_readable())
-    bool room_wanted_ = false;
-    bool lingering_ = false;
-    bool attached_ = false;  // in the worker's list (prev_, next_)
-    // Packed with the flags above (issue 15: every idle connection holds this object).
-    metrics::transport transport_;
-    unsigned holds_ = 0;
     std::size_t room_mark_ = 0;
-    // While held (a parked read, or a session that owes answers and reads no more), a wait on
-    // this timer that never expires owns the connection: cancelled when the hold ends, and
-    // destroyed with the io_context at exit, so a hold never outlives the loop (no leak).
-    std::unique_ptr<asio::steady_timer> hold_timer_;
+    // The connection's reference to itself while a wait or a hold is pending (a parked read,
+    // or a session that owes answers and reads no more): what a pending Asio operation held
+    // before. Listed in the fd_reactor (held_prev_, held_next_), which releases it when the
+    // io_context goes, so nothing outlives the loop (no leak).
+    std::shared_ptr<connection> self_;
+    connection* held_prev_ = nullptr;
+    connection* held_next_ = nullptr;
     // Intrusive list of the worker's live connections.
     connection* prev_ = nullptr;
     connection* next_ = nullptr;

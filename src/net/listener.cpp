@@ -108,7 +108,11 @@ tcp::acceptor open_acceptor(asio::io_context& ioc, const tcp::endpoint& ep) {
 }
 
 listener::listener(worker_context& w, tcp::acceptor acceptor)
-    : w_(w), acceptor_(std::move(acceptor)), backoff_(w.ioc) {}
+    : w_(w), acceptor_(std::move(acceptor)), backoff_(w.ioc) {
+    // The worker's epoll set of client sockets (one descriptor) exists from the start, not from
+    // its first connection: the process's descriptor count does not step up later.
+    fd_reactor::of(w.ioc);
+}
 
 void listener::start() {
     do_accept();
@@ -158,8 +162,14 @@ void listener::on_accept(error_code ec, stream_socket socket) {
     const auto peer = e ? asio::ip::address() : auth::unmap(ep.address());
     const bool over = open > w_.cfg.limits.max_connections;
     if (over) w_.rejects.note(reject_log::reason::max_connections, e ? "?" : peer.to_string());
+    // The socket leaves Asio's reactor: its readiness comes from the worker's fd_reactor.
+    socket_fd fd(socket.release(e));
+    if (!fd.is_open()) {
+        do_accept();
+        return;
+    }
     auto session = std::make_shared<http_session>(
-        w_, link{std::move(socket), std::move(slot), std::move(tls), peer});
+        w_, link{std::move(fd), std::move(slot), std::move(tls), peer});
     // Over the limit the connection is still read, so the client gets a clear 503 rather than
     // a reset; it is closed after that one answer.
     if (over) session->refuse_with(metrics::reject::over_capacity);

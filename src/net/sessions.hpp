@@ -280,6 +280,9 @@ private:
     bool slow_closing_ = false;  // on_slow_consumer() ran: later passes only flush
     bool ping_pending_ = false;  // input_->ping_payload waits for its pong
     bool awaiting_pong_ = false;
+    // Packed with the flags above (issue 15: every idle connection holds this object).
+    std::uint8_t hook_calls_ = 0;  // hook calls of this connection not answered yet (<= 4)
+    std::optional<disconnect_reason> end_reason_;
     // Pings go out only after this long without traffic either way (a delivered message, a
     // reply, anything from the client): they keep NAT mappings alive and find dead peers.
     milliseconds ping_interval_;
@@ -289,13 +292,17 @@ private:
     std::string stream_ip_;
     // This connection in presence (subscriptions point at it); null when presence is off.
     std::unique_ptr<hub::presence_client> who_;
-    // Client message rate (limits.ws_messages_per_s, burst twice that); kept inline.
-    auth::token_bucket msg_bucket_;
-    // Messages refused by the rate limit, leaking away over time (see admit_message).
-    float rate_strikes_ = 0;
-    time_point strikes_at_{};
-    unsigned hook_calls_ = 0;  // hook calls of this connection not answered yet
-    std::optional<disconnect_reason> end_reason_;
+    // Client message rate (limits.ws_messages_per_s, burst twice that) and the messages it
+    // refused, leaking away over time (see admit_message). Made by the client's first message
+    // and freed by the sweep once it is as a new one would be (bucket full, strikes leaked
+    // away), so a connection whose client sends nothing holds none of it (issue 15).
+    struct ws_rate {
+        auth::token_bucket bucket;
+        float strikes = 0;
+        time_point strikes_at{};
+    };
+    std::unique_ptr<ws_rate> rate_;
+    [[nodiscard]] double strikes_now(time_point now) const noexcept;
 };
 
 class sse_session final : public holding_connection, public hub::subscriber {
@@ -358,12 +365,13 @@ private:
     [[nodiscard]] std::string stream_id() const;
     bool revoke(std::string_view user) override;
     void end_with(std::string_view event);
-    std::optional<disconnect_reason> end_reason_;  // for the `disconnect` webhook
 
-    std::vector<std::unique_ptr<sse_sub>> subs_;
-    std::size_t answered_ = 0;
-    bool reconnected_ = false;  // counted in herald_reconnections_total
+    // Packed into one word (issue 15: every idle stream holds this object).
+    std::optional<disconnect_reason> end_reason_;  // for the `disconnect` webhook
+    bool reconnected_ = false;                     // counted in herald_reconnections_total
     bool retry_sent_ = false;
+    std::uint32_t answered_ = 0;  // topics answered (a stream has at most a few hundred)
+    std::vector<std::unique_ptr<sse_sub>> subs_;
     // Until every topic is answered, a multi-topic stream cannot write complete ids: hold events
     // (a message, a reset message, or null for a failed resume's reset).
     std::vector<std::pair<sse_sub*, hub::message_ptr>> held_;

@@ -64,6 +64,7 @@ void sse_session::start(const std::vector<std::string>& topics,
     h += extra_headers;
     h += "\r\n";
     enqueue(chunk::of_string(std::move(h)), true);
+    release_queue_when_flushed();
     wait_readable();
 }
 
@@ -196,6 +197,7 @@ void sse_session::send_retry() {
     if (retry_sent_) return;
     retry_sent_ = true;
     enqueue(chunk::of_string("retry: " + std::to_string(w_.cfg.sse.retry.count()) + "\n\n"), true);
+    release_queue_when_flushed();
 }
 
 void sse_session::on_readable() {

@@ -38,8 +38,7 @@ std::size_t connection::read_tls(error_code& ec) {
                 return 0;
             case tls::channel::result::want_input: break;
         }
-        const std::size_t got =
-            socket_.read_some(asio::buffer(buf.data() + plain_cap, k_tls_raw), ec);
+        const std::size_t got = sock_read(buf.data() + plain_cap, k_tls_raw, ec);
         if (ec == asio::error::would_block || ec == asio::error::try_again) {
             ec = {};
             return 0;
@@ -59,7 +58,7 @@ std::size_t connection::read_tls(error_code& ec) {
                 "{\"error\":{\"code\":\"tls_required\",\"message\":\"this port speaks TLS: "
                 "use https:// or wss://\"}}\n";
             error_code ignored;
-            socket_.write_some(asio::buffer(k_plain_answer), ignored);
+            sock_write(asio::buffer(k_plain_answer), ignored);
             w_.counters.tls_errors.add(1);
             w_.counters.inc(metrics::reject::tls_required);
             ec = asio::error::connection_aborted;

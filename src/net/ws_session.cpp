@@ -41,9 +41,7 @@ ws_session::ws_session(worker_context& w, link l, std::string leftover,
       last_ping_(clock::now()),
       claims_(std::move(claims)),
       stream_ip_(std::move(stream_ip)),
-      who_(presence_identity(w, claims_.get())),
-      msg_bucket_(w.cfg.limits.ws_messages_per_s, 2 * w.cfg.limits.ws_messages_per_s,
-                  clock::now()) {
+      who_(presence_identity(w, claims_.get())) {
     deflate_bits_ = options.deflate_bits;
     if (!leftover.empty()) input().partial = std::move(leftover);
 }
@@ -62,9 +60,16 @@ bool ws_session::revoke(std::string_view user) {
 bool ws_session::take_message_token(time_point now) {
     const double rate = w_.cfg.limits.ws_messages_per_s;
     if (rate <= 0) return true;
-    // A reload changed the limit: this connection takes it on with a full bucket.
-    if (msg_bucket_.rate() != rate) msg_bucket_ = auth::token_bucket(rate, 2 * rate, now);
-    return msg_bucket_.try_take(now);
+    // A new bucket starts full, as the one a reload replaced (the limit changed) does.
+    if (!rate_) rate_ = std::make_unique<ws_rate>(ws_rate{{rate, 2 * rate, now}});
+    if (rate_->bucket.rate() != rate) rate_->bucket = auth::token_bucket(rate, 2 * rate, now);
+    return rate_->bucket.try_take(now);
+}
+
+double ws_session::strikes_now(time_point now) const noexcept {
+    if (!rate_) return 0;
+    const double quiet = std::chrono::duration<double>(now - rate_->strikes_at).count();
+    return std::max(0.0, rate_->strikes - quiet * w_.cfg.limits.ws_messages_per_s / 2);
 }
 
 bool ws_session::admit_message(bool tell) {
@@ -75,10 +80,9 @@ bool ws_session::admit_message(bool tell) {
     // message rate, so a client that once overran the limit is forgiven within seconds, while
     // one that keeps sending at more than 1.5 times the rate still reaches the cut-off.
     const double rate = w_.cfg.limits.ws_messages_per_s;
-    const double quiet = std::chrono::duration<double>(now - strikes_at_).count();
-    rate_strikes_ = static_cast<float>(std::max(0.0, rate_strikes_ - quiet * rate / 2) + 1);
-    strikes_at_ = now;
-    if (rate_strikes_ > 2 * rate + 10) {
+    rate_->strikes = static_cast<float>(strikes_now(now) + 1);  // rate_ made by the take above
+    rate_->strikes_at = now;
+    if (rate_->strikes > 2 * rate + 10) {
         set_end_reason(disconnect_reason::rate_limited);
         end_with(ws::close_code::policy, "rate limited");
         return false;
@@ -105,6 +109,7 @@ void ws_session::start(std::string_view accept, bool subprotocol,
     }
     r += "\r\n";
     enqueue(chunk::of_string(std::move(r)), true);
+    release_queue_when_flushed();
     if (input_ && !input_->partial.empty()) {
         std::string early = std::move(input_->partial);
         input_->partial.clear();
@@ -483,6 +488,8 @@ void ws_session::on_tick(time_point now) {
     // began, and nothing has been written since.
     if (ping_pending_ && idle_output()) answer_ping();
     trim_input();
+    // Nothing left to remember: a new one would be the same.
+    if (rate_ && rate_->bucket.full(now) && strikes_now(now) <= 0) rate_.reset();
     if (awaiting_pong_) {
         // Any frame from the client clears awaiting_pong_ (on_readable).
         if (now - last_ping_ >= w_.cfg.ws.pong_timeout) {

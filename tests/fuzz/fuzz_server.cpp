@@ -97,7 +97,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     server.non_blocking(true);
     rt.state.connections.fetch_add(1);
     auto session = std::make_shared<net::http_session>(
-        rt.ctx, net::link{std::move(server), net::connection_slot(&rt.state), nullptr});
+        rt.ctx,
+        net::link{net::socket_fd(server.release()), net::connection_slot(&rt.state), nullptr});
     session->start();
     session.reset();
     error_code ec;
