@@ -81,6 +81,7 @@ std::size_t connection::budget() const noexcept {
 
 bool connection::enqueue(chunk c, bool force) {
     if (closed_ || lingering_ || (slow_ && !force)) return false;
+    if (c.size == 0) return true;  // nothing for the wire (and a flush could not advance past it)
     if (!force && output_bytes() + c.size > w_.cfg.limits.max_queued_bytes) {
         slow_ = true;
         w_.counters.slow_consumers[static_cast<std::size_t>(transport_)].add(1);
@@ -160,20 +161,21 @@ void connection::flush() {
         if (!write_now(bufs, written)) return;
         queued_bytes_ -= written;
         time_point now{};
+        // Every chunk the write finished leaves the queue; the loop ends at the first one it did
+        // not, so a pass always advances (a write of zero bytes only when nothing was left).
         std::size_t left = written;
-        while (left > 0) {
+        while (head_ < queue_.size()) {
             auto& c = queue_[head_];
             const std::size_t rest = c.size - head_sent_;
-            if (left >= rest) {
-                left -= rest;
-                sent(c, now);
-                c.hold.reset();
-                ++head_;
-                head_sent_ = 0;
-            } else {
+            if (left < rest) {
                 head_sent_ += left;
-                left = 0;
+                break;
             }
+            left -= rest;
+            sent(c, now);
+            c.hold.reset();
+            ++head_;
+            head_sent_ = 0;
         }
     }
     on_flushed();

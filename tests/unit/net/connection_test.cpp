@@ -256,6 +256,22 @@ TEST_F(connection_test, QueuedChunksLeaveInOrderInFewGatheredWrites) {
     EXPECT_EQ(metrics.at(0).bytes_out.get(), static_cast<std::int64_t>(expected.size()));
 }
 
+TEST_F(connection_test, EmptyChunksAreNoObstacleToAFlush) {
+    // A chunk of no bytes once made the flush loop spin on a write of nothing (100 % CPU, a
+    // worker that no longer answered, SIGTERM included).
+    auto c = connect();
+    ASSERT_TRUE(c->enqueue(net::chunk::of_string(std::string())));
+    ASSERT_TRUE(c->enqueue(net::chunk::of_string("ab")));
+    ASSERT_TRUE(c->enqueue(net::chunk::of_string(std::string())));
+    ASSERT_TRUE(c->enqueue(net::chunk::of_string("cd")));
+    ASSERT_TRUE(c->enqueue(net::chunk::of_string(std::string())));  // last: nothing follows it
+    run();
+    std::string got(4, '\0');
+    asio::read(client, asio::buffer(got));
+    EXPECT_EQ(got, "abcd");
+    EXPECT_EQ(c->output_bytes(), 0u);
+}
+
 TEST_F(connection_test, OverTheBoundTheConnectionIsASlowConsumerOnce) {
     cfg.limits.max_queued_bytes = 64 * 1024;
     auto c = connect(4096);  // a client that never reads, with a small receive buffer
