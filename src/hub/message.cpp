@@ -140,7 +140,7 @@ struct free_blocks {
     free_blocks(const free_blocks&) = delete;
     free_blocks& operator=(const free_blocks&) = delete;
     ~free_blocks() {
-        for (std::size_t i = 0; i < count; ++i) ::operator delete(blocks[i], Size);
+        for (std::size_t i = 0; i < count; ++i) ::operator delete(blocks[i]);
     }
 };
 
@@ -181,7 +181,7 @@ struct recycling_allocator {
                     c.blocks[c.count++] = p;
                     return;
                 }
-                ::operator delete(p, sizeof(T));
+                ::operator delete(p);
                 return;
             }
         }
