@@ -80,8 +80,9 @@ std::string poll_session::finish() {
     std::vector<std::pair<std::string, std::uint64_t>> at;
     at.reserve(topics_.size());
     for (const auto& t : topics_)
-        at.emplace_back(t->epoch.empty() && t->since() ? t->since()->epoch : t->epoch,
-                        t->active ? t->last_offset : (t->since() ? t->since()->offset : 0));
+        at.emplace_back(
+            t->epoch.empty() && t->since() ? std::string_view(t->since()->epoch) : t->epoch.view(),
+            t->active ? t->last_offset : (t->since() ? t->since()->offset : 0));
     cancel();
     std::size_t budget = w_.cfg.limits.max_queued_bytes / 2;
     if (topics_.size() == 1) return topic_answer(*topics_[0], at[0].first, at[0].second, budget);

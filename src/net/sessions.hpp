@@ -6,6 +6,7 @@
 #include "holdback.hpp"
 #include "herald/net/http_api.hpp"
 #include "poll_session.hpp"
+#include "sub_list.hpp"
 #include "herald/wire/ws_codec.hpp"
 
 #include "herald/auth/jwt.hpp"
@@ -247,7 +248,7 @@ private:
     bool take_message_token(time_point now);
     bool revoke(std::string_view user) override;
 
-    std::vector<std::unique_ptr<ws_sub>> subs_;
+    sub_list<ws_sub> subs_;
     // Input state that only some connections need at some times: allocated when a read leaves a
     // partial frame, a fragmented message starts or a ping arrives, and freed by the sweep once
     // empty again (trim_input()), so an idle connection holds none of it.
@@ -333,7 +334,7 @@ private:
         std::unique_ptr<std::string> resume_reason;
         // The position the client was last told of (what the stream's ids name). The hub's
         // last_offset runs ahead of it while events are held (see held_).
-        std::string sent_epoch;
+        hub::epoch_text sent_epoch;
         std::uint64_t sent_epoch_key = 0;
         std::uint64_t sent_offset = 0;
         void sent(const hub::message& m) {
@@ -371,10 +372,16 @@ private:
     bool reconnected_ = false;                     // counted in herald_reconnections_total
     bool retry_sent_ = false;
     std::uint32_t answered_ = 0;  // topics answered (a stream has at most a few hundred)
-    std::vector<std::unique_ptr<sse_sub>> subs_;
+    sub_list<sse_sub> subs_;
     // Until every topic is answered, a multi-topic stream cannot write complete ids: hold events
     // (a message, a reset message, or null for a failed resume's reset).
-    std::vector<std::pair<sse_sub*, hub::message_ptr>> held_;
+    // Made by the first such event and freed once every topic is answered, so a running stream
+    // holds none of it (issue 15).
+    std::unique_ptr<std::vector<std::pair<sse_sub*, hub::message_ptr>>> held_;
+    void hold_early(sse_sub& s, hub::message_ptr m) {
+        if (!held_) held_ = std::make_unique<std::vector<std::pair<sse_sub*, hub::message_ptr>>>();
+        held_->emplace_back(&s, std::move(m));
+    }
     milliseconds heartbeat_;  // a comment after this long without writing
     std::unique_ptr<auth::token_claims> claims_;
     std::string stream_ip_;

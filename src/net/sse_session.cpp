@@ -32,7 +32,7 @@ bool sse_session::revoke(std::string_view user) {
 }
 
 void sse_session::on_settings_changed() {
-    for (auto& s : subs_) rebind(*s, s->topic);
+    subs_.for_each([&](sse_sub& s) { rebind(s, s.topic); });
 }
 
 void sse_session::end_with(std::string_view event) {
@@ -44,16 +44,14 @@ void sse_session::start(const std::vector<std::string>& topics,
                         const std::optional<std::vector<wire::stream_pos>>& since,
                         std::string_view extra_headers, bool join_leave) {
     for (std::size_t i = 0; i < topics.size(); ++i) {
-        auto s = std::make_unique<sse_sub>();
-        s->owner = this;
-        s->who = who_.get();
-        s->join_leave = join_leave;
-        s->topic = topics[i];
-        s->tag = static_cast<std::uint32_t>(i);
-        if (since) s->resume_from((*since)[i]);
-        s->rule = delivery_rule_for(w_.cfg, s->topic);
-        w_.shard.subscribe(*s);
-        subs_.push_back(std::move(s));
+        auto& s = subs_.emplace(this);
+        s.who = who_.get();
+        s.join_leave = join_leave;
+        s.topic = topics[i];
+        s.tag = static_cast<std::uint32_t>(i);
+        if (since) s.resume_from((*since)[i]);
+        s.rule = delivery_rule_for(w_.cfg, s.topic);
+        w_.shard.subscribe(s);
     }
     w_.counters.subscriptions.add(static_cast<std::int64_t>(subs_.size()));
     // No Content-Length and no chunking: the stream ends when the connection does, and every
@@ -70,12 +68,12 @@ void sse_session::start(const std::vector<std::string>& topics,
 
 std::string sse_session::stream_id() const {
     std::string id;
-    for (const auto& s : subs_) {
+    subs_.for_each([&](const sse_sub& s) {
         if (!id.empty()) id += ',';
-        id += s->sent_epoch;
+        id += s.sent_epoch;
         id += ':';
-        id += std::to_string(s->sent_offset);
-    }
+        id += std::to_string(s.sent_offset);
+    });
     return id;
 }
 
@@ -95,8 +93,9 @@ void sse_session::send_message(sse_sub& s, const hub::message_ptr& m) {
 void sse_session::send_reset(sse_sub& s, std::string_view reason, std::uint64_t skipped_from,
                              std::uint64_t skipped_to) {
     std::string e = sse::encode_id_line(stream_id());
-    e += "event: reset\ndata: {\"topic\":\"" + s.topic + "\",\"epoch\":\"" + s.sent_epoch +
-         "\",\"offset\":" + std::to_string(s.sent_offset) +
+    e += "event: reset\ndata: {\"topic\":\"" + s.topic + "\",\"epoch\":\"";
+    e += s.sent_epoch.view();
+    e += "\",\"offset\":" + std::to_string(s.sent_offset) +
          ",\"reason\":" + wire::json_quote(reason);
     if (skipped_to != 0)
         e += ",\"skipped\":{\"from\":" + std::to_string(skipped_from) +
@@ -126,7 +125,7 @@ void sse_session::send_skipped(held_slot& slot, std::uint64_t from, std::uint64_
 void sse_session::on_message(hub::subscription& sub, const hub::message_ptr& m) {
     auto& s = static_cast<sse_sub&>(sub);
     if (answered_ < subs_.size()) {
-        held_.emplace_back(&s, m);
+        hold_early(s, m);
         return;
     }
     deliver(s, m);
@@ -143,7 +142,7 @@ void sse_session::on_subscribed(hub::subscription& sub, const hub::subscribe_res
     if (r.resume_requested) {
         if (!r.recovered) {
             s.resume_reason = std::make_unique<std::string>(r.reason);
-            held_.emplace_back(&s, nullptr);  // the reset goes out in order with messages
+            hold_early(s, nullptr);  // the reset goes out in order with messages
         }
     }
     if (answered_ < subs_.size()) return;
@@ -151,9 +150,9 @@ void sse_session::on_subscribed(hub::subscription& sub, const hub::subscribe_res
     // instance follows each topic's channel): a message published after a client read `retry:`
     // reaches it.
     send_retry();
-    auto held = std::move(held_);
-    held_.clear();
-    for (auto& [hs, m] : held) {
+    const auto held = std::move(held_);
+    if (!held) return;
+    for (const auto& [hs, m] : *held) {
         if (!m) {
             const auto why = std::move(hs->resume_reason);
             send_reset(*hs, why ? std::string_view(*why) : std::string_view());
@@ -169,7 +168,7 @@ void sse_session::on_subscribed(hub::subscription& sub, const hub::subscribe_res
 void sse_session::on_reset(hub::subscription& sub, const hub::message_ptr& m) {
     auto& s = static_cast<sse_sub&>(sub);
     if (answered_ < subs_.size()) {
-        held_.emplace_back(&s, m);
+        hold_early(s, m);
         return;
     }
     drop_held(s);  // what was held belongs to the old position
@@ -243,15 +242,15 @@ void sse_session::on_close() {
     stop_holding();
     if (w_.webhooks) {
         std::vector<std::string_view> topics;
-        for (const auto& s : subs_) topics.emplace_back(s->topic);
+        subs_.for_each([&](const sse_sub& s) { topics.emplace_back(s.topic); });
         const auto why = slow() ? disconnect_reason::slow_consumer
                                 : end_reason_.value_or(disconnect_reason::client_closed);
         w_.webhooks->disconnect("sse", claims_ ? claims_->sub : "", stream_ip_, why, topics);
     }
-    for (auto& s : subs_) w_.shard.unsubscribe(*s);
+    subs_.for_each([&](sse_sub& s) { w_.shard.unsubscribe(s); });
     w_.counters.subscriptions.add(-static_cast<std::int64_t>(subs_.size()));
     subs_.clear();
-    held_.clear();
+    held_.reset();
 }
 
 }  // namespace herald::net

@@ -158,9 +158,8 @@ void ws_session::on_text(std::string_view text) {
         return;
     }
     if (name == "unsubscribe") {
-        for (auto it = subs_.begin(); it != subs_.end(); ++it) {
-            if ((*it)->topic != topic) continue;
-            auto& s = **it;
+        if (ws_sub* found = find(topic)) {
+            auto& s = *found;
             // A subscribe not answered yet never will be (the owner's answer finds it gone):
             // answer it here, before the unsubscribe's ok, so every op gets exactly one reply.
             if (s.reply && !s.active) {
@@ -172,7 +171,7 @@ void ws_session::on_text(std::string_view text) {
             }
             w_.shard.unsubscribe(s);
             w_.counters.subscriptions.add(-1);
-            subs_.erase(it);
+            subs_.erase(s);
             send_json("{\"type\":\"ok\"" + (id.empty() ? std::string() : ",\"id\":" + id) +
                       ",\"op\":\"unsubscribe\",\"topic\":\"" + topic + "\"}");
             return;

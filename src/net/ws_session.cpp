@@ -120,34 +120,30 @@ void ws_session::start(std::string_view accept, bool subprotocol,
 }
 
 ws_session::ws_sub* ws_session::find(const std::string& topic) {
-    for (auto& s : subs_)
-        if (s->topic == topic) return s.get();
-    return nullptr;
+    return subs_.find_if([&](const ws_sub& s) { return s.topic == topic; });
 }
 
 void ws_session::subscribe_topic(const std::string& topic, std::optional<wire::stream_pos> since,
                                  std::string reply_id, bool reply, bool join_leave,
                                  std::string info) {
-    auto s = std::make_unique<ws_sub>();
-    s->owner = this;
-    s->who = who_.get();
-    s->join_leave = join_leave;
-    s->topic = topic;
-    s->resume_from(std::move(since));
-    s->set_op(std::move(reply_id), std::move(info));
-    s->reply = reply;
-    s->rule = delivery_rule_for(w_.cfg, topic);
-    s->compress = deflate_bits_ && compressed_topic(w_.cfg, topic);
-    w_.shard.subscribe(*s);
+    auto& s = subs_.emplace(this);
+    s.who = who_.get();
+    s.join_leave = join_leave;
+    s.topic = topic;
+    s.resume_from(std::move(since));
+    s.set_op(std::move(reply_id), std::move(info));
+    s.reply = reply;
+    s.rule = delivery_rule_for(w_.cfg, topic);
+    s.compress = deflate_bits_ && compressed_topic(w_.cfg, topic);
+    w_.shard.subscribe(s);
     w_.counters.subscriptions.add(1);
-    subs_.push_back(std::move(s));
 }
 
 void ws_session::on_settings_changed() {
-    for (auto& s : subs_) {
-        rebind(*s, s->topic);
-        s->compress = deflate_bits_ && compressed_topic(w_.cfg, s->topic);
-    }
+    subs_.for_each([&](ws_sub& s) {
+        rebind(s, s.topic);
+        s.compress = deflate_bits_ && compressed_topic(w_.cfg, s.topic);
+    });
 }
 
 void ws_session::on_subscribed(hub::subscription& sub, const hub::subscribe_result& r) {
@@ -223,12 +219,8 @@ void ws_session::on_refused(hub::subscription& sub, const std::string& reason) {
          "\",\"message\":" + wire::json_quote(reason) + "}";
     send_json(std::move(o));
     // Not inside a fan-out: the shard called from its answer handler, so erasing is safe.
-    for (auto it = subs_.begin(); it != subs_.end(); ++it) {
-        if (it->get() != &s) continue;
-        subs_.erase(it);
-        w_.counters.subscriptions.add(-1);
-        break;
-    }
+    subs_.erase(s);
+    w_.counters.subscriptions.add(-1);
 }
 
 void ws_session::send_json(std::string_view text) {
@@ -537,11 +529,11 @@ void ws_session::on_close() {
     stop_holding();
     if (w_.webhooks) {
         std::vector<std::string_view> topics;
-        for (const auto& s : subs_) topics.emplace_back(s->topic);
+        subs_.for_each([&](const ws_sub& s) { topics.emplace_back(s.topic); });
         w_.webhooks->disconnect("ws", claims_ ? claims_->sub : "", stream_ip_,
                                 end_reason_.value_or(disconnect_reason::client_closed), topics);
     }
-    for (auto& s : subs_) w_.shard.unsubscribe(*s);
+    subs_.for_each([&](ws_sub& s) { w_.shard.unsubscribe(s); });
     w_.counters.subscriptions.add(-static_cast<std::int64_t>(subs_.size()));
     subs_.clear();
 }
