@@ -176,8 +176,14 @@ private:
             std::string info;  // what the subscribe hook said (compact JSON, <= 1 KiB); "" for none
         };
         std::unique_ptr<op_answer> op;
-        bool reply = false;
-        bool compress = false;  // compression negotiated and enabled for the topic's namespace
+        // Two flags kept in the hub's `tag` (the owner's word, unused by a WebSocket otherwise),
+        // which saves a word of padding per subscription (issue 15): whether the subscribe op is
+        // answered, and whether compression is negotiated and enabled for the topic's namespace.
+        static constexpr std::uint32_t k_reply = 1;
+        static constexpr std::uint32_t k_compress = 2;
+        [[nodiscard]] bool reply() const noexcept { return (tag & k_reply) != 0; }
+        [[nodiscard]] bool compress() const noexcept { return (tag & k_compress) != 0; }
+        void set_flag(std::uint32_t f, bool on) noexcept { tag = on ? (tag | f) : (tag & ~f); }
         [[nodiscard]] std::string_view reply_id() const noexcept {
             return op ? std::string_view(op->reply_id) : std::string_view();
         }
@@ -271,26 +277,30 @@ private:
     }
     void trim_input() noexcept;
     std::unique_ptr<ws_input> input_;
+    // Flags as bits, packed with the small fields and the ping period into 16 bytes (issue 15:
+    // every idle connection holds this object).
     ws::opcode frag_op_ = ws::opcode::text;
-    bool in_frag_ = false;
-    bool frag_compressed_ = false;
     std::uint8_t deflate_bits_ = 0;  // 0: no permessage-deflate on this connection
-    bool close_sent_ = false;
-    bool reconnected_ = false;   // counted in herald_reconnections_total
-    bool closing_ = false;       // end_with(): input is dropped until the socket closes
-    bool slow_closing_ = false;  // on_slow_consumer() ran: later passes only flush
-    bool ping_pending_ = false;  // input_->ping_payload waits for its pong
-    bool awaiting_pong_ = false;
-    // Packed with the flags above (issue 15: every idle connection holds this object).
-    std::uint8_t hook_calls_ = 0;  // hook calls of this connection not answered yet (<= 4)
+    std::uint8_t hook_calls_ = 0;    // hook calls of this connection not answered yet (<= 4)
+    bool reconnected_ = false;       // counted in herald_reconnections_total
     std::optional<disconnect_reason> end_reason_;
-    // Pings go out only after this long without traffic either way (a delivered message, a
-    // reply, anything from the client): they keep NAT mappings alive and find dead peers.
-    milliseconds ping_interval_;
+    bool in_frag_ : 1 = false;
+    bool frag_compressed_ : 1 = false;
+    bool close_sent_ : 1 = false;
+    bool closing_ : 1 = false;       // end_with(): input is dropped until the socket closes
+    bool slow_closing_ : 1 = false;  // on_slow_consumer() ran: later passes only flush
+    bool ping_pending_ : 1 = false;  // input_->ping_payload waits for its pong
+    bool awaiting_pong_ : 1 = false;
+    // Pings go out only after this long (milliseconds) without traffic either way (a delivered
+    // message, a reply, anything from the client): they keep NAT mappings alive and find dead
+    // peers.
+    std::uint32_t ping_interval_ms_;
+    // When the client last sent anything, or the last ping left, whichever is later. While a
+    // ping awaits its pong nothing was read since it left (a read clears awaiting_pong_), so this
+    // is then the ping's time, which the pong timeout counts from.
     time_point last_seen_;
-    time_point last_ping_;
     std::unique_ptr<auth::token_claims> claims_;
-    std::string stream_ip_;
+    short_text stream_ip_;  // the client's address: its stream slot, audit lines, webhooks
     // This connection in presence (subscriptions point at it); null when presence is off.
     std::unique_ptr<hub::presence_client> who_;
     // Client message rate (limits.ws_messages_per_s, burst twice that) and the messages it
@@ -330,18 +340,13 @@ public:
 private:
     // held_slot: the topic's delivery.namespaces rule and what it holds back (holdback.hpp).
     struct sse_sub : hub::subscription, held_slot {
-        // A failed resume's reason, until its reset leaves (held_ holds it in order).
-        std::unique_ptr<std::string> resume_reason;
         // The position the client was last told of (what the stream's ids name). The hub's
         // last_offset runs ahead of it while events are held (see held_).
-        hub::epoch_text sent_epoch;
-        std::uint64_t sent_epoch_key = 0;
+        short_text sent_epoch;
         std::uint64_t sent_offset = 0;
         void sent(const hub::message& m) {
-            if (m.epoch_key != sent_epoch_key) {
-                sent_epoch = m.epoch;
-                sent_epoch_key = m.epoch_key;
-            }
+            // Compared as text (8 characters), not by key: one word less per subscription.
+            if (sent_epoch.view() != m.epoch) sent_epoch = m.epoch;
             sent_offset = m.offset;
         }
     };
@@ -376,15 +381,20 @@ private:
     // Until every topic is answered, a multi-topic stream cannot write complete ids: hold events
     // (a message, a reset message, or null for a failed resume's reset).
     // Made by the first such event and freed once every topic is answered, so a running stream
-    // holds none of it (issue 15).
-    std::unique_ptr<std::vector<std::pair<sse_sub*, hub::message_ptr>>> held_;
-    void hold_early(sse_sub& s, hub::message_ptr m) {
-        if (!held_) held_ = std::make_unique<std::vector<std::pair<sse_sub*, hub::message_ptr>>>();
-        held_->emplace_back(&s, std::move(m));
+    // holds none of it (issue 15). A failed resume's reset carries its reason here.
+    struct early_event {
+        sse_sub* sub;
+        hub::message_ptr m;
+        std::string resume_reason;
+    };
+    std::unique_ptr<std::vector<early_event>> held_;
+    void hold_early(sse_sub& s, hub::message_ptr m, std::string resume_reason = {}) {
+        if (!held_) held_ = std::make_unique<std::vector<early_event>>();
+        held_->push_back({&s, std::move(m), std::move(resume_reason)});
     }
     milliseconds heartbeat_;  // a comment after this long without writing
     std::unique_ptr<auth::token_claims> claims_;
-    std::string stream_ip_;
+    short_text stream_ip_;                       // as ws_session's
     std::unique_ptr<hub::presence_client> who_;  // as ws_session's
 };
 

@@ -17,11 +17,11 @@ sse_session::sse_session(worker_context& w, link l, std::unique_ptr<auth::token_
     : holding_connection(w, std::move(l), metrics::transport::sse),
       heartbeat_(heartbeat.count() ? heartbeat : w.cfg.sse.heartbeat),
       claims_(std::move(claims)),
-      stream_ip_(std::move(stream_ip)),
+      stream_ip_(stream_ip),
       who_(presence_identity(w, claims_.get())) {}
 
 sse_session::~sse_session() {
-    if (w_.auth && !stream_ip_.empty()) w_.auth->release_stream(stream_ip_);
+    if (w_.auth && !stream_ip_.empty()) w_.auth->release_stream(std::string(stream_ip_.view()));
 }
 
 bool sse_session::revoke(std::string_view user) {
@@ -117,7 +117,6 @@ void sse_session::send_skipped(held_slot& slot, std::uint64_t from, std::uint64_
     // As on WebSocket: the client continues after `to`, and the event's id says so.
     auto& s = static_cast<sse_sub&>(slot);
     s.sent_epoch = s.epoch;
-    s.sent_epoch_key = s.epoch_key;
     s.sent_offset = to;
     send_reset(s, "slow consumer", from, to);
 }
@@ -136,14 +135,11 @@ void sse_session::on_subscribed(hub::subscription& sub, const hub::subscribe_res
     ++answered_;
     // The shard set the position the client starts from: its own when recovered, else the top.
     s.sent_epoch = s.epoch;
-    s.sent_epoch_key = s.epoch_key;
     s.sent_offset = s.last_offset;
     w_.record_subscribe(s, r, metrics::transport::sse, &reconnected_);
     if (r.resume_requested) {
-        if (!r.recovered) {
-            s.resume_reason = std::make_unique<std::string>(r.reason);
-            hold_early(s, nullptr);  // the reset goes out in order with messages
-        }
+        // The reset goes out in order with messages.
+        if (!r.recovered) hold_early(s, nullptr, r.reason);
     }
     if (answered_ < subs_.size()) return;
     // The stream's first block says that every topic is subscribed (with broker: redis, that this
@@ -152,10 +148,9 @@ void sse_session::on_subscribed(hub::subscription& sub, const hub::subscribe_res
     send_retry();
     const auto held = std::move(held_);
     if (!held) return;
-    for (const auto& [hs, m] : *held) {
+    for (const auto& [hs, m, resume_reason] : *held) {
         if (!m) {
-            const auto why = std::move(hs->resume_reason);
-            send_reset(*hs, why ? std::string_view(*why) : std::string_view());
+            send_reset(*hs, resume_reason);
         } else if (m->reset) {
             hs->sent(*m);
             send_reset(*hs, m->reset_reason);

@@ -14,7 +14,7 @@ namespace {
 // client cannot pile up calls to the backend (a well-behaved one waits for its replies).
 constexpr unsigned k_max_ws_hook_calls = 4;
 
-hook_client_info who(const std::string& address, const auth::token_claims* c) {
+hook_client_info who(std::string_view address, const auth::token_claims* c) {
     return {address, "ws", c ? std::string_view(c->sub) : "", c ? std::string_view(c->info) : ""};
 }
 }  // namespace

@@ -162,7 +162,7 @@ void ws_session::on_text(std::string_view text) {
             auto& s = *found;
             // A subscribe not answered yet never will be (the owner's answer finds it gone):
             // answer it here, before the unsubscribe's ok, so every op gets exactly one reply.
-            if (s.reply && !s.active) {
+            if (s.reply() && !s.active) {
                 std::string o = "{\"type\":\"error\"";
                 if (!s.reply_id().empty()) o.append(",\"id\":").append(s.reply_id());
                 o += ",\"code\":\"unsubscribed\",\"topic\":\"" + topic +

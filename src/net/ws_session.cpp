@@ -35,19 +35,19 @@ ws_session::ws_session(worker_context& w, link l, std::string leftover,
                        std::unique_ptr<auth::token_claims> claims, std::string stream_ip,
                        ws_options options)
     : holding_connection(w, std::move(l), metrics::transport::ws),
-      ping_interval_(options.ping_interval.count() ? options.ping_interval
-                                                   : w.cfg.ws.ping_interval),
+      ping_interval_ms_(static_cast<std::uint32_t>(std::min<milliseconds::rep>(
+          (options.ping_interval.count() ? options.ping_interval : w.cfg.ws.ping_interval).count(),
+          UINT32_MAX))),
       last_seen_(clock::now()),
-      last_ping_(clock::now()),
       claims_(std::move(claims)),
-      stream_ip_(std::move(stream_ip)),
+      stream_ip_(stream_ip),
       who_(presence_identity(w, claims_.get())) {
     deflate_bits_ = options.deflate_bits;
     if (!leftover.empty()) input().partial = std::move(leftover);
 }
 
 ws_session::~ws_session() {
-    if (w_.auth && !stream_ip_.empty()) w_.auth->release_stream(stream_ip_);
+    if (w_.auth && !stream_ip_.empty()) w_.auth->release_stream(std::string(stream_ip_.view()));
 }
 
 bool ws_session::revoke(std::string_view user) {
@@ -132,9 +132,9 @@ void ws_session::subscribe_topic(const std::string& topic, std::optional<wire::s
     s.topic = topic;
     s.resume_from(std::move(since));
     s.set_op(std::move(reply_id), std::move(info));
-    s.reply = reply;
+    s.set_flag(ws_sub::k_reply, reply);
     s.rule = delivery_rule_for(w_.cfg, topic);
-    s.compress = deflate_bits_ && compressed_topic(w_.cfg, topic);
+    s.set_flag(ws_sub::k_compress, deflate_bits_ && compressed_topic(w_.cfg, topic));
     w_.shard.subscribe(s);
     w_.counters.subscriptions.add(1);
 }
@@ -142,7 +142,7 @@ void ws_session::subscribe_topic(const std::string& topic, std::optional<wire::s
 void ws_session::on_settings_changed() {
     subs_.for_each([&](ws_sub& s) {
         rebind(s, s.topic);
-        s.compress = deflate_bits_ && compressed_topic(w_.cfg, s.topic);
+        s.set_flag(ws_sub::k_compress, deflate_bits_ && compressed_topic(w_.cfg, s.topic));
     });
 }
 
@@ -151,7 +151,7 @@ void ws_session::on_subscribed(hub::subscription& sub, const hub::subscribe_resu
     w_.record_subscribe(s, r, metrics::transport::ws, &reconnected_);
     // Answered now: the op's state goes with this reply.
     const auto op = std::move(s.op);
-    if (!s.reply) return;
+    if (!s.reply()) return;
     std::string o = "{\"type\":\"ok\"";
     if (op && !op->reply_id.empty()) o += ",\"id\":" + op->reply_id;
     o += ",\"op\":\"subscribe\",\"topic\":\"" + s.topic + "\",\"epoch\":\"" + r.epoch +
@@ -167,7 +167,7 @@ void ws_session::on_subscribed(hub::subscription& sub, const hub::subscribe_resu
 
 std::string_view ws_session::frame_for(const ws_sub& s, const hub::message_ptr& m) {
     std::string_view bytes = m->ws_frames;
-    if (s.compress && bytes.size() >= w_.cfg.compression.min_bytes) {
+    if (s.compress() && bytes.size() >= w_.cfg.compression.min_bytes) {
         // Built once per message, by the first worker that gets here; shared like ws_frames.
         const auto& d = m->ws_deflated(w_.cfg.compression.level);
         if (!d.bytes.empty() && d.window_bits <= deflate_bits_) bytes = d.bytes;
@@ -484,7 +484,7 @@ void ws_session::on_tick(time_point now) {
     if (rate_ && rate_->bucket.full(now) && strikes_now(now) <= 0) rate_.reset();
     if (awaiting_pong_) {
         // Any frame from the client clears awaiting_pong_ (on_readable).
-        if (now - last_ping_ >= w_.cfg.ws.pong_timeout) {
+        if (now - last_seen_ >= w_.cfg.ws.pong_timeout) {
             w_.counters.pong_timeouts.add();
             set_end_reason(disconnect_reason::ping_timeout);
             end_with(ws::close_code::policy, "pong timeout");
@@ -492,8 +492,8 @@ void ws_session::on_tick(time_point now) {
         return;
     }
     // Idle either way for the period: a connection that carries messages needs no ping.
-    if (now - std::max({last_ping_, last_write_, last_seen_}) >= ping_interval_) {
-        last_ping_ = now;
+    if (now - std::max(last_write_, last_seen_) >= milliseconds(ping_interval_ms_)) {
+        last_seen_ = now;
         awaiting_pong_ = true;
         enqueue(chunk::of_static(k_ping_frame), true);
     }

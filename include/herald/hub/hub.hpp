@@ -7,7 +7,7 @@
 //   owner side:  routes_  topic -> how many subscriptions each worker holds on it
 //   local side:  topics_  topic -> this worker's subscriptions (non-owning pointers)
 #include "herald/common/net.hpp"
-#include "herald/hub/epoch_text.hpp"
+#include "herald/common/short_text.hpp"
 #include "herald/hub/message.hpp"
 #include "herald/hub/presence.hpp"
 
@@ -46,7 +46,7 @@ struct subscription {
     std::uint64_t id = 0;
     std::uint32_t index = 0;        // position in the shard's list for the topic
     std::uint32_t tag = 0;          // for the owner: e.g. the topic's place in an SSE stream
-    epoch_text epoch;               // stream the subscriber is positioned in
+    short_text epoch;               // stream the subscriber is positioned in
     std::uint64_t epoch_key = 0;    // topic_hash(epoch), compared per message
     std::uint64_t last_offset = 0;  // newest offset delivered (or skipped) to this subscriber
     // Until the owner answered: the resume position asked for and the live messages that

@@ -1,21 +1,21 @@
-#include "herald/hub/epoch_text.hpp"
+#include "herald/common/short_text.hpp"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-namespace herald::hub {
+namespace herald {
 namespace {
 
-TEST(EpochText, EmptyByDefault) {
-    epoch_text e;
+TEST(ShortText, EmptyByDefault) {
+    short_text e;
     EXPECT_TRUE(e.empty());
     EXPECT_EQ(e.view(), "");
-    static_assert(sizeof(epoch_text) == 16);
+    static_assert(sizeof(short_text) == 16);
 }
 
-TEST(EpochText, KeepsShortAndLongTextWhole) {
-    epoch_text e;
+TEST(ShortText, KeepsShortAndLongTextWhole) {
+    short_text e;
     e = std::string("k3x9a0zq");  // herald's epochs: 8 characters, inline
     EXPECT_EQ(e.view(), "k3x9a0zq");
     e = std::string(15, 'a');  // the longest inline text
@@ -23,7 +23,7 @@ TEST(EpochText, KeepsShortAndLongTextWhole) {
     const std::string long_epoch = "an-epoch-from-another-producer-0123456789";
     e = long_epoch;  // on the heap
     EXPECT_EQ(e.view(), long_epoch);
-    epoch_text copy(e);
+    short_text copy(e);
     e = std::string_view("short");  // the heap block goes
     EXPECT_EQ(e.view(), "short");
     EXPECT_EQ(copy.view(), long_epoch);
@@ -31,8 +31,8 @@ TEST(EpochText, KeepsShortAndLongTextWhole) {
     EXPECT_EQ(copy.view(), "short");
 }
 
-TEST(EpochText, AssignsFromItsOwnText) {
-    epoch_text e(std::string_view("a-long-epoch-text-on-the-heap"));
+TEST(ShortText, AssignsFromItsOwnText) {
+    short_text e(std::string_view("a-long-epoch-text-on-the-heap"));
     e = e.view().substr(2);  // points into the block being replaced
     EXPECT_EQ(e.view(), "long-epoch-text-on-the-heap");
     e = e.view().substr(0, 4);  // from the heap to inline
@@ -42,4 +42,4 @@ TEST(EpochText, AssignsFromItsOwnText) {
 }
 
 }  // namespace
-}  // namespace herald::hub
+}  // namespace herald

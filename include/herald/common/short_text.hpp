@@ -1,27 +1,28 @@
 #pragma once
-// An epoch's text in 16 bytes (issue 15: every subscription holds one, an SSE stream's topic a
-// second, where a std::string takes 32). Herald's epochs are 8 characters and stay inline (up to
-// 15 do); a longer one goes to the heap, so any text is kept whole.
+// A short text in 16 bytes, where a std::string takes 32 (issue 15: what every idle connection
+// holds: its subscription's epoch, an SSE topic's sent epoch, a stream's client address). Up to
+// 15 characters stay inline (herald's epochs have 8, an IPv4 address at most 15); a longer text
+// goes to the heap, so any text is kept whole.
 #include <cstdint>
 #include <cstring>
 #include <string_view>
 
-namespace herald::hub {
+namespace herald {
 
-class epoch_text {
+class short_text {
 public:
-    epoch_text() noexcept = default;
-    explicit epoch_text(std::string_view s) { assign(s); }
-    epoch_text(const epoch_text& o) { assign(o.view()); }
-    epoch_text& operator=(const epoch_text& o) {
+    short_text() noexcept = default;
+    explicit short_text(std::string_view s) { assign(s); }
+    short_text(const short_text& o) { assign(o.view()); }
+    short_text& operator=(const short_text& o) {
         assign(o.view());
         return *this;
     }
-    epoch_text& operator=(std::string_view s) {
+    short_text& operator=(std::string_view s) {
         assign(s);
         return *this;
     }
-    ~epoch_text() { free_heap(); }
+    ~short_text() { free_heap(); }
 
     [[nodiscard]] std::string_view view() const noexcept {
         if (!on_heap()) return {b_, static_cast<std::size_t>(tag())};
@@ -71,4 +72,4 @@ private:
     char b_[16] = {};
 };
 
-}  // namespace herald::hub
+}  // namespace herald
