@@ -144,9 +144,10 @@ void shard::subscribe(subscription& s) {
     waiting_.emplace(s.id, &s);
     ++local_subscriptions_;
 
-    s.in_presence = s.who && hub_.presence_on(s.topic);
+    const presence_client* entry = s.who();
+    s.in_presence = entry && hub_.presence_on(s.topic);
     std::optional<presence_client> who;
-    if (s.in_presence) who = *s.who;
+    if (s.in_presence) who = *entry;
     const unsigned owner = hub_.owner_of(s.topic);
     hub_.post(owner, [h = &hub_, owner, from = worker_, topic = s.topic, id = s.id,
                       since = s.since() ? std::optional<stream_pos>(*s.since()) : std::nullopt,
@@ -175,7 +176,7 @@ void shard::unsubscribe(subscription& s) {
     if (!remove_local(s)) return;
     const unsigned owner = hub_.owner_of(s.topic);
     std::string client;
-    if (s.in_presence) client = s.who->client;
+    if (s.in_presence) client = s.who()->client;
     hub_.post(owner,
               [h = &hub_, owner, from = worker_, topic = s.topic, client = std::move(client)] {
                   h->at(owner).on_remote_unsubscribe(from, topic, client);
@@ -472,7 +473,8 @@ void shard::deliver_presence(const presence_event_ptr& e) {
     // As in deliver(): subscribers never unsubscribe from inside the callback.
     for (subscription* s : it->second.subs) {
         if (!s->join_leave || !s->active) continue;
-        if (s->who && s->who->client == e->client) continue;
+        const presence_client* entry = s->who();
+        if (entry && entry->client == e->client) continue;
         s->owner->on_presence(*s, e);
     }
 }

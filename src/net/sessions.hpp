@@ -161,6 +161,9 @@ public:
     void on_reset(hub::subscription& s, const hub::message_ptr& m) override;
     void on_refused(hub::subscription& s, const std::string& reason) override;
     void on_presence(hub::subscription& s, const hub::presence_event_ptr& e) override;
+    [[nodiscard]] const hub::presence_client* presence_entry() const noexcept override {
+        return who_.get();
+    }
     void on_tick(time_point now) override;
     void on_drain(std::optional<milliseconds> reconnect_after) override;
     // Every subscription takes its topic's delivery rule and compression in the new settings.
@@ -255,9 +258,19 @@ private:
     bool revoke(std::string_view user) override;
 
     sub_list<ws_sub> subs_;
+    // Client message rate (limits.ws_messages_per_s, burst twice that) and the messages it
+    // refused, leaking away over time (see admit_message). Made by the client's first message
+    // and dropped by the sweep once it is as a new one would be (bucket full, strikes leaked
+    // away), so a connection whose client sends nothing holds none of it (issue 15).
+    struct ws_rate {
+        auth::token_bucket bucket;
+        float strikes = 0;
+        time_point strikes_at{};
+    };
     // Input state that only some connections need at some times: allocated when a read leaves a
-    // partial frame, a fragmented message starts or a ping arrives, and freed by the sweep once
-    // empty again (trim_input()), so an idle connection holds none of it.
+    // partial frame, a fragmented message starts, a ping arrives or the client sends a message
+    // (its rate), and freed by the sweep once empty again (trim_input()), so an idle connection
+    // holds none of it. One block for all of it: one pointer in every session (issue 15).
     struct ws_input {
         std::string partial;  // a partial frame carried to the next read
         std::string frag;     // a fragmented message being assembled
@@ -270,6 +283,7 @@ private:
         // fast it pings.
         std::string ping_payload;
         std::shared_ptr<std::string> pong;
+        std::optional<ws_rate> rate;
     };
     ws_input& input() {
         if (!input_) input_ = std::make_unique<ws_input>();
@@ -303,16 +317,6 @@ private:
     short_text stream_ip_;  // the client's address: its stream slot, audit lines, webhooks
     // This connection in presence (subscriptions point at it); null when presence is off.
     std::unique_ptr<hub::presence_client> who_;
-    // Client message rate (limits.ws_messages_per_s, burst twice that) and the messages it
-    // refused, leaking away over time (see admit_message). Made by the client's first message
-    // and freed by the sweep once it is as a new one would be (bucket full, strikes leaked
-    // away), so a connection whose client sends nothing holds none of it (issue 15).
-    struct ws_rate {
-        auth::token_bucket bucket;
-        float strikes = 0;
-        time_point strikes_at{};
-    };
-    std::unique_ptr<ws_rate> rate_;
     [[nodiscard]] double strikes_now(time_point now) const noexcept;
 };
 
@@ -332,6 +336,9 @@ public:
     void on_reset(hub::subscription& s, const hub::message_ptr& m) override;
     void on_refused(hub::subscription& s, const std::string& reason) override;
     void on_presence(hub::subscription& s, const hub::presence_event_ptr& e) override;
+    [[nodiscard]] const hub::presence_client* presence_entry() const noexcept override {
+        return who_.get();
+    }
     void on_tick(time_point now) override;
     void on_drain(std::optional<milliseconds> reconnect_after) override;
     // Every subscription takes its topic's delivery rule in the new settings.

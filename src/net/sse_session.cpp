@@ -45,7 +45,6 @@ void sse_session::start(const std::vector<std::string>& topics,
                         std::string_view extra_headers, bool join_leave) {
     for (std::size_t i = 0; i < topics.size(); ++i) {
         auto& s = subs_.emplace(this);
-        s.who = who_.get();
         s.join_leave = join_leave;
         s.topic = topics[i];
         s.tag = static_cast<std::uint32_t>(i);

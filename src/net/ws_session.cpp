@@ -61,15 +61,17 @@ bool ws_session::take_message_token(time_point now) {
     const double rate = w_.cfg.limits.ws_messages_per_s;
     if (rate <= 0) return true;
     // A new bucket starts full, as the one a reload replaced (the limit changed) does.
-    if (!rate_) rate_ = std::make_unique<ws_rate>(ws_rate{{rate, 2 * rate, now}});
-    if (rate_->bucket.rate() != rate) rate_->bucket = auth::token_bucket(rate, 2 * rate, now);
-    return rate_->bucket.try_take(now);
+    auto& r = input().rate;
+    if (!r) r.emplace(ws_rate{{rate, 2 * rate, now}});
+    if (r->bucket.rate() != rate) r->bucket = auth::token_bucket(rate, 2 * rate, now);
+    return r->bucket.try_take(now);
 }
 
 double ws_session::strikes_now(time_point now) const noexcept {
-    if (!rate_) return 0;
-    const double quiet = std::chrono::duration<double>(now - rate_->strikes_at).count();
-    return std::max(0.0, rate_->strikes - quiet * w_.cfg.limits.ws_messages_per_s / 2);
+    if (!input_ || !input_->rate) return 0;
+    const auto& r = *input_->rate;
+    const double quiet = std::chrono::duration<double>(now - r.strikes_at).count();
+    return std::max(0.0, r.strikes - quiet * w_.cfg.limits.ws_messages_per_s / 2);
 }
 
 bool ws_session::admit_message(bool tell) {
@@ -80,9 +82,10 @@ bool ws_session::admit_message(bool tell) {
     // message rate, so a client that once overran the limit is forgiven within seconds, while
     // one that keeps sending at more than 1.5 times the rate still reaches the cut-off.
     const double rate = w_.cfg.limits.ws_messages_per_s;
-    rate_->strikes = static_cast<float>(strikes_now(now) + 1);  // rate_ made by the take above
-    rate_->strikes_at = now;
-    if (rate_->strikes > 2 * rate + 10) {
+    auto& r = *input_->rate;  // made by the take above
+    r.strikes = static_cast<float>(strikes_now(now) + 1);
+    r.strikes_at = now;
+    if (r.strikes > 2 * rate + 10) {
         set_end_reason(disconnect_reason::rate_limited);
         end_with(ws::close_code::policy, "rate limited");
         return false;
@@ -127,7 +130,6 @@ void ws_session::subscribe_topic(const std::string& topic, std::optional<wire::s
                                  std::string reply_id, bool reply, bool join_leave,
                                  std::string info) {
     auto& s = subs_.emplace(this);
-    s.who = who_.get();
     s.join_leave = join_leave;
     s.topic = topic;
     s.resume_from(std::move(since));
@@ -280,7 +282,7 @@ void ws_session::answer_ping() {
 }
 
 void ws_session::trim_input() noexcept {
-    if (!input_ || ping_pending_ || in_frag_ || !input_->partial.empty()) return;
+    if (!input_ || ping_pending_ || in_frag_ || !input_->partial.empty() || input_->rate) return;
     // The queue still refers to the pong: a new pong must not be made before it leaves.
     if (input_->pong && input_->pong.use_count() > 1) return;
     input_.reset();
@@ -479,9 +481,10 @@ void ws_session::on_tick(time_point now) {
     // A ping left pending because its predecessor's pong was still queued when the last flush
     // began, and nothing has been written since.
     if (ping_pending_ && idle_output()) answer_ping();
-    trim_input();
     // Nothing left to remember: a new one would be the same.
-    if (rate_ && rate_->bucket.full(now) && strikes_now(now) <= 0) rate_.reset();
+    if (input_ && input_->rate && input_->rate->bucket.full(now) && strikes_now(now) <= 0)
+        input_->rate.reset();
+    trim_input();
     if (awaiting_pong_) {
         // Any frame from the client clears awaiting_pong_ (on_readable).
         if (now - last_seen_ >= w_.cfg.ws.pong_timeout) {

@@ -225,6 +225,48 @@ def test_one_ws_connection_many_topics_subscribe_unsubscribe(server):
     asyncio.run(run())
 
 
+def test_ws_topics_come_and_go_in_any_order(server):
+    """A connection's first topic lives inside the session (issue 15): unsubscribing it while
+    others stay, subscribing again (alone and behind others) and unsubscribing everything must
+    each leave exactly the topics held, every one delivered once and none left over."""
+    t1, t2, t3 = unique("o1"), unique("o2"), unique("o3")
+
+    async def expect(ws, want):
+        got = [await ws_recv_json(ws) for _ in range(len(want))]
+        assert sorted((m["topic"], m["data"]) for m in got) == sorted(want), got
+        reply, before = await ws_op_collect(ws, {"op": "ping", "id": "p"})
+        assert reply["type"] == "ok" and before == [], before
+
+    async def run():
+        ws = await ws_connect(server, f"topic={t1}")
+        for t in (t2, t3):
+            assert (await ws_op(ws, {"op": "subscribe", "topic": t, "id": 1}))["type"] == "ok"
+        assert (await ws_op(ws, {"op": "unsubscribe", "topic": t1, "id": 3}))["type"] == "ok"
+        for t in (t1, t2, t3):
+            publish(server, t, "a-" + t)
+        await expect(ws, [(t2, "a-" + t2), (t3, "a-" + t3)])
+
+        ok = await ws_op(ws, {"op": "subscribe", "topic": t1, "id": 4})   # behind t2 and t3 now
+        assert ok["type"] == "ok" and ok["offset"] == 1, ok
+        for t in (t2, t3):
+            assert (await ws_op(ws, {"op": "unsubscribe", "topic": t, "id": 2}))["type"] == "ok"
+        for t in (t1, t2, t3):
+            publish(server, t, "b-" + t)
+        await expect(ws, [(t1, "b-" + t1)])
+
+        assert (await ws_op(ws, {"op": "unsubscribe", "topic": t1, "id": 3}))["type"] == "ok"
+        publish(server, t1, "c-" + t1)
+        await expect(ws, [])
+        ok = await ws_op(ws, {"op": "subscribe", "topic": t3, "id": 5})   # alone again
+        assert ok["type"] == "ok" and ok["offset"] == 2, ok
+        publish(server, t3, "d-" + t3)
+        m = await ws_recv_json(ws)
+        assert (m["topic"], m["data"], m["offset"]) == (t3, "d-" + t3, 3), m
+        await ws.close()
+
+    asyncio.run(run())
+
+
 def test_binary_publish_ws_binary_frame_and_sse_base64(server, tmp_path):
     topic = unique("bin")
     payload = bytes(range(256))

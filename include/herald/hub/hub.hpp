@@ -68,9 +68,10 @@ struct subscription {
     [[nodiscard]] const stream_pos* since() const noexcept {
         return pre && pre->since ? &*pre->since : nullptr;
     }
-    // Presence (presence.hpp): the subscribing connection's entry (owned by the subscriber; null
-    // when it takes no part, e.g. a long-poll), and whether it wants join/leave events.
-    const presence_client* who = nullptr;
+    // Presence (presence.hpp): the subscribing connection's entry (the owner's, see
+    // subscriber::presence_entry(); null when it takes no part, e.g. a long-poll), and whether it
+    // wants join/leave events.
+    [[nodiscard]] const presence_client* who() const noexcept;
     bool join_leave = false;
     bool in_presence = false;  // set by shard::subscribe: the topic is a presence topic
     bool active = false;       // false until the owner worker answered the subscribe
@@ -93,10 +94,18 @@ public:
     virtual void on_refused(subscription& /*s*/, const std::string& /*reason*/) {}
     // A join or leave on `s`'s topic, for a subscription with `join_leave` (never its own).
     virtual void on_presence(subscription& /*s*/, const presence_event_ptr& /*e*/) {}
+    // This subscriber's entry in presence, the same for all its subscriptions (null: it takes no
+    // part). Asked for on subscribe, unsubscribe and join/leave events, never per message; kept
+    // here rather than in every subscription (issue 15).
+    [[nodiscard]] virtual const presence_client* presence_entry() const noexcept { return nullptr; }
 
 protected:
     ~subscriber() = default;
 };
+
+inline const presence_client* subscription::who() const noexcept {
+    return owner ? owner->presence_entry() : nullptr;
+}
 
 // What the hub needs from a broker, implemented in broker/ (the dependency is broker -> hub only).
 // Both calls run on the topic's owner worker.
