@@ -28,19 +28,6 @@ constexpr std::size_t k_keep_input_capacity = 16 * 1024;
 
 }  // namespace
 
-std::string_view http_request::header(std::string_view name) const {
-    // A scan of the few fields in arrival order, lengths first: cheaper than the fields' ordered
-    // index, whose case-insensitive comparisons dominated a publish's lookups (about eight per
-    // request, most of them for headers that are absent). The first of repeated fields, as before.
-    for (const auto& f : raw) {
-        const auto n = f.name_string();
-        if (n.size() == name.size() &&
-            boost::beast::iequals(std::string_view(n.data(), n.size()), name))
-            return std::string_view(f.value().data(), f.value().size());
-    }
-    return {};
-}
-
 void responder::send(int status, std::string_view content_type, std::string_view body,
                      std::string_view extra_headers) const {
     if (auto s = session_.lock())

@@ -12,7 +12,7 @@
 #include "herald/net/disconnect.hpp"
 #include "herald/auth/token_bucket.hpp"
 
-#include <boost/beast/http/parser.hpp>
+#include "request_parser.hpp"
 
 #include <deque>
 #include <memory>
@@ -50,7 +50,7 @@ public:
 private:
     // `peer` is copied out of the link before the link is moved.
     http_session(worker_context& w, asio::ip::address peer, link&& l);
-    using parser_t = boost::beast::http::request_parser<boost::beast::http::string_body>;
+    using parser_t = request_parser;
     struct slot {
         std::uint64_t seq;
         bool ready = false;
@@ -82,7 +82,7 @@ private:
     // limits.max_queued_bytes, so that the answers already owed fit in the other half).
     [[nodiscard]] std::size_t out_mark() const noexcept;
     [[nodiscard]] std::size_t unparsed() const noexcept { return in_.size() - in_head_; }
-    void handle(beast_request req);
+    void handle(request_head req);
     // The stream endpoints; `topics` are validated and `claims` (null: anonymous) authorized.
     bool upgrade_websocket(std::uint64_t seq, http_request& req,
                            const std::vector<std::string>& topics,
