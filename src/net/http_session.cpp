@@ -30,12 +30,16 @@ constexpr std::size_t k_keep_input_capacity = 16 * 1024;
 
 void responder::send(int status, std::string_view content_type, std::string_view body,
                      std::string_view extra_headers) const {
-    if (auto s = session_.lock())
-        s->complete(seq_,
-                    make_response(status, content_type, body, keep_alive_,
-                                  extra_headers.empty() ? std::string_view(extra_)
-                                                        : extra_ + std::string(extra_headers)),
-                    keep_alive_);
+    auto s = session_.lock();
+    if (!s) return;
+    // One allocation holds the answer's bytes and what keeps them alive in the output queue.
+    auto r = make_shared_response(
+        status, content_type, body, keep_alive_,
+        extra_headers.empty() ? std::string_view(extra_) : extra_ + std::string(extra_headers));
+    const char* data = r.bytes.get();
+    s->complete(seq_,
+                chunk{chunk_hold(std::shared_ptr<const void>(std::move(r.bytes))), data, r.size},
+                keep_alive_);
 }
 
 void responder::error(reject reason, std::string_view message,
@@ -258,6 +262,10 @@ void http_session::release_hold() {
 }
 
 void http_session::complete(std::uint64_t seq, std::string response, bool keep_alive) {
+    complete(seq, chunk::of_string(std::move(response)), keep_alive);
+}
+
+void http_session::complete(std::uint64_t seq, chunk response, bool keep_alive) {
     // Slots hold consecutive sequence numbers (pushed in order, taken from the front), so the
     // answered one is found by its distance from the first; a stale one (the slots were
     // cleared) is not there.
@@ -267,14 +275,14 @@ void http_session::complete(std::uint64_t seq, std::string response, bool keep_a
         if (s.large) large_owed_ = false;
         s.keep_alive = keep_alive;
         s.response = std::move(response);
-        slot_bytes_ += s.response.size();
+        slot_bytes_ += s.response.size;
     }
     bool close = false;
     std::size_t done = 0;
     while (done < slots_.size() && slots_[done].ready) {
         auto& s = slots_[done];
-        slot_bytes_ -= s.response.size();
-        enqueue(chunk::of_string(std::move(s.response)));
+        slot_bytes_ -= s.response.size;
+        enqueue(std::move(s.response));
         ++done;
         if (!s.keep_alive) {
             close = true;
@@ -285,7 +293,7 @@ void http_session::complete(std::uint64_t seq, std::string response, bool keep_a
     if (close) {
         // Requests pipelined behind this one are not answered: Connection: close says so.
         stop_reading_ = true;
-        for (const auto& s : slots_) slot_bytes_ -= s.response.size();
+        for (const auto& s : slots_) slot_bytes_ -= s.response.size;
         slots_.clear();
         large_owed_ = false;
         close_after_flush();

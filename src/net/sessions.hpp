@@ -38,6 +38,8 @@ public:
 
     // Called through a responder: completes request `seq`; responses leave in request order.
     void complete(std::uint64_t seq, std::string response, bool keep_alive);
+    // The same with the answer's bytes already held (responder::send).
+    void complete(std::uint64_t seq, chunk response, bool keep_alive);
     // Completes request `seq` with a JSON error and counts it.
     void fail_request(std::uint64_t seq, metrics::reject reason, std::string_view message,
                       bool keep_alive, std::string_view extra_headers = {});
@@ -55,7 +57,7 @@ private:
         std::uint64_t seq;
         bool ready = false;
         bool keep_alive = true;
-        std::string response;
+        chunk response;  // its bytes, once ready
         // An answer that may take half the output budget (/history pages at out_mark()): no
         // other request is dispatched while it is owed, so two of them never meet in the queue.
         bool large = false;
