@@ -3,6 +3,7 @@
 // and writes the answers in request order; header and idle timeouts, drain. The stream
 // endpoints are http_streams.cpp.
 #include "herald/auth/context.hpp"
+#include "herald/common/sanitizers.hpp"
 #include "herald/net/hooks.hpp"
 #include "sessions.hpp"
 
@@ -25,6 +26,30 @@ constexpr std::size_t k_max_per_turn = 64;
 constexpr int k_max_reads_per_turn = 16;
 // An idle connection gives back an input buffer grown by a burst.
 constexpr std::size_t k_keep_input_capacity = 16 * 1024;
+
+// A parser is one per request (Beast's basic_parser cannot be reset); each worker thread keeps
+// the block of the last one finished for the next, so that a pipelined batch does not allocate
+// and free one per request. Not under AddressSanitizer, which should see every lifetime.
+constexpr bool k_reuse_parser = !k_address_sanitizer;
+
+std::unique_ptr<request_parser>& spare_parser() {
+    thread_local std::unique_ptr<request_parser> spare;
+    return spare;
+}
+
+std::unique_ptr<request_parser> new_parser() {
+    if (auto p = std::move(spare_parser())) return p;
+    return std::make_unique<request_parser>();
+}
+
+// A finished parser, built anew in its block and kept as this thread's spare.
+void recycle(std::unique_ptr<request_parser> p) noexcept {
+    if constexpr (k_reuse_parser) {
+        std::destroy_at(p.get());
+        std::construct_at(p.get());
+        spare_parser() = std::move(p);
+    }
+}
 
 }  // namespace
 
@@ -167,7 +192,7 @@ void http_session::process() {
             break;
         }
         if (!parser_) {
-            parser_ = std::make_unique<parser_t>();
+            parser_ = new_parser();
             parser_->header_limit(static_cast<std::uint32_t>(w_.cfg.http.max_header_bytes));
             parser_->body_limit(w_.cfg.limits.max_message_bytes);
             parser_->eager(true);
@@ -202,7 +227,7 @@ void http_session::process() {
         }
         if (parser_->is_done()) {
             auto req = parser_->release();
-            parser_.reset();
+            recycle(std::move(parser_));
             parsed_bytes_ = 0;
             arm_idle(now());  // the next request gets its own header_timeout from its first byte
             ++dispatched;

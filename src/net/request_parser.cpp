@@ -11,8 +11,6 @@ namespace {
 constexpr char lower(char c) noexcept {
     return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
 }
-// Room for a request line and a few fields, so that a usual head grows its text at most once.
-constexpr std::size_t k_head_reserve = 256;
 }  // namespace
 
 bool request_head::same_name(std::string_view a, std::string_view b) noexcept {
@@ -47,13 +45,12 @@ bool request_head::keep_alive() const {
 request_head::span request_head::append(std::string_view s) {
     // Offsets fit: a head is within http.max_header_bytes (at most 1 MiB).
     span r{static_cast<std::uint32_t>(text_.size()), static_cast<std::uint32_t>(s.size())};
-    text_.append(s);
+    text_.insert(text_.end(), s.begin(), s.end());
     return r;
 }
 
 void request_parser::on_request_impl(boost::beast::http::verb method, string_view method_str,
                                      string_view target, int version, error_code& ec) {
-    m_.text_.reserve(method_str.size() + target.size() + k_head_reserve);
     m_.method_ = method;
     m_.method_at_ = m_.append(std::string_view(method_str.data(), method_str.size()));
     m_.target_at_ = m_.append(std::string_view(target.data(), target.size()));
