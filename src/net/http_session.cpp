@@ -226,7 +226,9 @@ void http_session::process() {
             break;
         }
         if (parser_->is_done()) {
-            auto req = parser_->release();
+            // The head moves once, out of the parser into the request (its text and fields
+            // are inline: each move copies them).
+            http_request req{parser_->release(), {}, {}};
             recycle(std::move(parser_));
             parsed_bytes_ = 0;
             arm_idle(now());  // the next request gets its own header_timeout from its first byte
@@ -234,7 +236,7 @@ void http_session::process() {
             if (draining_) {
                 answer_draining(unparsed() == 0);
             } else {
-                handle(std::move(req));
+                handle(req);
             }
         }
     }

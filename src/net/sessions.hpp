@@ -84,7 +84,8 @@ private:
     // limits.max_queued_bytes, so that the answers already owed fit in the other half).
     [[nodiscard]] std::size_t out_mark() const noexcept;
     [[nodiscard]] std::size_t unparsed() const noexcept { return in_.size() - in_head_; }
-    void handle(request_head req);
+    // `req` holds the parsed head; its target is parsed here.
+    void handle(http_request& req);
     // The stream endpoints; `topics` are validated and `claims` (null: anonymous) authorized.
     bool upgrade_websocket(std::uint64_t seq, http_request& req,
                            const std::vector<std::string>& topics,
