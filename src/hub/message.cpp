@@ -1,5 +1,6 @@
 #include "herald/hub/message.hpp"
 
+#include "herald/common/sanitizers.hpp"
 #include "herald/common/text.hpp"
 #include "herald/wire/topic.hpp"
 #include "herald/wire/envelope.hpp"
@@ -158,13 +159,7 @@ struct free_blocks_guard {
     }
 };
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool k_recycle = false;
-#elif defined(__has_feature)
-constexpr bool k_recycle = !__has_feature(address_sanitizer);  // clang
-#else
-constexpr bool k_recycle = true;
-#endif
+constexpr bool k_recycle = !k_address_sanitizer;
 
 template <class T>
 struct recycling_allocator {
