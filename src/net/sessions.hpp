@@ -159,6 +159,7 @@ public:
                std::string_view extensions = {});
 
     void on_message(hub::subscription& s, const hub::message_ptr& m) override;
+    void prefetch_delivery() const noexcept override { prefetch_enqueue(); }
     void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
     void on_reset(hub::subscription& s, const hub::message_ptr& m) override;
     void on_refused(hub::subscription& s, const std::string& reason) override;
@@ -320,6 +321,7 @@ public:
                std::string_view extra_headers = {}, bool join_leave = false);
 
     void on_message(hub::subscription& s, const hub::message_ptr& m) override;
+    void prefetch_delivery() const noexcept override { prefetch_enqueue(); }
     void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
     void on_reset(hub::subscription& s, const hub::message_ptr& m) override;
     void on_refused(hub::subscription& s, const std::string& reason) override;

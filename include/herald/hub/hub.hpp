@@ -92,6 +92,11 @@ public:
     virtual void on_refused(subscription& /*s*/, const std::string& /*reason*/) {}
     // A join or leave on `s`'s topic, for a subscription with `join_leave` (never its own).
     virtual void on_presence(subscription& /*s*/, const presence_event_ptr& /*e*/) {}
+    // A delivery is coming (shard::deliver asks a few subscribers ahead, see there): prefetch()
+    // fetches the line the virtual calls read first; prefetch_delivery(), called once that line
+    // is in, fetches what on_message() reads (the session's send queue and flags).
+    void prefetch() const noexcept { __builtin_prefetch(this); }
+    virtual void prefetch_delivery() const noexcept {}
 
 protected:
     ~subscriber() = default;
