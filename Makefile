@@ -125,7 +125,7 @@ test-tsan: tsan-build
 # one input) and WebSocket frame floods; its corpus seeds both.
 FUZZ_SECONDS ?= 60
 FUZZ_SERVER_MAX_LEN ?= 1048576
-FUZZ_TARGETS := ws_frames topic cursor config jwt server
+FUZZ_TARGETS := ws_frames topic cursor config jwt server http_parser
 # Each target is one process on one core: JOBS of them run at once.
 fuzz: asan-build
 	@printf '%s\n' $(FUZZ_TARGETS) | xargs -P $(JOBS) -n 1 sh -c 't=$$1; \

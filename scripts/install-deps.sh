@@ -21,6 +21,8 @@ packages=(
   # tests of the deployment files: systemd-analyze rates and checks the unit (nothing is
   # started), strace lists the system calls herald makes against the unit's filter
   systemd strace
+  # a unit test that only a checked heap can fail (message recycling at thread exit)
+  valgrind
   # make fuzz: clang with libFuzzer and the sanitizer runtimes
   clang libclang-rt-14-dev
   # benchmarks: charts

@@ -24,7 +24,8 @@ void api::history(net::worker_context& w, const net::http_request& req, const st
             return;
         }
     }
-    std::size_t limit = w.cfg.history.size;
+    // At most what the topic's stream can hold (its history.namespaces rule, else history.size).
+    std::size_t limit = broker::policy_for(w.cfg, topic).size;
     if (auto l = req.target.get("limit")) {
         auto v = parse_u64(*l);
         if (!v) {
@@ -33,7 +34,6 @@ void api::history(net::worker_context& w, const net::http_request& req, const st
         }
         limit = std::min<std::size_t>(*v, limit);
     }
-    (void)w;
     // An answer stays within half the connection's output budget (the other half is room for
     // answers already owed); the client pages on with since=<the last offset>.
     const std::size_t max_body = w.cfg.limits.max_queued_bytes / 2;

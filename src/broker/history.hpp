@@ -2,6 +2,7 @@
 // Per-worker store of the streams (epoch, offsets, recent messages) of the topics a worker owns.
 // Bounded per topic by count and TTL, and as a whole by bytes (the oldest message goes first).
 // Touched only by its worker's thread.
+#include "herald/broker/broker.hpp"
 #include "herald/common/net.hpp"
 #include "herald/config/config.hpp"
 #include "herald/hub/message.hpp"
@@ -20,17 +21,7 @@
 
 namespace herald::broker {
 
-struct history_policy {
-    std::size_t size = 100;
-    std::chrono::milliseconds ttl{300'000};
-};
-
-// A topic's history policy: the first history.namespaces rule whose pattern matches it, else
-// history.size and history.ttl. Every broker asks this, so a topic keeps the same history
-// whichever broker runs.
-[[nodiscard]] history_policy policy_for(const config::settings& cfg, std::string_view topic);
-
-// (A reload may change the rules: see set_live_history in broker.hpp.)
+// history_policy and policy_for are in broker.hpp (GET /history reads them too).
 
 enum class recovery { ok, epoch_changed, gap_too_large, bad_offset };
 [[nodiscard]] const char* to_string(recovery r) noexcept;

@@ -1,5 +1,6 @@
 #include "herald/hub/message.hpp"
 
+#include "herald/common/sanitizers.hpp"
 #include "herald/common/text.hpp"
 #include "herald/wire/topic.hpp"
 #include "herald/wire/envelope.hpp"
@@ -10,6 +11,7 @@
 
 #include <array>
 #include <charconv>
+#include <type_traits>
 #include <new>
 
 namespace herald::hub {
@@ -131,26 +133,33 @@ namespace {
 // per-thread list of at most 64 blocks (about 20 KiB): taken by the thread that makes a
 // message, given back by the thread that frees it. Off under AddressSanitizer, so that a use
 // after free of a message is still caught.
+// The list itself is trivially destructible, so it stays usable while the thread exits: a guard
+// (constructed with it on first use) frees the kept blocks when the thread's destructors run and
+// marks the list closed, after which a message freed later on that thread (by another
+// thread_local's or a static's destructor) goes straight to operator delete and none is handed out
+// again.
 template <std::size_t Size>
 struct free_blocks {
     static constexpr std::size_t k_max = 64;
-    std::array<void*, k_max> blocks{};
-    std::size_t count = 0;
-    free_blocks() = default;
-    free_blocks(const free_blocks&) = delete;
-    free_blocks& operator=(const free_blocks&) = delete;
-    ~free_blocks() {
-        for (std::size_t i = 0; i < count; ++i) ::operator delete(blocks[i]);
+    std::array<void*, k_max> blocks;
+    std::size_t count;
+    bool closed;
+};
+
+template <std::size_t Size>
+struct free_blocks_guard {
+    free_blocks<Size>& list;
+    explicit free_blocks_guard(free_blocks<Size>& l) noexcept : list(l) {}
+    free_blocks_guard(const free_blocks_guard&) = delete;
+    free_blocks_guard& operator=(const free_blocks_guard&) = delete;
+    ~free_blocks_guard() {
+        for (std::size_t i = 0; i < list.count; ++i) ::operator delete(list.blocks[i]);
+        list.count = 0;
+        list.closed = true;
     }
 };
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool k_recycle = false;
-#elif defined(__has_feature)
-constexpr bool k_recycle = !__has_feature(address_sanitizer);  // clang
-#else
-constexpr bool k_recycle = true;
-#endif
+constexpr bool k_recycle = !k_address_sanitizer;
 
 template <class T>
 struct recycling_allocator {
@@ -160,14 +169,18 @@ struct recycling_allocator {
     recycling_allocator(const recycling_allocator<U>&) noexcept {}
 
     static free_blocks<sizeof(T)>& cache() {
-        thread_local free_blocks<sizeof(T)> c;
+        static_assert(std::is_trivially_destructible_v<free_blocks<sizeof(T)>>);
+        thread_local constinit free_blocks<sizeof(T)> c{};
+        if (!c.closed) {
+            thread_local free_blocks_guard<sizeof(T)> guard{c};  // runs once per thread
+        }
         return c;
     }
     T* allocate(std::size_t n) {
         if constexpr (k_recycle && alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
             if (n == 1) {
                 auto& c = cache();
-                if (c.count != 0) return static_cast<T*>(c.blocks[--c.count]);
+                if (c.count != 0) return static_cast<T*>(c.blocks[--c.count]);  // 0 once closed
                 return static_cast<T*>(::operator new(sizeof(T)));
             }
         }
@@ -177,7 +190,7 @@ struct recycling_allocator {
         if constexpr (k_recycle && alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
             if (n == 1) {
                 auto& c = cache();
-                if (c.count < c.blocks.size()) {
+                if (!c.closed && c.count < c.blocks.size()) {
                     c.blocks[c.count++] = p;
                     return;
                 }

@@ -42,6 +42,13 @@ connection::connection(worker_context& w, link l, metrics::transport t)
       transport_(t),
       slot_(std::move(l.slot)),
       tls_(std::move(l.tls)) {
+    // prefetch_enqueue()'s span covers what enqueue() and schedule_flush() touch (offsetof on
+    // a class with virtual functions: GCC and Clang lay it out as the Itanium ABI says).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+    static_assert(offsetof(connection, queued_bytes_) + sizeof(queued_bytes_) <= k_enqueue_span);
+    static_assert(offsetof(connection, tls_) + sizeof(tls_) <= k_enqueue_span);
+#pragma GCC diagnostic pop
     tls_established_ = tls_ && tls_->handshake_done();
     w_.counters.conn(t).add(1);
     w_.counters.connections_total[static_cast<std::size_t>(t)].add(1);

@@ -97,11 +97,10 @@ std::vector<std::pair<std::string, std::string>> hook_caller::forwarded(
     for (const auto& name : spec(k).headers_to_forward) {
         // Several lines of one header are joined as HTTP allows (Cookie with "; ").
         std::string v;
-        for (const auto& f : req.raw) {
-            if (!boost::beast::iequals(f.name_string(), name)) continue;
+        req.raw.each(name, [&v, &name](std::string_view value) {
             if (!v.empty()) v += boost::beast::iequals(name, "Cookie") ? "; " : ", ";
-            v.append(f.value().data(), f.value().size());
-        }
+            v.append(value);
+        });
         if (!v.empty()) out.emplace_back(name, std::move(v));
     }
     return out;

@@ -65,7 +65,7 @@ std::optional<std::vector<std::string>> http_session::query_topics(std::uint64_t
     return topics;
 }
 
-void http_session::handle(beast_request raw) {
+void http_session::handle(http_request& req) {
     const std::uint64_t seq = next_seq_++;
     slots_.push_back(slot{seq, false, true, {}, false});
     if (refuse_) {
@@ -73,13 +73,14 @@ void http_session::handle(beast_request raw) {
                      "Retry-After: 1\r\n");
         return;
     }
-    const bool keep_alive = raw.keep_alive() && !w_.state.draining.load(std::memory_order_relaxed);
-    auto target = parse_target(std::string_view(raw.target().data(), raw.target().size()));
+    const bool keep_alive =
+        req.raw.keep_alive() && !w_.state.draining.load(std::memory_order_relaxed);
+    auto target = parse_target(req.raw.target());
     if (!target) {
         fail_request(seq, reject::bad_request, "malformed request target", keep_alive);
         return;
     }
-    http_request req{std::move(raw), std::move(*target), {}};
+    req.target = std::move(*target);
     const auto& path = req.target.path;
     cors_.clear();
     struct clear_cors {

@@ -3,6 +3,7 @@
 // and writes the answers in request order; header and idle timeouts, drain. The stream
 // endpoints are http_streams.cpp.
 #include "herald/auth/context.hpp"
+#include "herald/common/sanitizers.hpp"
 #include "herald/net/hooks.hpp"
 #include "sessions.hpp"
 
@@ -26,29 +27,44 @@ constexpr int k_max_reads_per_turn = 16;
 // An idle connection gives back an input buffer grown by a burst.
 constexpr std::size_t k_keep_input_capacity = 16 * 1024;
 
-}  // namespace
+// A parser is one per request (Beast's basic_parser cannot be reset); each worker thread keeps
+// the block of the last one finished for the next, so that a pipelined batch does not allocate
+// and free one per request. Not under AddressSanitizer, which should see every lifetime.
+constexpr bool k_reuse_parser = !k_address_sanitizer;
 
-std::string_view http_request::header(std::string_view name) const {
-    // A scan of the few fields in arrival order, lengths first: cheaper than the fields' ordered
-    // index, whose case-insensitive comparisons dominated a publish's lookups (about eight per
-    // request, most of them for headers that are absent). The first of repeated fields, as before.
-    for (const auto& f : raw) {
-        const auto n = f.name_string();
-        if (n.size() == name.size() &&
-            boost::beast::iequals(std::string_view(n.data(), n.size()), name))
-            return std::string_view(f.value().data(), f.value().size());
-    }
-    return {};
+std::unique_ptr<request_parser>& spare_parser() {
+    thread_local std::unique_ptr<request_parser> spare;
+    return spare;
 }
+
+std::unique_ptr<request_parser> new_parser() {
+    if (auto p = std::move(spare_parser())) return p;
+    return std::make_unique<request_parser>();
+}
+
+// A finished parser, built anew in its block and kept as this thread's spare.
+void recycle(std::unique_ptr<request_parser> p) noexcept {
+    if constexpr (k_reuse_parser) {
+        std::destroy_at(p.get());
+        std::construct_at(p.get());
+        spare_parser() = std::move(p);
+    }
+}
+
+}  // namespace
 
 void responder::send(int status, std::string_view content_type, std::string_view body,
                      std::string_view extra_headers) const {
-    if (auto s = session_.lock())
-        s->complete(seq_,
-                    make_response(status, content_type, body, keep_alive_,
-                                  extra_headers.empty() ? std::string_view(extra_)
-                                                        : extra_ + std::string(extra_headers)),
-                    keep_alive_);
+    auto s = session_.lock();
+    if (!s) return;
+    // One allocation holds the answer's bytes and what keeps them alive in the output queue.
+    auto r = make_shared_response(
+        status, content_type, body, keep_alive_,
+        extra_headers.empty() ? std::string_view(extra_) : extra_ + std::string(extra_headers));
+    const char* data = r.bytes.get();
+    s->complete(seq_,
+                chunk{chunk_hold(std::shared_ptr<const void>(std::move(r.bytes))), data, r.size},
+                keep_alive_);
 }
 
 void responder::error(reject reason, std::string_view message,
@@ -176,7 +192,7 @@ void http_session::process() {
             break;
         }
         if (!parser_) {
-            parser_ = std::make_unique<parser_t>();
+            parser_ = new_parser();
             parser_->header_limit(static_cast<std::uint32_t>(w_.cfg.http.max_header_bytes));
             parser_->body_limit(w_.cfg.limits.max_message_bytes);
             parser_->eager(true);
@@ -210,15 +226,17 @@ void http_session::process() {
             break;
         }
         if (parser_->is_done()) {
-            auto req = parser_->release();
-            parser_.reset();
+            // The head moves once, out of the parser into the request (its text and fields
+            // are inline: each move copies them).
+            http_request req{parser_->release(), {}, {}};
+            recycle(std::move(parser_));
             parsed_bytes_ = 0;
             arm_idle(now());  // the next request gets its own header_timeout from its first byte
             ++dispatched;
             if (draining_) {
                 answer_draining(unparsed() == 0);
             } else {
-                handle(std::move(req));
+                handle(req);
             }
         }
     }
@@ -271,6 +289,10 @@ void http_session::release_hold() {
 }
 
 void http_session::complete(std::uint64_t seq, std::string response, bool keep_alive) {
+    complete(seq, chunk::of_string(std::move(response)), keep_alive);
+}
+
+void http_session::complete(std::uint64_t seq, chunk response, bool keep_alive) {
     // Slots hold consecutive sequence numbers (pushed in order, taken from the front), so the
     // answered one is found by its distance from the first; a stale one (the slots were
     // cleared) is not there.
@@ -280,14 +302,14 @@ void http_session::complete(std::uint64_t seq, std::string response, bool keep_a
         if (s.large) large_owed_ = false;
         s.keep_alive = keep_alive;
         s.response = std::move(response);
-        slot_bytes_ += s.response.size();
+        slot_bytes_ += s.response.size;
     }
     bool close = false;
     std::size_t done = 0;
     while (done < slots_.size() && slots_[done].ready) {
         auto& s = slots_[done];
-        slot_bytes_ -= s.response.size();
-        enqueue(chunk::of_string(std::move(s.response)));
+        slot_bytes_ -= s.response.size;
+        enqueue(std::move(s.response));
         ++done;
         if (!s.keep_alive) {
             close = true;
@@ -298,7 +320,7 @@ void http_session::complete(std::uint64_t seq, std::string response, bool keep_a
     if (close) {
         // Requests pipelined behind this one are not answered: Connection: close says so.
         stop_reading_ = true;
-        for (const auto& s : slots_) slot_bytes_ -= s.response.size();
+        for (const auto& s : slots_) slot_bytes_ -= s.response.size;
         slots_.clear();
         large_owed_ = false;
         close_after_flush();

@@ -9,7 +9,7 @@
 #include "herald/wire/ws_deflate.hpp"
 #include "sessions.hpp"
 
-#include <boost/beast/websocket/rfc6455.hpp>
+#include <boost/beast/http/rfc7230.hpp>
 #include <boost/container/small_vector.hpp>
 
 #include <algorithm>
@@ -36,6 +36,17 @@ bool has_token(std::string_view list, std::string_view token) {
     return false;
 }
 
+// Beast's websocket::is_upgrade() on a request_head: HTTP/1.1 or later, GET, the first
+// Connection field's tokens name "upgrade" and the first Upgrade field's name "websocket".
+bool is_websocket_upgrade(const request_head& req) {
+    namespace http = boost::beast::http;
+    const auto tokens = [&req](std::string_view name) {
+        return http::token_list{req.header(name)};
+    };
+    return req.version() >= 11 && req.method() == http::verb::get &&
+           tokens("Connection").exists("upgrade") && tokens("Upgrade").exists("websocket");
+}
+
 }  // namespace
 
 std::string http_session::client_ip(const http_request& req) {
@@ -43,9 +54,7 @@ std::string http_session::client_ip(const http_request& req) {
     if (!w_.auth) return peer_text_;
     // The header lines only; the decision is auth's.
     boost::container::small_vector<std::string_view, 2> xff;
-    for (const auto& f : req.raw)
-        if (boost::beast::iequals(f.name_string(), "X-Forwarded-For"))
-            xff.emplace_back(f.value().data(), f.value().size());
+    req.raw.each("X-Forwarded-For", [&xff](std::string_view v) { xff.push_back(v); });
     return w_.auth->client_ip(peer_, peer_text_, xff);
 }
 
@@ -93,7 +102,7 @@ std::optional<milliseconds> http_session::requested_heartbeat(std::uint64_t seq,
 bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req,
                                      const std::vector<std::string>& topics,
                                      std::unique_ptr<auth::token_claims> claims) {
-    if (!boost::beast::websocket::is_upgrade(req.raw)) {
+    if (!is_websocket_upgrade(req.raw)) {
         fail_request(seq, reject::bad_request,
                      "expected a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)",
                      false, "Upgrade: websocket\r\n");
@@ -124,11 +133,10 @@ bool http_session::upgrade_websocket(std::uint64_t seq, http_request& req,
     if (w_.cfg.compression.enabled || !w_.cfg.compression.namespaces.empty()) {
         // Several header lines form one list, in order.
         std::string offers;
-        for (const auto& f : req.raw) {
-            if (!boost::beast::iequals(f.name_string(), "Sec-WebSocket-Extensions")) continue;
+        req.raw.each("Sec-WebSocket-Extensions", [&offers](std::string_view v) {
             if (!offers.empty()) offers += ',';
-            offers.append(f.value().data(), f.value().size());
-        }
+            offers.append(v);
+        });
         deflate = ws::pick_deflate_offer(offers);
     }
     auto accept = ws::accept_key(key);

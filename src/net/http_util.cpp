@@ -5,6 +5,7 @@
 #include "herald/common/text.hpp"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstring>
 
@@ -108,44 +109,72 @@ const char* status_text(int status) noexcept {
     return "Unknown";
 }
 
+namespace {
+// A response's parts, in order; the status and length digits live here.
+class response_parts {
+public:
+    response_parts(int status, std::string_view content_type, std::string_view body,
+                   bool keep_alive, std::string_view extra_headers) {
+        const auto status_end = std::to_chars(status_digits_, status_digits_ + 8, status).ptr;
+        const auto length_end = std::to_chars(length_digits_, length_digits_ + 24, body.size()).ptr;
+        const std::string_view connection =
+            keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n";
+        // Answers are not cached, unless the handler says otherwise (GET /client/herald.js).
+        const std::string_view no_store =
+            extra_headers.find("Cache-Control:") == std::string_view::npos
+                ? "Cache-Control: no-store\r\n"
+                : "";
+        parts_ = {"HTTP/1.1 ",
+                  {status_digits_, static_cast<std::size_t>(status_end - status_digits_)},
+                  " ",
+                  status_text(status),
+                  "\r\nServer: herald\r\nContent-Type: ",
+                  content_type,
+                  "\r\nContent-Length: ",
+                  {length_digits_, static_cast<std::size_t>(length_end - length_digits_)},
+                  connection,
+                  no_store,
+                  extra_headers,
+                  "\r\n",
+                  body};
+        for (auto p : parts_) size_ += p.size();
+    }
+    response_parts(const response_parts&) = delete;
+    response_parts& operator=(const response_parts&) = delete;
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+    // Writes size() bytes at `out`.
+    void write(char* out) const noexcept {
+        for (auto p : parts_) {
+            if (p.empty()) continue;  // an empty part's data() may be null: no memcpy from it
+            std::memcpy(out, p.data(), p.size());
+            out += p.size();
+        }
+    }
+
+private:
+    char status_digits_[8];
+    char length_digits_[24];
+    std::array<std::string_view, 13> parts_;
+    std::size_t size_ = 0;
+};
+}  // namespace
+
 std::string make_response(int status, std::string_view content_type, std::string_view body,
                           bool keep_alive, std::string_view extra_headers) {
     // Sized once and filled by copies of known lengths (an answer is built per request).
-    char status_digits[8];
-    const auto status_end = std::to_chars(status_digits, status_digits + 8, status).ptr;
-    char length_digits[24];
-    const auto length_end = std::to_chars(length_digits, length_digits + 24, body.size()).ptr;
-    const std::string_view reason = status_text(status);
-    const std::string_view connection =
-        keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n";
-    // Answers are not cached, unless the handler says otherwise (GET /client/herald.js).
-    const std::string_view no_store = extra_headers.find("Cache-Control:") == std::string_view::npos
-                                          ? "Cache-Control: no-store\r\n"
-                                          : "";
-    const std::string_view parts[] = {
-        "HTTP/1.1 ",
-        {status_digits, static_cast<std::size_t>(status_end - status_digits)},
-        " ",
-        reason,
-        "\r\nServer: herald\r\nContent-Type: ",
-        content_type,
-        "\r\nContent-Length: ",
-        {length_digits, static_cast<std::size_t>(length_end - length_digits)},
-        connection,
-        no_store,
-        extra_headers,
-        "\r\n",
-        body};
-    std::size_t size = 0;
-    for (auto p : parts) size += p.size();
+    const response_parts parts(status, content_type, body, keep_alive, extra_headers);
     std::string r;
-    r.resize(size);
-    char* out = r.data();
-    for (auto p : parts) {
-        if (p.empty()) continue;  // an empty part's data() may be null: no memcpy from it
-        std::memcpy(out, p.data(), p.size());
-        out += p.size();
-    }
+    r.resize(parts.size());
+    parts.write(r.data());
+    return r;
+}
+
+shared_response make_shared_response(int status, std::string_view content_type,
+                                     std::string_view body, bool keep_alive,
+                                     std::string_view extra_headers) {
+    const response_parts parts(status, content_type, body, keep_alive, extra_headers);
+    shared_response r{std::make_shared_for_overwrite<char[]>(parts.size()), parts.size()};
+    parts.write(r.bytes.get());
     return r;
 }
 

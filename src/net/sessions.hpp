@@ -13,7 +13,7 @@
 #include "herald/net/disconnect.hpp"
 #include "herald/auth/token_bucket.hpp"
 
-#include <boost/beast/http/parser.hpp>
+#include "request_parser.hpp"
 
 #include <deque>
 #include <memory>
@@ -39,6 +39,8 @@ public:
 
     // Called through a responder: completes request `seq`; responses leave in request order.
     void complete(std::uint64_t seq, std::string response, bool keep_alive);
+    // The same with the answer's bytes already held (responder::send).
+    void complete(std::uint64_t seq, chunk response, bool keep_alive);
     // Completes request `seq` with a JSON error and counts it.
     void fail_request(std::uint64_t seq, metrics::reject reason, std::string_view message,
                       bool keep_alive, std::string_view extra_headers = {});
@@ -51,12 +53,12 @@ public:
 private:
     // `peer` is copied out of the link before the link is moved.
     http_session(worker_context& w, asio::ip::address peer, link&& l);
-    using parser_t = boost::beast::http::request_parser<boost::beast::http::string_body>;
+    using parser_t = request_parser;
     struct slot {
         std::uint64_t seq;
         bool ready = false;
         bool keep_alive = true;
-        std::string response;
+        chunk response;  // its bytes, once ready
         // An answer that may take half the output budget (/history pages at out_mark()): no
         // other request is dispatched while it is owed, so two of them never meet in the queue.
         bool large = false;
@@ -83,7 +85,8 @@ private:
     // limits.max_queued_bytes, so that the answers already owed fit in the other half).
     [[nodiscard]] std::size_t out_mark() const noexcept;
     [[nodiscard]] std::size_t unparsed() const noexcept { return in_.size() - in_head_; }
-    void handle(beast_request req);
+    // `req` holds the parsed head; its target is parsed here.
+    void handle(http_request& req);
     // The stream endpoints; `topics` are validated and `claims` (null: anonymous) authorized.
     bool upgrade_websocket(std::uint64_t seq, http_request& req,
                            const std::vector<std::string>& topics,
@@ -157,6 +160,7 @@ public:
                std::string_view extensions = {});
 
     void on_message(hub::subscription& s, const hub::message_ptr& m) override;
+    void prefetch_delivery() const noexcept override { prefetch_enqueue(); }
     void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
     void on_reset(hub::subscription& s, const hub::message_ptr& m) override;
     void on_refused(hub::subscription& s, const std::string& reason) override;
@@ -332,6 +336,7 @@ public:
                std::string_view extra_headers = {}, bool join_leave = false);
 
     void on_message(hub::subscription& s, const hub::message_ptr& m) override;
+    void prefetch_delivery() const noexcept override { prefetch_enqueue(); }
     void on_subscribed(hub::subscription& s, const hub::subscribe_result& r) override;
     void on_reset(hub::subscription& s, const hub::message_ptr& m) override;
     void on_refused(hub::subscription& s, const std::string& reason) override;

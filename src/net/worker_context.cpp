@@ -57,8 +57,8 @@ chunk_hold worker_context::hold(const std::shared_ptr<const hub::message>& m) {
     return local_;
 }
 
-void worker_context::want_flush(const std::shared_ptr<connection>& c) {
-    pending_flush_.push_back(c);
+void worker_context::want_flush(std::shared_ptr<connection> c) {
+    pending_flush_.push_back(std::move(c));  // moved: each copy of a count is a locked instruction
     if (flush_posted_) return;
     flush_posted_ = true;
     // A busy worker (its last pass wrote to many connections) lets at least as long pass
@@ -87,7 +87,13 @@ void worker_context::flush_pass() {
     auto batch = std::move(pending_flush_);
     pending_flush_.clear();
     last_pass_writers_ = batch.size();
-    for (auto& c : batch) {
+    // As in shard::deliver: the next connections' lines, and the one after this one's send
+    // queue, are asked for ahead (each write takes microseconds, so one or two ahead is enough).
+    const std::size_t n = batch.size();
+    for (std::size_t i = 0; i < n; ++i) {
+        if (i + 2 < n) batch[i + 2]->prefetch_enqueue();
+        if (i + 1 < n) batch[i + 1]->prefetch_queue();
+        auto& c = batch[i];
         c->flush_wanted_ = false;
         if (c->closed_) continue;
         if (c->slow_)

@@ -18,7 +18,8 @@ def herald_config():
     # poll.timeout 3s: a poll that must answer at once is told from one that waited by a bound
     # (2 s) that a loaded machine's scheduling does not reach, and the one test that waits for
     # the timeout still takes only 3 s.
-    return {"poll": {"timeout": "3s"}, "history": {"size": 100}}
+    return {"poll": {"timeout": "3s"},
+            "history": {"size": 100, "namespaces": [{"pattern": "deep-*", "size": 300, "ttl": "5m"}]}}
 
 
 def pub(server, topic, data, **kw):
@@ -64,16 +65,23 @@ def test_history_of_a_fresh_topic_has_an_epoch(server):
     assert j2["epoch"] == j["epoch"] and off["offset"] == 1, (j, j2)
 
 
-def test_history_holds_at_most_history_size(server):
-    topic = unique("hist-size")
+# A topic holds history.size messages, or its history.namespaces rule's size (300 for deep-*):
+# GET /history's `limit` defaults to and is capped at that size (it was history.size's 100 for
+# every topic).
+@pytest.mark.parametrize("prefix, size, published", [("hist-size", 100, 120), ("deep-hist", 300, 250)])
+def test_history_holds_at_most_the_topics_size(server, prefix, size, published):
+    topic = unique(prefix)
     with requests.Session() as s:
-        for i in range(1, 121):
+        for i in range(1, published + 1):
             assert s.post(server.url(f"/publish/{topic}"), data=str(i), timeout=10).status_code == 200
+    held = list(range(max(1, published - size + 1), published + 1))
     j = requests.get(server.url(f"/history/{topic}"), timeout=10).json()
-    assert j["offset"] == 120
-    assert [m["offset"] for m in j["messages"]] == list(range(21, 121)), [m["offset"] for m in j["messages"]][:5]
+    assert j["offset"] == published
+    assert [m["offset"] for m in j["messages"]] == held, [m["offset"] for m in j["messages"]][:5]
     j = requests.get(server.url(f"/history/{topic}?limit=1000"), timeout=10).json()
-    assert len(j["messages"]) == 100
+    assert len(j["messages"]) == len(held)
+    j = requests.get(server.url(f"/history/{topic}?since=0&limit=200"), timeout=10).json()
+    assert [m["offset"] for m in j["messages"]] == held[:200]
 
 
 def test_history_binary_and_errors(server):

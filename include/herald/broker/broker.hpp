@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace herald::broker {
@@ -98,8 +99,18 @@ protected:
 [[nodiscard]] std::unique_ptr<broker> make_broker(hub::hub& h, const config::settings& cfg,
                                                   const std::vector<asio::io_context*>& contexts);
 
+struct history_policy {
+    std::size_t size = 100;
+    std::chrono::milliseconds ttl{300'000};
+};
+
+// A topic's history policy: the first history.namespaces rule whose pattern matches it, else
+// history.size and history.ttl. Every broker asks this, so a topic keeps the same history
+// whichever broker runs.
+[[nodiscard]] history_policy policy_for(const config::settings& cfg, std::string_view topic);
+
 // Reload: the history rules (history.size, .ttl, .namespaces) of `live` replace those of the
-// settings policy_for (history.hpp) is given, in every broker of this process; null: back to
+// settings policy_for (above) is given, in every broker of this process; null: back to
 // `cfg`'s. Called from one thread at a time; policy_for reads the pointer with one atomic load (no
 // lock). The caller keeps a replaced `live` alive until every worker has run a handler posted after
 // the call. A stream takes its topic's new policy the next time it is opened (a publish, a

@@ -98,6 +98,11 @@ public:
     // part). Asked for on subscribe, unsubscribe and join/leave events, never per message; kept
     // here rather than in every subscription (issue 15).
     [[nodiscard]] virtual const presence_client* presence_entry() const noexcept { return nullptr; }
+    // A delivery is coming (shard::deliver asks a few subscribers ahead, see there): prefetch()
+    // fetches the line the virtual calls read first; prefetch_delivery(), called once that line
+    // is in, fetches what on_message() reads (the session's send queue and flags).
+    void prefetch() const noexcept { __builtin_prefetch(this); }
+    virtual void prefetch_delivery() const noexcept {}
 
 protected:
     ~subscriber() = default;

@@ -3,10 +3,8 @@
 // through the endpoint table (authorization included) and serves the streaming endpoints
 // (/ws, /sse, /poll) itself; every other row goes to an http_api.
 #include "herald/net/endpoints.hpp"
+#include "herald/net/http_request_head.hpp"
 #include "herald/net/http_util.hpp"
-
-#include <boost/beast/http/message.hpp>
-#include <boost/beast/http/string_body.hpp>
 
 #include <cstdint>
 #include <memory>
@@ -17,16 +15,16 @@ namespace herald::net {
 class http_session;
 class worker_context;
 
-using beast_request = boost::beast::http::request<boost::beast::http::string_body>;
-
 struct http_request {
-    beast_request raw;
+    request_head raw;
     url target;
     std::string client_ip;  // the TCP peer, or X-Forwarded-For's client behind a trusted proxy
     const endpoint* route = nullptr;  // the table row, set (and authorized) before dispatch
 
     [[nodiscard]] boost::beast::http::verb method() const { return raw.method(); }
-    [[nodiscard]] std::string_view header(std::string_view name) const;
+    [[nodiscard]] std::string_view header(std::string_view name) const noexcept {
+        return raw.header(name);
+    }
     [[nodiscard]] const std::string& body() const { return raw.body(); }
 };
 

@@ -2,6 +2,7 @@
 // HTTP helpers shared by the sessions and the API: URL parsing, responses, JSON errors.
 #include "herald/metrics/metrics.hpp"
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,6 +29,15 @@ struct url {
 [[nodiscard]] std::string make_response(int status, std::string_view content_type,
                                         std::string_view body, bool keep_alive,
                                         std::string_view extra_headers = {});
+// The same bytes in one shared block (the bytes and their holder in a single allocation), for
+// an answer that is queued as it is (responder::send).
+struct shared_response {
+    std::shared_ptr<char[]> bytes;
+    std::size_t size = 0;
+};
+[[nodiscard]] shared_response make_shared_response(int status, std::string_view content_type,
+                                                   std::string_view body, bool keep_alive,
+                                                   std::string_view extra_headers = {});
 [[nodiscard]] std::string make_error(int status, std::string_view code, std::string_view message,
                                      bool keep_alive, std::string_view extra_headers = {});
 

@@ -184,7 +184,7 @@ public:
 
     // Called when a connection queued bytes; it is flushed at the end of this loop turn, or, on
     // a busy worker, when the cork delay has passed (see k_max_cork_delay).
-    void want_flush(const std::shared_ptr<connection>& c);
+    void want_flush(std::shared_ptr<connection> c);
 
     void attach(connection& c) noexcept;
     void detach(connection& c) noexcept;

@@ -299,3 +299,31 @@ TEST(Message, FrameHeaderIsMinimalAroundLengthClasses) {
         }
     }
 }
+
+// Messages freed while a thread exits, after the thread's recycling list has been released (by a
+// thread_local made before the list, so destroyed after it), go back to the heap: none is kept in
+// or handed out from a released list. Under valgrind or a debug heap the old list (which kept its
+// count after freeing its blocks) handed out a freed block here.
+TEST(Message, MessagesFreedDuringThreadExitAreNotRecycled) {
+    struct late_holder {
+        std::vector<message_ptr> kept;
+        ~late_holder() {
+            kept.clear();                   // frees after the list's release
+            std::vector<message_ptr> late;  // more than were just freed: all kept alive
+            for (int i = 0; i < 30; ++i) {
+                late.push_back(make(payload_kind::text, "late " + std::to_string(i)));
+                EXPECT_EQ(late.back()->payload, "late " + std::to_string(i));
+            }
+        }
+    };
+    for (int round = 0; round < 4; ++round) {
+        std::thread t([] {
+            thread_local late_holder holder;  // constructed first, so destroyed last
+            std::vector<message_ptr> batch;
+            for (int i = 0; i < 100; ++i) batch.push_back(make(payload_kind::text, "m"));
+            batch.clear();  // fills the list
+            for (int i = 0; i < 10; ++i) holder.kept.push_back(make(payload_kind::text, "h"));
+        });
+        t.join();
+    }
+}
