@@ -22,6 +22,8 @@
 #   THREADS      herald-bench threads     (default 2)
 #   DRAIN        at most this many seconds to wait for in-flight deliveries after publishing (default 10)
 #   HERALD_HISTORY  history.size for herald (default 0, like nchan's buffer length 0)
+#   HERALD_WORKERS  herald's workers (default 2, one per core; 1 compares thread for thread with
+#                the one-threaded uWS peer: use it with NO_REPORT=1, the report says 2)
 #   NO_REPORT=1  only write the raw results, skip docs/benchmarks.md
 #   KEEP_TMP=1   keep the temporary directory (server logs, configs)
 set -euo pipefail
@@ -106,7 +108,7 @@ start_herald() {
   [[ ${HERALD_DEFAULT_HISTORY:-0} == 1 ]] && HERALD_SIZE=100
   cat > "$TMP/herald.yaml" <<EOF
 listen: 127.0.0.1:$HERALD_PORT
-workers: 2
+workers: ${HERALD_WORKERS:-2}
 broker: memory
 log:
   level: warn
@@ -128,7 +130,7 @@ EOF
     # *_presence scenarios: every topic has presence (issue 16: it must not cost per message)
     printf 'presence:\n  patterns: ["*"]\n' >> "$TMP/herald.yaml"
   fi
-  "$HERALD_BIN" --config "$TMP/herald.yaml" --listen "127.0.0.1:$HERALD_PORT" --workers 2 \
+  "$HERALD_BIN" --config "$TMP/herald.yaml" --listen "127.0.0.1:$HERALD_PORT" --workers "${HERALD_WORKERS:-2}" \
     --log-level warn >>"$TMP/herald.log" 2>&1 &
   SERVER_PID=$!
   wait_http "$HERALD_PORT" || { tail -20 "$TMP/herald.log" >&2; die "herald did not start"; }

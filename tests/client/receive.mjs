@@ -66,4 +66,5 @@ if (kind.startsWith("chromium")) {
   h.close();
 }
 await proxy.close();
-process.exit(last === n ? 0 : 1);
+// exit once stdout has written everything (process.exit() drops writes a slow pipe queued)
+process.stdout.write("", () => process.exit(last === n ? 0 : 1));

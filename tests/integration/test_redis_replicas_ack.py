@@ -17,7 +17,7 @@ def test_publish_waits_for_a_replica_and_a_refused_one_is_delivered_once_on_retr
     master = RedisServer()
     replica = RedisServer(extra=("--replicaof", "127.0.0.1", str(master.port)))
     try:
-        wait_until(lambda: "state=online" in master.cli("INFO", "replication"), 10,
+        wait_until(lambda: "state=online" in master.replication(), 10,
                    what="the replica in sync")
         cfg = redis_config([master.address])
         cfg["redis"].update({"replicas_ack": 1, "replicas_ack_timeout": "300ms",

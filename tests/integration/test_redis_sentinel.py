@@ -184,7 +184,7 @@ def test_sigstop_master_past_failover_then_sigcont_herald_follows_new_master(her
     assert not any(n.startswith("herald-") for n in old.client_names()), old.client_names()
     # Sentinel demotes it once it reads the old master's INFO again (up to 10 s after it is back);
     # until then it was a writable master herald had to leave alone.
-    wait_until(lambda: "role:slave" in old.cli("INFO", "replication"), 20,
+    wait_until(lambda: "role:slave" in old.replication(), 20,
                what="the old master turned into a replica")
     figures["sentinel_failover_s"] = round(took, 2)
     report("sigstop", figures)

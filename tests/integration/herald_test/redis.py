@@ -92,6 +92,14 @@ class RedisServer:
             raise AssertionError(f"redis-cli {args}: {p.stderr.decode()!r}")
         return p.stdout.decode()
 
+    def replication(self) -> str:
+        """INFO replication, or "" when the connection is reset: Sentinel kills every client of
+        an instance it reconfigures (CLIENT KILL TYPE normal), the poller's own included."""
+        try:
+            return self.cli("INFO", "replication")
+        except AssertionError:
+            return ""
+
     def client_names(self) -> list[str]:
         out = self.cli("CLIENT", "LIST")
         names = []
