@@ -169,26 +169,36 @@ recovery history_store::since(const stream& s, const hub::stream_pos& pos, std::
     return rec;
 }
 
+void history_store::idempotency_keys::pop_oldest() {
+    offsets.erase(order.front().second);
+    order.pop_front();
+}
+
+bool history_store::idempotency_keys::expire(time_point now, std::chrono::milliseconds window) {
+    while (!order.empty() && now - order.front().first >= window) pop_oldest();
+    return order.empty();
+}
+
 std::optional<std::uint64_t> history_store::seen_key(stream& s, const std::string& key,
                                                      time_point now,
                                                      std::chrono::milliseconds window) {
-    while (!s.key_order.empty() && now - s.key_order.front().first >= window) {
-        s.keys.erase(s.key_order.front().second);
-        s.key_order.pop_front();
+    if (!s.keys) return std::nullopt;
+    if (s.keys->expire(now, window)) {
+        s.keys.reset();
+        return std::nullopt;
     }
-    auto it = s.keys.find(key);
-    if (it == s.keys.end()) return std::nullopt;
+    auto it = s.keys->offsets.find(key);
+    if (it == s.keys->offsets.end()) return std::nullopt;
     return it->second;
 }
 
 void history_store::remember_key(stream& s, std::string key, std::uint64_t offset, time_point now) {
     static constexpr std::size_t k_max_keys_per_topic = 100'000;
-    if (s.key_order.size() >= k_max_keys_per_topic) {
-        s.keys.erase(s.key_order.front().second);
-        s.key_order.pop_front();
-    }
-    s.keys.emplace(key, offset);
-    s.key_order.emplace_back(now, std::move(key));
+    if (!s.keys) s.keys = std::make_unique<idempotency_keys>();
+    auto& k = *s.keys;
+    if (k.order.size() >= k_max_keys_per_topic) k.pop_oldest();
+    k.offsets.emplace(key, offset);
+    k.order.emplace_back(now, std::move(key));
 }
 
 void history_store::expire(time_point now, std::chrono::milliseconds key_window,
@@ -196,13 +206,10 @@ void history_store::expire(time_point now, std::chrono::milliseconds key_window,
     for (auto it = streams_.begin(); it != streams_.end();) {
         stream& s = *it->second;
         while (!s.ring.empty() && now - s.ring.front()->created >= s.policy.ttl) pop_front(s);
-        while (!s.key_order.empty() && now - s.key_order.front().first >= key_window) {
-            s.keys.erase(s.key_order.front().second);
-            s.key_order.pop_front();
-        }
+        if (s.keys && s.keys->expire(now, key_window)) s.keys.reset();
         // A stream nobody holds and nothing is kept for loses its epoch: a later subscriber
         // resuming from it is told plainly that it cannot.
-        if (s.ring.empty() && s.keys.empty() && now - s.last_activity >= s.policy.ttl &&
+        if (s.ring.empty() && !s.keys && now - s.last_activity >= s.policy.ttl &&
             !has_subscribers(s.topic)) {
             by_id_.erase(s.id);
             it = streams_.erase(it);

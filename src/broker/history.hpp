@@ -51,6 +51,15 @@ struct offset_range {
 
 class history_store {
 public:
+    // Key -> offset, and the keys' arrival order (oldest first).
+    struct idempotency_keys {
+        std::unordered_map<std::string, std::uint64_t> offsets;
+        boost::container::deque<std::pair<time_point, std::string>> order;
+        // Forgets the keys `window` or more old; whether none is left.
+        bool expire(time_point now, std::chrono::milliseconds window);
+        void pop_oldest();
+    };
+
     struct stream {
         std::string topic;
         std::string epoch;
@@ -63,9 +72,9 @@ public:
         boost::container::deque<hub::message_ptr> ring;
         std::size_t bytes = 0;
         time_point last_activity;
-        // Idempotency keys seen within the window: key -> offset, and their arrival order.
-        std::unordered_map<std::string, std::uint64_t> keys;
-        boost::container::deque<std::pair<time_point, std::string>> key_order;
+        // Idempotency keys seen within the window; made by the topic's first key and freed when
+        // its last one expires (a topic that never sees a key holds one pointer, not ~100 B).
+        std::unique_ptr<idempotency_keys> keys;
     };
 
     explicit history_store(std::size_t max_bytes, std::uint64_t seed);

@@ -336,6 +336,7 @@ TEST(History, IdempotencyWindow) {
     history_store store(1 << 20, 1);
     auto& s = store.open("t", {100, 60s}, t0);
     EXPECT_FALSE(store.seen_key(s, "k1", t0, 5min));
+    EXPECT_EQ(s.keys, nullptr);  // a topic without keys holds no key table
     store.remember_key(s, "k1", 1, t0);
     store.remember_key(s, "k2", 2, t0 + 1min);
     EXPECT_EQ(store.seen_key(s, "k1", t0 + 4min, 5min), 1u);
@@ -350,6 +351,9 @@ TEST(History, IdempotencyWindow) {
     // Keys are per stream.
     auto& other = store.open("u", {100, 60s}, t0);
     EXPECT_FALSE(store.seen_key(other, "k2", t0 + 5min, 5min));
+    // Once its last key expires the table is freed.
+    EXPECT_FALSE(store.seen_key(s, "k1", t0 + 11min, 5min));
+    EXPECT_EQ(s.keys, nullptr);
 }
 
 TEST(History, FifoCompactionKeepsAccounting) {
