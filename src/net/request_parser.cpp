@@ -20,26 +20,24 @@ bool request_head::same_name(std::string_view a, std::string_view b) noexcept {
     return true;
 }
 
-std::string_view request_head::header(std::string_view name) const noexcept {
+const request_head::field* request_head::find(std::string_view name) const noexcept {
     for (const auto& e : fields_)
-        if (e.name.len == name.size() && same_name(slice(e.name), name)) return slice(e.value);
-    return {};
+        if (same_name(slice(e.name), name)) return &e;  // same_name compares lengths first
+    return nullptr;
+}
+
+std::string_view request_head::header(std::string_view name) const noexcept {
+    const field* f = find(name);
+    return f ? slice(f->value) : std::string_view{};
 }
 
 bool request_head::keep_alive() const {
     // The first Connection field only, as Beast's message::keep_alive() reads it.
-    bool present = false;
-    std::string_view connection;
-    for (const auto& e : fields_)
-        if (e.name.len == 10 && same_name(slice(e.name), "Connection")) {
-            present = true;
-            connection = slice(e.value);
-            break;
-        }
+    const field* f = find("Connection");
     namespace http = boost::beast::http;
-    http::token_list tokens{connection};
-    if (version_ < 11) return present && tokens.exists("keep-alive");
-    return !present || !tokens.exists("close");
+    http::token_list tokens{f ? slice(f->value) : std::string_view{}};
+    if (version_ < 11) return f && tokens.exists("keep-alive");
+    return !f || !tokens.exists("close");
 }
 
 request_head::span request_head::append(std::string_view s) {

@@ -31,7 +31,7 @@ public:
     template <class F>
     void each(std::string_view name, F&& f) const {
         for (const auto& e : fields_)
-            if (e.name.len == name.size() && same_name(slice(e.name), name)) f(slice(e.value));
+            if (same_name(slice(e.name), name)) f(slice(e.value));
     }
     [[nodiscard]] std::size_t field_count() const noexcept { return fields_.size(); }
     [[nodiscard]] std::string_view field_name(std::size_t i) const {
@@ -61,6 +61,8 @@ private:
         return std::string_view(text_.data() + s.at, s.len);
     }
     span append(std::string_view s);
+    // The first field called `name`, or null.
+    [[nodiscard]] const field* find(std::string_view name) const noexcept;
 
     // The method, the target, then each field's name and value; a larger head (a browser's,
     // with cookies) spills to the heap.
