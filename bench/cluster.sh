@@ -6,14 +6,14 @@
 #
 #   bench/cluster.sh            # prints one line per (topology, scenario) and a Markdown table
 #
-# Environment: HERALD_BIN (build/herald), BENCH_BIN (build/bench/herald-bench, built standalone
-# when missing), DURATION (5 s), REDIS_PORT (6480), CLUSTER_PORT (7480, and the next five).
+# Environment: HERALD_BIN (build/herald), BENCH_BIN (default: an up-to-date build, see
+# ensure_bench_bin in bench/lib.sh), DURATION (5 s), REDIS_PORT (6480), CLUSTER_PORT (7480, and the next five).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 HERALD_BIN=${HERALD_BIN:-$BUILD_DIR/herald}
-BENCH_BIN=${BENCH_BIN:-$BUILD_DIR/bench/herald-bench}
+BENCH_BIN=${BENCH_BIN:-}  # empty: ensure_bench_bin (bench/lib.sh) builds an up-to-date one
 DURATION=${DURATION:-5}
 REDIS_PORT=${REDIS_PORT:-6480}
 CLUSTER_PORT=${CLUSTER_PORT:-7480}

@@ -15,7 +15,11 @@ TOPICS="${TOPICS:-100}"
 RATE="${RATE:-60}"
 DURATION="${DURATION:-10}"
 HERALD_BIN="${HERALD_BIN:-$root/build/herald}"
-BENCH_BIN="${BENCH_BIN:-$root/build/bench/herald-bench}"
+BENCH_BIN="${BENCH_BIN:-}"  # empty: an up-to-date build (ensure_bench_bin, bench/lib.sh)
+ROOT=$root
+BUILD_DIR=${BUILD_DIR:-$root/build}
+. "$here/lib.sh"
+ensure_bench_bin
 REDIS_BIN="${REDIS_BIN:-$(command -v redis-server || echo /usr/bin/redis-server)}"
 TMP="$(mktemp -d /tmp/herald-100k.XXXXXX)"
 pids=()

@@ -8,7 +8,8 @@
 #
 # Environment:
 #   HERALD_BIN   herald binary            (default build/herald)
-#   BENCH_BIN    herald-bench binary      (default build/bench/herald-bench; built standalone if missing)
+#   BENCH_BIN    herald-bench binary      (default: build/bench/herald-bench when the build has
+#                HERALD_BENCH=ON, else build/bench-standalone/herald-bench; rebuilt if out of date)
 #   NGINX_BIN    nginx binary             (default nginx from PATH)
 #   NCHAN_MODULE nchan module             (default /usr/lib/nginx/modules/ngx_nchan_module.so)
 #   UWS_BIN      uWebSockets peer         (default build/peers/uws/uws-peer; bench/peers/uws/build.sh
@@ -31,7 +32,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 HERALD_BIN=${HERALD_BIN:-$BUILD_DIR/herald}
-BENCH_BIN=${BENCH_BIN:-$BUILD_DIR/bench/herald-bench}
+BENCH_BIN=${BENCH_BIN:-}  # empty: ensure_bench_bin (bench/lib.sh) builds an up-to-date one
 NGINX_BIN=${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}
 NCHAN_MODULE=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 UWS_BIN=${UWS_BIN:-$BUILD_DIR/peers/uws/uws-peer}
@@ -219,7 +220,7 @@ RUNS=$RESULTS_DIR/runs-$STAMP.jsonl
 : > "$RUNS"
 T0=$(date +%s)
 HERALD_COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo uncommitted)
-log "servers: $SERVERS; herald port $HERALD_PORT, uws port $UWS_PORT, nchan port $NCHAN_PORT; repeat $REPEAT; duration $D s"
+log "servers: $SERVERS; herald port $HERALD_PORT, uws port $UWS_PORT, nchan port $NCHAN_PORT; repeat $REPEAT; duration $D s; load generator $BENCH_BIN"
 log "raw results: $RUNS"
 
 run_one() {  # server scenario repeat args...
@@ -298,6 +299,7 @@ log "matrix done in $(( T1 - T0 )) s"
     "$REPEAT" "$DURATION" "$IDLE" "$THREADS" "$HERALD_HISTORY"
   printf '"quick":%s,"wall_s":%s,"servers":"%s","drain":%s,' "$QUICK" "$(( T1 - T0 ))" "$SERVERS" "$DRAIN"
   printf '"herald_sha256":"%s",' "$( [[ -f $HERALD_BIN ]] && sha256sum "$HERALD_BIN" | cut -c1-12 || echo none)"
+  printf '"bench_bin":"%s","bench_sha256":"%s",' "$BENCH_BIN" "$(sha256sum "$BENCH_BIN" | cut -c1-12)"
   printf '"fd_limit":%s}\n' "$(ulimit -Hn)"
 } > "$TMP/meta.json"
 
