@@ -3,6 +3,9 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/rfc7230.hpp>
 
+#include <algorithm>
+#include <array>
+#include <cstring>
 #include <limits>
 
 namespace herald::net {
@@ -10,6 +13,49 @@ namespace herald::net {
 namespace {
 constexpr char lower(char c) noexcept {
     return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+// RFC 7230's tchar, the characters of a method and a field name (Beast's is_token_char).
+constexpr std::array<bool, 256> make_tchar() {
+    std::array<bool, 256> t{};
+    for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (int c = 'a'; c <= 'z'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (unsigned char c : std::string_view("!#$%&'*+-.^_`|~")) t[c] = true;
+    return t;
+}
+constexpr std::array<bool, 256> k_tchar = make_tchar();
+
+// A target's byte: anything but a CTL, SP or DEL (Beast's is_pathchar).
+constexpr bool is_target_byte(unsigned char c) noexcept {
+    return c > 0x20 && c != 0x7f;
+}
+
+// A field value's byte: anything but a CTL other than HT, and DEL (Beast's parse_token_to_eol).
+constexpr bool is_value_byte(unsigned char c) noexcept {
+    return (c >= 0x20 || c == '\t') && c != 0x7f;
+}
+
+constexpr bool is_ows(unsigned char c) noexcept {
+    return c == ' ' || c == '\t';
+}
+
+// A Content-Length of plain digits; more than 19 (past what 64 bits hold) or anything else
+// (a list, a sign, nothing) is left to Beast.
+bool plain_length(std::string_view v, std::uint64_t& out) noexcept {
+    if (v.empty() || v.size() > 19) return false;
+    std::uint64_t n = 0;
+    for (char c : v) {
+        if (c < '0' || c > '9') return false;
+        n = n * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    out = n;
+    return true;
+}
+
+bool one_token(std::string_view v) noexcept {
+    return !v.empty() && std::all_of(v.begin(), v.end(),
+                                     [](char c) { return k_tchar[static_cast<unsigned char>(c)]; });
 }
 }  // namespace
 
@@ -45,6 +91,90 @@ request_head::span request_head::append(std::string_view s) {
     span r{static_cast<std::uint32_t>(text_.size()), static_cast<std::uint32_t>(s.size())};
     text_.insert(text_.end(), s.begin(), s.end());
     return r;
+}
+
+std::size_t request_parser::parse_whole(std::string_view in, std::uint32_t header_limit,
+                                        std::uint64_t body_limit, request_head& out) {
+    // Every check declines (returns 0) rather than judges: an error, its kind and the bytes
+    // taken are Beast's to decide. `i` never passes `end`, and the head ends before it.
+    const auto* const b = reinterpret_cast<const unsigned char*>(in.data());
+    const std::size_t end = std::min<std::size_t>(in.size(), header_limit);
+    std::size_t i = 0;
+    while (i < end && k_tchar[b[i]]) ++i;
+    if (i == 0 || i == end || b[i] != ' ') return 0;
+    const std::size_t method_len = i;
+    const std::size_t target_at = ++i;
+    while (i < end && is_target_byte(b[i])) ++i;
+    if (i == target_at || i == end || b[i] != ' ') return 0;
+    const std::size_t target_len = i - target_at;
+    ++i;
+    if (end - i < 10 || std::memcmp(b + i, "HTTP/1.", 7) != 0) return 0;
+    const unsigned char minor = b[i + 7];
+    if ((minor != '0' && minor != '1') || b[i + 8] != '\r' || b[i + 9] != '\n') return 0;
+    i += 10;
+
+    bool has_length = false;
+    std::uint64_t length = 0;
+    for (;;) {
+        if (end - i < 2) return 0;
+        if (b[i] == '\r') {
+            if (b[i + 1] != '\n') return 0;
+            i += 2;
+            break;
+        }
+        const std::size_t name_at = i;
+        while (i < end && k_tchar[b[i]]) ++i;
+        if (i == name_at || i == end || b[i] != ':') return 0;
+        const std::string_view name(in.data() + name_at, i - name_at);
+        ++i;
+        while (i < end && is_ows(b[i])) ++i;
+        const std::size_t value_at = i;
+        while (i < end && is_value_byte(b[i])) ++i;
+        // CRLF. A next line continuing this one (obs-fold) starts with SP or HT, which no name
+        // starts with: it is declined there.
+        if (end - i < 2 || b[i] != '\r' || b[i + 1] != '\n') return 0;
+        std::size_t value_end = i;
+        while (value_end > value_at && is_ows(b[value_end - 1])) --value_end;
+        i += 2;
+        const std::string_view value(in.data() + value_at, value_end - value_at);
+        // The fields Beast's do_field() interprets, recognised as Beast's string_to_field()
+        // does (case-insensitively); a length judged differently would smuggle a request.
+        switch (name.size()) {
+            case 14:
+                if (request_head::same_name(name, "Content-Length")) {
+                    if (has_length || !plain_length(value, length)) return 0;
+                    has_length = true;
+                }
+                break;
+            case 17:
+                if (request_head::same_name(name, "Transfer-Encoding")) return 0;
+                break;
+            case 10:
+            case 16:
+                if ((request_head::same_name(name, "Connection") ||
+                     request_head::same_name(name, "Proxy-Connection")) &&
+                    !one_token(value))
+                    return 0;
+                break;
+            default: break;
+        }
+        out.fields_.push_back(
+            {{static_cast<std::uint32_t>(name_at), static_cast<std::uint32_t>(name.size())},
+             {static_cast<std::uint32_t>(value_at), static_cast<std::uint32_t>(value.size())}});
+    }
+    const std::size_t head_len = i;
+    if (has_length && (length > body_limit || in.size() - head_len < length)) return 0;
+
+    // The head's bytes as they came (offsets above index them; a head is within header_limit,
+    // so they fit 32 bits), then the body.
+    out.text_.assign(in.data(), in.data() + head_len);
+    out.method_at_ = {0, static_cast<std::uint32_t>(method_len)};
+    out.target_at_ = {static_cast<std::uint32_t>(target_at),
+                      static_cast<std::uint32_t>(target_len)};
+    out.method_ = boost::beast::http::string_to_verb(in.substr(0, method_len));
+    out.version_ = minor == '1' ? 11 : 10;
+    if (length > 0) out.body_.assign(in.data() + head_len, static_cast<std::size_t>(length));
+    return head_len + static_cast<std::size_t>(length);
 }
 
 void request_parser::on_request_impl(boost::beast::http::verb method, string_view method_str,
