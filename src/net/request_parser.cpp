@@ -36,6 +36,24 @@ constexpr bool is_value_byte(unsigned char c) noexcept {
     return (c >= 0x20 || c == '\t') && c != 0x7f;
 }
 
+// The first byte at or after `i` (before `end`) below `low` or DEL, passing eight plain bytes at
+// a time: whether a word holds a byte below `low` (at most 0x80) or a DEL is exact (the
+// classic has-less / has-zero bit tricks); only where a word holds one do the byte loops
+// judge each byte. A value's HT stops the words too, and the byte loop takes it.
+inline std::size_t skip_plain(const unsigned char* b, std::size_t i, std::size_t end,
+                              std::uint64_t low) noexcept {
+    constexpr std::uint64_t ones = 0x0101010101010101ull;
+    constexpr std::uint64_t highs = 0x8080808080808080ull;
+    while (end - i >= 8) {
+        std::uint64_t w;
+        std::memcpy(&w, b + i, 8);
+        const std::uint64_t del = w ^ (ones * 0x7f);
+        if ((((w - ones * low) & ~w) | ((del - ones) & ~del)) & highs) break;
+        i += 8;
+    }
+    return i;
+}
+
 constexpr bool is_ows(unsigned char c) noexcept {
     return c == ' ' || c == '\t';
 }
@@ -79,11 +97,53 @@ std::string_view request_head::header(std::string_view name) const noexcept {
 
 bool request_head::keep_alive() const {
     // The first Connection field only, as Beast's message::keep_alive() reads it.
-    const field* f = find("Connection");
+    const auto at = first_[static_cast<std::size_t>(known::connection)];
     namespace http = boost::beast::http;
-    http::token_list tokens{f ? slice(f->value) : std::string_view{}};
-    if (version_ < 11) return f && tokens.exists("keep-alive");
-    return !f || !tokens.exists("close");
+    http::token_list tokens{at ? slice(fields_[at - 1].value) : std::string_view{}};
+    if (version_ < 11) return at && tokens.exists("keep-alive");
+    return !at || !tokens.exists("close");
+}
+
+namespace {
+// The known name `name` is, or count_.
+request_head::known known_name(std::string_view name) noexcept {
+    using k = request_head::known;
+    const auto is = [name](std::string_view n) { return request_head::same_name(name, n); };
+    switch (name.size()) {
+        case 6:
+            if (is("Origin")) return k::origin;
+            if (is("Cookie")) return k::cookie;
+            break;
+        case 10:
+            if (is("Connection")) return k::connection;
+            break;
+        case 11:
+            if (is("traceparent")) return k::traceparent;
+            break;
+        case 12:
+            if (is("Content-Type")) return k::content_type;
+            break;
+        case 13:
+            if (is("Authorization")) return k::authorization;
+            if (is("X-Herald-CSRF")) return k::x_herald_csrf;
+            break;
+        case 15:
+            if (is("X-Forwarded-For")) return k::x_forwarded_for;
+            if (is("Idempotency-Key")) return k::idempotency_key;
+            break;
+        default: break;
+    }
+    return k::count_;
+}
+}  // namespace
+
+void request_head::add_field(span name, span value, std::string_view name_text) {
+    fields_.push_back({name, value});
+    const auto k = known_name(name_text);
+    if (k == known::count_) return;
+    auto& first = first_[static_cast<std::size_t>(k)];
+    // Field counts fit: each field takes at least two bytes of a head of at most 1 MiB.
+    if (first == 0) first = static_cast<std::uint32_t>(fields_.size());
 }
 
 request_head::span request_head::append(std::string_view s) {
@@ -104,6 +164,7 @@ std::size_t request_parser::parse_whole(std::string_view in, std::uint32_t heade
     if (i == 0 || i == end || b[i] != ' ') return 0;
     const std::size_t method_len = i;
     const std::size_t target_at = ++i;
+    i = skip_plain(b, i, end, 0x21);
     while (i < end && is_target_byte(b[i])) ++i;
     if (i == target_at || i == end || b[i] != ' ') return 0;
     const std::size_t target_len = i - target_at;
@@ -129,6 +190,7 @@ std::size_t request_parser::parse_whole(std::string_view in, std::uint32_t heade
         ++i;
         while (i < end && is_ows(b[i])) ++i;
         const std::size_t value_at = i;
+        i = skip_plain(b, i, end, 0x20);
         while (i < end && is_value_byte(b[i])) ++i;
         // CRLF. A next line continuing this one (obs-fold) starts with SP or HT, which no name
         // starts with: it is declined there.
@@ -158,9 +220,9 @@ std::size_t request_parser::parse_whole(std::string_view in, std::uint32_t heade
                 break;
             default: break;
         }
-        out.fields_.push_back(
-            {{static_cast<std::uint32_t>(name_at), static_cast<std::uint32_t>(name.size())},
-             {static_cast<std::uint32_t>(value_at), static_cast<std::uint32_t>(value.size())}});
+        out.add_field(
+            {static_cast<std::uint32_t>(name_at), static_cast<std::uint32_t>(name.size())},
+            {static_cast<std::uint32_t>(value_at), static_cast<std::uint32_t>(value.size())}, name);
     }
     const std::size_t head_len = i;
     if (has_length && (length > body_limit || in.size() - head_len < length)) return 0;
@@ -194,7 +256,7 @@ void request_parser::on_field_impl(boost::beast::http::field, string_view name, 
                                    error_code& ec) {
     const auto n = m_.append(std::string_view(name.data(), name.size()));
     const auto v = m_.append(std::string_view(value.data(), value.size()));
-    m_.fields_.push_back({n, v});
+    m_.add_field(n, v, std::string_view(name.data(), name.size()));
     ec = {};
 }
 

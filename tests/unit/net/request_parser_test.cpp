@@ -276,7 +276,8 @@ TEST(RequestParserWhole, EveryByteAtEveryPlaceOfAPublishIsJudgedAsBeastJudgesIt)
     // it: what parse_whole() takes must be what Beast makes of it; what it declines, Beast's
     // parser answers. (About 60,000 parses.)
     const std::string base =
-        "POST /publish/t1 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab";
+        "POST /publish/t1?x=%20 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nConnection: close\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nab";
     const std::size_t head = base.size() - 2;
     std::size_t taken = 0;
     for (std::size_t at = 0; at < head; ++at) {
@@ -296,4 +297,42 @@ TEST(RequestParserWhole, EveryByteAtEveryPlaceOfAPublishIsJudgedAsBeastJudgesIt)
         }
     }
     EXPECT_GT(taken, head * 40);  // the test reaches parse_whole's accepting paths
+}
+
+TEST(RequestParser, KnownFieldsReadAsTheirNamesDo) {
+    using known = net::request_head::known;
+    const std::pair<known, std::string_view> names[] = {
+        {known::connection, "Connection"},       {known::origin, "Origin"},
+        {known::authorization, "Authorization"}, {known::cookie, "Cookie"},
+        {known::x_herald_csrf, "X-Herald-CSRF"}, {known::x_forwarded_for, "X-Forwarded-For"},
+        {known::content_type, "Content-Type"},   {known::idempotency_key, "Idempotency-Key"},
+        {known::traceparent, "traceparent"}};
+    // Every known name absent, then present twice in other cases (the first line wins), among
+    // names of the same lengths; parsed by parse_whole() and by the Beast-based parser.
+    std::string with = "GET / HTTP/1.1\r\nOrigim: x\r\nCookie2: y\r\nTraceparenT: 00-tp\r\n";
+    for (const auto& [k, name] : names) {
+        std::string lower(name);
+        for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        with.append(lower).append(": first-").append(name).append("\r\n");
+        with.append(name).append(": second\r\n");
+    }
+    for (const std::string& in :
+         {std::string("GET / HTTP/1.1\r\nOrigim: x\r\n\r\n"), with + "\r\n"}) {
+        net::request_head fast;
+        ASSERT_EQ(net::request_parser::parse_whole(in, 8192, 0, fast), in.size());
+        const auto slow = parse(in);
+        for (const auto& [k, name] : names) {
+            SCOPED_TRACE(std::string(name));
+            EXPECT_EQ(fast.header(k), fast.header(name));
+            EXPECT_EQ(slow.header(k), slow.header(name));
+            EXPECT_EQ(fast.header(k), slow.header(name));
+            std::vector<std::string_view> by_k, by_name;
+            fast.each(k, name, [&by_k](std::string_view v) { by_k.push_back(v); });
+            slow.each(name, [&by_name](std::string_view v) { by_name.push_back(v); });
+            EXPECT_EQ(by_k, by_name);
+        }
+    }
+    const auto req = parse(with + "\r\n");
+    EXPECT_EQ(req.header(known::traceparent), "00-tp");  // names match in any case
+    EXPECT_TRUE(req.keep_alive());                       // the first Connection line has no "close"
 }
