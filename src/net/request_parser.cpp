@@ -54,6 +54,12 @@ inline std::size_t skip_plain(const unsigned char* b, std::size_t i, std::size_t
     return i;
 }
 
+// Eight token characters at `p` (one branch for the eight lookups).
+inline bool all_tchar8(const unsigned char* p) noexcept {
+    return k_tchar[p[0]] & k_tchar[p[1]] & k_tchar[p[2]] & k_tchar[p[3]] & k_tchar[p[4]] &
+           k_tchar[p[5]] & k_tchar[p[6]] & k_tchar[p[7]];
+}
+
 constexpr bool is_ows(unsigned char c) noexcept {
     return c == ' ' || c == '\t';
 }
@@ -105,41 +111,80 @@ bool request_head::keep_alive() const {
 }
 
 namespace {
-// The known name `name` is, or count_.
-request_head::known known_name(std::string_view name) noexcept {
+// Whether `name` (token characters only: both parsers accept no other in a name) is `lower`
+// (lower-case letters and '-') in any case. For a token character c, c | 0x20 is a lower-case
+// letter only when c is that letter in either case, and '-' only when c is '-' (the other, CR,
+// is no token character), so eight bytes compare at once.
+bool token_is(std::string_view name, std::string_view lower) noexcept {
+    const std::size_t n = lower.size();
+    if (name.size() != n) return false;
+    if (n < 8) {
+        for (std::size_t i = 0; i < n; ++i)
+            if ((name[i] | 0x20) != lower[i]) return false;
+        return true;
+    }
+    const auto word_at = [](std::string_view s, std::size_t i) {
+        std::uint64_t w;
+        std::memcpy(&w, s.data() + i, 8);
+        return w;
+    };
+    constexpr std::uint64_t case_bits = 0x2020202020202020ull;
+    for (std::size_t i = 0;; i += 8) {
+        const std::size_t at = std::min(i, n - 8);  // the last word overlaps the one before
+        if ((word_at(name, at) | case_bits) != word_at(lower, at)) return false;
+        if (at == n - 8) return true;
+    }
+}
+
+// What a field's name means to the parsers: a known field of request_head, and whether it is
+// one of those Beast's do_field() interprets.
+enum class special : std::uint8_t { none, content_length, transfer_encoding, connection };
+struct name_class {
+    request_head::known known = request_head::known::count_;
+    special what = special::none;
+};
+
+name_class classify(std::string_view name) noexcept {
     using k = request_head::known;
-    const auto is = [name](std::string_view n) { return request_head::same_name(name, n); };
     switch (name.size()) {
         case 6:
-            if (is("Origin")) return k::origin;
-            if (is("Cookie")) return k::cookie;
+            if (token_is(name, "origin")) return {k::origin};
+            if (token_is(name, "cookie")) return {k::cookie};
             break;
         case 10:
-            if (is("Connection")) return k::connection;
+            if (token_is(name, "connection")) return {k::connection, special::connection};
             break;
         case 11:
-            if (is("traceparent")) return k::traceparent;
+            if (token_is(name, "traceparent")) return {k::traceparent};
             break;
         case 12:
-            if (is("Content-Type")) return k::content_type;
+            if (token_is(name, "content-type")) return {k::content_type};
             break;
         case 13:
-            if (is("Authorization")) return k::authorization;
-            if (is("X-Herald-CSRF")) return k::x_herald_csrf;
+            if (token_is(name, "authorization")) return {k::authorization};
+            if (token_is(name, "x-herald-csrf")) return {k::x_herald_csrf};
+            break;
+        case 14:
+            if (token_is(name, "content-length")) return {k::count_, special::content_length};
             break;
         case 15:
-            if (is("X-Forwarded-For")) return k::x_forwarded_for;
-            if (is("Idempotency-Key")) return k::idempotency_key;
+            if (token_is(name, "x-forwarded-for")) return {k::x_forwarded_for};
+            if (token_is(name, "idempotency-key")) return {k::idempotency_key};
+            break;
+        case 16:
+            if (token_is(name, "proxy-connection")) return {k::count_, special::connection};
+            break;
+        case 17:
+            if (token_is(name, "transfer-encoding")) return {k::count_, special::transfer_encoding};
             break;
         default: break;
     }
-    return k::count_;
+    return {};
 }
 }  // namespace
 
-void request_head::add_field(span name, span value, std::string_view name_text) {
+void request_head::add_field(span name, span value, known k) {
     fields_.push_back({name, value});
-    const auto k = known_name(name_text);
     if (k == known::count_) return;
     auto& first = first_[static_cast<std::size_t>(k)];
     // Field counts fit: each field takes at least two bytes of a head of at most 1 MiB.
@@ -184,6 +229,7 @@ std::size_t request_parser::parse_whole(std::string_view in, std::uint32_t heade
             break;
         }
         const std::size_t name_at = i;
+        while (end - i >= 8 && all_tchar8(b + i)) i += 8;
         while (i < end && k_tchar[b[i]]) ++i;
         if (i == name_at || i == end || b[i] != ':') return 0;
         const std::string_view name(in.data() + name_at, i - name_at);
@@ -201,28 +247,22 @@ std::size_t request_parser::parse_whole(std::string_view in, std::uint32_t heade
         const std::string_view value(in.data() + value_at, value_end - value_at);
         // The fields Beast's do_field() interprets, recognised as Beast's string_to_field()
         // does (case-insensitively); a length judged differently would smuggle a request.
-        switch (name.size()) {
-            case 14:
-                if (request_head::same_name(name, "Content-Length")) {
-                    if (has_length || !plain_length(value, length)) return 0;
-                    has_length = true;
-                }
+        const name_class c = classify(name);
+        switch (c.what) {
+            case special::content_length:
+                if (has_length || !plain_length(value, length)) return 0;
+                has_length = true;
                 break;
-            case 17:
-                if (request_head::same_name(name, "Transfer-Encoding")) return 0;
+            case special::transfer_encoding: return 0;
+            case special::connection:
+                if (!one_token(value)) return 0;
                 break;
-            case 10:
-            case 16:
-                if ((request_head::same_name(name, "Connection") ||
-                     request_head::same_name(name, "Proxy-Connection")) &&
-                    !one_token(value))
-                    return 0;
-                break;
-            default: break;
+            case special::none: break;
         }
         out.add_field(
             {static_cast<std::uint32_t>(name_at), static_cast<std::uint32_t>(name.size())},
-            {static_cast<std::uint32_t>(value_at), static_cast<std::uint32_t>(value.size())}, name);
+            {static_cast<std::uint32_t>(value_at), static_cast<std::uint32_t>(value.size())},
+            c.known);
     }
     const std::size_t head_len = i;
     if (has_length && (length > body_limit || in.size() - head_len < length)) return 0;
@@ -256,7 +296,7 @@ void request_parser::on_field_impl(boost::beast::http::field, string_view name, 
                                    error_code& ec) {
     const auto n = m_.append(std::string_view(name.data(), name.size()));
     const auto v = m_.append(std::string_view(value.data(), value.size()));
-    m_.add_field(n, v, std::string_view(name.data(), name.size()));
+    m_.add_field(n, v, classify(std::string_view(name.data(), name.size())).known);
     ec = {};
 }
 

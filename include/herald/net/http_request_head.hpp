@@ -90,9 +90,9 @@ private:
             if (same_name(slice(fields_[i].name), name)) f(slice(fields_[i].value));
     }
     span append(std::string_view s);
-    // Appends a field (its name and value in text_, or to be there once the head is copied;
-    // `name_text` is the name's bytes), indexing it if its name is known.
-    void add_field(span name, span value, std::string_view name_text);
+    // Appends a field (its name and value in text_, or to be there once the head is copied),
+    // indexing it under `k` unless that is count_.
+    void add_field(span name, span value, known k);
     // The first field called `name`, or null.
     [[nodiscard]] const field* find(std::string_view name) const noexcept;
 
