@@ -274,7 +274,7 @@ TEST(RequestParserWhole, PipelinedRequestsLeaveTheNextOnesBytes) {
 TEST(RequestParserWhole, EveryByteAtEveryPlaceOfAPublishIsJudgedAsBeastJudgesIt) {
     // Each byte of the head replaced by each of the 256 values, and each value inserted before
     // it: what parse_whole() takes must be what Beast makes of it; what it declines, Beast's
-    // parser answers. (About 60,000 parses.)
+    // parser answers. (62,976 inputs; parse_whole() takes 28,974 of them.)
     const std::string base =
         "POST /publish/t1?x=%20 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nConnection: close\r\n"
         "Content-Type: text/plain; charset=utf-8\r\n\r\nab";
@@ -296,7 +296,7 @@ TEST(RequestParserWhole, EveryByteAtEveryPlaceOfAPublishIsJudgedAsBeastJudgesIt)
             }
         }
     }
-    EXPECT_GT(taken, head * 40);  // the test reaches parse_whole's accepting paths
+    EXPECT_GT(taken, head * 200);  // the test reaches parse_whole's accepting paths
 }
 
 TEST(RequestParser, KnownFieldsReadAsTheirNamesDo) {
