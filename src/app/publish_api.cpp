@@ -19,6 +19,7 @@ namespace herald::app {
 
 using json = nlohmann::json;
 using metrics::reject;
+using known = net::request_head::known;
 
 namespace {
 constexpr std::size_t k_max_batch = 1000;
@@ -89,7 +90,7 @@ std::string& answer_scratch() {
 // The trace id of a W3C `traceparent` header; a missing or malformed one is no trace (a
 // tracing header never fails a publish).
 wire::trace_id trace_of(const net::http_request& req) {
-    return wire::parse_traceparent(req.header("traceparent")).value_or(wire::trace_id{});
+    return wire::parse_traceparent(req.header(known::traceparent)).value_or(wire::trace_id{});
 }
 
 bool refuse(const net::responder& r, broker::publish_status st) {
@@ -197,7 +198,7 @@ void api::publish_one(net::worker_context& w, net::http_request& req, const std:
     }
     hub::publish_request p;
     p.topic = topic;
-    const auto type = media_type(req.header("Content-Type"));
+    const auto type = media_type(req.header(known::content_type));
     if (is_media(type, "application/json")) {
         if (!json::accept(req.body())) {
             r.error(reject::bad_json, "body is not valid JSON (Content-Type: application/json)");
@@ -226,7 +227,7 @@ void api::publish_one(net::worker_context& w, net::http_request& req, const std:
         }
         p.event = *e;
     }
-    if (auto k = req.header("Idempotency-Key"); !k.empty()) {
+    if (auto k = req.header(known::idempotency_key); !k.empty()) {
         if (!wire::is_valid_idempotency_key(k)) {
             r.error(reject::bad_idempotency_key,
                     "Idempotency-Key must be 1..128 printable ASCII bytes");
@@ -268,7 +269,7 @@ void api::send_one(net::worker_context& w, hub::publish_request p, net::responde
 }
 
 void api::publish_json(net::worker_context& w, const net::http_request& req, net::responder r) {
-    const auto type = media_type(req.header("Content-Type"));
+    const auto type = media_type(req.header(known::content_type));
     if (!type.empty() && !is_media(type, "application/json")) {
         r.error(reject::unsupported_media_type,
                 "POST /publish takes Content-Type: application/json");
@@ -282,7 +283,7 @@ void api::publish_json(net::worker_context& w, const net::http_request& req, net
     std::vector<hub::publish_request> out;
     std::string problem;
     reject problem_kind = reject::bad_request;
-    std::string header_key(req.header("Idempotency-Key"));
+    std::string header_key(req.header(known::idempotency_key));
     const auto trace = trace_of(req);  // one header: every message of the batch carries it
     if (!header_key.empty() && !wire::is_valid_idempotency_key(header_key)) {
         r.error(reject::bad_idempotency_key,

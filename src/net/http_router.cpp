@@ -11,6 +11,7 @@ namespace herald::net {
 
 namespace http = boost::beast::http;
 using metrics::reject;
+using known = request_head::known;
 
 namespace {
 // The HTTP answer to an authorization refusal (auth/access.hpp).
@@ -87,7 +88,7 @@ void http_session::handle(http_request& req) {
         std::string& c;
         ~clear_cors() { c.clear(); }
     } cleanup{cors_};
-    if (auto origin = req.header("Origin"); !origin.empty() && w_.auth) {
+    if (auto origin = req.header(known::origin); !origin.empty() && w_.auth) {
         auto h = w_.auth->cors(origin, req.method() == http::verb::options);
         if (!h) {
             fail_request(seq, reject::forbidden, "origin not allowed", keep_alive);
@@ -142,8 +143,8 @@ void http_session::handle(http_request& req) {
     req.client_ip = client_ip(req);
     std::unique_ptr<auth::token_claims> reader;
     if (w_.auth) {
-        const auth::credentials cred{req.header("Authorization"), req.header("Cookie"),
-                                     req.target.query, req.header("X-Herald-CSRF"),
+        const auth::credentials cred{req.header(known::authorization), req.header(known::cookie),
+                                     req.target.query, req.header(known::x_herald_csrf),
                                      req.method() != http::verb::get || held};
         auto d = w_.auth->authorize(ep->access, cred, topics, req.client_ip);
         if (!d.ok()) {

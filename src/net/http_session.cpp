@@ -192,6 +192,18 @@ void http_session::process() {
             break;
         }
         if (!parser_) {
+            // A plain request already whole in the input is parsed in one pass; otherwise (or
+            // when it declines) Beast's parser takes the same bytes from the start.
+            http_request req{};
+            const std::size_t whole = request_parser::parse_whole(
+                std::string_view(in_.data() + in_head_, unparsed()),
+                static_cast<std::uint32_t>(w_.cfg.http.max_header_bytes),
+                w_.cfg.limits.max_message_bytes, req.raw);
+            if (whole > 0) {
+                in_head_ += whole;
+                dispatch(req, now(), dispatched);
+                continue;
+            }
             parser_ = new_parser();
             parser_->header_limit(static_cast<std::uint32_t>(w_.cfg.http.max_header_bytes));
             parser_->body_limit(w_.cfg.limits.max_message_bytes);
@@ -231,13 +243,7 @@ void http_session::process() {
             http_request req{parser_->release(), {}, {}};
             recycle(std::move(parser_));
             parsed_bytes_ = 0;
-            arm_idle(now());  // the next request gets its own header_timeout from its first byte
-            ++dispatched;
-            if (draining_) {
-                answer_draining(unparsed() == 0);
-            } else {
-                handle(req);
-            }
+            dispatch(req, now(), dispatched);
         }
     }
     const bool starved = !closed() && !stop_reading_ && !poll_ && !waiting_room_ && !yield &&
@@ -253,6 +259,16 @@ void http_session::process() {
     }
     processing_ = false;
     if (yield) schedule_process();
+}
+
+void http_session::dispatch(http_request& req, time_point now, std::size_t& dispatched) {
+    arm_idle(now);  // the next request gets its own header_timeout from its first byte
+    ++dispatched;
+    if (draining_) {
+        answer_draining(unparsed() == 0);
+    } else {
+        handle(req);
+    }
 }
 
 void http_session::drop_input() {

@@ -54,7 +54,8 @@ std::string http_session::client_ip(const http_request& req) {
     if (!w_.auth) return peer_text_;
     // The header lines only; the decision is auth's.
     boost::container::small_vector<std::string_view, 2> xff;
-    req.raw.each("X-Forwarded-For", [&xff](std::string_view v) { xff.push_back(v); });
+    req.raw.each(request_head::known::x_forwarded_for, "X-Forwarded-For",
+                 [&xff](std::string_view v) { xff.push_back(v); });
     return w_.auth->client_ip(peer_, peer_text_, xff);
 }
 

@@ -85,6 +85,8 @@ private:
     // limits.max_queued_bytes, so that the answers already owed fit in the other half).
     [[nodiscard]] std::size_t out_mark() const noexcept;
     [[nodiscard]] std::size_t unparsed() const noexcept { return in_.size() - in_head_; }
+    // A parsed request: the idle deadline from `now`, then handle() (or 503 while draining).
+    void dispatch(http_request& req, time_point now, std::size_t& dispatched);
     // `req` holds the parsed head; its target is parsed here.
     void handle(http_request& req);
     // The stream endpoints; `topics` are validated and `claims` (null: anonymous) authorized.

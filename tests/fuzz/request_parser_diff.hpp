@@ -1,6 +1,7 @@
 #pragma once
 // herald's request parser and Beast's request_parser on the same bytes: what each makes of them
-// (error, method, target, version, keep-alive, fields, body), for the differential fuzz target
+// (error, method, target, version, keep-alive, fields, body, bytes taken), for the differential
+// fuzz target
 // (fuzz_http_parser.cpp) and the unit tests (tests/unit/net/request_parser_test.cpp).
 #include "net/request_parser.hpp"
 
@@ -28,6 +29,7 @@ struct parse_outcome {
     unsigned version = 0;
     bool keep_alive = false;
     std::vector<std::pair<std::string, std::string>> fields;
+    std::size_t used = 0;  // bytes taken by the request (a pipelined next one's are left)
     bool operator==(const parse_outcome&) const = default;
 };
 
@@ -35,7 +37,8 @@ struct parse_outcome {
 // time; returns the error, or {} once done; an unfinished request is need_more. Bounded: every
 // round either consumes bytes or offers more.
 template <class Parser>
-boost::beast::error_code feed(Parser& p, std::string_view in, std::size_t step, parse_limits l) {
+boost::beast::error_code feed(Parser& p, std::string_view in, std::size_t step, parse_limits l,
+                              std::size_t* used_out = nullptr) {
     namespace http = boost::beast::http;
     p.header_limit(l.header);
     p.body_limit(l.body);
@@ -52,7 +55,10 @@ boost::beast::error_code feed(Parser& p, std::string_view in, std::size_t step, 
             continue;
         }
         if (ec) return ec;
-        if (p.is_done()) return {};
+        if (p.is_done()) {
+            if (used_out) *used_out = at;
+            return {};
+        }
         if (used == 0 && avail == in.size()) return http::error::need_more;
         if (used == 0) avail = std::min(in.size(), avail + step);
     }
@@ -86,7 +92,7 @@ void describe(parse_outcome& o, Message& m) {
 inline parse_outcome with_beast(std::string_view in, std::size_t step, parse_limits l = {}) {
     boost::beast::http::request_parser<boost::beast::http::string_body> p;
     parse_outcome o;
-    o.ec = feed(p, in, step, l);
+    o.ec = feed(p, in, step, l, &o.used);
     if (o.ec) return o;
     auto m = p.release();
     describe(o, m);
@@ -95,16 +101,35 @@ inline parse_outcome with_beast(std::string_view in, std::size_t step, parse_lim
     return o;
 }
 
-inline parse_outcome with_herald(std::string_view in, std::size_t step, parse_limits l = {}) {
-    net::request_parser p;
-    parse_outcome o;
-    o.ec = feed(p, in, step, l);
-    if (o.ec) return o;
-    auto m = p.release();
+inline void describe_head(parse_outcome& o, const net::request_head& m) {
     describe(o, m);
     for (std::size_t i = 0; i < m.field_count(); ++i)
         o.fields.emplace_back(m.field_name(i), m.field_value(i));
     group_by_name(o.fields);
+}
+
+inline parse_outcome with_herald(std::string_view in, std::size_t step, parse_limits l = {}) {
+    net::request_parser p;
+    parse_outcome o;
+    o.ec = feed(p, in, step, l, &o.used);
+    if (o.ec) return o;
+    describe_head(o, p.release());
+    return o;
+}
+
+// As the HTTP session parses: request_parser::parse_whole() on the first `step` bytes (all that
+// has arrived when the request starts), and the Beast-based parser on the same bytes when it
+// declines. `fast` tells which one answered.
+inline parse_outcome with_session(std::string_view in, std::size_t step, parse_limits l = {},
+                                  bool* fast = nullptr) {
+    net::request_head h;
+    const std::size_t used = net::request_parser::parse_whole(
+        in.substr(0, std::min(step, in.size())), l.header, l.body, h);
+    if (fast) *fast = used > 0;
+    if (used == 0) return with_herald(in, step, l);
+    parse_outcome o;
+    o.used = used;
+    describe_head(o, h);
     return o;
 }
 

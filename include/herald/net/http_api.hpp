@@ -25,6 +25,9 @@ struct http_request {
     [[nodiscard]] std::string_view header(std::string_view name) const noexcept {
         return raw.header(name);
     }
+    [[nodiscard]] std::string_view header(request_head::known k) const noexcept {
+        return raw.header(k);
+    }
     [[nodiscard]] const std::string& body() const { return raw.body(); }
 };
 

@@ -7,6 +7,7 @@
 #include <boost/beast/http/verb.hpp>
 #include <boost/container/small_vector.hpp>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -15,6 +16,22 @@ namespace herald::net {
 
 class request_head {
 public:
+    // The fields a request's handling reads on every request (the router, a publish): their
+    // first lines are indexed as the head is parsed, so that each lookup is one load instead of
+    // a scan of every field.
+    enum class known : std::uint8_t {
+        connection,
+        origin,
+        authorization,
+        cookie,
+        x_herald_csrf,
+        x_forwarded_for,
+        content_type,
+        idempotency_key,
+        traceparent,
+        count_
+    };
+
     [[nodiscard]] boost::beast::http::verb method() const noexcept { return method_; }
     // The method as sent (also for verbs Beast does not know).
     [[nodiscard]] std::string_view method_string() const noexcept { return slice(method_at_); }
@@ -27,11 +44,18 @@ public:
 
     // The value of the first field called `name` (ASCII case-insensitive); empty when absent.
     [[nodiscard]] std::string_view header(std::string_view name) const noexcept;
+    [[nodiscard]] std::string_view header(known k) const noexcept {
+        const auto at = first_[static_cast<std::size_t>(k)];
+        return at ? slice(fields_[at - 1].value) : std::string_view{};
+    }
     // Calls f(value) for every field called `name`, in arrival order.
     template <class F>
     void each(std::string_view name, F&& f) const {
-        for (const auto& e : fields_)
-            if (same_name(slice(e.name), name)) f(slice(e.value));
+        each_from(0, name, f);
+    }
+    template <class F>
+    void each(known k, std::string_view name, F&& f) const {
+        if (const auto at = first_[static_cast<std::size_t>(k)]) each_from(at - 1, name, f);
     }
     [[nodiscard]] std::size_t field_count() const noexcept { return fields_.size(); }
     [[nodiscard]] std::string_view field_name(std::size_t i) const {
@@ -60,7 +84,15 @@ private:
     [[nodiscard]] std::string_view slice(span s) const noexcept {
         return std::string_view(text_.data() + s.at, s.len);
     }
+    template <class F>
+    void each_from(std::size_t i, std::string_view name, F& f) const {
+        for (; i < fields_.size(); ++i)
+            if (same_name(slice(fields_[i].name), name)) f(slice(fields_[i].value));
+    }
     span append(std::string_view s);
+    // Appends a field (its name and value in text_, or to be there once the head is copied),
+    // indexing it under `k` unless that is count_.
+    void add_field(span name, span value, known k);
     // The first field called `name`, or null.
     [[nodiscard]] const field* find(std::string_view name) const noexcept;
 
@@ -70,6 +102,8 @@ private:
     // Eight fields inline: a publish carries three or four (Host, Content-Type, Content-Length,
     // Authorization); a browser's request more, then they spill to the heap.
     boost::container::small_vector<field, 8> fields_;
+    // Per known name, 1 + the index of its first field, 0 when absent.
+    std::array<std::uint32_t, static_cast<std::size_t>(known::count_)> first_{};
     std::string body_;
     span method_at_;
     span target_at_;

@@ -1,6 +1,8 @@
 // herald's request parser (request_head): what the handlers read (method, target, version,
-// keep-alive, fields, body) and the errors, checked against Beast's request_parser on the same
-// input (whole, and fed one byte at a time), plus malformed and oversized input.
+// keep-alive, fields, body, bytes taken) and the errors, checked against Beast's request_parser
+// on the same input (whole, and fed one byte at a time), plus malformed and oversized input;
+// request_parser::parse_whole() (the one-pass parser of plain whole requests in front of it)
+// the same way, as the session uses the two.
 #include "../../fuzz/request_parser_diff.hpp"
 
 #include <gtest/gtest.h>
@@ -30,8 +32,26 @@ void expect_same(std::string_view in, limits l = {}) {
         EXPECT_EQ(h.keep_alive, b.keep_alive);
         EXPECT_EQ(h.body, b.body);
         EXPECT_EQ(h.fields, b.fields);
+        EXPECT_EQ(h.used, b.used);
+        EXPECT_TRUE(test::with_session(in, step, l) == b);
     }
 }
+
+// parse_whole() on the whole input: whether it took the request, and that the outcome is
+// Beast's either way.
+bool fast_and_same(std::string_view in, limits l = {}) {
+    bool fast = false;
+    const auto s = test::with_session(in, in.size(), l, &fast);
+    const auto b = with_beast(in, in.size() + 1, l);
+    EXPECT_TRUE(s == b) << "parse_whole " << (fast ? "took" : "declined") << ": "
+                        << std::string(in.substr(0, 80)) << " | " << s.ec.message() << " vs "
+                        << b.ec.message();
+    return fast;
+}
+
+const std::string k_publish =
+    "POST /publish/t1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: text/plain\r\n"
+    "Content-Length: 5\r\n\r\nhello";
 
 net::request_head parse(std::string_view in, limits l = {}) {
     net::request_parser p;
@@ -151,4 +171,168 @@ TEST(RequestParser, TheHeadMovesWithItsFields) {
     ASSERT_EQ(b.field_count(), 20u);
     EXPECT_EQ(b.header("f19"), "19");
     EXPECT_EQ(b.field_name(3), "F3");
+}
+
+TEST(RequestParserWhole, TakesPlainWholeRequestsAsBeastDoes) {
+    EXPECT_TRUE(fast_and_same(k_publish));
+    EXPECT_TRUE(fast_and_same("GET / HTTP/1.0\r\n\r\n"));
+    EXPECT_TRUE(fast_and_same("GET /x?y=%20 HTTP/1.1\r\nConnection: close\r\n\r\n"));
+    EXPECT_TRUE(fast_and_same("GET / HTTP/1.0\r\nproxy-connection: Keep-Alive\r\n\r\n"));
+    EXPECT_TRUE(fast_and_same("BREW /pot HTTP/1.1\r\nX-A:\t padded \t \r\nx-empty:\r\n\r\n"));
+    EXPECT_TRUE(fast_and_same("GET /\xc3\xa9 HTTP/1.1\r\nX-Obs: caf\xc3\xa9\r\n\r\n"));
+    EXPECT_TRUE(fast_and_same("POST /p HTTP/1.1\r\ncontent-length: 0\r\n\r\n"));
+    EXPECT_TRUE(fast_and_same("POST /p HTTP/1.1\r\nCONTENT-LENGTH: 007\r\n\r\n1234567"));
+    EXPECT_TRUE(fast_and_same("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"));
+    std::string many = "GET /many HTTP/1.1\r\n";
+    for (int i = 0; i < 40; ++i)
+        many += "X-Field-" + std::to_string(i) + ": value " + std::to_string(i) + "\r\n";
+    EXPECT_TRUE(fast_and_same(many + "\r\n"));
+}
+
+TEST(RequestParserWhole, DeclinesWhatBeastMustJudge) {
+    for (std::string_view in :
+         {// chunked, alone or with a Content-Length (either order), any case
+          "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+          "POST / HTTP/1.1\r\ntransfer-encoding: CHUNKED\r\n\r\n0\r\n\r\n",
+          "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nhello",
+          "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello",
+          "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+          // repeated, listed, signed, empty or oversized lengths
+          "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+          "POST / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 6\r\n\r\nhello!",
+          "POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nhello",
+          "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
+          "POST / HTTP/1.1\r\nContent-Length: 5 5\r\n\r\nhello",
+          "POST / HTTP/1.1\r\nContent-Length:\r\n\r\n",
+          "POST / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n",
+          "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+          "POST / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n",
+          // obs-fold, bare LF, bare CR, NUL, DEL
+          "GET / HTTP/1.1\r\nX-A: one\r\n two\r\n\r\n",
+          "GET / HTTP/1.1\r\nX-A: one\r\n\ttwo\r\n\r\n",
+          "GET / HTTP/1.1\r\nContent-Length: 1\r\n 2\r\n\r\nab", "GET / HTTP/1.1\nHost: h\n\n",
+          "GET / HTTP/1.1\r\nHost: h\n\r\n", "GET / HTTP/1.1\r\nHost: h\r\n\n",
+          "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", "GET / HTTP/1.1\r\nX: a\nb\r\n\r\n",
+          "GET / HTTP/1.1\r\nX: a\x7f\r\n\r\n", "GET / HTTP/1.1\r\nHost: h\r\r\n\r\n",
+          "GET / HTTP/1.1\r\n\r\r\n", "GET / HTTP/1.1\r\r\n\r\n", "GET /\x7f HTTP/1.1\r\n\r\n",
+          // names and the start line
+          "GET / HTTP/1.1\r\nX A: v\r\n\r\n", "GET / HTTP/1.1\r\nX-A : v\r\n\r\n",
+          "GET / HTTP/1.1\r\n: v\r\n\r\n", "GET / HTTP/1.1\r\n X-A: v\r\n\r\n",
+          "GET  / HTTP/1.1\r\n\r\n", "GET / HTTP/1.2\r\n\r\n", "GET / HTTP/2.0\r\n\r\n",
+          "GET / http/1.1\r\n\r\n", "GET / HTTP/1.1 \r\n\r\n", "\r\nGET / HTTP/1.1\r\n\r\n",
+          // Connection lists
+          "GET / HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\n\r\n",
+          "GET / HTTP/1.1\r\nConnection: ,\r\n\r\n", "GET / HTTP/1.1\r\nConnection:\r\n\r\n",
+          // unfinished head or body
+          "GET / HTTP/1.1\r\nHost: h\r\n", "GET / HTTP/1.1\r\nHost: h\r\n\r",
+          "POST / HTTP/1.1\r\nContent-Length: 6\r\n\r\nhello", "GET", ""}) {
+        SCOPED_TRACE(std::string(in));
+        EXPECT_FALSE(fast_and_same(in));
+        expect_same(in);
+    }
+}
+
+TEST(RequestParserWhole, DeclinesPastTheLimitsAndBeastAnswers) {
+    const limits small{64, 16};
+    const std::string head = "GET / HTTP/1.1\r\nX-A: " + std::string(39, 'a') + "\r\n\r\n";
+    ASSERT_EQ(head.size(), 64u);
+    EXPECT_TRUE(fast_and_same(head, small));  // exactly at the limit
+    const std::string over = "GET / HTTP/1.1\r\nX-A: " + std::string(40, 'a') + "\r\n\r\n";
+    EXPECT_FALSE(fast_and_same(over, small));
+    const std::string body_at =
+        "POST / HTTP/1.1\r\nContent-Length: 16\r\n\r\n" + std::string(16, 'b');
+    EXPECT_TRUE(fast_and_same(body_at, small));
+    const std::string body_over =
+        "POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n" + std::string(17, 'b');
+    EXPECT_FALSE(fast_and_same(body_over, small));
+    EXPECT_EQ(test::with_session(body_over, body_over.size(), small).ec, http::error::body_limit);
+    EXPECT_EQ(test::with_session(over + "x", over.size() + 1, {32, 16}).ec,
+              http::error::header_limit);
+}
+
+TEST(RequestParserWhole, PipelinedRequestsLeaveTheNextOnesBytes) {
+    const std::string second = "GET /two HTTP/1.1\r\nHost: h\r\n\r\n";
+    for (const std::string& first :
+         {k_publish, std::string("GET /one HTTP/1.1\r\n\r\n"),
+          std::string("POST /p HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+          std::string("POST /p HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")}) {
+        const std::string both = first + second;
+        bool fast = false;
+        const auto s = test::with_session(both, both.size(), {}, &fast);
+        EXPECT_TRUE(fast);
+        EXPECT_TRUE(s == with_beast(both, both.size() + 1));
+        EXPECT_EQ(s.used, first.size());
+        // The rest is the second request, whole.
+        EXPECT_TRUE(fast_and_same(std::string_view(both).substr(s.used)));
+        // A body that runs into the next request's bytes is still this one's.
+        const std::string glued = "POST /p HTTP/1.1\r\nContent-Length: 10\r\n\r\n" + second;
+        EXPECT_TRUE(fast_and_same(glued));
+        EXPECT_EQ(test::with_session(glued, glued.size()).used, glued.size() - second.size() + 10);
+    }
+}
+
+TEST(RequestParserWhole, EveryByteAtEveryPlaceOfAPublishIsJudgedAsBeastJudgesIt) {
+    // Each byte of the head replaced by each of the 256 values, and each value inserted before
+    // it: what parse_whole() takes must be what Beast makes of it; what it declines, Beast's
+    // parser answers. (62,976 inputs; parse_whole() takes 28,974 of them.)
+    const std::string base =
+        "POST /publish/t1?x=%20 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nConnection: close\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nab";
+    const std::size_t head = base.size() - 2;
+    std::size_t taken = 0;
+    for (std::size_t at = 0; at < head; ++at) {
+        for (int c = 0; c < 256; ++c) {
+            std::string replaced = base;
+            replaced[at] = static_cast<char>(c);
+            std::string inserted = base;
+            inserted.insert(at, 1, static_cast<char>(c));
+            for (const std::string& in : {replaced, inserted}) {
+                bool fast = false;
+                const auto s = test::with_session(in, in.size(), {}, &fast);
+                const auto b = with_beast(in, in.size() + 1);
+                ASSERT_TRUE(s == b) << "at " << at << " byte " << c << ": " << s.ec.message()
+                                    << " vs " << b.ec.message();
+                taken += fast ? 1 : 0;
+            }
+        }
+    }
+    EXPECT_GT(taken, head * 200);  // the test reaches parse_whole's accepting paths
+}
+
+TEST(RequestParser, KnownFieldsReadAsTheirNamesDo) {
+    using known = net::request_head::known;
+    const std::pair<known, std::string_view> names[] = {
+        {known::connection, "Connection"},       {known::origin, "Origin"},
+        {known::authorization, "Authorization"}, {known::cookie, "Cookie"},
+        {known::x_herald_csrf, "X-Herald-CSRF"}, {known::x_forwarded_for, "X-Forwarded-For"},
+        {known::content_type, "Content-Type"},   {known::idempotency_key, "Idempotency-Key"},
+        {known::traceparent, "traceparent"}};
+    // Every known name absent, then present twice in other cases (the first line wins), among
+    // names of the same lengths; parsed by parse_whole() and by the Beast-based parser.
+    std::string with = "GET / HTTP/1.1\r\nOrigim: x\r\nCookie2: y\r\nTraceparenT: 00-tp\r\n";
+    for (const auto& [k, name] : names) {
+        std::string lower(name);
+        for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        with.append(lower).append(": first-").append(name).append("\r\n");
+        with.append(name).append(": second\r\n");
+    }
+    for (const std::string& in :
+         {std::string("GET / HTTP/1.1\r\nOrigim: x\r\n\r\n"), with + "\r\n"}) {
+        net::request_head fast;
+        ASSERT_EQ(net::request_parser::parse_whole(in, 8192, 0, fast), in.size());
+        const auto slow = parse(in);
+        for (const auto& [k, name] : names) {
+            SCOPED_TRACE(std::string(name));
+            EXPECT_EQ(fast.header(k), fast.header(name));
+            EXPECT_EQ(slow.header(k), slow.header(name));
+            EXPECT_EQ(fast.header(k), slow.header(name));
+            std::vector<std::string_view> by_k, by_name;
+            fast.each(k, name, [&by_k](std::string_view v) { by_k.push_back(v); });
+            slow.each(name, [&by_name](std::string_view v) { by_name.push_back(v); });
+            EXPECT_EQ(by_k, by_name);
+        }
+    }
+    const auto req = parse(with + "\r\n");
+    EXPECT_EQ(req.header(known::traceparent), "00-tp");  // names match in any case
+    EXPECT_TRUE(req.keep_alive());                       // the first Connection line has no "close"
 }
