@@ -60,6 +60,48 @@ recovery check_recovery(std::string_view epoch, std::uint64_t first, std::uint64
     return recovery::ok;
 }
 
+void history_ring::push_back(hub::message_ptr m, std::uint64_t offset, std::size_t footprint) {
+    if (size_ == cap_) {
+        const std::size_t cap = cap_ ? 2 * cap_ : 4;
+        auto slots = std::make_unique<slot_storage[]>(cap);
+        for (std::size_t i = 0; i < size_; ++i) {
+            entry* from = slot(i);
+            ::new (static_cast<void*>(slots[i].bytes)) entry(std::move(*from));
+            from->~entry();
+        }
+        slots_ = std::move(slots);
+        cap_ = cap;
+        head_ = 0;
+    }
+    if (size_ == 0) first_ = offset;
+    ::new (static_cast<void*>(slots_[(head_ + size_) & (cap_ - 1)].bytes))
+        entry{std::move(m), footprint};
+    ++size_;
+}
+
+history_ring::entry history_ring::pop_front() noexcept {
+    entry* e = slot(0);
+    entry out = std::move(*e);
+    e->~entry();
+    head_ = (head_ + 1) & (cap_ - 1);
+    --size_;
+    ++first_;
+    return out;
+}
+
+void history_ring::release_if_empty() noexcept {
+    if (size_ != 0) return;
+    slots_.reset();
+    cap_ = 0;
+    head_ = 0;
+}
+
+void history_ring::prefetch_ends() const noexcept {
+    if (cap_ == 0) return;
+    __builtin_prefetch(slots_[(head_ + size_) & (cap_ - 1)].bytes, 1);
+    if (size_ != 0) __builtin_prefetch(slot(0));
+}
+
 history_store::history_store(std::size_t max_bytes, std::uint64_t seed)
     : max_bytes_(max_bytes), rng_(seed) {}
 
@@ -94,6 +136,7 @@ void history_store::append_none(stream& s, time_point now) {
     s.last_activity = now;
     // History must stay a run ending at top: what a reload left from a larger size goes.
     while (!s.ring.empty()) pop_front(s);
+    s.ring.release_if_empty();
 }
 
 void history_store::append(stream& s, hub::message_ptr m) {
@@ -109,8 +152,9 @@ void history_store::append(stream& s, hub::message_ptr m) {
         while (!s.ring.empty()) pop_front(s);
         return;
     }
-    fifo_.emplace_back(s.id, m->offset);
-    s.ring.push_back(std::move(m));
+    const std::uint64_t offset = m->offset;
+    fifo_.emplace_back(s.id, offset);
+    s.ring.push_back(std::move(m), offset, fp);
     s.bytes += fp;
     bytes_ += fp;
     ++live_messages_;
@@ -120,11 +164,38 @@ void history_store::append(stream& s, hub::message_ptr m) {
 }
 
 void history_store::pop_front(stream& s) {
-    const std::size_t fp = s.ring.front()->footprint();
-    s.ring.pop_front();
-    s.bytes -= fp;
-    bytes_ -= fp;
+    auto e = s.ring.pop_front();
+    s.bytes -= e.footprint;
+    bytes_ -= e.footprint;
     --live_messages_;
+    retire(std::move(e));
+}
+
+namespace {
+// Asks for the cache lines of [p, p + size) (for writing: a release writes the reference count).
+inline void prefetch_range(const void* p, std::size_t size) noexcept {
+    const auto a = reinterpret_cast<std::uintptr_t>(p) & ~std::uintptr_t{63};
+    const auto end = reinterpret_cast<std::uintptr_t>(p) + size;
+    for (auto line = a; line < end; line += 64)
+        __builtin_prefetch(reinterpret_cast<const void*>(line), 1);
+}
+}  // namespace
+
+void history_store::retire(history_ring::entry e) {
+    // A large message is released at once: its lines are not the cost, and the retired messages
+    // stay uncounted by bytes() (at most k_retire_delay x k_retire_max_bytes per worker).
+    if (e.footprint > k_retire_max_bytes || !e.message) return;
+    // The message and its shared_ptr control block (allocate_shared: one block, the count just
+    // before the message); its payload's block is asked for halfway, once the message's own
+    // lines (which hold the payload's pointer) are in.
+    const auto* m = e.message.get();
+    prefetch_range(reinterpret_cast<const char*>(m) - 16, sizeof(hub::message) + 16);
+    auto& slot = retiring_[retire_at_];
+    retire_at_ = (retire_at_ + 1) % k_retire_delay;
+    if (const auto& mid = retiring_[(retire_at_ + k_retire_delay / 2) % k_retire_delay])
+        prefetch_range(mid->payload.data() - 16,
+                       std::min<std::size_t>(mid->payload.size(), 48) + 16);
+    slot = std::move(e.message);  // releases the one retired k_retire_delay evictions ago
 }
 
 void history_store::evict_oldest() {
@@ -134,8 +205,14 @@ void history_store::evict_oldest() {
         auto it = by_id_.find(sid);
         if (it == by_id_.end()) continue;
         stream& s = *it->second;
-        if (s.ring.empty() || s.ring.front()->offset != off) continue;  // already gone
+        if (s.ring.empty() || s.ring.first_offset() != off) continue;  // already gone
         pop_front(s);
+        // The next eviction by bytes, a publish or so later, likely takes the next entry's
+        // message: its stream's ring front is asked for now.
+        if (!fifo_.empty()) {
+            auto next = by_id_.find(fifo_.front().first);
+            if (next != by_id_.end()) next->second->ring.prefetch_ends();
+        }
         return;
     }
 }
@@ -146,13 +223,13 @@ void history_store::compact_fifo() {
         auto it = by_id_.find(sid);
         if (it == by_id_.end()) continue;
         const auto& ring = it->second->ring;
-        if (!ring.empty() && ring.front()->offset <= off) kept.emplace_back(sid, off);
+        if (!ring.empty() && ring.first_offset() <= off) kept.emplace_back(sid, off);
     }
     fifo_.swap(kept);
 }
 
 std::uint64_t history_store::first(const stream& s) noexcept {
-    return s.ring.empty() ? s.top + 1 : s.ring.front()->offset;
+    return s.ring.empty() ? s.top + 1 : s.ring.first_offset();
 }
 
 void history_store::copy(const stream& s, offset_range r, std::vector<hub::message_ptr>& out) {
@@ -206,6 +283,7 @@ void history_store::expire(time_point now, std::chrono::milliseconds key_window,
     for (auto it = streams_.begin(); it != streams_.end();) {
         stream& s = *it->second;
         while (!s.ring.empty() && now - s.ring.front()->created >= s.policy.ttl) pop_front(s);
+        s.ring.release_if_empty();
         if (s.keys && s.keys->expire(now, key_window)) s.keys.reset();
         // A stream nobody holds and nothing is kept for loses its epoch: a later subscriber
         // resuming from it is told plainly that it cannot.

@@ -22,6 +22,7 @@ publish_result memory_broker::publish_on_owner(unsigned owner, hub::publish_requ
     auto& store = *stores_[owner];
     const auto now = clock::now();
     auto& s = store.open(req.topic, policy_for(cfg_, req.topic), now);
+    store.prefetch(s);
     publish_result res;
     res.topic = req.topic;
     res.epoch = s.epoch;

@@ -11,6 +11,7 @@
 
 #include <array>
 #include <charconv>
+#include <cstring>
 #include <type_traits>
 #include <new>
 
@@ -21,8 +22,8 @@ std::string message::data_json_member() const {
 }
 
 std::size_t message::footprint() const noexcept {
-    return sizeof(message) + topic.size() + epoch.size() + event.size() + payload.size() +
-           reset_reason.size() + wire_bytes_;
+    return sizeof(message) + topic.size() + epoch.size() + event.size() + payload_store_.size() +
+           block_tail_ + reset_reason.size() + wire_bytes_;
 }
 
 namespace {
@@ -129,79 +130,95 @@ void message::build_wire_forms() const {
 namespace {
 // A worker makes a message per publish and, with history, frees one (the evicted one) in the
 // same turn; a pipelined batch overflows glibc's per-size cache (7 chunks) into its slower bins.
-// Messages (with their shared_ptr control block, one block) are therefore recycled through a
-// per-thread list of at most 64 blocks (about 20 KiB): taken by the thread that makes a
-// message, given back by the thread that frees it. Off under AddressSanitizer, so that a use
-// after free of a message is still caught.
-// The list itself is trivially destructible, so it stays usable while the thread exits: a guard
-// (constructed with it on first use) frees the kept blocks when the thread's destructors run and
-// marks the list closed, after which a message freed later on that thread (by another
-// thread_local's or a static's destructor) goes straight to operator delete and none is handed out
-// again.
-template <std::size_t Size>
+// A message's block (its shared_ptr control block, the message, and a small payload after it) is
+// therefore recycled through a per-thread list per size class (payload room rounded up to 64 B,
+// classes up to k_inline_payload; at most 16 blocks each, about 40 KiB per thread): taken by the
+// thread that makes a message, given back by the thread that frees it. Off under
+// AddressSanitizer, so that a use after free of a message is still caught.
+// The lists are trivially destructible, so they stay usable while the thread exits: a guard
+// (constructed with them on first use) frees the kept blocks when the thread's destructors run
+// and marks them closed, after which a message freed later on that thread (by another
+// thread_local's or a static's destructor) goes straight to operator delete and none is handed
+// out again.
+constexpr std::size_t k_inline_payload = 256;
+constexpr std::size_t k_tail_step = 64;
+constexpr std::size_t k_classes = k_inline_payload / k_tail_step + 1;  // tails 0, 64, .., 256
+
+constexpr std::size_t tail_room(std::size_t payload) noexcept {
+    return (payload + k_tail_step - 1) / k_tail_step * k_tail_step;
+}
+
 struct free_blocks {
-    static constexpr std::size_t k_max = 64;
-    std::array<void*, k_max> blocks;
-    std::size_t count;
+    static constexpr std::size_t k_max = 16;
+    std::array<std::array<void*, k_max>, k_classes> blocks;
+    std::array<std::size_t, k_classes> count;
     bool closed;
 };
 
-template <std::size_t Size>
 struct free_blocks_guard {
-    free_blocks<Size>& list;
-    explicit free_blocks_guard(free_blocks<Size>& l) noexcept : list(l) {}
+    free_blocks& list;
+    explicit free_blocks_guard(free_blocks& l) noexcept : list(l) {}
     free_blocks_guard(const free_blocks_guard&) = delete;
     free_blocks_guard& operator=(const free_blocks_guard&) = delete;
     ~free_blocks_guard() {
-        for (std::size_t i = 0; i < list.count; ++i) ::operator delete(list.blocks[i]);
-        list.count = 0;
+        for (std::size_t c = 0; c < k_classes; ++c) {
+            for (std::size_t i = 0; i < list.count[c]; ++i) ::operator delete(list.blocks[c][i]);
+            list.count[c] = 0;
+        }
         list.closed = true;
     }
 };
 
 constexpr bool k_recycle = !k_address_sanitizer;
 
+// allocate_shared's allocator: one block of the control block (with the message in it) and
+// `tail` bytes after it, whose address allocate() reports through `tail_at`.
 template <class T>
-struct recycling_allocator {
+struct block_allocator {
     using value_type = T;
-    recycling_allocator() = default;
-    template <class U>
-    recycling_allocator(const recycling_allocator<U>&) noexcept {}
+    std::size_t tail = 0;  // a multiple of k_tail_step
+    char** tail_at = nullptr;
 
-    static free_blocks<sizeof(T)>& cache() {
-        static_assert(std::is_trivially_destructible_v<free_blocks<sizeof(T)>>);
-        thread_local constinit free_blocks<sizeof(T)> c{};
+    block_allocator(std::size_t t, char** at) noexcept : tail(t), tail_at(at) {}
+    template <class U>
+    block_allocator(const block_allocator<U>& o) noexcept : tail(o.tail), tail_at(o.tail_at) {}
+
+    static free_blocks& cache() {
+        static_assert(std::is_trivially_destructible_v<free_blocks>);
+        thread_local constinit free_blocks c{};
         if (!c.closed) {
-            thread_local free_blocks_guard<sizeof(T)> guard{c};  // runs once per thread
+            thread_local free_blocks_guard guard{c};  // runs once per thread
         }
         return c;
     }
+    [[nodiscard]] bool recycled(std::size_t n) const noexcept {
+        return k_recycle && n == 1 && tail <= k_inline_payload &&
+               alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+    }
     T* allocate(std::size_t n) {
-        if constexpr (k_recycle && alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
-            if (n == 1) {
-                auto& c = cache();
-                if (c.count != 0) return static_cast<T*>(c.blocks[--c.count]);  // 0 once closed
-                return static_cast<T*>(::operator new(sizeof(T)));
-            }
+        void* p = nullptr;
+        if (recycled(n)) {
+            auto& c = cache();
+            auto& count = c.count[tail / k_tail_step];
+            if (count != 0) p = c.blocks[tail / k_tail_step][--count];  // 0 once closed
         }
-        return std::allocator<T>{}.allocate(n);
+        if (!p) p = ::operator new(n * sizeof(T) + tail);
+        if (tail_at) *tail_at = static_cast<char*>(p) + n * sizeof(T);
+        return static_cast<T*>(p);
     }
     void deallocate(T* p, std::size_t n) noexcept {
-        if constexpr (k_recycle && alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
-            if (n == 1) {
-                auto& c = cache();
-                if (!c.closed && c.count < c.blocks.size()) {
-                    c.blocks[c.count++] = p;
-                    return;
-                }
-                ::operator delete(p);
+        if (recycled(n)) {
+            auto& c = cache();
+            auto& count = c.count[tail / k_tail_step];
+            if (!c.closed && count < free_blocks::k_max) {
+                c.blocks[tail / k_tail_step][count++] = p;
                 return;
             }
         }
-        std::allocator<T>{}.deallocate(p, n);
+        ::operator delete(p);
     }
-    friend bool operator==(const recycling_allocator&, const recycling_allocator&) noexcept {
-        return true;
+    friend bool operator==(const block_allocator& a, const block_allocator& b) noexcept {
+        return a.tail == b.tail;
     }
 };
 }  // namespace
@@ -209,14 +226,24 @@ struct recycling_allocator {
 message_ptr make_message(std::string topic, std::string epoch, std::uint64_t offset,
                          payload_kind kind, std::string payload, std::string event,
                          time_point created, wire::trace_id trace, bool wire_forms) {
-    auto m = std::allocate_shared<message>(recycling_allocator<message>{});
+    const bool inline_payload = payload.size() <= k_inline_payload;
+    const std::size_t tail = inline_payload ? tail_room(payload.size()) : 0;
+    char* room = nullptr;
+    auto m = std::allocate_shared<message>(block_allocator<message>(tail, &room));
+    if (inline_payload) {
+        if (!payload.empty()) std::memcpy(room, payload.data(), payload.size());
+        m->payload = std::string_view(room, payload.size());
+        m->block_tail_ = tail;
+    } else {
+        m->payload_store_ = std::move(payload);
+        m->payload = m->payload_store_;
+    }
     m->trace = trace;
     m->topic = std::move(topic);
     m->epoch = std::move(epoch);
     m->epoch_key = wire::topic_hash(m->epoch);
     m->offset = offset;
     m->kind = kind;
-    m->payload = std::move(payload);
     m->event = std::move(event);
     m->created = created;
 
@@ -236,7 +263,8 @@ message_ptr make_reset(std::string topic, std::string epoch, std::uint64_t offse
     m->reset = true;
     m->reset_reason = std::move(reason);
     m->created = created;
-    m->payload = wire::reset_body(m->topic, m->epoch, offset, m->reset_reason);
+    m->payload_store_ = wire::reset_body(m->topic, m->epoch, offset, m->reset_reason);
+    m->payload = m->payload_store_;
     m->ws_frames = ws::make_frame(ws::opcode::text, wire::reset_frame_json(m->payload));
     m->sse_event = sse::encode_body("reset", m->payload);
     auto id = sse::encode_id_line(m->epoch + ":" + std::to_string(offset));

@@ -52,7 +52,10 @@ struct message {
     std::uint64_t offset = 0;
     payload_kind kind = payload_kind::text;
     std::string event;
-    std::string payload;
+    // The payload's bytes: a small one (up to k_inline_payload bytes, most pushes) is copied into
+    // the message's own block (one allocation with the message and its shared_ptr count: evicting
+    // it from history frees one block, not two); a larger one is moved into payload_store_.
+    std::string_view payload;
     time_point created;
     // A reset is not a message: it moves subscribers to `epoch:offset` after a gap nobody can
     // fill (history lost, epoch changed). It travels the same ordered path as messages.
@@ -99,6 +102,8 @@ private:
     friend message_ptr make_message(std::string, std::string, std::uint64_t, payload_kind,
                                     std::string, std::string, time_point, wire::trace_id, bool);
     friend message_ptr make_reset(std::string, std::string, std::uint64_t, std::string, time_point);
+    std::string payload_store_;   // a payload not held in the block (see `payload`)
+    std::size_t block_tail_ = 0;  // bytes of the block after the message, counted by footprint()
     std::size_t wire_bytes_ = 0;  // counted by footprint() for ws_frames and sse_event
     mutable std::atomic<const deflated_frames*> deflated_{nullptr};
     mutable std::atomic<const std::string*> key_{nullptr};

@@ -393,6 +393,44 @@ TEST(History, AccountingAcrossTopicsWithByteEvictionAndTtl) {
     EXPECT_EQ(store.streams(), 0u);
 }
 
+// The ring's array grows while its oldest entry sits anywhere in it (wrapped around); entries
+// keep their order, footprints and the oldest offset, and an emptied ring frees its array.
+TEST(HistoryRing, GrowsAndWrapsKeepingOrder) {
+    history_ring ring;
+    std::uint64_t next = 1;
+    auto push = [&] {
+        auto m = hub::make_message("t", "00000000", next, hub::payload_kind::text,
+                                   tagged("p", next), "", t0);
+        ring.push_back(std::move(m), next, 1000 + next);
+        ++next;
+    };
+    std::uint64_t popped = 0;
+    for (int round = 0; round < 50; ++round) {
+        for (int i = 0; i < 3 + round % 4; ++i) push();
+        for (int i = 0; i < 2; ++i) {
+            auto e = ring.pop_front();
+            ++popped;
+            EXPECT_EQ(e.message->offset, popped);
+            EXPECT_EQ(e.message->payload, tagged("p", popped));
+            EXPECT_EQ(e.footprint, 1000 + popped);
+        }
+        ASSERT_FALSE(ring.empty());
+        EXPECT_EQ(ring.first_offset(), popped + 1);
+        EXPECT_EQ(ring.front()->offset, popped + 1);
+        EXPECT_EQ(ring.back()->offset, next - 1);
+        EXPECT_EQ(ring.size(), next - 1 - popped);
+        std::uint64_t expect = popped + 1;
+        for (const auto& m : ring) EXPECT_EQ(m->offset, expect++);
+    }
+    ring.release_if_empty();  // not empty: keeps everything
+    EXPECT_EQ(ring.front()->offset, popped + 1);
+    while (!ring.empty()) (void)ring.pop_front();
+    ring.release_if_empty();
+    push();
+    EXPECT_EQ(ring.first_offset(), next - 1);
+    EXPECT_EQ(ring.size(), 1u);
+}
+
 // The one window rule both brokers use for GET /history.
 TEST(HistoryWindow, WithoutAfterTheNewestLimitHeld) {
     auto w = history_window(51, 150, std::nullopt, 100);

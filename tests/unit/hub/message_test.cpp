@@ -211,6 +211,29 @@ TEST(Message, FootprintCoversEncodedForms) {
     EXPECT_LT(small->footprint(), m->footprint());
 }
 
+// A small payload is copied into the message's own block, a large one kept in a string: either
+// way the bytes are the publisher's, the footprint counts at least them, and blocks recycled
+// between payloads of other sizes never mix bytes up.
+TEST(Message, PayloadInTheBlockOrApart) {
+    const auto now = clock::now();
+    std::vector<message_ptr> kept;
+    for (int round = 0; round < 3; ++round) {
+        for (std::size_t n : {0, 1, 63, 64, 65, 128, 255, 256, 257, 1000, 70'000}) {
+            std::string payload(n, '\0');
+            for (std::size_t i = 0; i < n; ++i) payload[i] = static_cast<char>('a' + (i + n) % 26);
+            auto m = make_message("t", "k3v9x0aa", n + 1, payload_kind::text, payload, "", now);
+            EXPECT_EQ(m->payload, payload);
+            EXPECT_GE(m->footprint(), sizeof(message) + n);
+            auto frames_of = make_message("t", "k3v9x0aa", n + 1, payload_kind::text,
+                                          std::string(payload), "", now, {}, false);
+            frames_of->build_wire_forms();
+            EXPECT_EQ(frames_of->ws_frames, m->ws_frames);
+            if (round == 1) kept.push_back(std::move(m));  // freed later, in another order
+        }
+    }
+    for (const auto& m : kept) EXPECT_EQ(m->payload.size() + 1, m->offset);
+}
+
 // A message made for history alone (no subscriber) gets its wire forms on its first replay: the
 // same bytes as built at once, and the same footprint before and after (history accounting adds
 // and later subtracts it).
