@@ -56,8 +56,9 @@ inline std::size_t skip_plain(const unsigned char* b, std::size_t i, std::size_t
 
 // Eight token characters at `p` (one branch for the eight lookups).
 inline bool all_tchar8(const unsigned char* p) noexcept {
-    return k_tchar[p[0]] & k_tchar[p[1]] & k_tchar[p[2]] & k_tchar[p[3]] & k_tchar[p[4]] &
-           k_tchar[p[5]] & k_tchar[p[6]] & k_tchar[p[7]];
+    unsigned all = 1;
+    for (int j = 0; j < 8; ++j) all &= static_cast<unsigned>(k_tchar[p[j]]);
+    return all != 0;
 }
 
 constexpr bool is_ows(unsigned char c) noexcept {
