@@ -62,7 +62,7 @@ publish_result memory_broker::publish_on_owner(unsigned owner, hub::publish_requ
     return res;
 }
 
-void memory_broker::publish(unsigned from, hub::publish_request req, publish_handler done) {
+void memory_broker::publish(unsigned from, hub::publish_request&& req, publish_handler&& done) {
     const unsigned owner = hub_.owner_of(req.topic);
     if (owner == from) {
         // The caller's worker owns the topic: the answer is given where the publish is applied,

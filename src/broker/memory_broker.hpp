@@ -15,7 +15,7 @@ class memory_broker final : public broker {
 public:
     memory_broker(hub::hub& h, const config::settings& cfg);
 
-    void publish(unsigned from, hub::publish_request req, publish_handler done) override;
+    void publish(unsigned from, hub::publish_request&& req, publish_handler&& done) override;
     void resolve(unsigned owner, const std::string& topic,
                  const std::optional<hub::stream_pos>& since, subscribe_handler done) override;
     void history(unsigned from, const std::string& topic, std::optional<hub::stream_pos> since,

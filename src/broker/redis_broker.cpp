@@ -421,7 +421,7 @@ void redis_broker::read(unsigned w, std::size_t shard, const std::string& topic,
 // ---------------------------------------------------------------------------------------------
 // Publish
 
-void redis_broker::publish(unsigned from, hub::publish_request req, publish_handler done) {
+void redis_broker::publish(unsigned from, hub::publish_request&& req, publish_handler&& done) {
     auto& ws = *workers_[from];
     const auto shard = shard_of(from, req.topic);
     if (shard == k_no_shard || !ws.shards[shard].cmd->up()) {
@@ -459,9 +459,12 @@ void redis_broker::publish(unsigned from, hub::publish_request req, publish_hand
     args.push_back(redis::trace_suffix(req.trace));
     const auto t0 = clock::now();
     auto where = std::make_shared<std::size_t>(shard);
+    // The link's reply callbacks are std::function (copyable); the move-only completion rides
+    // in a shared block, released with the last callback whether or not it was called.
+    auto shared_done = std::make_shared<publish_handler>(std::move(done));
     eval(
         from, shard, script::publish, std::move(args), idem ? 3 : 2,
-        [this, from, where, ack, topic = std::move(req.topic), t0, done = std::move(done)](
+        [this, from, where, ack, topic = std::move(req.topic), t0, done = std::move(shared_done)](
             redisReply* r, no_reply why) mutable {
             const auto shard = *where;
             auto& link = *workers_[from]->shards[shard].cmd;
@@ -492,7 +495,7 @@ void redis_broker::publish(unsigned from, hub::publish_request req, publish_hand
             } else {
                 finish_publish(shard, res, *p, t0);
             }
-            done(std::move(res));
+            (*done)(std::move(res));
         },
         replid_at, where);
 }
@@ -515,7 +518,7 @@ void redis_broker::finish_publish(std::size_t shard, publish_result& res, redis:
 // stays invisible until its retry (same Idempotency-Key, answered as the duplicate) is confirmed
 // or a later confirmed publish of the topic raises the top past it.
 void redis_broker::confirm(unsigned from, std::size_t shard, std::string topic,
-                           redis::publish_reply p, time_point t0, publish_handler done) {
+                           redis::publish_reply p, time_point t0, shared_publish_handler done) {
     auto& link = *workers_[from]->shards[shard].cmd;
     const auto n = std::to_string(cfg_.redis.replicas_ack);
     const auto ms = std::to_string(cfg_.redis.replicas_ack_timeout.count());
@@ -532,7 +535,7 @@ void redis_broker::confirm(unsigned from, std::size_t shard, std::string topic,
     auto on_wait = [this, from, shard, fail, topic, p = std::move(p), t0, done](redisReply* r,
                                                                                 no_reply) mutable {
         if (r == nullptr || r->type != REDIS_REPLY_INTEGER) {
-            done(fail(publish_status::unknown));  // written; whether replicas have it: unknown
+            (*done)(fail(publish_status::unknown));  // written; whether replicas have it: unknown
             return;
         }
         if (r->integer < static_cast<long long>(cfg_.redis.replicas_ack)) {
@@ -540,7 +543,7 @@ void redis_broker::confirm(unsigned from, std::size_t shard, std::string topic,
             spdlog::warn("redis publish to '{}': {} of {} replicas within {} ms; answered 503",
                          topic, r->integer, cfg_.redis.replicas_ack,
                          cfg_.redis.replicas_ack_timeout.count());
-            done(fail(publish_status::unavailable));
+            (*done)(fail(publish_status::unavailable));
             return;
         }
         const auto& prefix = cfg_.redis.key_prefix;
@@ -553,19 +556,20 @@ void redis_broker::confirm(unsigned from, std::size_t shard, std::string topic,
         eval(from, shard, script::confirm, std::move(args), 2,
              [this, shard, fail, topic, p, t0, done](redisReply* c, no_reply) mutable {
                  if (c == nullptr || c->type != REDIS_REPLY_INTEGER || c->integer < 0) {
-                     done(fail(publish_status::unknown));
+                     (*done)(fail(publish_status::unknown));
                      return;
                  }
                  p.receivers = static_cast<std::uint64_t>(c->integer);
                  publish_result res;
                  res.topic = topic;
                  finish_publish(shard, res, p, t0);
-                 done(std::move(res));
+                 (*done)(std::move(res));
              });
     };
     if (!link.command({"WAIT", n, ms}, std::move(on_wait)))
-        hub_.post(from,
-                  [done, res = fail(publish_status::unknown)]() mutable { done(std::move(res)); });
+        hub_.post(from, [done, res = fail(publish_status::unknown)]() mutable {
+            (*done)(std::move(res));
+        });
 }
 
 void redis_broker::observe_latency(std::size_t shard, clock::duration d) {

@@ -53,7 +53,7 @@ public:
                  const std::vector<asio::io_context*>& contexts);
     ~redis_broker() override;
 
-    void publish(unsigned from, hub::publish_request req, publish_handler done) override;
+    void publish(unsigned from, hub::publish_request&& req, publish_handler&& done) override;
     void resolve(unsigned owner, const std::string& topic,
                  const std::optional<hub::stream_pos>& since, subscribe_handler done) override;
     void history(unsigned from, const std::string& topic, std::optional<hub::stream_pos> since,
@@ -167,8 +167,9 @@ private:
     void on_eval_reply(const std::shared_ptr<eval_call>& c, redisReply* r, no_reply why);
     // replicas_ack: WAIT for the replicas, then PUBLISH the entry (confirm_script); `done` gets
     // the publish's final status.
+    using shared_publish_handler = std::shared_ptr<publish_handler>;
     void confirm(unsigned from, std::size_t shard, std::string topic, redis::publish_reply p,
-                 time_point t0, publish_handler done);
+                 time_point t0, shared_publish_handler done);
     void finish_publish(std::size_t shard, publish_result& res, redis::publish_reply& p,
                         time_point t0);
     // The read script: epoch (created when missing), top, first, and the entries

@@ -1,6 +1,7 @@
 #pragma once
 // The broker orders and stores messages; the hub only routes them. Nothing outside broker/ knows
 // which implementation runs (memory today; redis shares this interface).
+#include "herald/common/unique_function.hpp"
 #include "herald/config/config.hpp"
 #include "herald/hub/hub.hpp"
 #include "herald/hub/message.hpp"
@@ -46,7 +47,10 @@ struct history_result {
     std::vector<hub::message_ptr> messages;
 };
 
-using publish_handler = std::function<void(publish_result)>;
+// A publish's completion: move-only, with room inline for what an HTTP answer captures (the
+// responder, start time, trace id), so a publish allocates nothing for it (issue 15). A broker
+// that drops one uncalled (shutdown, a lost Redis link) releases what it captured.
+using publish_handler = unique_function<void(publish_result), 112>;
 using subscribe_handler = hub::stream_broker::resolve_handler;
 using history_handler = std::function<void(history_result)>;
 
@@ -62,8 +66,9 @@ class broker : public hub::stream_broker {
 public:
     virtual ~broker() = default;
 
-    // Called on worker `from`; `done` runs on `from`.
-    virtual void publish(unsigned from, hub::publish_request req, publish_handler done) = 0;
+    // Called on worker `from`; `done` runs on `from`. Both are taken (moved from): by reference,
+    // so that a publish's request and completion are moved once into the broker's own state.
+    virtual void publish(unsigned from, hub::publish_request&& req, publish_handler&& done) = 0;
 
     // resolve() and on_topic_idle(): what the hub asks of a broker (hub::stream_broker).
 

@@ -14,8 +14,8 @@ namespace {
 class failing_broker final : public herald::broker::broker {
 public:
     explicit failing_broker(herald::broker::broker& real) : real_(real) {}
-    void publish(unsigned from, hub::publish_request req,
-                 herald::broker::publish_handler done) override {
+    void publish(unsigned from, hub::publish_request&& req,
+                 herald::broker::publish_handler&& done) override {
         if (!status) return real_.publish(from, std::move(req), std::move(done));
         herald::broker::publish_result r;
         r.status = *status;
