@@ -37,7 +37,9 @@ private:
     void publish_one(net::worker_context& w, net::http_request& req, const std::string& topic,
                      net::responder r);
     // A checked message of POST /publish/<topic> to the broker, and its answer.
-    void send_one(net::worker_context& w, hub::publish_request p, net::responder r, time_point t0);
+    // Takes `p` and `r` (moved from once, into the broker's completion).
+    void send_one(net::worker_context& w, hub::publish_request&& p, net::responder&& r,
+                  time_point t0);
     void publish_json(net::worker_context& w, const net::http_request& req, net::responder r);
     // The checked messages of a POST /publish, to the broker; one answer with every result.
     void publish_batch(net::worker_context& w, std::vector<hub::publish_request> out,

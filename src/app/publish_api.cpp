@@ -249,11 +249,11 @@ void api::publish_one(net::worker_context& w, net::http_request& req, const std:
     one.push_back(std::move(p));
     ask_publish_hook(w, req, std::move(one), r, w.cfg.limits.max_message_bytes,
                      [this, &w, r, t0](std::vector<hub::publish_request> ps) {
-                         send_one(w, std::move(ps[0]), r, t0);
+                         send_one(w, std::move(ps[0]), net::responder(r), t0);
                      });
 }
 
-void api::send_one(net::worker_context& w, hub::publish_request p, net::responder r,
+void api::send_one(net::worker_context& w, hub::publish_request&& p, net::responder&& r,
                    time_point t0) {
     const auto trace = p.trace;
     broker_.publish(w.id, std::move(p),
