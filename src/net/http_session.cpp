@@ -332,11 +332,11 @@ void http_session::complete(std::uint64_t seq, chunk response, bool keep_alive) 
             break;
         }
     }
-    slots_.erase(slots_.begin(), slots_.begin() + static_cast<std::ptrdiff_t>(done));
+    for (std::size_t i = 0; i < done; ++i) slots_.pop_front();
     if (close) {
         // Requests pipelined behind this one are not answered: Connection: close says so.
         stop_reading_ = true;
-        for (const auto& s : slots_) slot_bytes_ -= s.response.size;
+        for (std::size_t i = 0; i < slots_.size(); ++i) slot_bytes_ -= slots_[i].response.size;
         slots_.clear();
         large_owed_ = false;
         close_after_flush();

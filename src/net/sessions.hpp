@@ -3,6 +3,7 @@
 // WebSocket or SSE session when a request upgrades to a stream.
 #include "herald/hub/hub.hpp"
 #include "connection.hpp"
+#include "fifo_ring.hpp"
 #include "holdback.hpp"
 #include "herald/net/http_api.hpp"
 #include "poll_session.hpp"
@@ -123,9 +124,9 @@ private:
     std::size_t in_head_ = 0;
     std::unique_ptr<parser_t> parser_;
     std::size_t parsed_bytes_ = 0;  // fed to parser_ for the request it holds
-    std::vector<slot> slots_;
-    std::size_t slot_bytes_ = 0;  // answers in slots_, waiting for an earlier one
-    bool large_owed_ = false;     // a slot with `large` is not answered yet (see slot)
+    fifo_ring<slot> slots_;         // in request order
+    std::size_t slot_bytes_ = 0;    // answers in slots_, waiting for an earlier one
+    bool large_owed_ = false;       // a slot with `large` is not answered yet (see slot)
     std::uint64_t next_seq_ = 0;
     bool processing_ = false;      // inside process(): answers must not start another
     bool process_posted_ = false;  // a process() is posted
