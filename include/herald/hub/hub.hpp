@@ -10,6 +10,7 @@
 #include "herald/common/short_text.hpp"
 #include "herald/hub/message.hpp"
 #include "herald/hub/presence.hpp"
+#include "herald/hub/task_pool.hpp"
 
 #include <boost/unordered/unordered_flat_map.hpp>
 
@@ -335,11 +336,16 @@ private:
         virtual ~task() = default;
         virtual void run() = 0;
     };
+    // Made on the sender's thread, freed on the receiver's: its block comes from task_pool.
     template <class Fn>
     struct task_of final : task {
         Fn fn;
         explicit task_of(Fn f) : fn(std::move(f)) {}
         void run() override { fn(); }
+        static void* operator new(std::size_t n) { return task_pool::allocate(n); }
+        static void operator delete(void* p, std::size_t n) noexcept {
+            task_pool::deallocate(p, n);
+        }
     };
     // A FIFO batch from one worker to another. Owned by the sender's thread until posted, then
     // by the receiver's handler; a batch whose handler never ran (shutdown) frees its tasks.
