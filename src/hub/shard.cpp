@@ -218,6 +218,7 @@ void shard::on_remote_subscribe(unsigned from, const std::string& topic, std::ui
             }
         }
     }
+    if (found == routes_.end()) ++routes_gen_;
     auto& r = found != routes_.end() ? found->second : routes_[topic];
     if (r.per_worker.empty()) {
         r.per_worker.assign(hub_.workers(), 0);
@@ -261,6 +262,7 @@ void shard::on_remote_unsubscribe(unsigned from, const std::string& topic,
         if (r.quota) r.quota->fetch_sub(1);
         const bool was_active = r.active;
         routes_.erase(it);
+        ++routes_gen_;
         if (was_active) hub_.on_activity(worker_, topic, false);
         hub_.broker().on_topic_idle(worker_, topic);
     }
@@ -396,14 +398,12 @@ busiest_topics shard::busiest(std::size_t n, std::size_t max_scan, time_point no
     return out;
 }
 
-std::size_t shard::dispatch(const message_ptr& m) {
-    auto it = routes_.find(m->topic);
+std::size_t shard::dispatch(const message_ptr& m, route* found) {
     if (!m->trace.empty())
         wire::log_trace(m->trace, "owner: worker {} topic '{}' offset {}:{} subscribers {}",
-                        worker_, m->topic, m->epoch, m->offset,
-                        it == routes_.end() ? 0 : it->second.total);
-    if (it == routes_.end()) return 0;
-    auto& r = it->second;
+                        worker_, m->topic, m->epoch, m->offset, found ? found->total : 0);
+    if (!found) return 0;
+    auto& r = *found;
     ++r.messages;
     for (unsigned w = 0; w < r.per_worker.size(); ++w) {
         if (r.per_worker[w] == 0) continue;

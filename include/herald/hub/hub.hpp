@@ -185,11 +185,34 @@ public:
     [[nodiscard]] busiest_topics busiest(std::size_t n, std::size_t max_scan, time_point now);
     [[nodiscard]] std::size_t local_subscriptions() const noexcept { return local_subscriptions_; }
 
+    // Owner side: where a topic's subscribers are, per worker.
+    struct route {
+        std::vector<std::uint32_t> per_worker;  // subscriptions each worker holds
+        std::size_t total = 0;
+        std::atomic<std::size_t>* quota = nullptr;  // the quota count this topic is in, if any
+        bool active = false;  // told the activity listener: an accepted subscriber came
+        // Messages routed (one per message, not per subscriber), and what busiest() saw last.
+        std::uint64_t messages = 0;
+        std::uint64_t seen = 0;
+        time_point seen_at{};
+    };
     // Owner side. dispatch() sends `m` to every worker with subscribers; returns how many.
-    std::size_t dispatch(const message_ptr& m);
+    std::size_t dispatch(const message_ptr& m) { return dispatch(m, find_route(m->topic)); }
+    // The same with `m`'s route already looked up (find_route(m->topic)).
+    std::size_t dispatch(const message_ptr& m, route* r);
     [[nodiscard]] bool has_subscribers(const std::string& topic) const {
         return routes_.count(topic) != 0;
     }
+    // Owner side: `topic`'s route, null when it has no subscriber in this process. The pointer
+    // stays valid (a node of routes_, which rehashing does not move) until routes_generation()
+    // changes: a caller that publishes to the same topic again and again (the memory broker's
+    // stream) keeps it and looks the topic up only when the generation moved.
+    [[nodiscard]] route* find_route(const std::string& topic) {
+        auto it = routes_.find(topic);
+        return it == routes_.end() ? nullptr : &it->second;
+    }
+    // Changes whenever a route is made or erased; never 0.
+    [[nodiscard]] std::uint64_t routes_generation() const noexcept { return routes_gen_; }
     [[nodiscard]] std::size_t routed_topics() const noexcept { return routes_.size(); }
 
     // Runs on this worker when a message for local subscribers arrives.
@@ -214,16 +237,6 @@ public:
 private:
     struct local_topic {
         std::vector<subscription*> subs;
-    };
-    struct route {
-        std::vector<std::uint32_t> per_worker;  // subscriptions each worker holds
-        std::size_t total = 0;
-        std::atomic<std::size_t>* quota = nullptr;  // the quota count this topic is in, if any
-        bool active = false;  // told the activity listener: an accepted subscriber came
-        // Messages routed (one per message, not per subscriber), and what busiest() saw last.
-        std::uint64_t messages = 0;
-        std::uint64_t seen = 0;
-        time_point seen_at{};
     };
 
     // The first rule whose pattern matches `topic`, or null.
@@ -250,7 +263,9 @@ private:
     // (deliver() never subscribes from inside its loop).
     boost::unordered_flat_map<std::string, local_topic> topics_;
     std::unordered_map<std::uint64_t, subscription*> waiting_;  // subscribes not answered yet
+    // Node-based: a route does not move while others come and go (find_route()).
     std::unordered_map<std::string, route> routes_;
+    std::uint64_t routes_gen_ = 1;
     // Messages for other workers, sent as one post per worker per loop turn: the receiver then
     // fans a whole batch out and each connection writes it in one syscall.
     std::vector<std::vector<message_ptr>> outbox_;
