@@ -76,6 +76,11 @@ hub::batch::~batch() {
     for (task* t = head; t;) delete std::exchange(t, t->next);
 }
 
+void hub::batch::push(task* t) noexcept {
+    (tail ? tail->next : head) = t;
+    tail = t;
+}
+
 void hub::batch::run_all() {
     // Each task is unlinked before it runs: one that posts again only adds to other batches.
     while (head) {
@@ -87,14 +92,25 @@ void hub::batch::run_all() {
 
 void hub::enqueue(unsigned from, unsigned to, task* t) {
     auto& out = outgoing_[from];
-    auto& b = out.to[to];
-    (b.tail ? b.tail->next : b.head) = t;
-    b.tail = t;
+    out.to[to].push(t);
     if (out.posted) return;
     out.posted = true;
     // Posted from `from`'s own thread: it joins that loop's queue behind what this turn queued,
     // so everything the turn hands to other workers leaves together.
     asio::post(*contexts_[from], [this, from] { send_posts(from); });
+}
+
+void hub::enqueue_self(unsigned worker, task* t) {
+    auto& out = outgoing_[worker];
+    out.self.push(t);
+    if (out.self_posted) return;
+    out.self_posted = true;
+    asio::post(*contexts_[worker], [this, worker] {
+        auto& o = outgoing_[worker];
+        o.self_posted = false;
+        batch mine(std::move(o.self));  // what its tasks post goes to the next batch
+        mine.run_all();
+    });
 }
 
 void hub::send_posts(unsigned from) {

@@ -328,16 +328,22 @@ public:
     // (send_posts): a burst of hand-offs (publishes, their answers, deliveries) wakes the
     // receiver once, not once per item. Order is kept per sender and receiver (one FIFO batch
     // per pair, sent in order): a subscription queued before a publish still reaches the owner
-    // first. From the worker's own thread, or from a thread that runs no worker, it is a plain
-    // post.
+    // first. From the worker's own thread, `fn` joins the worker's batch for itself, posted once
+    // when its first hand-off comes (a pipelined batch of publishes to topics the worker owns is
+    // one post, not one per publish); a hand-off made while that batch runs starts the next one.
+    // From a thread that runs no worker, it is a plain post.
     template <class Fn>
     void post(unsigned worker, Fn&& fn) {
         const unsigned from = running_worker();
-        if (from == k_no_worker || contexts_[from] == contexts_[worker]) {
+        if (from == k_no_worker || (from != worker && contexts_[from] == contexts_[worker])) {
             asio::post(*contexts_[worker], std::forward<Fn>(fn));
             return;
         }
         using task_t = task_of<std::decay_t<Fn>>;
+        if (from == worker) {
+            enqueue_self(worker, new task_t(std::forward<Fn>(fn)));
+            return;
+        }
         enqueue(from, worker, new task_t(std::forward<Fn>(fn)));
     }
     // Sends `worker`'s pending batches now (on its thread); the end-of-turn pass then finds
@@ -373,6 +379,7 @@ private:
         batch& operator=(batch&&) = delete;
         batch(const batch&) = delete;
         ~batch();
+        void push(task* t) noexcept;  // at the end
         void run_all();
     };
     // A sender's batches, one per receiver, and whether its end-of-turn pass is posted. Touched
@@ -380,6 +387,8 @@ private:
     struct alignas(64) outgoing {
         std::vector<batch> to;
         bool posted = false;
+        bool self_posted = false;  // `self` has a post that will run it
+        batch self;                // hand-offs to the sender's own worker
     };
     static constexpr unsigned k_no_worker = ~0U;
     // The worker whose io_context runs the calling thread's handler, or k_no_worker.
@@ -389,6 +398,7 @@ private:
         return k_no_worker;
     }
     void enqueue(unsigned from, unsigned to, task* t);
+    void enqueue_self(unsigned worker, task* t);
 
     std::vector<asio::io_context*> contexts_;
     std::unique_ptr<outgoing[]> outgoing_;
