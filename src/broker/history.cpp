@@ -290,7 +290,7 @@ void history_store::expire(time_point now, std::chrono::milliseconds key_window,
         if (s.ring.empty() && !s.keys && now - s.last_activity >= s.policy.ttl &&
             !has_subscribers(s.topic)) {
             by_id_.erase(s.id);
-            it = streams_.erase(it);
+            streams_.erase(it++);  // erasing leaves the other iterators valid
             continue;
         }
         ++it;

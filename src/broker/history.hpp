@@ -5,9 +5,11 @@
 #include "herald/broker/broker.hpp"
 #include "herald/common/net.hpp"
 #include "herald/config/config.hpp"
+#include "herald/hub/hub.hpp"
 #include "herald/hub/message.hpp"
 
 #include <boost/container/deque.hpp>
+#include <boost/unordered/unordered_flat_map.hpp>
 
 #include <array>
 #include <cstdint>
@@ -152,6 +154,11 @@ public:
         // Idempotency keys seen within the window; made by the topic's first key and freed when
         // its last one expires (a topic that never sees a key holds one pointer, not ~100 B).
         std::unique_ptr<idempotency_keys> keys;
+        // The owner shard's route for this topic (null: no subscriber), as of the shard's
+        // routes_generation() `route_gen` (0: not looked up yet). Kept by the memory broker so
+        // that a publish looks its topic up in one table, this store's, not in two.
+        hub::shard::route* route = nullptr;
+        std::uint64_t route_gen = 0;
     };
 
     explicit history_store(std::size_t max_bytes, std::uint64_t seed);
@@ -209,7 +216,9 @@ private:
     std::size_t live_messages_ = 0;
     std::uint64_t next_stream_id_ = 0;
     std::mt19937_64 rng_;
-    std::unordered_map<std::string, std::unique_ptr<stream>> streams_;
+    // Open addressing (a publish's lookup reads one metadata group and one slot, not a bucket,
+    // the node before and the node); the streams themselves are separate blocks and never move.
+    boost::unordered_flat_map<std::string, std::unique_ptr<stream>> streams_;
     std::unordered_map<std::uint64_t, stream*> by_id_;
     // Every message appended, in arrival order, for eviction by total bytes; entries whose message
     // already left its ring are skipped and periodically compacted away.

@@ -28,12 +28,12 @@ publish_result memory_broker::publish_on_owner(unsigned owner, hub::publish_requ
     auto& s = store.open(req.topic, policy_for(cfg_, req.topic), now);
     store.prefetch(s);
     publish_result res;
-    res.topic = req.topic;
     res.epoch = s.epoch;
     const auto window = cfg_.publish.idempotency_window;
     if (!req.idempotency_key.empty() && window.count() > 0) {
         if (auto first = store.seen_key(s, req.idempotency_key, now, window)) {
             res.status = publish_status::duplicate;
+            res.topic = std::move(req.topic);
             res.offset = *first;
             return res;
         }
@@ -41,7 +41,11 @@ publish_result memory_broker::publish_on_owner(unsigned owner, hub::publish_requ
     const std::uint64_t offset = ++s.top;
     res.offset = offset;
     auto& shard = hub_.at(owner);
-    const bool subscribed = shard.has_subscribers(req.topic);
+    if (s.route_gen != shard.routes_generation()) {
+        s.route = shard.find_route(req.topic);
+        s.route_gen = shard.routes_generation();
+    }
+    const bool subscribed = s.route != nullptr;
     if (!store.keeps(s) && !subscribed) {
         // Nobody would read the message (no history, no subscriber): it is not built. What
         // dispatch() and append() would have done to nobody is done here.
@@ -52,6 +56,7 @@ publish_result memory_broker::publish_on_owner(unsigned owner, hub::publish_requ
             store.remember_key(s, std::move(req.idempotency_key), offset, now);
         store.append_none(s, now);
         bytes_[owner].store(store.bytes(), std::memory_order_relaxed);
+        res.topic = std::move(req.topic);  // req is spent: the caller only answers from res
         return res;
     }
     // Without a subscriber the message is only kept for history: its wire forms wait for a
@@ -60,9 +65,10 @@ publish_result memory_broker::publish_on_owner(unsigned owner, hub::publish_requ
                                std::move(req.event), now, req.trace, subscribed);
     if (!req.idempotency_key.empty() && window.count() > 0)
         store.remember_key(s, std::move(req.idempotency_key), offset, now);
-    res.subscribers = shard.dispatch(m);
+    res.subscribers = shard.dispatch(m, s.route);
     store.append(s, std::move(m));
     bytes_[owner].store(store.bytes(), std::memory_order_relaxed);
+    res.topic = std::move(req.topic);
     return res;
 }
 

@@ -27,6 +27,8 @@ public:
     [[nodiscard]] std::size_t history_bytes() const noexcept override;
 
 private:
+    // Applies `req` on its topic's owner worker. It takes what it keeps from `req` (the caller
+    // answers from the result alone).
     publish_result publish_on_owner(unsigned owner, hub::publish_request& req);
 
     hub::hub& hub_;

@@ -76,6 +76,11 @@ hub::batch::~batch() {
     for (task* t = head; t;) delete std::exchange(t, t->next);
 }
 
+void hub::batch::push(task* t) noexcept {
+    (tail ? tail->next : head) = t;
+    tail = t;
+}
+
 void hub::batch::run_all() {
     // Each task is unlinked before it runs: one that posts again only adds to other batches.
     while (head) {
@@ -87,14 +92,25 @@ void hub::batch::run_all() {
 
 void hub::enqueue(unsigned from, unsigned to, task* t) {
     auto& out = outgoing_[from];
-    auto& b = out.to[to];
-    (b.tail ? b.tail->next : b.head) = t;
-    b.tail = t;
+    out.to[to].push(t);
     if (out.posted) return;
     out.posted = true;
     // Posted from `from`'s own thread: it joins that loop's queue behind what this turn queued,
     // so everything the turn hands to other workers leaves together.
     asio::post(*contexts_[from], [this, from] { send_posts(from); });
+}
+
+void hub::enqueue_self(unsigned worker, task* t) {
+    auto& out = outgoing_[worker];
+    out.self.push(t);
+    if (out.self_posted) return;
+    out.self_posted = true;
+    asio::post(*contexts_[worker], [this, worker] {
+        auto& o = outgoing_[worker];
+        o.self_posted = false;
+        batch mine(std::move(o.self));  // what its tasks post goes to the next batch
+        mine.run_all();
+    });
 }
 
 void hub::send_posts(unsigned from) {
@@ -218,6 +234,7 @@ void shard::on_remote_subscribe(unsigned from, const std::string& topic, std::ui
             }
         }
     }
+    if (found == routes_.end()) ++routes_gen_;
     auto& r = found != routes_.end() ? found->second : routes_[topic];
     if (r.per_worker.empty()) {
         r.per_worker.assign(hub_.workers(), 0);
@@ -261,6 +278,7 @@ void shard::on_remote_unsubscribe(unsigned from, const std::string& topic,
         if (r.quota) r.quota->fetch_sub(1);
         const bool was_active = r.active;
         routes_.erase(it);
+        ++routes_gen_;
         if (was_active) hub_.on_activity(worker_, topic, false);
         hub_.broker().on_topic_idle(worker_, topic);
     }
@@ -396,14 +414,12 @@ busiest_topics shard::busiest(std::size_t n, std::size_t max_scan, time_point no
     return out;
 }
 
-std::size_t shard::dispatch(const message_ptr& m) {
-    auto it = routes_.find(m->topic);
+std::size_t shard::dispatch(const message_ptr& m, route* found) {
     if (!m->trace.empty())
         wire::log_trace(m->trace, "owner: worker {} topic '{}' offset {}:{} subscribers {}",
-                        worker_, m->topic, m->epoch, m->offset,
-                        it == routes_.end() ? 0 : it->second.total);
-    if (it == routes_.end()) return 0;
-    auto& r = it->second;
+                        worker_, m->topic, m->epoch, m->offset, found ? found->total : 0);
+    if (!found) return 0;
+    auto& r = *found;
     ++r.messages;
     for (unsigned w = 0; w < r.per_worker.size(); ++w) {
         if (r.per_worker[w] == 0) continue;

@@ -10,6 +10,7 @@
 #include "herald/common/short_text.hpp"
 #include "herald/hub/message.hpp"
 #include "herald/hub/presence.hpp"
+#include "herald/hub/task_pool.hpp"
 
 #include <boost/unordered/unordered_flat_map.hpp>
 
@@ -184,11 +185,34 @@ public:
     [[nodiscard]] busiest_topics busiest(std::size_t n, std::size_t max_scan, time_point now);
     [[nodiscard]] std::size_t local_subscriptions() const noexcept { return local_subscriptions_; }
 
+    // Owner side: where a topic's subscribers are, per worker.
+    struct route {
+        std::vector<std::uint32_t> per_worker;  // subscriptions each worker holds
+        std::size_t total = 0;
+        std::atomic<std::size_t>* quota = nullptr;  // the quota count this topic is in, if any
+        bool active = false;  // told the activity listener: an accepted subscriber came
+        // Messages routed (one per message, not per subscriber), and what busiest() saw last.
+        std::uint64_t messages = 0;
+        std::uint64_t seen = 0;
+        time_point seen_at{};
+    };
     // Owner side. dispatch() sends `m` to every worker with subscribers; returns how many.
-    std::size_t dispatch(const message_ptr& m);
+    std::size_t dispatch(const message_ptr& m) { return dispatch(m, find_route(m->topic)); }
+    // The same with `m`'s route already looked up (find_route(m->topic)).
+    std::size_t dispatch(const message_ptr& m, route* r);
     [[nodiscard]] bool has_subscribers(const std::string& topic) const {
         return routes_.count(topic) != 0;
     }
+    // Owner side: `topic`'s route, null when it has no subscriber in this process. The pointer
+    // stays valid (a node of routes_, which rehashing does not move) until routes_generation()
+    // changes: a caller that publishes to the same topic again and again (the memory broker's
+    // stream) keeps it and looks the topic up only when the generation moved.
+    [[nodiscard]] route* find_route(const std::string& topic) {
+        auto it = routes_.find(topic);
+        return it == routes_.end() ? nullptr : &it->second;
+    }
+    // Changes whenever a route is made or erased; never 0.
+    [[nodiscard]] std::uint64_t routes_generation() const noexcept { return routes_gen_; }
     [[nodiscard]] std::size_t routed_topics() const noexcept { return routes_.size(); }
 
     // Runs on this worker when a message for local subscribers arrives.
@@ -213,16 +237,6 @@ public:
 private:
     struct local_topic {
         std::vector<subscription*> subs;
-    };
-    struct route {
-        std::vector<std::uint32_t> per_worker;  // subscriptions each worker holds
-        std::size_t total = 0;
-        std::atomic<std::size_t>* quota = nullptr;  // the quota count this topic is in, if any
-        bool active = false;  // told the activity listener: an accepted subscriber came
-        // Messages routed (one per message, not per subscriber), and what busiest() saw last.
-        std::uint64_t messages = 0;
-        std::uint64_t seen = 0;
-        time_point seen_at{};
     };
 
     // The first rule whose pattern matches `topic`, or null.
@@ -249,7 +263,9 @@ private:
     // (deliver() never subscribes from inside its loop).
     boost::unordered_flat_map<std::string, local_topic> topics_;
     std::unordered_map<std::uint64_t, subscription*> waiting_;  // subscribes not answered yet
+    // Node-based: a route does not move while others come and go (find_route()).
     std::unordered_map<std::string, route> routes_;
+    std::uint64_t routes_gen_ = 1;
     // Messages for other workers, sent as one post per worker per loop turn: the receiver then
     // fans a whole batch out and each connection writes it in one syscall.
     std::vector<std::vector<message_ptr>> outbox_;
@@ -312,16 +328,22 @@ public:
     // (send_posts): a burst of hand-offs (publishes, their answers, deliveries) wakes the
     // receiver once, not once per item. Order is kept per sender and receiver (one FIFO batch
     // per pair, sent in order): a subscription queued before a publish still reaches the owner
-    // first. From the worker's own thread, or from a thread that runs no worker, it is a plain
-    // post.
+    // first. From the worker's own thread, `fn` joins the worker's batch for itself, posted once
+    // when its first hand-off comes (a pipelined batch of publishes to topics the worker owns is
+    // one post, not one per publish); a hand-off made while that batch runs starts the next one.
+    // From a thread that runs no worker, it is a plain post.
     template <class Fn>
     void post(unsigned worker, Fn&& fn) {
         const unsigned from = running_worker();
-        if (from == k_no_worker || contexts_[from] == contexts_[worker]) {
+        if (from == k_no_worker || (from != worker && contexts_[from] == contexts_[worker])) {
             asio::post(*contexts_[worker], std::forward<Fn>(fn));
             return;
         }
         using task_t = task_of<std::decay_t<Fn>>;
+        if (from == worker) {
+            enqueue_self(worker, new task_t(std::forward<Fn>(fn)));
+            return;
+        }
         enqueue(from, worker, new task_t(std::forward<Fn>(fn)));
     }
     // Sends `worker`'s pending batches now (on its thread); the end-of-turn pass then finds
@@ -335,11 +357,16 @@ private:
         virtual ~task() = default;
         virtual void run() = 0;
     };
+    // Made on the sender's thread, freed on the receiver's: its block comes from task_pool.
     template <class Fn>
     struct task_of final : task {
         Fn fn;
         explicit task_of(Fn f) : fn(std::move(f)) {}
         void run() override { fn(); }
+        static void* operator new(std::size_t n) { return task_pool::allocate(n); }
+        static void operator delete(void* p, std::size_t n) noexcept {
+            task_pool::deallocate(p, n);
+        }
     };
     // A FIFO batch from one worker to another. Owned by the sender's thread until posted, then
     // by the receiver's handler; a batch whose handler never ran (shutdown) frees its tasks.
@@ -352,6 +379,7 @@ private:
         batch& operator=(batch&&) = delete;
         batch(const batch&) = delete;
         ~batch();
+        void push(task* t) noexcept;  // at the end
         void run_all();
     };
     // A sender's batches, one per receiver, and whether its end-of-turn pass is posted. Touched
@@ -359,6 +387,8 @@ private:
     struct alignas(64) outgoing {
         std::vector<batch> to;
         bool posted = false;
+        bool self_posted = false;  // `self` has a post that will run it
+        batch self;                // hand-offs to the sender's own worker
     };
     static constexpr unsigned k_no_worker = ~0U;
     // The worker whose io_context runs the calling thread's handler, or k_no_worker.
@@ -368,6 +398,7 @@ private:
         return k_no_worker;
     }
     void enqueue(unsigned from, unsigned to, task* t);
+    void enqueue_self(unsigned worker, task* t);
 
     std::vector<asio::io_context*> contexts_;
     std::unique_ptr<outgoing[]> outgoing_;

@@ -648,3 +648,43 @@ TEST_F(HubTest, QuotasChangeLiveAndKeepTheirCounts) {
     run();
     EXPECT_EQ(d.answers.size(), 1u);  // ns:a's count was released
 }
+
+// The memory broker keeps each stream's route (shard::find_route) and looks it up again only
+// when the owner's routes changed: a route erased and made again elsewhere (its topic's last
+// subscriber left and a new one came, while other topics' routes came and went and rehashed the
+// table) must be the one a publish uses, with history on and off.
+TEST_F(HubTest, APublishUsesTheTopicsCurrentRouteAfterRoutesCameAndWent) {
+    for (const std::size_t size : {std::size_t{0}, std::size_t{5}}) {
+        SCOPED_TRACE(size);
+        cfg.history.size = size;
+        clients.clear();
+        worker_of.clear();
+        start();
+        const std::string topic = "kept";
+        const unsigned owner = h->owner_of(topic);
+        EXPECT_EQ(publish(1, topic, "none yet").subscribers, 0u);  // the stream caches "no route"
+        std::vector<client*> others;
+        for (unsigned round = 0; round < 4; ++round) {
+            auto& c = add(round % k_workers, topic);
+            run();
+            // Other topics' routes come (the table grows and rehashes) between the publishes.
+            for (unsigned i = 0; i < 64; ++i)
+                others.push_back(&add(i % k_workers, tagged("o", i + 64 * round)));
+            run();
+            auto r = publish((round + 1) % k_workers, topic, tagged("p", round));
+            EXPECT_EQ(r.subscribers, 1u);
+            ASSERT_EQ(c.got.size(), 1u);
+            EXPECT_EQ(c.got[0]->payload, tagged("p", round));
+            EXPECT_EQ(c.got[0]->offset, r.offset);
+            drop(c);
+            for (auto* o : others) drop(*o);
+            others.clear();
+            run();
+            EXPECT_FALSE(h->at(owner).has_subscribers(topic));
+            EXPECT_EQ(publish(2, topic, "nobody").subscribers, 0u);
+            EXPECT_EQ(c.got.size(), 1u);
+        }
+        b.reset();
+        h.reset();
+    }
+}
