@@ -104,13 +104,6 @@ bool connection::enqueue(chunk c, bool force) {
     return true;
 }
 
-void connection::schedule_flush() {
-    if (!flush_wanted_ && !writing_) {
-        flush_wanted_ = true;
-        w_.want_flush(shared_from_this());
-    }
-}
-
 template <class Buffers>
 bool connection::write_now(const Buffers& bufs, std::size_t& written) {
     error_code ec;
@@ -142,32 +135,42 @@ void connection::flush() {
     }
     // The worker's gather list: reused, so a flush neither allocates nor initialises 64 slots.
     auto& bufs = w_.gather();
-    auto& pack = w_.pack();
+    // Locals, not members: the copies below could write anywhere as far as the compiler knows,
+    // and this loop runs once per delivery.
+    char* const pack = w_.pack().data();
+    const std::size_t pack_size = w_.pack().size();
     while (head_ < queue_.size()) {
         bufs.clear();
+        const chunk* const q = queue_.data();
+        const std::size_t qn = queue_.size();
+        // Small chunks are copied one after another into the pack; its bytes [run, packed) are
+        // the gather entry still open (a chunk too large for the pack closes it).
         std::size_t packed = 0;
-        for (std::size_t i = head_; i < queue_.size() && bufs.size() < k_max_gather; ++i) {
-            const auto& c = queue_[i];
+        std::size_t run = 0;
+        for (std::size_t i = head_; i < qn; ++i) {
+            if (bufs.size() + (packed > run ? 1 : 0) >= k_max_gather) break;
             const std::size_t skip = (i == head_) ? head_sent_ : 0;
-            const std::size_t n = c.size - skip;
-            if (n <= k_pack_max && packed + n <= pack.size()) {
-                char* at = pack.data() + packed;
-                std::memcpy(at, c.data + skip, n);
+            const char* from = q[i].data + skip;
+            const std::size_t n = q[i].size - skip;
+            if (n <= k_pack_max && packed + n <= pack_size) {
+                std::memcpy(pack + packed, from, n);
                 packed += n;
-                if (!bufs.empty() &&
-                    static_cast<const char*>(bufs.back().data()) + bufs.back().size() == at) {
-                    bufs.back() = asio::const_buffer(bufs.back().data(), bufs.back().size() + n);
-                    continue;
-                }
-                bufs.emplace_back(at, n);
                 continue;
             }
-            bufs.emplace_back(c.data + skip, n);
+            if (packed > run) bufs.emplace_back(pack + run, packed - run);
+            run = packed;
+            bufs.emplace_back(from, n);
         }
+        if (packed > run) bufs.emplace_back(pack + run, packed - run);
         std::size_t written = 0;
         if (!write_now(bufs, written)) return;
         queued_bytes_ -= written;
         time_point now{};
+        if (queued_bytes_ == 0) {
+            // Everything went (the common case): on_flushed() releases the chunks in one pass.
+            sent_all(queue_.data() + head_, queue_.data() + queue_.size(), now);
+            break;
+        }
         // Every chunk the write finished leaves the queue; the loop ends at the first one it did
         // not, so a pass always advances (a write of zero bytes only when nothing was left).
         std::size_t left = written;

@@ -108,6 +108,22 @@ public:
     // Queues bytes; returns false (and starts the slow-consumer path) when the queue would pass
     // limits.max_queued_bytes. `force` bypasses the bound (close frames).
     bool enqueue(chunk c, bool force = false);
+    // enqueue(chunk::of_message(w_, m, bytes, live)), the chunk made in place: a fan-out's
+    // per-delivery path, so its common case (plain TCP, room in the queue) is inline.
+    template <class Message>
+    bool enqueue_message(const std::shared_ptr<Message>& m, std::string_view bytes, bool live) {
+        if (closed_ || lingering_ || slow_ || tls_ || bytes.empty() ||
+            queued_bytes_ + bytes.size() > w_.cfg.limits.max_queued_bytes)
+            return enqueue(chunk::of_message(w_, m, bytes, live));
+        queued_bytes_ += bytes.size();
+        auto& c = queue_.emplace_back();
+        w_.hold_into(c.hold, m);
+        c.data = bytes.data();
+        c.size = bytes.size();
+        if (live) c.published = m->created;
+        schedule_flush();
+        return true;
+    }
 
     // Writes what is queued; called by the worker's flush pass.
     void flush();
@@ -245,7 +261,12 @@ private:
     void fail_later();
     void do_wait_writable();
     void on_flushed();
-    void schedule_flush();
+    void schedule_flush() {
+        if (!flush_wanted_ && !writing_) {
+            flush_wanted_ = true;
+            w_.want_flush(shared_from_this());
+        }
+    }
     // One non-blocking write; false when flushing must stop here (now waiting for the socket to
     // become writable, or closed after an error).
     template <class Buffers>
@@ -253,10 +274,17 @@ private:
     std::size_t read_tls(error_code& ec);
     // A chunk has left (plain: written; TLS: encrypted into the record being written). `now`
     // is read once per write, and only when a chunk carries a publish time.
-    void sent(const chunk& c, time_point& now) noexcept {
-        if (c.published == time_point{}) return;
-        if (now == time_point{}) now = clock::now();
-        w_.counters.delivered(transport_, c.published, now);
+    void sent(const chunk& c, time_point& now) noexcept { sent_all(&c, &c + 1, now); }
+    // sent() for each of [from, to), with what it reads held in locals (once per delivery).
+    void sent_all(const chunk* from, const chunk* to, time_point& now) noexcept {
+        auto& latency = w_.counters.delivery_latency[static_cast<std::size_t>(transport_)];
+        std::size_t bucket = w_.latency_bucket;
+        for (; from != to; ++from) {
+            if (from->published == time_point{}) continue;
+            if (now == time_point{}) now = clock::now();
+            bucket = latency.observe_near(now - from->published, bucket);
+        }
+        w_.latency_bucket = bucket;
     }
     void flush_tls();
     bool encrypt_queued();

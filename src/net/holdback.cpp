@@ -33,8 +33,8 @@ std::size_t holding_connection::cost(const hub::message& m) const noexcept {
     return wire_size(m) + sizeof(hub::message_ptr);
 }
 
-bool holding_connection::hold_if_wanted(held_slot& s, const hub::message_ptr& m, std::size_t size) {
-    if (!s.rule || stopped_) return false;
+bool holding_connection::hold_by_rule(held_slot& s, const hub::message_ptr& m, std::size_t size) {
+    if (stopped_) return false;
     if (!s.held && s.rule->delivery_interval.count() == 0 && output_bytes() + size <= hold_mark())
         return false;
     hold(s, m, clock::now());

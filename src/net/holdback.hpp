@@ -58,7 +58,10 @@ public:
 protected:
     // Holds `m` for `s` when its rule says so now (an interval, a backlog, or output past the
     // mark); false: the caller queues it at once. `size`: its bytes on this connection's wire.
-    [[nodiscard]] bool hold_if_wanted(held_slot& s, const hub::message_ptr& m, std::size_t size);
+    // Inline for the common case, a topic no rule matches (checked per delivery).
+    [[nodiscard]] bool hold_if_wanted(held_slot& s, const hub::message_ptr& m, std::size_t size) {
+        return s.rule && hold_by_rule(s, m, size);
+    }
     // The stream moved on (a reset): what `s` held belongs to the old position.
     void drop_held(held_slot& s) noexcept;
     // A reload replaced the settings: `s` (a subscription to `topic`) follows `topic`'s rule in
@@ -86,6 +89,7 @@ protected:
 
 private:
     friend struct held_slot;
+    [[nodiscard]] bool hold_by_rule(held_slot& s, const hub::message_ptr& m, std::size_t size);
     void hold(held_slot& s, const hub::message_ptr& m, time_point now);
     [[nodiscard]] std::size_t cost(const hub::message& m) const noexcept;
     // Releases `s`'s state (its bytes) and forgets it.

@@ -80,11 +80,11 @@ void sse_session::send_message(sse_sub& s, const hub::message_ptr& m) {
     s.sent(*m);  // a held event's id names the positions up to it, not the hub's latest
     bool ok;
     if (subs_.size() == 1) {
-        ok = enqueue(chunk::of_message(w_, m, m->sse_event, s.live(*m)));
+        ok = enqueue_message(m, m->sse_event, s.live(*m));
     } else {
         // The id names every topic's position, so it is this stream's own; the rest is shared.
         enqueue(chunk::of_string(sse::encode_id_line(stream_id())));
-        ok = enqueue(chunk::of_message(w_, m, m->sse_body(), s.live(*m)));
+        ok = enqueue_message(m, m->sse_body(), s.live(*m));
     }
     if (ok) w_.counters.frames_delivered.add();
 }

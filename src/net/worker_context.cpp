@@ -47,7 +47,11 @@ void worker_context::set_settings(const config::settings& fresh) {
     }
 }
 
-chunk_hold worker_context::hold(const std::shared_ptr<const hub::message>& m) {
+void chunk_hold::free_local(local_ref* r) noexcept {
+    delete r;
+}
+
+chunk_hold worker_context::hold_first(const std::shared_ptr<const hub::message>& m) {
     if (m.get() != local_of_) {
         local_of_ = m.get();
         local_.reset();

@@ -182,14 +182,13 @@ void ws_session::on_message(hub::subscription& sub, const hub::message_ptr& m) {
     auto& s = static_cast<ws_sub&>(sub);
     const std::string_view bytes = frame_for(s, m);
     if (hold_if_wanted(s, m, bytes.size())) return;
-    if (enqueue(chunk::of_message(w_, m, bytes, s.live(*m)))) w_.counters.frames_delivered.add();
+    if (enqueue_message(m, bytes, s.live(*m))) w_.counters.frames_delivered.add();
 }
 
 void ws_session::send_held(held_slot& slot, const hub::message_ptr& m) {
     if (close_sent_) return;
     auto& s = static_cast<ws_sub&>(slot);
-    if (enqueue(chunk::of_message(w_, m, frame_for(s, m), s.live(*m))))
-        w_.counters.frames_delivered.add();
+    if (enqueue_message(m, frame_for(s, m), s.live(*m))) w_.counters.frames_delivered.add();
 }
 
 void ws_session::send_skipped(held_slot& slot, std::uint64_t from, std::uint64_t to) {

@@ -78,12 +78,19 @@ public:
         std::swap(local_, o.local_);
         return *this;
     }
-    ~chunk_hold() { reset(); }
+    // Inline up to the last release (a moved-from hold, e.g. a chunk's temporary once in its
+    // queue, then costs nothing): a fan-out makes and drops one hold per delivery.
+    ~chunk_hold() { drop_local(); }
     [[nodiscard]] bool is_local() const noexcept { return local_ != nullptr; }
+    // Makes this empty hold another on `o`'s worker-local count (o.is_local(): nothing shared
+    // to copy).
+    void share_local(const chunk_hold& o) noexcept {
+        local_ = o.local_;
+        ++local_->refs;
+    }
     void reset() noexcept {
         shared_.reset();
-        if (local_ && --local_->refs == 0) delete local_;
-        local_ = nullptr;
+        drop_local();
     }
     // A new worker-local count on `owner`, held once by the result.
     static chunk_hold local(std::shared_ptr<const void> owner) {
@@ -97,6 +104,11 @@ private:
         std::shared_ptr<const void> owner;
         std::uint32_t refs;
     };
+    void drop_local() noexcept {
+        if (local_ && --local_->refs == 0) free_local(local_);
+        local_ = nullptr;
+    }
+    static void free_local(local_ref* r) noexcept;
     std::shared_ptr<const void> shared_;
     local_ref* local_ = nullptr;
 };
@@ -139,6 +151,9 @@ public:
     hub::shard& shard;
     broker::broker& broker;
     metrics::worker_counters& counters;
+    // The delivery-latency bucket last observed on this worker: where the next observation's
+    // search starts (a flush pass writes messages of close ages; histogram::observe_near).
+    std::size_t latency_bucket = 0;
     process_state& state;
     http_api& api;
     // Process-wide; null in tests that need no security. Changed only by set_auth() on this
@@ -180,7 +195,19 @@ public:
     // is held through a count of this worker's own (chunk_hold::local, made on its second
     // delivery and kept until another message comes), not the message's atomic count, which
     // every worker delivering it would otherwise change once per recipient.
-    [[nodiscard]] chunk_hold hold(const std::shared_ptr<const hub::message>& m);
+    [[nodiscard]] chunk_hold hold(const std::shared_ptr<const hub::message>& m) {
+        chunk_hold h;
+        hold_into(h, m);
+        return h;
+    }
+    // hold() into the empty `h` (a chunk made in place: no temporary to release). The fan-out's
+    // case (the message of the previous delivery, held here already) is inline.
+    void hold_into(chunk_hold& h, const std::shared_ptr<const hub::message>& m) {
+        if (m.get() == local_of_ && local_.is_local())
+            h.share_local(local_);
+        else
+            h = hold_first(m);
+    }
 
     // Called when a connection queued bytes; it is flushed at the end of this loop turn, or, on
     // a busy worker, when the cork delay has passed (see k_max_cork_delay).
@@ -200,6 +227,7 @@ public:
 
 private:
     void flush_pass();
+    chunk_hold hold_first(const std::shared_ptr<const hub::message>& m);
 
     std::shared_ptr<const tls::context> tls_;
     std::string scratch_;

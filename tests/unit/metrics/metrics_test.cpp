@@ -136,6 +136,30 @@ TEST(Metrics, HistogramBucketsAreInclusiveCumulativeAndSummedOverWorkers) {
     EXPECT_TRUE(has_line(text, "herald_publish_duration_seconds_sum 11.001201")) << text;
 }
 
+// observe_near() lands every value in the bucket observe() picks, whatever the hint: above,
+// below, on the value's own bucket, at either end (a fan-out's flush passes the last bucket on).
+TEST(Metrics, HistogramObserveNearMatchesObserveFromAnyHint) {
+    using namespace std::chrono;
+    constexpr std::size_t n = histogram::k_bounds_ns.size() + 1;
+    const std::array<nanoseconds, 8> values{nanoseconds(-5), microseconds(100), microseconds(101),
+                                            milliseconds(3), milliseconds(10),  milliseconds(11),
+                                            seconds(10),     seconds(11)};
+    for (const auto v : values) {
+        histogram want;
+        want.observe(v);
+        std::size_t expect = n;
+        for (std::size_t b = 0; b < n; ++b)
+            if (want.bucket(b) == 1) expect = b;
+        ASSERT_LT(expect, n);
+        for (std::size_t hint = 0; hint < n; ++hint) {
+            histogram got;
+            EXPECT_EQ(got.observe_near(v, hint), expect) << v.count() << " ns, hint " << hint;
+            EXPECT_EQ(got.bucket(expect), 1);
+            EXPECT_EQ(got.sum_ns(), want.sum_ns());
+        }
+    }
+}
+
 TEST(Metrics, LabelledHistogramsAndResumeOutcomes) {
     using namespace std::chrono;
     registry reg(2);
