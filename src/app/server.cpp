@@ -313,8 +313,11 @@ int server::run() {
     // The signals are ours before the first worker runs and before herald says it is ready: a
     // SIGTERM sent right after readiness is queued here, not lost (a process started with
     // SIGINT ignored, as a shell's background job is, would otherwise drop it) and never kills.
-    asio::signal_set signals(main_ioc, SIGINT, SIGTERM);
-    asio::signal_set reload(main_ioc, SIGHUP);
+    // They are given up only at the end of run(), and then ignored (stop_catching_signals).
+    std::optional<asio::signal_set> stop_signals(std::in_place, main_ioc, SIGINT, SIGTERM);
+    std::optional<asio::signal_set> reload_signal(std::in_place, main_ioc, SIGHUP);
+    auto& signals = *stop_signals;
+    auto& reload = *reload_signal;
     // A reload: read the file again, apply what can change live, report the rest. Runs on the
     // main thread (reloads are serialised); nothing changes when the file or a key in it is bad.
     const auto do_reload = [&](const char* trigger) -> std::pair<bool, std::string> {
@@ -463,6 +466,13 @@ int server::run() {
         w->hooks.reset();
         w->webhooks.reset();
     }
+    // A stop asked for again while the process tears down (a supervisor repeating SIGTERM, a
+    // second Ctrl-C) must not kill it mid-way with the signal's default action: destroying a
+    // signal_set restores that default, so the signals are ignored from here on. The stop they
+    // ask for is already under way.
+    stop_signals.reset();
+    reload_signal.reset();
+    for (int signo : {SIGINT, SIGTERM, SIGHUP}) std::signal(signo, SIG_IGN);
     spdlog::info("stopped");
     return 0;
 }

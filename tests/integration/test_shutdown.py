@@ -94,6 +94,29 @@ def test_sigint_also_exits_zero(herald_factory):
     srv.terminate()
 
 
+def test_signals_repeated_until_the_process_is_gone_never_kill_it(herald_factory):
+    """A supervisor that repeats SIGTERM (or an operator pressing Ctrl-C again) while herald
+    already stops: every signal, up to the process's last instant, must find a handler. On the
+    old code the teardown after the drain ran with the signals' default action restored, and a
+    SIGTERM then killed the process (exit -15; test_drain_spread hit it once). History held in
+    memory makes that teardown long enough to be hit."""
+    srv = herald_factory({"history": {"size": 1000, "max_bytes": "256MiB"}})
+    body = b"x" * 4000
+    with requests.Session() as s:
+        for i in range(4000):
+            r = s.post(srv.url(f"/publish/{unique('teardown')}-{i % 400}"), data=body, timeout=5)
+            assert r.status_code == 200, r.text
+    srv.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    sent = 1
+    while srv.proc.poll() is None and time.monotonic() < deadline:
+        srv.proc.send_signal(signal.SIGTERM)
+        sent += 1
+        time.sleep(0.0005)
+    assert srv.proc.wait(5) == 0, f"exit {srv.proc.returncode} after {sent} SIGTERMs"
+    srv.terminate()
+
+
 # Release pass only: under ThreadSanitizer a SIGINT to a process that inherited it ignored is
 # still lost about once in ten starts (TSan's own signal interception), with this fix in place.
 @pytest.mark.release_only
