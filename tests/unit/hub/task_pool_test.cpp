@@ -23,10 +23,11 @@ TEST(TaskPool, BlocksAreReusedPerThreadUpToTheBound) {
         using hub::task_pool;
         EXPECT_EQ(task_pool::cached(), 0u);
         std::vector<void*> blocks;
+        // Sizes from 24 B to a whole block.
         for (std::size_t i = 0; i < task_pool::k_max_free + 10; ++i)
-            blocks.push_back(task_pool::allocate(24 + i % 400));
+            blocks.push_back(task_pool::allocate(24 + i % (task_pool::k_block - 23)));
         for (std::size_t i = 0; i < blocks.size(); ++i)
-            task_pool::deallocate(blocks[i], 24 + i % 400);
+            task_pool::deallocate(blocks[i], 24 + i % (task_pool::k_block - 23));
         EXPECT_EQ(task_pool::cached(), task_pool::k_max_free);  // the rest went to the heap
         // Any size up to a block takes the last one freed.
         void* last = blocks[task_pool::k_max_free - 1];
