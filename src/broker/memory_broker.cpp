@@ -1,10 +1,9 @@
 #include "memory_broker.hpp"
 
-#include "herald/common/sanitizers.hpp"
+#include "herald/common/block_cache.hpp"
 #include "herald/wire/topic.hpp"
 #include "herald/wire/trace.hpp"
 
-#include <array>
 #include <memory>
 #include <random>
 #include <type_traits>
@@ -76,56 +75,24 @@ namespace {
 // A publish's request and completion, which travel to the owner and back as one block: each hop
 // moves a pointer, not the request's strings and the completion's captures (several moves per
 // hop through a posted task). A task dropped uncalled (shutdown) frees the block and what the
-// completion captured. Blocks are recycled through a short per-thread list (a worker takes one
-// per publish and, the answer given, returns it on the same thread; 128 blocks cover a worker's
-// publishes in flight in the publish-only bench, 35 KiB at most), so a publish does not pay
-// malloc for it; off under AddressSanitizer, so that a use after free is still caught. The list
-// is trivially destructible and stays usable while the thread exits: its guard frees the kept
-// blocks and closes it, after which blocks go straight to operator delete.
+// completion captured. Blocks are recycled per thread (common/block_cache.hpp: a worker takes
+// one per publish and, the answer given, returns it on the same thread; 128 blocks cover a
+// worker's publishes in flight in the publish-only bench, 35 KiB at most), so a publish does not
+// pay malloc for it.
 struct publish_job {
     hub::publish_request req;
     publish_handler done;
 
     static void* operator new(std::size_t n) {
-        auto& c = cache();
-        if (k_recycle && c.count != 0) return c.blocks[--c.count];
+        if (void* p = cache::take()) return p;
         return ::operator new(n);
     }
     static void operator delete(void* p) noexcept {
-        auto& c = cache();
-        if (k_recycle && !c.closed && c.count < c.blocks.size()) {
-            c.blocks[c.count++] = p;
-            return;
-        }
-        ::operator delete(p);
+        if (!cache::give(p)) ::operator delete(p);
     }
 
 private:
-    static constexpr bool k_recycle = !k_address_sanitizer;
-    struct free_list {
-        std::array<void*, 128> blocks;
-        std::size_t count;
-        bool closed;
-    };
-    struct guard {
-        free_list& list;
-        explicit guard(free_list& l) noexcept : list(l) {}
-        guard(const guard&) = delete;
-        guard& operator=(const guard&) = delete;
-        ~guard() {
-            for (std::size_t i = 0; i < list.count; ++i) ::operator delete(list.blocks[i]);
-            list.count = 0;
-            list.closed = true;
-        }
-    };
-    static free_list& cache() noexcept {
-        static_assert(std::is_trivially_destructible_v<free_list>);
-        thread_local constinit free_list c{};
-        if (!c.closed) {
-            thread_local guard g{c};  // runs once per thread
-        }
-        return c;
-    }
+    using cache = block_cache<publish_job, 1, 128>;
 };
 }  // namespace
 

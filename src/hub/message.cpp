@@ -1,6 +1,6 @@
 #include "herald/hub/message.hpp"
 
-#include "herald/common/sanitizers.hpp"
+#include "herald/common/block_cache.hpp"
 #include "herald/common/text.hpp"
 #include "herald/wire/topic.hpp"
 #include "herald/wire/envelope.hpp"
@@ -129,17 +129,10 @@ void message::build_wire_forms() const {
 
 namespace {
 // A worker makes a message per publish and, with history, frees one (the evicted one) in the
-// same turn; a pipelined batch overflows glibc's per-size cache (7 chunks) into its slower bins.
-// A message's block (its shared_ptr control block, the message, and a small payload after it) is
-// therefore recycled through a per-thread list per size class (payload room rounded up to 64 B,
-// classes up to k_inline_payload; at most 16 blocks each, about 40 KiB per thread): taken by the
-// thread that makes a message, given back by the thread that frees it. Off under
-// AddressSanitizer, so that a use after free of a message is still caught.
-// The lists are trivially destructible, so they stay usable while the thread exits: a guard
-// (constructed with them on first use) frees the kept blocks when the thread's destructors run
-// and marks them closed, after which a message freed later on that thread (by another
-// thread_local's or a static's destructor) goes straight to operator delete and none is handed
-// out again.
+// same turn. A message's block (its shared_ptr control block, the message, and a small payload
+// after it) is therefore recycled per thread (common/block_cache.hpp) per size class (payload
+// room rounded up to 64 B, classes up to k_inline_payload; at most 16 blocks each, about 40 KiB
+// per thread).
 constexpr std::size_t k_inline_payload = 256;
 constexpr std::size_t k_tail_step = 64;
 constexpr std::size_t k_classes = k_inline_payload / k_tail_step + 1;  // tails 0, 64, .., 256
@@ -148,28 +141,8 @@ constexpr std::size_t tail_room(std::size_t payload) noexcept {
     return (payload + k_tail_step - 1) / k_tail_step * k_tail_step;
 }
 
-struct free_blocks {
-    static constexpr std::size_t k_max = 16;
-    std::array<std::array<void*, k_max>, k_classes> blocks;
-    std::array<std::size_t, k_classes> count;
-    bool closed;
-};
-
-struct free_blocks_guard {
-    free_blocks& list;
-    explicit free_blocks_guard(free_blocks& l) noexcept : list(l) {}
-    free_blocks_guard(const free_blocks_guard&) = delete;
-    free_blocks_guard& operator=(const free_blocks_guard&) = delete;
-    ~free_blocks_guard() {
-        for (std::size_t c = 0; c < k_classes; ++c) {
-            for (std::size_t i = 0; i < list.count[c]; ++i) ::operator delete(list.blocks[c][i]);
-            list.count[c] = 0;
-        }
-        list.closed = true;
-    }
-};
-
-constexpr bool k_recycle = !k_address_sanitizer;
+struct message_blocks_tag {};
+using message_blocks = block_cache<message_blocks_tag, k_classes, 16>;
 
 // allocate_shared's allocator: one block of the control block (with the message in it) and
 // `tail` bytes after it, whose address allocate() reports through `tail_at`.
@@ -183,38 +156,18 @@ struct block_allocator {
     template <class U>
     block_allocator(const block_allocator<U>& o) noexcept : tail(o.tail), tail_at(o.tail_at) {}
 
-    static free_blocks& cache() {
-        static_assert(std::is_trivially_destructible_v<free_blocks>);
-        thread_local constinit free_blocks c{};
-        if (!c.closed) {
-            thread_local free_blocks_guard guard{c};  // runs once per thread
-        }
-        return c;
-    }
     [[nodiscard]] bool recycled(std::size_t n) const noexcept {
-        return k_recycle && n == 1 && tail <= k_inline_payload &&
-               alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+        return n == 1 && tail <= k_inline_payload && alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__;
     }
     T* allocate(std::size_t n) {
         void* p = nullptr;
-        if (recycled(n)) {
-            auto& c = cache();
-            auto& count = c.count[tail / k_tail_step];
-            if (count != 0) p = c.blocks[tail / k_tail_step][--count];  // 0 once closed
-        }
+        if (recycled(n)) p = message_blocks::take(tail / k_tail_step);
         if (!p) p = ::operator new(n * sizeof(T) + tail);
         if (tail_at) *tail_at = static_cast<char*>(p) + n * sizeof(T);
         return static_cast<T*>(p);
     }
     void deallocate(T* p, std::size_t n) noexcept {
-        if (recycled(n)) {
-            auto& c = cache();
-            auto& count = c.count[tail / k_tail_step];
-            if (!c.closed && count < free_blocks::k_max) {
-                c.blocks[tail / k_tail_step][count++] = p;
-                return;
-            }
-        }
+        if (recycled(n) && message_blocks::give(p, tail / k_tail_step)) return;
         ::operator delete(p);
     }
     friend bool operator==(const block_allocator& a, const block_allocator& b) noexcept {
